@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace gcp::cgroup {
+
+/// Throws Error(kUsage) unless `name` can be a job or unit name: 1 to 64 characters
+/// of [A-Za-z0-9._-], not starting with '.' or '-'. `what` is "job" or "unit".
+void check_name(const std::string& what, const std::string& name);
+
+/// The cgroup of a job, relative to a hierarchy root: "gcp/<job>".
+std::string job_path(const std::string& job);
+
+/// The cgroup of a unit, relative to a hierarchy root: "gcp/<job>/<unit>".
+std::string unit_path(const std::string& job, const std::string& unit);
+
+/// Where a cgroup's freezer is.
+enum class FreezeState { kThawed, kFreezing, kFrozen };
+
+/// The operating system's cgroups, behind a seam so logic tests need no root.
+/// Paths are relative to the hierarchy root ("gcp/j/u").
+class Cgroups {
+ public:
+  virtual ~Cgroups() = default;
+  /// Creates the cgroup and its parents; fine when it exists.
+  virtual void create(const std::string& path) = 0;
+  /// True when the cgroup exists.
+  virtual bool exists(const std::string& path) = 0;
+  /// Moves a process (all its threads) into the cgroup.
+  virtual void attach(const std::string& path, pid_t pid) = 0;
+  /// The processes in the cgroup (host PIDs), empty when it does not exist.
+  virtual std::vector<pid_t> procs(const std::string& path) = 0;
+  /// Asks the freezer to freeze or thaw the cgroup (does not wait).
+  virtual void set_frozen(const std::string& path, bool frozen) = 0;
+  /// Where the freezer of the cgroup is now.
+  virtual FreezeState freeze_state(const std::string& path) = 0;
+  /// Removes an empty cgroup; fine when it does not exist.
+  virtual void remove(const std::string& path) = 0;
+  /// The absolute directory of the cgroup in the freezer hierarchy (for criu --freeze-cgroup).
+  virtual std::string freezer_dir(const std::string& path) = 0;
+};
+
+/// The real cgroups of this machine through libcgroup (freezer controller). Throws
+/// Error with a hint when libcgroup cannot be initialised or no freezer is mounted.
+std::unique_ptr<Cgroups> system_cgroups();
+
+/// Freezes a cgroup and waits until the kernel says frozen; on timeout thaws it
+/// again and throws Error(kFailed).
+void freeze(Cgroups& cgroups, const std::string& path, std::chrono::milliseconds timeout);
+
+/// Thaws a cgroup; never throws (it runs on failure paths), logs a failure.
+void thaw_quietly(Cgroups& cgroups, const std::string& path) noexcept;
+
+/// Kills every process of a cgroup (SIGKILL, thawing so the kill lands) and waits
+/// until it is empty; throws Error(kFailed) when processes remain after `timeout`.
+void kill_all(Cgroups& cgroups, const std::string& path, std::chrono::milliseconds timeout);
+
+}  // namespace gcp::cgroup

@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+namespace gcp::fs {
+
+namespace stdfs = std::filesystem;
+
+/// Reads a whole file; throws Error naming the file when it cannot.
+std::string read_file(const stdfs::path& path);
+
+/// Reads a whole file; nullopt when it does not exist.
+std::optional<std::string> try_read_file(const stdfs::path& path);
+
+/// Writes `data` to `path` as temp + fsync + rename + fsync of the directory, so a
+/// reader sees the old content or the new one, never a part.
+void write_file_atomic(const stdfs::path& path, const std::string& data, mode_t mode = 0644);
+
+/// Creates a directory and its parents with `mode`; fine when it exists.
+void make_dirs(const stdfs::path& path, mode_t mode = 0755);
+
+/// fsyncs a file or directory; throws on failure.
+void fsync_path(const stdfs::path& path);
+
+/// fsyncs every file under `dir` and every directory, bottom up.
+void fsync_tree(const stdfs::path& dir);
+
+/// Removes a tree; never throws (for cleanup paths), logs what it could not remove.
+void remove_tree_quietly(const stdfs::path& path);
+
+/// An exclusive advisory lock (flock) on a file, released on destruction.
+class FileLock {
+ public:
+  /// Tries to take the lock without waiting; nullopt when somebody else holds it.
+  static std::optional<FileLock> try_lock(const stdfs::path& path);
+  FileLock(FileLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  FileLock& operator=(FileLock&&) = delete;
+  FileLock(const FileLock&) = delete;
+  ~FileLock();
+
+ private:
+  explicit FileLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+}  // namespace gcp::fs

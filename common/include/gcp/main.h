@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+
+namespace gcp {
+
+/// The release of gcp, also passed to translibs.
+inline constexpr const char* kVersion = "0.1.0";
+
+/// The one entry path of every tool: parses argv with `app` (to which it adds -v and
+/// --version), sets up logging on stderr, calls `body`, catches once and maps
+/// errors to the exit codes of DESIGN.md. CLI11 parse errors map to 2.
+int run_main(const std::string& tool, CLI::App& app, int argc, char** argv,
+             const std::function<void()>& body);
+
+/// Writes one JSON document followed by a newline to stdout (the only data a tool prints).
+void print_json(const std::string& json_text);
+
+}  // namespace gcp

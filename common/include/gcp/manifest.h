@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace gcp::manifest {
+
+using json = nlohmann::ordered_json;
+
+/// The API version this gcp writes; readers accept the same major (v1).
+inline constexpr const char* kApiVersion = "gcp/v1";
+
+/// One job unit: the processes of a job on one node.
+struct Unit {
+  std::string name;                  ///< unique within the job
+  std::string node;                  ///< host the unit runs on
+  std::string grouping = "pidns";    ///< how its processes are found: "pidns" or "tree"
+  std::string cgroup;                ///< relative cgroup path, "gcp/<job>/<unit>"
+  std::string translib = "criu";     ///< checkpointer used for it
+  std::vector<std::string> command;  ///< what was started
+  std::string output;                ///< file that receives the unit's stdout and stderr
+  std::optional<pid_t> pid;          ///< host PID of the unit's root (its init), while it runs
+  std::string state = "running";     ///< "running", "stopped" or "exited" as last recorded
+  std::optional<uint64_t> restored_from;  ///< checkpoint sequence it was last restarted from
+  json extra = json::object();       ///< fields this gcp does not know, kept as they were
+};
+
+/// A job: a collection of units.
+struct Job {
+  std::string name;
+  uid_t owner = 0;                   ///< owner uid: only it and root may touch the job
+  std::string created;               ///< RFC 3339 UTC
+  std::vector<Unit> units;
+  json extra = json::object();
+
+  /// The unit with this name; nullptr when there is none.
+  Unit* find_unit(const std::string& unit);
+  const Unit* find_unit(const std::string& unit) const;
+};
+
+/// One image file of a unit's checkpoint.
+struct ImageFile {
+  std::string path;     ///< relative to the unit's image directory
+  uint64_t size = 0;    ///< bytes
+  std::string sha256;   ///< hex digest of the content
+  json extra = json::object();
+};
+
+/// One unit in a checkpoint.
+struct CheckpointUnit {
+  std::string name;
+  std::string node;
+  std::string grouping;
+  std::string translib;            ///< translib name, e.g. "criu"
+  std::string translib_version;    ///< the translib's own version
+  std::string checkpointer;        ///< e.g. "criu"
+  std::string checkpointer_version;///< e.g. "4.2.1"
+  std::vector<ImageFile> images;
+  json timings = json::object();   ///< milliseconds: freeze, dump, store
+  json bytes = json::object();     ///< raw, stored, new
+  json stats = json::object();     ///< the checkpointer's own numbers
+  json extra = json::object();
+};
+
+/// A committed snapshot of a job.
+struct Checkpoint {
+  std::string job;
+  uint64_t seq = 0;
+  std::string created;
+  std::string mode = "coordinated";
+  std::string kernel;
+  std::vector<CheckpointUnit> units;
+  json timings = json::object();   ///< milliseconds per phase of the whole round
+  json bytes = json::object();
+  json extra = json::object();
+};
+
+/// Serialises to a manifest document (apiVersion and kind first).
+json to_json(const Job& job);
+json to_json(const Checkpoint& checkpoint);
+
+/// Parses a manifest document; throws Error(kUsage) naming the field ("units[1].name")
+/// and `source` (a file name, "stdin" or a job id) when a field is missing or wrong, or
+/// the apiVersion is not gcp/v1 or the kind is not the expected one.
+Job job_from_json(const json& doc, const std::string& source);
+Checkpoint checkpoint_from_json(const json& doc, const std::string& source);
+
+/// Parses text as JSON; throws Error(kUsage) naming `source` on a syntax error.
+json parse(const std::string& text, const std::string& source);
+
+/// The current time as RFC 3339 UTC with milliseconds.
+std::string now_rfc3339();
+
+}  // namespace gcp::manifest

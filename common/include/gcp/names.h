@@ -1,0 +1,19 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// Names that tools pass to each other and to units, in one place.
+namespace gcp::names {
+
+inline constexpr const char* kEnvStore = "GCP_STORE";                ///< default store directory
+inline constexpr const char* kEnvCriu = "GCP_CRIU";                  ///< criu binary to use
+inline constexpr const char* kEnvTranslibPath = "GCP_TRANSLIB_PATH"; ///< extra translib directories
+inline constexpr const char* kEnvInit = "GCP_INIT";                  ///< gcp-init binary to use
+inline constexpr const char* kEnvJob = "GCP_JOB";                    ///< set in a unit: its job
+inline constexpr const char* kEnvUnit = "GCP_UNIT";                  ///< set in a unit: its name
+
+inline constexpr const char* kOptStore = "--store";
+inline constexpr const char* kOptJob = "--job";
+inline constexpr const char* kOptUnit = "--unit";
+inline constexpr const char* kOptSeq = "--seq";
+
+}  // namespace gcp::names

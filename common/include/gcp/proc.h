@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace gcp::proc {
+
+/// True when a process with this (host) PID exists and is not a zombie.
+bool alive(pid_t pid);
+
+/// The PIDs of `pid` as seen from each nested PID namespace (NSpid line), outermost first.
+std::vector<pid_t> ns_pids(pid_t pid);
+
+/// The parent PID (PPid) of a process; nullopt when it is gone.
+std::optional<pid_t> parent(pid_t pid);
+
+/// Every process (not thread) whose parent is `pid`.
+std::vector<pid_t> children(pid_t pid);
+
+/// `pid` and all its descendants, parents before children.
+std::vector<pid_t> tree(pid_t pid);
+
+/// The inode of a namespace of `pid` ("pid", "mnt", "net", ...); nullopt when gone.
+std::optional<unsigned long> ns_inode(pid_t pid, const std::string& ns);
+
+/// The command line of a process, arguments joined by spaces.
+std::string cmdline(pid_t pid);
+
+/// The kernel release (uname -r).
+std::string kernel_release();
+
+/// The node name (uname -n).
+std::string node_name();
+
+}  // namespace gcp::proc

@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace gcp::process {
+
+/// How to run an external program.
+struct Spec {
+  std::vector<std::string> argv;          ///< program and arguments; argv[0] is looked up in PATH
+  std::optional<std::string> input;       ///< written to its stdin, then closed; /dev/null when absent
+  std::vector<std::string> env;           ///< extra "NAME=value" entries on top of ours
+  std::vector<std::string> join_cgroups;  ///< cgroup.procs files the child joins before exec
+  std::optional<std::chrono::milliseconds> timeout;  ///< killed (SIGKILL) when it runs longer
+};
+
+/// What an external program did.
+struct Result {
+  int exit_code = -1;    ///< its exit status, or -1 when killed by a signal
+  int signal = 0;        ///< the signal that ended it, 0 when it exited
+  bool timed_out = false;///< killed because it ran past Spec::timeout
+  std::string out;       ///< everything it wrote to stdout
+  std::string err;       ///< everything it wrote to stderr
+
+  /// True when it exited with status 0.
+  bool ok() const { return exit_code == 0; }
+  /// "exit status 3", "killed by signal 9" or "timed out after ..." for messages.
+  std::string describe() const;
+};
+
+/// Runs a program to completion: no shell, stdout and stderr captured, the child
+/// reaped on every path and killed (SIGKILL) when this process dies first. Throws
+/// Error when the program cannot be started.
+Result run(const Spec& spec);
+
+/// Looks a program up in PATH; nullopt when not found or not executable.
+std::optional<std::string> find_in_path(const std::string& name);
+
+/// The directory of the running executable (/proc/self/exe).
+std::string self_dir();
+
+}  // namespace gcp::process

@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include "gcp/error.h"
+#include "gcp/manifest.h"
+#include "gcp/translib.h"
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace gcp::translib {
+
+using manifest::json;
+
+/// Directories searched for "<name>.so": $GCP_TRANSLIB_PATH (colon-separated), then
+/// <dir of this executable>/../lib/gcp/translibs.
+std::vector<std::filesystem::path> search_path();
+
+/// A loaded translib. Loading checks the ABI in both directions and refuses a
+/// mismatch with a message that names both versions and what to rebuild.
+class Translib {
+ public:
+  /// Loads translib `name` from search_path(); throws Error(kNoCheckpointer) when it is
+  /// not found (naming the directories searched) or does not fit this gcp.
+  static Translib load(const std::string& name);
+  /// Loads a translib from a file.
+  static Translib load_file(const std::filesystem::path& file);
+
+  /// The translib's short name ("criu").
+  std::string name() const { return desc_->name; }
+  /// Its type string ("checkpointer/criu").
+  std::string type() const { return desc_->type; }
+  /// Its own version.
+  std::string version() const { return desc_->version; }
+  /// Its GCP_CAP_* bits.
+  uint64_t capabilities() const { return desc_->capabilities; }
+
+  /// Is the checkpointer usable here: {checkpointer, version, path}. Throws
+  /// Error(kNoCheckpointer) with the translib's reason when not.
+  json probe() const;
+  /// Dumps one unit; throws Error(kFailed) with the translib's message.
+  json checkpoint(const json& request) const;
+  /// Restores one unit; throws Error(kFailed) with the translib's message.
+  json restart(const json& request) const;
+
+ private:
+  Translib(std::shared_ptr<void> handle, const gcp_translib_descriptor* desc)
+      : handle_(std::move(handle)), desc_(desc) {}
+  json call(gcp_translib_call fn, const char* what, const json& request, Exit on_error) const;
+
+  std::shared_ptr<void> handle_;
+  const gcp_translib_descriptor* desc_;
+};
+
+}  // namespace gcp::translib

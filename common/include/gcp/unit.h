@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include "gcp/cgroup.h"
+#include "gcp/manifest.h"
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace gcp::unit {
+
+/// What it takes to start one unit in isolation.
+struct LaunchSpec {
+  std::string job;
+  std::string unit;
+  std::vector<std::string> command;  ///< program and arguments, looked up in PATH
+  std::string cgroup;                ///< relative cgroup path ("gcp/<job>/<unit>")
+  std::string output;                ///< file that gets the unit's stdout and stderr (appended)
+};
+
+/// The gcp-init helper: $GCP_INIT, else <exe dir>/../libexec/gcp/gcp-init.
+std::string init_path();
+
+/// Starts a unit: gcp-init as PID 1 of a new PID and mount namespace (propagation
+/// slave), session leader, in the unit's cgroup, stdin from /dev/null and stdout and
+/// stderr to `output`, no other descriptors; gcp-init then runs the command. Returns
+/// once the command has been exec'd, with the host PID of gcp-init. Throws Error (and
+/// leaves nothing running) when the namespace, the cgroup or the exec fails.
+pid_t launch(cgroup::Cgroups& cgroups, const LaunchSpec& spec);
+
+/// The live state of a unit: "running", "frozen", "stopped" (killed or checkpointed
+/// with --stop) or "exited" (its processes ended by themselves).
+std::string live_state(cgroup::Cgroups& cgroups, const manifest::Unit& unit);
+
+}  // namespace gcp::unit

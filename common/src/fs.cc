@@ -1,0 +1,128 @@
+// SPDX-License-Identifier: MIT
+#include "gcp/fs.h"
+
+#include "gcp/error.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <sstream>
+
+namespace gcp::fs {
+
+std::optional<std::string> try_read_file(const stdfs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    if (errno == ENOENT) return std::nullopt;
+    throw_errno("reading '" + path.string() + "'");
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) throw_errno("reading '" + path.string() + "'");
+  return ss.str();
+}
+
+std::string read_file(const stdfs::path& path) {
+  auto content = try_read_file(path);
+  if (!content) {
+    errno = ENOENT;
+    throw_errno("reading '" + path.string() + "'");
+  }
+  return *content;
+}
+
+void fsync_path(const stdfs::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw_errno("opening '" + path.string() + "' to sync it");
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) {
+    errno = err;
+    throw_errno("syncing '" + path.string() + "'");
+  }
+}
+
+void fsync_tree(const stdfs::path& dir) {
+  for (const auto& entry : stdfs::recursive_directory_iterator(dir)) {
+    if (entry.is_regular_file() || entry.is_directory()) fsync_path(entry.path());
+  }
+  fsync_path(dir);
+}
+
+void write_file_atomic(const stdfs::path& path, const std::string& data, mode_t mode) {
+  stdfs::path tmp = path;
+  tmp += ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) throw_errno("creating '" + tmp.string() + "'");
+  const char* p = data.data();
+  size_t left = data.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd, p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      errno = err;
+      throw_errno("writing '" + tmp.string() + "'", Exit::kFailed,
+                  err == ENOSPC ? "free space on the store's file system" : "");
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+  if (::fchmod(fd, mode) != 0 || ::fsync(fd) != 0) {
+    int err = errno;
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    errno = err;
+    throw_errno("syncing '" + tmp.string() + "'");
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    errno = err;
+    throw_errno("renaming '" + tmp.string() + "' to '" + path.string() + "'");
+  }
+  fsync_path(path.parent_path().empty() ? "." : path.parent_path());
+}
+
+void make_dirs(const stdfs::path& path, mode_t mode) {
+  std::error_code ec;
+  if (stdfs::is_directory(path, ec)) return;
+  if (path.has_parent_path() && path.parent_path() != path) make_dirs(path.parent_path(), mode);
+  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) {
+    throw_errno("creating directory '" + path.string() + "'");
+  }
+}
+
+void remove_tree_quietly(const stdfs::path& path) {
+  std::error_code ec;
+  stdfs::remove_all(path, ec);
+  if (ec) spdlog::warn("could not remove '{}': {}", path.string(), ec.message());
+}
+
+std::optional<FileLock> FileLock::try_lock(const stdfs::path& path) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) throw_errno("opening lock file '" + path.string() + "'");
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    ::close(fd);
+    if (err == EWOULDBLOCK) return std::nullopt;
+    errno = err;
+    throw_errno("locking '" + path.string() + "'");
+  }
+  return FileLock(fd);
+}
+
+FileLock::~FileLock() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+}  // namespace gcp::fs

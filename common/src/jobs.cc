@@ -1,0 +1,340 @@
+// SPDX-License-Identifier: MIT
+#include "gcp/jobs.h"
+
+#include "gcp/error.h"
+#include "gcp/proc.h"
+#include "gcp/translib_loader.h"
+#include "gcp/unit.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <exception>
+#include <map>
+#include <thread>
+
+namespace gcp::jobs {
+namespace {
+
+using manifest::json;
+using Clock = std::chrono::steady_clock;
+
+double ms_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+double round_ms(double ms) { return static_cast<double>(static_cast<long long>(ms * 10 + 0.5)) / 10; }
+
+// Holds SIGINT, SIGTERM and SIGHUP while units may be frozen, so that an operator's
+// Ctrl-C lands after the job is thawed again instead of leaving it frozen.
+class DeferSignals {
+ public:
+  DeferSignals() {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, sig);
+    ::sigprocmask(SIG_BLOCK, &set, &old_);
+  }
+  ~DeferSignals() { ::sigprocmask(SIG_SETMASK, &old_, nullptr); }
+  DeferSignals(const DeferSignals&) = delete;
+  DeferSignals& operator=(const DeferSignals&) = delete;
+
+ private:
+  sigset_t old_;
+};
+
+fs::FileLock lock(store::Store& store, const std::string& job) {
+  auto held = store.try_lock_job(job);
+  if (!held) {
+    throw Error(Exit::kBusy, "job '" + job + "' is busy: another checkpoint or restart holds its lock",
+                "retry when it has finished");
+  }
+  return std::move(*held);
+}
+
+// One loaded and probed translib per name, for the units of one round.
+class Translibs {
+ public:
+  const translib::Translib& get(const std::string& name) {
+    auto it = loaded_.find(name);
+    if (it == loaded_.end()) {
+      auto lib = translib::Translib::load(name);
+      json info = lib.probe();
+      spdlog::debug("translib '{}' {}: {} {} at {}", name, lib.version(),
+                    info.value("checkpointer", "?"), info.value("version", "?"), info.value("path", "?"));
+      it = loaded_.emplace(name, std::make_pair(std::move(lib), info)).first;
+    }
+    return it->second.first;
+  }
+
+ private:
+  std::map<std::string, std::pair<translib::Translib, json>> loaded_;
+};
+
+void thaw_all(cgroup::Cgroups& cgroups, const std::vector<const manifest::Unit*>& units) {
+  for (const auto* u : units) cgroup::thaw_quietly(cgroups, u->cgroup);
+}
+
+}  // namespace
+
+manifest::Job load(store::Store& store, const std::string& job) {
+  cgroup::check_name("job", job);
+  auto loaded = store.load_job(job);
+  if (!loaded) {
+    throw Error(Exit::kUsage, "job '" + job + "' is not in store '" + store.root().string() + "'",
+                "list the jobs with 'gcp-isolate list', or pass --store");
+  }
+  uid_t me = ::geteuid();
+  if (me != 0 && me != loaded->owner) {
+    throw Error(Exit::kNotPermitted, "job '" + job + "' belongs to uid " +
+                                         std::to_string(loaded->owner) + ", not to you (uid " +
+                                         std::to_string(me) + ")");
+  }
+  return *loaded;
+}
+
+manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
+                                const std::string& job_name, const CheckpointOptions& options) {
+  auto held = lock(store, job_name);
+  manifest::Job job = load(store, job_name);
+  std::string node = proc::node_name();
+  std::vector<const manifest::Unit*> units;
+  for (const auto& u : job.units) {
+    if (u.node != node) {
+      throw Error(Exit::kUsage, "unit '" + u.name + "' of job '" + job_name + "' runs on node '" +
+                                    u.node + "', this is '" + node + "'",
+                  "run gcp-checkpoint on that node; jobs across nodes need the job checkpointer");
+    }
+    std::string state = unit::live_state(cgroups, u);
+    if (state != "running") {
+      throw Error(Exit::kFailed, "unit '" + u.name + "' of job '" + job_name + "' is " + state +
+                                     ", not running: nothing to checkpoint",
+                  state == "frozen" ? "thaw it first (freezer.state of " + cgroups.freezer_dir(u.cgroup) + ")"
+                                    : "restart it with 'gcp-restart " + job_name + "'");
+    }
+    units.push_back(&u);
+  }
+  if (units.empty()) throw Error(Exit::kUsage, "job '" + job_name + "' has no units");
+
+  Translibs translibs;
+  for (const auto* u : units) translibs.get(u->translib);
+
+  store::Staging staging = store.begin(job_name);
+  manifest::Checkpoint cp;
+  cp.job = job_name;
+  cp.seq = staging.seq;
+  cp.created = manifest::now_rfc3339();
+  cp.mode = "coordinated";
+  cp.kernel = proc::kernel_release();
+  std::vector<json> results(units.size());
+  std::vector<double> freeze_ms(units.size()), dump_ms(units.size());
+  std::vector<std::string> errors(units.size());
+
+  auto fail = [&](const std::string& message, const std::string& hint) {
+    store.abort(staging);
+    store.append_event(job_name, {{"event", "checkpoint-failed"}, {"seq", staging.seq}, {"error", message}});
+    throw Error(Exit::kFailed, message, hint);
+  };
+
+  Clock::time_point t_start, t_frozen, t_dumped, t_thawed;
+  {
+    DeferSignals defer;
+    t_start = Clock::now();
+    std::vector<const manifest::Unit*> frozen;
+    for (size_t i = 0; i < units.size(); ++i) {
+      auto t = Clock::now();
+      try {
+        cgroup::freeze(cgroups, units[i]->cgroup, options.freeze_timeout);
+      } catch (const Error& e) {
+        thaw_all(cgroups, frozen);
+        fail("checkpoint of job '" + job_name + "' aborted: unit '" + units[i]->name + "': " + e.what(),
+             e.hint());
+      }
+      frozen.push_back(units[i]);
+      freeze_ms[i] = ms_between(t, Clock::now());
+    }
+    t_frozen = Clock::now();
+
+    // All units are frozen: dump them in parallel.
+    std::vector<std::thread> workers;
+    for (size_t i = 0; i < units.size(); ++i) {
+      workers.emplace_back([&, i] {
+        const auto* u = units[i];
+        auto t = Clock::now();
+        try {
+          results[i] = translibs.get(u->translib).checkpoint(
+              {{"pid", u->pid.value_or(0)},
+               {"imagesDir", staging.unit_dir(u->name).string()},
+               {"grouping", u->grouping},
+               {"freezeCgroup", cgroups.freezer_dir(u->cgroup)},
+               {"leaveRunning", true}});
+        } catch (const std::exception& e) {
+          errors[i] = e.what();
+        }
+        dump_ms[i] = ms_between(t, Clock::now());
+      });
+    }
+    for (auto& w : workers) w.join();
+    t_dumped = Clock::now();
+    for (size_t i = 0; i < units.size(); ++i) {
+      if (!errors[i].empty()) {
+        thaw_all(cgroups, units);
+        fail("checkpoint of job '" + job_name + "' aborted: unit '" + units[i]->name + "': " + errors[i],
+             "the job was thawed and keeps running; the previous checkpoint is still the latest");
+      }
+    }
+    // With --stop the units stay frozen until the checkpoint is committed, then die.
+    if (!options.stop) thaw_all(cgroups, units);
+    t_thawed = Clock::now();
+  }
+
+  for (size_t i = 0; i < units.size(); ++i) {
+    const auto* u = units[i];
+    const auto& lib = translibs.get(u->translib);
+    manifest::CheckpointUnit cu;
+    cu.name = u->name;
+    cu.node = u->node;
+    cu.grouping = u->grouping;
+    cu.translib = lib.name();
+    cu.translib_version = lib.version();
+    cu.checkpointer = results[i].value("checkpointer", lib.name());
+    cu.checkpointer_version = results[i].value("version", "");
+    cu.stats = results[i].value("stats", json::object());
+    cu.timings = {{"freezeMs", round_ms(freeze_ms[i])}, {"dumpMs", round_ms(dump_ms[i])}};
+    cp.units.push_back(std::move(cu));
+  }
+  try {
+    store.commit(staging, cp);
+  } catch (const Error& e) {
+    if (options.stop) thaw_all(cgroups, units);
+    fail("checkpoint " + std::to_string(cp.seq) + " of job '" + job_name + "' not committed: " + e.what(),
+         e.hint().empty() ? "the job keeps running; the previous checkpoint is still the latest" : e.hint());
+  }
+  auto t_committed = Clock::now();
+  cp.timings["freezeMs"] = round_ms(ms_between(t_start, t_frozen));
+  cp.timings["dumpMs"] = round_ms(ms_between(t_frozen, t_dumped));
+  cp.timings["thawMs"] = round_ms(ms_between(t_dumped, t_thawed));
+  cp.timings["downtimeMs"] = round_ms(ms_between(t_start, t_thawed));
+  cp.timings["storeMs"] = round_ms(cp.timings.value("storeMs", 0.0));
+  cp.timings["totalMs"] = round_ms(ms_between(t_start, t_committed));
+
+  if (options.stop) {
+    for (const auto* u : units) {
+      cgroup::kill_all(cgroups, u->cgroup, std::chrono::seconds(10));
+      cgroups.remove(u->cgroup);
+    }
+    for (auto& u : job.units) {
+      u.state = "stopped";
+      u.pid.reset();
+    }
+    store.save_job(job);
+  }
+  store.append_event(job_name, {{"event", "checkpoint"},
+                                {"seq", cp.seq},
+                                {"downtimeMs", cp.timings["downtimeMs"]},
+                                {"totalMs", cp.timings["totalMs"]},
+                                {"bytes", cp.bytes.value("raw", 0)}});
+  return cp;
+}
+
+manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::string& job_name,
+                      std::optional<uint64_t> seq) {
+  auto held = lock(store, job_name);
+  manifest::Job job = load(store, job_name);
+  if (!seq) {
+    auto all = store.checkpoints(job_name);
+    if (all.empty()) {
+      throw Error(Exit::kUsage, "job '" + job_name + "' has no committed checkpoint to restart",
+                  "take one with 'gcp-checkpoint " + job_name + "'");
+    }
+    seq = all.back();
+  }
+  manifest::Checkpoint cp = store.load_checkpoint(job_name, *seq);
+  std::string what = "restarting checkpoint " + std::to_string(*seq) + " of job '" + job_name + "'";
+
+  // Check everything before restoring anything: all or nothing.
+  Translibs translibs;
+  std::vector<std::pair<const manifest::CheckpointUnit*, std::string>> plan;
+  for (const auto& cu : cp.units) {
+    manifest::Unit* u = job.find_unit(cu.name);
+    if (!u) throw Error(Exit::kFailed, what + ": the job has no unit '" + cu.name + "' any more");
+    if (!cgroups.procs(u->cgroup).empty()) {
+      throw Error(Exit::kFailed, what + ": unit '" + cu.name + "' is still running",
+                  "stop it first with 'gcp-isolate kill " + job_name + " --unit " + cu.name + "'");
+    }
+    translibs.get(cu.translib);
+    plan.emplace_back(&cu, store.materialize(cp, cu.name).string());
+  }
+
+  std::vector<manifest::Unit*> restored;
+  for (const auto& [cu, images] : plan) {
+    manifest::Unit* u = job.find_unit(cu->name);
+    try {
+      cgroups.create(u->cgroup);
+      auto work = store.job_dir(job_name) / "logs" / ("restore-" + std::to_string(*seq) + "-" + cu->name);
+      json result = translibs.get(cu->translib).restart(
+          {{"imagesDir", images},
+           {"workDir", work.string()},
+           {"grouping", cu->grouping},
+           {"joinCgroups", json::array({cgroups.freezer_dir(u->cgroup) + "/cgroup.procs"})}});
+      u->pid = result.at("pid").get<pid_t>();
+      u->state = "running";
+      u->restored_from = *seq;
+      restored.push_back(u);
+    } catch (const std::exception& e) {
+      for (auto* r : restored) {
+        try {
+          cgroup::kill_all(cgroups, r->cgroup, std::chrono::seconds(10));
+        } catch (const std::exception& k) {
+          spdlog::warn("stopping restored unit '{}': {}", r->name, k.what());
+        }
+      }
+      try {
+        cgroup::kill_all(cgroups, u->cgroup, std::chrono::seconds(10));
+      } catch (const std::exception&) {
+      }
+      store.append_event(job_name, {{"event", "restart-failed"}, {"seq", *seq}, {"unit", cu->name}, {"error", e.what()}});
+      auto* err = dynamic_cast<const Error*>(&e);
+      throw Error(Exit::kFailed, what + ": unit '" + cu->name + "': " + e.what(),
+                  err && !err->hint().empty() ? err->hint()
+                                              : "no unit of the job was left running; the checkpoint is unchanged");
+    }
+  }
+  store.save_job(job);
+  store.append_event(job_name, {{"event", "restart"}, {"seq", *seq}});
+  return job;
+}
+
+manifest::Job kill(store::Store& store, cgroup::Cgroups& cgroups, const std::string& job_name,
+                   const std::optional<std::string>& unit) {
+  manifest::Job job = load(store, job_name);
+  if (unit && !job.find_unit(*unit)) {
+    throw Error(Exit::kUsage, "job '" + job_name + "' has no unit '" + *unit + "'");
+  }
+  for (auto& u : job.units) {
+    if (unit && u.name != *unit) continue;
+    cgroup::kill_all(cgroups, u.cgroup, std::chrono::seconds(10));
+    cgroups.remove(u.cgroup);
+    u.state = "stopped";
+    u.pid.reset();
+  }
+  try {
+    cgroups.remove(cgroup::job_path(job_name));
+  } catch (const Error&) {
+    // Other units of the job still have their cgroups: keep the parent.
+  }
+  store.save_job(job);
+  return job;
+}
+
+manifest::Job status(store::Store& store, cgroup::Cgroups& cgroups, const std::string& job_name) {
+  manifest::Job job = load(store, job_name);
+  for (auto& u : job.units) {
+    u.state = unit::live_state(cgroups, u);
+    if (u.state != "running" && u.state != "frozen") u.pid.reset();
+  }
+  return job;
+}
+
+}  // namespace gcp::jobs

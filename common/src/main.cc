@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: MIT
+#include "gcp/main.h"
+
+#include "gcp/error.h"
+#include "gcp/log.h"
+#include "gcp/proc.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <iostream>
+
+namespace gcp {
+
+int run_main(const std::string& tool, CLI::App& app, int argc, char** argv,
+             const std::function<void()>& body) {
+  bool verbose = false;
+  app.add_flag("-v,--verbose", verbose, "Log debug details to stderr");
+  app.set_version_flag("--version", std::string(tool) + " " + kVersion);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "%s: error: %s\n%s: hint: run '%s --help'\n", tool.c_str(), e.what(),
+                 tool.c_str(), tool.c_str());
+    return static_cast<int>(Exit::kUsage);
+  }
+  log::setup(tool, verbose);
+  if (verbose) {
+    std::string args;
+    for (int i = 0; i < argc; ++i) args += (i ? " " : "") + std::string(argv[i]);
+    spdlog::debug("gcp {} on kernel {}: {}", kVersion, proc::kernel_release(), args);
+  }
+  try {
+    body();
+    return 0;
+  } catch (const Error& e) {
+    spdlog::error("{}", e.what());
+    if (!e.hint().empty()) std::fprintf(stderr, "%s: hint: %s\n", tool.c_str(), e.hint().c_str());
+    return static_cast<int>(e.code());
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return static_cast<int>(Exit::kFailed);
+  }
+}
+
+void print_json(const std::string& json_text) {
+  std::cout << json_text << std::endl;
+}
+
+}  // namespace gcp

@@ -1,0 +1,351 @@
+// SPDX-License-Identifier: MIT
+#include "gcp/manifest.h"
+
+#include "gcp/error.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <ctime>
+#include <set>
+
+namespace gcp::manifest {
+namespace {
+
+// Reads the fields of one JSON object, naming the field path in every error and
+// collecting the keys it did not consume into `extra`.
+class Fields {
+ public:
+  Fields(const json& obj, std::string where, const std::string& source)
+      : obj_(obj), where_(std::move(where)), source_(source) {
+    if (!obj_.is_object()) fail(where_.empty() ? "document" : where_, "is not a JSON object");
+  }
+
+  template <typename T>
+  T required(const std::string& key) {
+    seen_.insert(key);
+    auto it = obj_.find(key);
+    if (it == obj_.end()) fail(name(key), "is missing");
+    return convert<T>(*it, key);
+  }
+
+  template <typename T>
+  T optional(const std::string& key, T fallback) {
+    seen_.insert(key);
+    auto it = obj_.find(key);
+    if (it == obj_.end() || it->is_null()) return fallback;
+    return convert<T>(*it, key);
+  }
+
+  template <typename T>
+  std::optional<T> maybe(const std::string& key) {
+    seen_.insert(key);
+    auto it = obj_.find(key);
+    if (it == obj_.end() || it->is_null()) return std::nullopt;
+    return convert<T>(*it, key);
+  }
+
+  const json& array(const std::string& key, bool needed) {
+    seen_.insert(key);
+    static const json empty = json::array();
+    auto it = obj_.find(key);
+    if (it == obj_.end()) {
+      if (needed) fail(name(key), "is missing");
+      return empty;
+    }
+    if (!it->is_array()) fail(name(key), "must be an array");
+    return *it;
+  }
+
+  json object(const std::string& key) {
+    seen_.insert(key);
+    auto it = obj_.find(key);
+    if (it == obj_.end() || it->is_null()) return json::object();
+    if (!it->is_object()) fail(name(key), "must be an object");
+    return *it;
+  }
+
+  std::string name(const std::string& key) const {
+    return where_.empty() ? key : where_ + "." + key;
+  }
+
+  json extra() const {
+    json rest = json::object();
+    for (auto it = obj_.begin(); it != obj_.end(); ++it) {
+      if (!seen_.count(it.key())) rest[it.key()] = it.value();
+    }
+    return rest;
+  }
+
+  [[noreturn]] void fail(const std::string& field, const std::string& why) const {
+    throw Error(Exit::kUsage, "reading manifest '" + source_ + "': field '" + field + "' " + why,
+                "see gcp-manifest(5) for the fields of gcp/v1 manifests");
+  }
+
+ private:
+  template <typename T>
+  T convert(const json& value, const std::string& key) {
+    try {
+      if constexpr (std::is_same_v<T, std::string>) {
+        if (!value.is_string()) fail(name(key), "must be a string");
+      } else if constexpr (std::is_integral_v<T>) {
+        if (!value.is_number_integer()) fail(name(key), "must be an integer");
+        if constexpr (std::is_unsigned_v<T>) {
+          if (value.is_number_integer() && !value.is_number_unsigned() && value.get<long long>() < 0)
+            fail(name(key), "must not be negative");
+        }
+      }
+      return value.get<T>();
+    } catch (const json::exception& e) {
+      fail(name(key), std::string("has the wrong type: ") + e.what());
+    }
+  }
+
+  const json& obj_;
+  std::string where_;
+  const std::string& source_;
+  std::set<std::string> seen_;
+};
+
+std::string indexed(const std::string& key, size_t i) {
+  return key + "[" + std::to_string(i) + "]";
+}
+
+void check_header(const json& doc, const std::string& kind, const std::string& source) {
+  Fields f(doc, "", source);
+  auto version = f.required<std::string>("apiVersion");
+  if (version != kApiVersion) {
+    std::string major = version.substr(0, version.find('.'));
+    if (major != kApiVersion) {
+      throw Error(Exit::kUsage,
+                  "reading manifest '" + source + "': apiVersion '" + version +
+                      "' is not supported (this gcp reads '" + kApiVersion + "')",
+                  "write the manifest as " + std::string(kApiVersion) +
+                      " or use the gcp release that wrote it");
+    }
+    spdlog::warn("manifest '{}' has apiVersion '{}', newer than this gcp's '{}'; unknown fields are kept",
+                 source, version, kApiVersion);
+  }
+  auto got = f.required<std::string>("kind");
+  if (got != kind) {
+    throw Error(Exit::kUsage, "reading manifest '" + source + "': kind is '" + got +
+                                  "', expected '" + kind + "'");
+  }
+}
+
+void put_extra(json& out, const json& extra) {
+  for (auto it = extra.begin(); it != extra.end(); ++it) {
+    if (!out.contains(it.key())) out[it.key()] = it.value();
+  }
+}
+
+json unit_to_json(const Unit& u) {
+  json j;
+  j["name"] = u.name;
+  j["node"] = u.node;
+  j["grouping"] = u.grouping;
+  j["cgroup"] = u.cgroup;
+  j["translib"] = u.translib;
+  j["command"] = u.command;
+  j["output"] = u.output;
+  j["state"] = u.state;
+  if (u.pid) j["pid"] = *u.pid;
+  if (u.restored_from) j["restoredFrom"] = *u.restored_from;
+  put_extra(j, u.extra);
+  return j;
+}
+
+Unit unit_from_json(const json& obj, const std::string& where, const std::string& source) {
+  Fields f(obj, where, source);
+  Unit u;
+  u.name = f.required<std::string>("name");
+  u.node = f.required<std::string>("node");
+  u.grouping = f.optional<std::string>("grouping", "pidns");
+  if (u.grouping != "pidns" && u.grouping != "tree") {
+    f.fail(f.name("grouping"), "is '" + u.grouping + "', expected 'pidns' or 'tree'");
+  }
+  u.cgroup = f.required<std::string>("cgroup");
+  u.translib = f.optional<std::string>("translib", "criu");
+  u.command = f.optional<std::vector<std::string>>("command", {});
+  u.output = f.optional<std::string>("output", "");
+  u.state = f.optional<std::string>("state", "running");
+  u.pid = f.maybe<pid_t>("pid");
+  u.restored_from = f.maybe<uint64_t>("restoredFrom");
+  u.extra = f.extra();
+  return u;
+}
+
+json image_to_json(const ImageFile& i) {
+  json j;
+  j["path"] = i.path;
+  j["size"] = i.size;
+  j["sha256"] = i.sha256;
+  put_extra(j, i.extra);
+  return j;
+}
+
+ImageFile image_from_json(const json& obj, const std::string& where, const std::string& source) {
+  Fields f(obj, where, source);
+  ImageFile i;
+  i.path = f.required<std::string>("path");
+  if (i.path.empty() || i.path[0] == '/' || i.path.find("..") != std::string::npos) {
+    f.fail(f.name("path"), "must be a relative path inside the image directory");
+  }
+  i.size = f.required<uint64_t>("size");
+  i.sha256 = f.required<std::string>("sha256");
+  i.extra = f.extra();
+  return i;
+}
+
+}  // namespace
+
+Unit* Job::find_unit(const std::string& unit) {
+  for (auto& u : units) {
+    if (u.name == unit) return &u;
+  }
+  return nullptr;
+}
+
+const Unit* Job::find_unit(const std::string& unit) const {
+  return const_cast<Job*>(this)->find_unit(unit);
+}
+
+json to_json(const Job& job) {
+  json j;
+  j["apiVersion"] = kApiVersion;
+  j["kind"] = "Job";
+  j["name"] = job.name;
+  j["owner"] = json{{"uid", job.owner}};
+  j["created"] = job.created;
+  j["units"] = json::array();
+  for (const auto& u : job.units) j["units"].push_back(unit_to_json(u));
+  put_extra(j, job.extra);
+  return j;
+}
+
+Job job_from_json(const json& doc, const std::string& source) {
+  check_header(doc, "Job", source);
+  Fields f(doc, "", source);
+  f.required<std::string>("apiVersion");
+  f.required<std::string>("kind");
+  Job job;
+  job.name = f.required<std::string>("name");
+  json owner_obj = f.object("owner");
+  Fields owner(owner_obj, "owner", source);
+  job.owner = owner.optional<uid_t>("uid", 0);
+  job.created = f.optional<std::string>("created", "");
+  const json& units = f.array("units", true);
+  for (size_t i = 0; i < units.size(); ++i) {
+    job.units.push_back(unit_from_json(units[i], indexed("units", i), source));
+    for (size_t k = 0; k < i; ++k) {
+      if (job.units[k].name == job.units[i].name) {
+        f.fail(indexed("units", i) + ".name", "repeats unit '" + job.units[i].name + "'");
+      }
+    }
+  }
+  job.extra = f.extra();
+  return job;
+}
+
+json to_json(const Checkpoint& c) {
+  json j;
+  j["apiVersion"] = kApiVersion;
+  j["kind"] = "Checkpoint";
+  j["job"] = c.job;
+  j["seq"] = c.seq;
+  j["created"] = c.created;
+  j["mode"] = c.mode;
+  j["kernel"] = c.kernel;
+  j["timings"] = c.timings;
+  j["bytes"] = c.bytes;
+  j["units"] = json::array();
+  for (const auto& u : c.units) {
+    json ju;
+    ju["name"] = u.name;
+    ju["node"] = u.node;
+    ju["grouping"] = u.grouping;
+    ju["translib"] = json{{"name", u.translib}, {"version", u.translib_version}};
+    ju["checkpointer"] = json{{"name", u.checkpointer}, {"version", u.checkpointer_version}};
+    ju["timings"] = u.timings;
+    ju["bytes"] = u.bytes;
+    ju["stats"] = u.stats;
+    ju["images"] = json::array();
+    for (const auto& i : u.images) ju["images"].push_back(image_to_json(i));
+    put_extra(ju, u.extra);
+    j["units"].push_back(ju);
+  }
+  put_extra(j, c.extra);
+  return j;
+}
+
+Checkpoint checkpoint_from_json(const json& doc, const std::string& source) {
+  check_header(doc, "Checkpoint", source);
+  Fields f(doc, "", source);
+  f.required<std::string>("apiVersion");
+  f.required<std::string>("kind");
+  Checkpoint c;
+  c.job = f.required<std::string>("job");
+  c.seq = f.required<uint64_t>("seq");
+  c.created = f.optional<std::string>("created", "");
+  c.mode = f.optional<std::string>("mode", "coordinated");
+  c.kernel = f.optional<std::string>("kernel", "");
+  c.timings = f.object("timings");
+  c.bytes = f.object("bytes");
+  const json& units = f.array("units", true);
+  if (units.empty()) f.fail("units", "is empty");
+  for (size_t i = 0; i < units.size(); ++i) {
+    std::string where = indexed("units", i);
+    Fields fu(units[i], where, source);
+    CheckpointUnit u;
+    u.name = fu.required<std::string>("name");
+    u.node = fu.optional<std::string>("node", "");
+    u.grouping = fu.optional<std::string>("grouping", "pidns");
+    json tl_obj = fu.object("translib");
+    Fields tl(tl_obj, where + ".translib", source);
+    u.translib = tl.required<std::string>("name");
+    u.translib_version = tl.optional<std::string>("version", "");
+    json cp_obj = fu.object("checkpointer");
+    Fields cp(cp_obj, where + ".checkpointer", source);
+    u.checkpointer = cp.optional<std::string>("name", "");
+    u.checkpointer_version = cp.optional<std::string>("version", "");
+    u.timings = fu.object("timings");
+    u.bytes = fu.object("bytes");
+    u.stats = fu.object("stats");
+    const json& images = fu.array("images", true);
+    for (size_t k = 0; k < images.size(); ++k) {
+      u.images.push_back(image_from_json(images[k], where + "." + indexed("images", k), source));
+    }
+    u.extra = fu.extra();
+    c.units.push_back(std::move(u));
+  }
+  c.extra = f.extra();
+  return c;
+}
+
+json parse(const std::string& text, const std::string& source) {
+  try {
+    return json::parse(text);
+  } catch (const json::parse_error& e) {
+    std::string why = e.what();
+    auto pos = why.find("parse error");
+    throw Error(Exit::kUsage,
+                "reading manifest '" + source + "': not valid JSON (" +
+                    (pos == std::string::npos ? why : why.substr(pos)) + ")",
+                "check the file; gcp manifests are JSON documents (gcp-manifest(5))");
+  }
+}
+
+std::string now_rfc3339() {
+  auto now = std::chrono::system_clock::now();
+  auto secs = std::chrono::system_clock::to_time_t(now);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[48];
+  std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(ms.count()));
+  return out;
+}
+
+}  // namespace gcp::manifest

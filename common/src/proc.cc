@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: MIT
+#include "gcp/proc.h"
+
+#include "gcp/fs.h"
+
+#include <sys/stat.h>
+#include <sys/utsname.h>
+
+#include <filesystem>
+#include <set>
+#include <sstream>
+
+namespace gcp::proc {
+namespace {
+
+std::optional<std::string> status_field(pid_t pid, const std::string& key) {
+  std::optional<std::string> status;
+  try {
+    status = fs::try_read_file("/proc/" + std::to_string(pid) + "/status");
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  if (!status) return std::nullopt;
+  std::istringstream in(*status);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key + ":", 0) == 0) {
+      auto value = line.substr(key.size() + 1);
+      value.erase(0, value.find_first_not_of(" \t"));
+      return value;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+bool alive(pid_t pid) {
+  auto state = status_field(pid, "State");
+  return state && !state->empty() && (*state)[0] != 'Z' && (*state)[0] != 'X';
+}
+
+std::vector<pid_t> ns_pids(pid_t pid) {
+  std::vector<pid_t> pids;
+  auto line = status_field(pid, "NSpid");
+  if (!line) return pids;
+  std::istringstream in(*line);
+  long value;
+  while (in >> value) pids.push_back(static_cast<pid_t>(value));
+  return pids;
+}
+
+std::optional<pid_t> parent(pid_t pid) {
+  auto line = status_field(pid, "PPid");
+  if (!line) return std::nullopt;
+  return static_cast<pid_t>(std::stol(*line));
+}
+
+std::vector<pid_t> children(pid_t pid) {
+  // /proc/PID/task/TID/children lists the children of each thread.
+  std::set<pid_t> kids;
+  std::error_code ec;
+  std::filesystem::path tasks = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& task : std::filesystem::directory_iterator(tasks, ec)) {
+    std::optional<std::string> text;
+    try {
+      text = fs::try_read_file(task.path() / "children");
+    } catch (const std::exception&) {
+      continue;
+    }
+    if (!text) continue;
+    std::istringstream in(*text);
+    long child;
+    while (in >> child) kids.insert(static_cast<pid_t>(child));
+  }
+  return {kids.begin(), kids.end()};
+}
+
+std::vector<pid_t> tree(pid_t pid) {
+  std::vector<pid_t> all{pid};
+  for (size_t i = 0; i < all.size(); ++i) {
+    for (pid_t child : children(all[i])) all.push_back(child);
+  }
+  return all;
+}
+
+std::optional<unsigned long> ns_inode(pid_t pid, const std::string& ns) {
+  struct stat st {};
+  std::string path = "/proc/" + std::to_string(pid) + "/ns/" + ns;
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return static_cast<unsigned long>(st.st_ino);
+}
+
+std::string cmdline(pid_t pid) {
+  std::optional<std::string> raw;
+  try {
+    raw = fs::try_read_file("/proc/" + std::to_string(pid) + "/cmdline");
+  } catch (const std::exception&) {
+    return {};
+  }
+  if (!raw) return {};
+  for (auto& c : *raw) {
+    if (c == '\0') c = ' ';
+  }
+  while (!raw->empty() && raw->back() == ' ') raw->pop_back();
+  return *raw;
+}
+
+std::string kernel_release() {
+  utsname u{};
+  ::uname(&u);
+  return u.release;
+}
+
+std::string node_name() {
+  utsname u{};
+  ::uname(&u);
+  return u.nodename;
+}
+
+}  // namespace gcp::proc

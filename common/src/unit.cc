@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: MIT
+#include "gcp/unit.h"
+
+#include "gcp/error.h"
+#include "gcp/names.h"
+#include "gcp/proc.h"
+#include "gcp/process.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+namespace gcp::unit {
+
+std::string init_path() {
+  if (const char* env = std::getenv(names::kEnvInit); env && *env) return env;
+  return (std::filesystem::path(process::self_dir()).parent_path() / "libexec/gcp/gcp-init").string();
+}
+
+namespace {
+
+// Reports a failure of a forked child to the parent through `fd`, then exits.
+[[noreturn]] void child_fail(int fd, const char* what) {
+  int err = errno;
+  char msg[256];
+  int n = std::snprintf(msg, sizeof msg, "%s: %s", what, std::strerror(err));
+  if (n > 0) (void)!::write(fd, msg, static_cast<size_t>(std::min(n, 255)));
+  ::_exit(127);
+}
+
+bool write_all(int fd, const std::string& text) {
+  return ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+}
+
+std::string read_all(int fd) {
+  std::string out;
+  char buf[512];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      out.append(buf, static_cast<size_t>(n));
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      break;
+    }
+  }
+  return out;
+}
+
+// Runs in the forked child (gcp-isolate is single-threaded here): joins the cgroup,
+// unshares the namespaces and forks the unit's init. Never returns.
+[[noreturn]] void start_namespace(const LaunchSpec& spec, const std::string& procs_file,
+                                  const std::string& init, int report_fd, int pid_fd) {
+  int fd = ::open(procs_file.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || !write_all(fd, std::to_string(::getpid()))) child_fail(report_fd, "joining the unit's cgroup");
+  ::close(fd);
+  if (::unshare(CLONE_NEWPID | CLONE_NEWNS) != 0) child_fail(report_fd, "creating PID and mount namespaces");
+  pid_t init_pid = ::fork();
+  if (init_pid < 0) child_fail(report_fd, "forking the unit's init");
+  if (init_pid == 0) {
+    // PID 1 of the new namespace. Mounts made inside stay inside; the host's still
+    // reach in (slave), which is what CRIU's external mount map expects.
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0)
+      child_fail(report_fd, "making the unit's mounts slaves");
+    if (::setsid() < 0) child_fail(report_fd, "becoming a session leader");
+    // Opened inside the new mount namespace: CRIU resolves every open file through
+    // the unit's own mounts, and a descriptor opened outside would not be found.
+    int null_fd = ::open("/dev/null", O_RDONLY);
+    if (null_fd < 0) child_fail(report_fd, "opening /dev/null");
+    int out_fd = ::open(spec.output.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (out_fd < 0) child_fail(report_fd, "opening the unit's output file");
+    // Own stdio, no inherited terminal, and nothing else but the report pipe (fd 3),
+    // which gcp-init closes once the command runs.
+    if (::dup2(null_fd, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(out_fd, 2) < 0 ||
+        ::dup2(report_fd, 3) < 0)
+      child_fail(report_fd, "setting up the unit's stdio");
+    ::syscall(SYS_close_range, 4U, ~0U, 0U);
+    ::setenv(names::kEnvJob, spec.job.c_str(), 1);
+    ::setenv(names::kEnvUnit, spec.unit.c_str(), 1);
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>("gcp-init"));
+    argv.push_back(const_cast<char*>("--report-fd=3"));
+    argv.push_back(const_cast<char*>("--"));
+    for (const auto& a : spec.command) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(init.c_str(), argv.data());
+    child_fail(3, ("running " + init).c_str());
+  }
+  std::string pid_text = std::to_string(init_pid);
+  (void)!write_all(pid_fd, pid_text);
+  ::_exit(0);
+}
+
+}  // namespace
+
+pid_t launch(cgroup::Cgroups& cgroups, const LaunchSpec& spec) {
+  if (spec.command.empty()) throw Error(Exit::kUsage, "starting unit '" + spec.unit + "': no command given");
+  std::string init = init_path();
+  if (::access(init.c_str(), X_OK) != 0) {
+    throw_errno("finding gcp's init '" + init + "'", Exit::kFailed,
+                "build gcp with 'make' or set " + std::string(names::kEnvInit));
+  }
+  std::string what = "starting unit '" + spec.unit + "' of job '" + spec.job + "'";
+  cgroups.create(spec.cgroup);
+  int report[2], pid_pipe[2];
+  if (::pipe2(report, O_CLOEXEC) != 0 || ::pipe2(pid_pipe, O_CLOEXEC) != 0) {
+    throw_errno(what + ": creating pipes");
+  }
+  std::string procs_file = cgroups.freezer_dir(spec.cgroup) + "/cgroup.procs";
+  pid_t child = ::fork();
+  if (child < 0) throw_errno(what + ": fork");
+  if (child == 0) {
+    ::close(report[0]);
+    ::close(pid_pipe[0]);
+    start_namespace(spec, procs_file, init, report[1], pid_pipe[1]);
+  }
+  ::close(report[1]);
+  ::close(pid_pipe[1]);
+  std::string pid_text = read_all(pid_pipe[0]);
+  ::close(pid_pipe[0]);
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  // EOF on the report pipe means gcp-init exec'd the command; text means it failed.
+  std::string report_text = read_all(report[0]);
+  ::close(report[0]);
+  if (!report_text.empty() || pid_text.empty()) {
+    if (!pid_text.empty()) ::kill(static_cast<pid_t>(std::stol(pid_text)), SIGKILL);
+    try {
+      cgroup::kill_all(cgroups, spec.cgroup, std::chrono::seconds(5));
+      cgroups.remove(spec.cgroup);
+    } catch (const std::exception&) {
+    }
+    throw Error(Exit::kFailed, what + ": " + (report_text.empty() ? "the launcher died" : report_text),
+                "check the command and that this kernel allows PID namespaces");
+  }
+  return static_cast<pid_t>(std::stol(pid_text));
+}
+
+std::string live_state(cgroup::Cgroups& cgroups, const manifest::Unit& unit) {
+  if (cgroups.procs(unit.cgroup).empty()) {
+    return unit.state == "running" ? "exited" : unit.state;
+  }
+  return cgroups.freeze_state(unit.cgroup) == cgroup::FreezeState::kThawed ? "running" : "frozen";
+}
+
+}  // namespace gcp::unit

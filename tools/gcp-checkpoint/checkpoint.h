@@ -1,0 +1,19 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <string>
+
+namespace gcp::checkpoint_tool {
+
+/// What the command line of gcp-checkpoint says.
+struct Options {
+  std::string job;
+  std::string store;  ///< empty: the default store
+  bool stop = false;
+  int freeze_timeout_ms = 10000;
+};
+
+/// Checkpoints the job, prints the Checkpoint manifest and a summary on stderr.
+void run(const Options& opt);
+
+}  // namespace gcp::checkpoint_tool

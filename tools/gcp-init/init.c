@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * gcp-init: PID 1 of a unit's PID namespace. Runs the unit's command, forwards
+ * termination signals to it, reaps every orphan (so programs that daemonize stay in
+ * the unit) and exits, with the command's status, when no process is left.
+ *
+ * It is plain C and links nothing of gcp on purpose: its binary is part of every
+ * checkpoint image, and CRIU restores only onto the same file, so it must stay small
+ * and rarely change.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static volatile pid_t main_pid = -1;
+
+/* To the command while it runs; after it, to whatever it left behind (daemons). */
+static void forward(int sig) {
+  if (main_pid > 0) {
+    kill(main_pid, sig);
+  } else if (getpid() == 1) {
+    kill(-1, sig);
+  }
+}
+
+static void usage(void) {
+  fprintf(stderr, "usage: gcp-init [--report-fd=N] -- COMMAND [ARG...]\n");
+  exit(2);
+}
+
+int main(int argc, char **argv) {
+  int report_fd = -1;
+  int i = 1;
+  for (; i < argc; ++i) {
+    if (strncmp(argv[i], "--report-fd=", 12) == 0) {
+      report_fd = atoi(argv[i] + 12);
+    } else if (strcmp(argv[i], "--") == 0) {
+      ++i;
+      break;
+    } else {
+      usage();
+    }
+  }
+  if (i >= argc) usage();
+  char **command = argv + i;
+
+  /* Outside a PID namespace (tests, debugging) orphans still come to us. */
+  if (getpid() != 1) prctl(PR_SET_CHILD_SUBREAPER, 1);
+
+  int exec_pipe[2];
+  if (pipe2(exec_pipe, O_CLOEXEC) != 0) {
+    perror("gcp-init: pipe");
+    return 127;
+  }
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = forward;
+  sa.sa_flags = SA_RESTART;
+  int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT};
+  for (size_t k = 0; k < sizeof forwarded / sizeof forwarded[0]; ++k) sigaction(forwarded[k], &sa, NULL);
+
+  pid_t pid = fork();
+  if (pid < 0) {
+    perror("gcp-init: fork");
+    return 127;
+  }
+  if (pid == 0) {
+    for (size_t k = 0; k < sizeof forwarded / sizeof forwarded[0]; ++k) signal(forwarded[k], SIG_DFL);
+    if (report_fd >= 0) close(report_fd);
+    close(exec_pipe[0]);
+    execvp(command[0], command);
+    int err = errno;
+    (void)!write(exec_pipe[1], &err, sizeof err);
+    _exit(127);
+  }
+  main_pid = pid;
+  close(exec_pipe[1]);
+  int err = 0;
+  ssize_t n;
+  do {
+    n = read(exec_pipe[0], &err, sizeof err);
+  } while (n < 0 && errno == EINTR);
+  close(exec_pipe[0]);
+  if (n == (ssize_t)sizeof err) {
+    if (report_fd >= 0) dprintf(report_fd, "cannot run '%s': %s", command[0], strerror(err));
+    fprintf(stderr, "gcp-init: cannot run '%s': %s\n", command[0], strerror(err));
+    return 127;
+  }
+  if (report_fd >= 0) close(report_fd);
+
+  int main_status = 0;
+  for (;;) {
+    int status;
+    pid_t done = wait(&status);
+    if (done < 0) {
+      if (errno == EINTR) continue;
+      break; /* ECHILD: nobody left */
+    }
+    if (done == main_pid) {
+      main_status = status;
+      main_pid = -1;
+    }
+  }
+  if (WIFSIGNALED(main_status)) {
+    fprintf(stderr, "gcp-init: the unit's command was killed by signal %d\n", WTERMSIG(main_status));
+    return 128 + WTERMSIG(main_status);
+  }
+  return WEXITSTATUS(main_status);
+}

@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: MIT
+#include "isolate.h"
+
+#include "gcp/cgroup.h"
+#include "gcp/error.h"
+#include "gcp/jobs.h"
+#include "gcp/main.h"
+#include "gcp/proc.h"
+#include "gcp/store.h"
+#include "gcp/unit.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+namespace gcp::isolate {
+void run(const Options& opt) {
+  auto store = store::open(opt.store);
+  auto cgroups = cgroup::system_cgroups();
+  std::string cg = cgroup::unit_path(opt.job, opt.unit);
+  auto lock = store->try_lock_job(opt.job);
+  if (!lock) throw Error(Exit::kBusy, "job '" + opt.job + "' is busy (checkpoint or restart running)", "retry later");
+
+  manifest::Job job;
+  if (auto existing = store->load_job(opt.job)) {
+    job = jobs::load(*store, opt.job);
+  } else {
+    job.name = opt.job;
+    job.owner = ::geteuid();
+    job.created = manifest::now_rfc3339();
+  }
+  manifest::Unit* unit = job.find_unit(opt.unit);
+  if (unit) {
+    std::string state = unit::live_state(*cgroups, *unit);
+    if (state == "running" || state == "frozen") {
+      throw Error(Exit::kUsage, "unit '" + opt.unit + "' of job '" + opt.job + "' is already " + state,
+                  "pick another unit name, or 'gcp-isolate kill " + opt.job + " --unit " + opt.unit + "' first");
+    }
+  } else {
+    job.units.push_back({});
+    unit = &job.units.back();
+    unit->name = opt.unit;
+  }
+  unit->node = proc::node_name();
+  unit->grouping = "pidns";
+  unit->cgroup = cg;
+  unit->translib = "criu";
+  unit->command = opt.command;
+  unit->output = (store->job_dir(opt.job) / "logs" / (opt.unit + ".out")).string();
+  unit->restored_from.reset();
+  // The job directory must exist before the unit's output file is opened in it.
+  store->save_job(job);
+  unit->pid = unit::launch(*cgroups, {opt.job, opt.unit, opt.command, cg, unit->output});
+  unit->state = "running";
+  store->save_job(job);
+  spdlog::info("started unit '{}' of job '{}' (host pid {}); output in {}", opt.unit, opt.job, *unit->pid,
+               unit->output);
+  print_json(manifest::to_json(job).dump(2));
+}
+
+void list(const Options& opt) {
+  auto store = store::open(opt.store);
+  auto cgroups = cgroup::system_cgroups();
+  manifest::json out = manifest::json::array();
+  for (const auto& name : store->jobs()) {
+    manifest::Job job;
+    try {
+      job = jobs::status(*store, *cgroups, name);
+    } catch (const Error& e) {
+      if (e.code() == Exit::kNotPermitted) continue;  // other users' jobs are not listed
+      throw;
+    }
+    manifest::json units = manifest::json::object();
+    for (const auto& u : job.units) units[u.name] = u.state;
+    auto seqs = store->checkpoints(name);
+    out.push_back({{"job", name},
+                   {"owner", job.owner},
+                   {"units", units},
+                   {"checkpoints", seqs.size()},
+                   {"latest", seqs.empty() ? manifest::json() : manifest::json(seqs.back())}});
+  }
+  print_json(out.dump(2));
+}
+
+void status(const Options& opt) {
+  auto store = store::open(opt.store);
+  auto cgroups = cgroup::system_cgroups();
+  print_json(manifest::to_json(jobs::status(*store, *cgroups, opt.job)).dump(2));
+}
+
+void kill(const Options& opt) {
+  auto store = store::open(opt.store);
+  auto cgroups = cgroup::system_cgroups();
+  auto job = jobs::kill(*store, *cgroups, opt.job, opt.kill_unit);
+  spdlog::info("killed {} of job '{}'", opt.kill_unit ? "unit '" + *opt.kill_unit + "'" : "all units", opt.job);
+  print_json(manifest::to_json(job).dump(2));
+}
+
+}  // namespace gcp::isolate

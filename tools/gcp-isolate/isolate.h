@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace gcp::isolate {
+
+/// What the command line of gcp-isolate says.
+struct Options {
+  std::string store;                 ///< empty: the default store
+  std::string job;
+  std::string unit = "main";
+  std::vector<std::string> command;
+  std::optional<std::string> kill_unit;
+};
+
+/// gcp-isolate run: starts a unit and prints the Job manifest.
+void run(const Options& opt);
+/// gcp-isolate list: prints the jobs of the store with their units' states.
+void list(const Options& opt);
+/// gcp-isolate status JOB: prints the Job manifest with live states.
+void status(const Options& opt);
+/// gcp-isolate kill JOB [--unit U]: kills units and prints the Job manifest.
+void kill(const Options& opt);
+
+}  // namespace gcp::isolate

@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: MIT
+#include "gcp/main.h"
+#include "gcp/names.h"
+#include "isolate.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Start job units in isolation (own PID and mount namespace, own cgroup) and manage them"};
+  app.require_subcommand(1);
+  gcp::isolate::Options opt;
+  app.add_option(gcp::names::kOptStore, opt.store, "Checkpoint store directory (default: $GCP_STORE, /var/lib/gcp)");
+
+  auto* run = app.add_subcommand("run", "Start COMMAND as a unit of a job; print the Job manifest");
+  run->add_option(gcp::names::kOptJob, opt.job, "Job name")->required();
+  run->add_option(gcp::names::kOptUnit, opt.unit, "Unit name (default: main)");
+  run->add_option("command", opt.command, "Command and arguments, after --")->required();
+  run->prefix_command(false);
+  auto* list = app.add_subcommand("list", "List the jobs in the store with their state");
+  auto* status = app.add_subcommand("status", "Print the Job manifest of JOB with each unit's live state");
+  status->add_option("job", opt.job, "Job name")->required();
+  auto* kill = app.add_subcommand("kill", "Kill the units of JOB (or one unit) and mark them stopped");
+  kill->add_option("job", opt.job, "Job name")->required();
+  kill->add_option(gcp::names::kOptUnit, opt.kill_unit, "Only this unit");
+  for (auto* sub : {run, list, status, kill}) {
+    sub->add_option(gcp::names::kOptStore, opt.store, "Checkpoint store directory");
+  }
+
+  return gcp::run_main("gcp-isolate", app, argc, argv, [&] {
+    if (*run) gcp::isolate::run(opt);
+    else if (*list) gcp::isolate::list(opt);
+    else if (*status) gcp::isolate::status(opt);
+    else if (*kill) gcp::isolate::kill(opt);
+  });
+}

@@ -1,0 +1,13 @@
+// SPDX-License-Identifier: MIT
+#include "gcp/main.h"
+#include "gcp/names.h"
+#include "restart.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Restart a job from its latest (or a given) committed checkpoint"};
+  gcp::restart_tool::Options opt;
+  app.add_option("job", opt.job, "Job name")->required();
+  app.add_option(gcp::names::kOptSeq, opt.seq, "Checkpoint sequence number (default: the latest)");
+  app.add_option(gcp::names::kOptStore, opt.store, "Checkpoint store directory (default: $GCP_STORE, /var/lib/gcp)");
+  return gcp::run_main("gcp-restart", app, argc, argv, [&] { gcp::restart_tool::run(opt); });
+}

@@ -1,0 +1,20 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace gcp::restart_tool {
+
+/// What the command line of gcp-restart says.
+struct Options {
+  std::string job;
+  std::optional<uint64_t> seq;  ///< empty: the latest committed checkpoint
+  std::string store;            ///< empty: the default store
+};
+
+/// Restarts the job and prints its Job manifest with the new host PIDs.
+void run(const Options& opt);
+
+}  // namespace gcp::restart_tool

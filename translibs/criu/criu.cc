@@ -1,0 +1,276 @@
+// SPDX-License-Identifier: MIT
+// The CRIU translib: maps gcp's translib ABI onto the criu binary (>= 4.2).
+#include "gcp/error.h"
+#include "gcp/fs.h"
+#include "gcp/process.h"
+#include "gcp/translib.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <regex>
+#include <sstream>
+
+namespace {
+
+using json = nlohmann::ordered_json;
+namespace stdfs = std::filesystem;
+
+constexpr const char* kTranslibVersion = "0.1.0";
+constexpr int kMinMajor = 4;
+constexpr int kMinMinor = 2;
+const char* kInstallHint = "run scripts/install-deps.sh (it builds CRIU 4.2.1) or set GCP_CRIU to a criu >= 4.2";
+
+// Thrown inside this file only; turned into a status and an error string at the ABI.
+struct Failure {
+  gcp_translib_status status;
+  std::string message;
+};
+
+[[noreturn]] void unsupported(std::string message) { throw Failure{GCP_TRANSLIB_UNSUPPORTED, std::move(message)}; }
+[[noreturn]] void failed(std::string message) { throw Failure{GCP_TRANSLIB_ERROR, std::move(message)}; }
+
+gcp::process::Result run(std::vector<std::string> argv, std::chrono::seconds timeout,
+                         std::vector<std::string> join_cgroups = {}) {
+  gcp::process::Spec spec;
+  spec.argv = std::move(argv);
+  spec.timeout = timeout;
+  spec.join_cgroups = std::move(join_cgroups);
+  return gcp::process::run(spec);
+}
+
+std::string find_criu() {
+  if (const char* env = std::getenv("GCP_CRIU"); env && *env) {
+    if (auto path = gcp::process::find_in_path(env)) return *path;
+    unsupported(std::string("GCP_CRIU='") + env + "' is not an executable\nhint: " + kInstallHint);
+  }
+  if (auto path = gcp::process::find_in_path("criu")) return *path;
+  for (const char* dir : {"/usr/local/sbin/criu", "/usr/sbin/criu", "/sbin/criu"}) {
+    if (auto path = gcp::process::find_in_path(dir)) return *path;
+  }
+  unsupported(std::string("no criu found in GCP_CRIU or PATH\nhint: ") + kInstallHint);
+}
+
+// "Version: 4.2.1" -> "4.2.1"
+std::string criu_version(const std::string& criu) {
+  auto r = run({criu, "--version"}, std::chrono::seconds(10));
+  std::smatch m;
+  static const std::regex re(R"(Version:\s*([0-9]+)\.([0-9]+)(\.[0-9]+)?)");
+  if (!r.ok() || !std::regex_search(r.out, m, re)) {
+    unsupported("'" + criu + " --version' did not say a version (" + r.describe() + ")\nhint: " + kInstallHint);
+  }
+  int major = std::stoi(m[1]), minor = std::stoi(m[2]);
+  std::string version = m[1].str() + "." + m[2].str() + m[3].str();
+  if (major < kMinMajor || (major == kMinMajor && minor < kMinMinor)) {
+    unsupported("criu " + version + " at " + criu + " is older than 4.2, which this kernel needs\nhint: " +
+                kInstallHint);
+  }
+  return version;
+}
+
+// The lines of a CRIU log that say what went wrong, minus the noise every run has here.
+std::vector<std::string> error_lines(const std::string& log) {
+  std::vector<std::string> lines;
+  std::istringstream in(log);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.find("Error (") == std::string::npos) continue;
+    if (line.find("RLIMIT_NOFILE") != std::string::npos) continue;  // no CAP_SYS_RESOURCE: harmless
+    auto pos = line.find("): ");
+    lines.push_back(pos == std::string::npos ? line : line.substr(pos + 3));
+  }
+  return lines;
+}
+
+// The first real error in a CRIU log: the earliest is the cause, later ones are fallout.
+std::string first_error(const stdfs::path& log_file, const gcp::process::Result& r) {
+  std::string log;
+  try {
+    log = gcp::fs::try_read_file(log_file).value_or("");
+  } catch (const std::exception&) {
+  }
+  auto lines = error_lines(log.empty() ? r.err : log);
+  if (!lines.empty()) return lines.front();
+  std::string err = r.err;
+  while (!err.empty() && (err.back() == '\n' || err.back() == ' ')) err.pop_back();
+  if (auto nl = err.rfind('\n'); nl != std::string::npos) err = err.substr(nl + 1);
+  return err.empty() ? r.describe() : err;
+}
+
+uint64_t read_varint(const unsigned char*& p, const unsigned char* end) {
+  uint64_t value = 0;
+  for (int shift = 0; p < end && shift < 64; shift += 7) {
+    unsigned char b = *p++;
+    value |= static_cast<uint64_t>(b & 0x7f) << shift;
+    if (!(b & 0x80)) break;
+  }
+  return value;
+}
+
+// stats-dump: u32 service magic, u32 stats magic, u32 length, then a protobuf
+// stats_entry whose field 1 is dump_stats_entry (images/stats.proto in CRIU).
+json read_dump_stats(const stdfs::path& file) {
+  json stats = json::object();
+  auto data = gcp::fs::try_read_file(file);
+  if (!data || data->size() < 12) return stats;
+  const auto* p = reinterpret_cast<const unsigned char*>(data->data()) + 12;
+  const auto* end = reinterpret_cast<const unsigned char*>(data->data()) + data->size();
+  if (p >= end || *p != 0x0a) return stats;  // field 1, length-delimited
+  ++p;
+  uint64_t len = read_varint(p, end);
+  if (len > static_cast<uint64_t>(end - p)) return stats;
+  end = p + len;
+  static const char* names[] = {nullptr, "freezingUs", "frozenUs", "memdumpUs", "memwriteUs",
+                                "pagesScanned", "pagesSkippedParent", "pagesWritten",
+                                "irmapResolve", "pagesLazy", "pagePipes", "pagePipeBufs"};
+  while (p < end) {
+    uint64_t key = read_varint(p, end);
+    uint64_t field = key >> 3, wire = key & 7;
+    if (wire != 0) break;  // every dump stat is a varint
+    uint64_t value = read_varint(p, end);
+    if (field < sizeof names / sizeof names[0] && names[field]) stats[names[field]] = value;
+  }
+  return stats;
+}
+
+json probe(const json&) {
+  std::string criu = find_criu();
+  std::string version = criu_version(criu);
+  auto r = run({criu, "check"}, std::chrono::seconds(60));
+  if (!r.ok()) {
+    auto lines = error_lines(r.err + r.out);
+    unsupported("'" + criu + " check' failed: " + (lines.empty() ? r.describe() : lines.front()) +
+                "\nhint: " + kInstallHint);
+  }
+  return {{"checkpointer", "criu"}, {"version", version}, {"path", criu}};
+}
+
+// Options that make a whole PID + mount namespace dump and restore here
+// (MACHINE-FACTS.md: measured with CRIU 4.2.1 on kernel 6.18).
+const std::vector<std::string> kNamespaceOptions = {"--ext-mount-map", "auto", "--enable-external-masters"};
+
+std::chrono::seconds timeout_of(const json& req) {
+  return std::chrono::seconds(req.value("timeoutSec", 600));
+}
+
+json checkpoint(const json& req) {
+  std::string criu = find_criu();
+  std::string version = criu_version(criu);
+  int pid = req.at("pid").get<int>();
+  stdfs::path dir = req.at("imagesDir").get<std::string>();
+  std::string grouping = req.value("grouping", "pidns");
+  gcp::fs::make_dirs(dir, 0700);
+  std::vector<std::string> argv = {criu, "dump", "-t", std::to_string(pid), "-D", dir.string(),
+                                   "-o", "dump.log", "-v4"};
+  if (grouping == "pidns") {
+    argv.insert(argv.end(), kNamespaceOptions.begin(), kNamespaceOptions.end());
+  } else if (grouping != "tree") {
+    unsupported("grouping '" + grouping + "' (this translib dumps 'pidns' and 'tree')");
+  }
+  if (auto cg = req.value("freezeCgroup", std::string()); !cg.empty()) {
+    argv.insert(argv.end(), {"--freeze-cgroup", cg});
+  }
+  if (req.value("leaveRunning", true)) argv.push_back("--leave-running");
+  for (const auto& opt : req.value("options", std::vector<std::string>{})) argv.push_back(opt);
+  auto r = run(argv, timeout_of(req));
+  auto log = dir / "dump.log";
+  if (!r.ok()) {
+    failed("criu dump of pid " + std::to_string(pid) + " failed: " + first_error(log, r) +
+           " (log: " + log.string() + ")");
+  }
+  return {{"checkpointer", "criu"},
+          {"version", version},
+          {"log", log.string()},
+          {"stats", read_dump_stats(dir / "stats-dump")}};
+}
+
+json restart(const json& req) {
+  std::string criu = find_criu();
+  std::string version = criu_version(criu);
+  stdfs::path dir = req.at("imagesDir").get<std::string>();
+  stdfs::path work = req.at("workDir").get<std::string>();
+  std::string grouping = req.value("grouping", "pidns");
+  gcp::fs::make_dirs(work, 0700);
+  auto pidfile = work / "restored.pid";
+  std::error_code ec;
+  stdfs::remove(pidfile, ec);
+  std::vector<std::string> argv = {criu, "restore", "-D", dir.string(), "-W", work.string(),
+                                   "-o", "restore.log", "-v4", "--restore-detached",
+                                   "--pidfile", pidfile.string(),
+                                   // The restored unit belongs to the cgroup criu runs in
+                                   // (the unit's new one), not to the one it was dumped from.
+                                   "--manage-cgroups=ignore"};
+  if (grouping == "pidns") {
+    argv.insert(argv.end(), kNamespaceOptions.begin(), kNamespaceOptions.end());
+    argv.insert(argv.end(), {"--root", "/"});
+  }
+  for (const auto& opt : req.value("options", std::vector<std::string>{})) argv.push_back(opt);
+  auto r = run(argv, timeout_of(req), req.value("joinCgroups", std::vector<std::string>{}));
+  auto log = work / "restore.log";
+  if (!r.ok()) {
+    failed("criu restore from '" + dir.string() + "' failed: " + first_error(log, r) +
+           " (log: " + log.string() + ")");
+  }
+  auto text = gcp::fs::try_read_file(pidfile);
+  if (!text || std::atoi(text->c_str()) <= 0) {
+    failed("criu restore from '" + dir.string() + "' wrote no pid file (log: " + log.string() + ")");
+  }
+  return {{"checkpointer", "criu"}, {"version", version}, {"pid", std::atoi(text->c_str())}, {"log", log.string()}};
+}
+
+char* dup_string(const std::string& s) {
+  char* out = static_cast<char*>(std::malloc(s.size() + 1));
+  if (out) std::memcpy(out, s.c_str(), s.size() + 1);
+  return out;
+}
+
+// The ABI boundary: no exception crosses it.
+gcp_translib_status call(json (*fn)(const json&), const char* request, char** result, char** error) {
+  *result = nullptr;
+  *error = nullptr;
+  try {
+    json req = json::parse(request ? request : "{}");
+    *result = dup_string(fn(req).dump());
+    return GCP_TRANSLIB_OK;
+  } catch (const Failure& f) {
+    *error = dup_string(f.message);
+    return f.status;
+  } catch (const gcp::Error& e) {
+    *error = dup_string(std::string(e.what()) + (e.hint().empty() ? "" : "\nhint: " + e.hint()));
+  } catch (const json::exception& e) {
+    *error = dup_string(std::string("bad request: ") + e.what());
+  } catch (const std::exception& e) {
+    *error = dup_string(e.what());
+  } catch (...) {
+    *error = dup_string("unknown failure");
+  }
+  return GCP_TRANSLIB_ERROR;
+}
+
+gcp_translib_status do_probe(const char* req, char** res, char** err) { return call(probe, req, res, err); }
+gcp_translib_status do_checkpoint(const char* req, char** res, char** err) { return call(checkpoint, req, res, err); }
+gcp_translib_status do_restart(const char* req, char** res, char** err) { return call(restart, req, res, err); }
+void free_string(char* s) { std::free(s); }
+
+const gcp_translib_descriptor kDescriptor = {
+    GCP_TRANSLIB_ABI_MAJOR,
+    GCP_TRANSLIB_ABI_MINOR,
+    sizeof(gcp_translib_descriptor),
+    "checkpointer/criu",
+    "criu",
+    kTranslibVersion,
+    GCP_CAP_PROCESS_TREE | GCP_CAP_PID_NAMESPACE | GCP_CAP_LEAVE_RUNNING,
+    do_probe,
+    do_checkpoint,
+    do_restart,
+    free_string,
+};
+
+}  // namespace
+
+extern "C" __attribute__((visibility("default"))) const gcp_translib_descriptor* gcp_translib_open(
+    const gcp_translib_host*) {
+  return &kDescriptor;
+}

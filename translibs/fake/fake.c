@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fake translibs that exercise gcp's loader; written in C to show that the ABI needs
+ * nothing of gcp's C++. One source, built several ways:
+ *   -DFAKE_ABI_MAJOR=N       claims ABI major N (wrong-abi.so: 99, old-abi.so: 0)
+ *   -DFAKE_FAILING_PROBE     probe answers UNSUPPORTED with a reason (failing-probe.so)
+ *   -DFAKE_SHORT_TABLE       struct_size too small for this ABI (short-table.so)
+ * Without options it is a working translib whose calls echo their request (echo.so).
+ */
+#include "gcp/translib.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef FAKE_ABI_MAJOR
+#define FAKE_ABI_MAJOR GCP_TRANSLIB_ABI_MAJOR
+#endif
+#ifndef FAKE_NAME
+#define FAKE_NAME "echo"
+#endif
+
+static char *dup_string(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *out = malloc(n);
+  if (out) memcpy(out, s, n);
+  return out;
+}
+
+static gcp_translib_status echo(const char *request, char **result, char **error) {
+  *error = NULL;
+  *result = dup_string(request);
+  return GCP_TRANSLIB_OK;
+}
+
+static gcp_translib_status probe(const char *request, char **result, char **error) {
+  (void)request;
+  *result = NULL;
+#ifdef FAKE_FAILING_PROBE
+  *error = dup_string("the fake checkpointer is not installed on this node\nhint: install fake-checkpointer");
+  return GCP_TRANSLIB_UNSUPPORTED;
+#else
+  *error = NULL;
+  *result = dup_string("{\"checkpointer\":\"fake\",\"version\":\"1.0\",\"path\":\"/nowhere\"}");
+  return GCP_TRANSLIB_OK;
+#endif
+}
+
+static gcp_translib_status refuse(const char *request, char **result, char **error) {
+  (void)request;
+  *result = NULL;
+  *error = dup_string("the fake checkpointer cannot restart anything");
+  return GCP_TRANSLIB_ERROR;
+}
+
+static void free_string(char *s) { free(s); }
+
+static const gcp_translib_descriptor descriptor = {
+    FAKE_ABI_MAJOR,
+    GCP_TRANSLIB_ABI_MINOR,
+#ifdef FAKE_SHORT_TABLE
+    (uint32_t)offsetof(gcp_translib_descriptor, probe),
+#else
+    sizeof(gcp_translib_descriptor),
+#endif
+    "checkpointer/" FAKE_NAME,
+    FAKE_NAME,
+    "0.0.1",
+    GCP_CAP_PROCESS_TREE,
+    probe,
+    echo,
+    refuse,
+    free_string,
+};
+
+__attribute__((visibility("default"))) const gcp_translib_descriptor *gcp_translib_open(
+    const gcp_translib_host *host) {
+  (void)host;
+  return &descriptor;
+}
