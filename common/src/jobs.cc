@@ -72,6 +72,25 @@ class Translibs {
   std::map<std::string, std::pair<translib::Translib, json>> loaded_;
 };
 
+// The staging directory goes away with an aborted round; the checkpointer's log of a
+// failed unit is kept in the job's logs, and the message points there instead.
+std::string keep_failure_log(store::Store& store, const store::Staging& staging,
+                             const std::string& unit, std::string message) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(staging.unit_dir(unit), ec)) {
+    if (entry.path().extension() != ".log") continue;
+    auto kept = store.job_dir(staging.job) / "logs" /
+                ("failed-" + std::to_string(staging.seq) + "-" + unit + "-" + entry.path().filename().string());
+    std::filesystem::copy_file(entry.path(), kept, std::filesystem::copy_options::overwrite_existing, ec);
+    if (ec) continue;
+    for (auto pos = message.find(entry.path().string()); pos != std::string::npos;
+         pos = message.find(entry.path().string(), pos + 1)) {
+      message.replace(pos, entry.path().string().size(), kept.string());
+    }
+  }
+  return message;
+}
+
 void thaw_all(cgroup::Cgroups& cgroups, const std::vector<const manifest::Unit*>& units) {
   for (const auto* u : units) cgroup::thaw_quietly(cgroups, u->cgroup);
 }
@@ -107,15 +126,21 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
                   "run gcp-checkpoint on that node; jobs across nodes need the job checkpointer");
     }
     std::string state = unit::live_state(cgroups, u);
+    if (state == "frozen") {
+      throw Error(Exit::kFailed, "unit '" + u.name + "' of job '" + job_name + "' is frozen by someone else",
+                  "thaw it first (freezer.state in " + cgroups.freezer_dir(u.cgroup) + ")");
+    }
     if (state != "running") {
-      throw Error(Exit::kFailed, "unit '" + u.name + "' of job '" + job_name + "' is " + state +
-                                     ", not running: nothing to checkpoint",
-                  state == "frozen" ? "thaw it first (freezer.state of " + cgroups.freezer_dir(u.cgroup) + ")"
-                                    : "restart it with 'gcp-restart " + job_name + "'");
+      // A finished unit has nothing left to save; the checkpoint holds the others.
+      spdlog::warn("unit '{}' of job '{}' is {}: not part of this checkpoint", u.name, job_name, state);
+      continue;
     }
     units.push_back(&u);
   }
-  if (units.empty()) throw Error(Exit::kUsage, "job '" + job_name + "' has no units");
+  if (units.empty()) {
+    throw Error(Exit::kFailed, "job '" + job_name + "' has no running unit: nothing to checkpoint",
+                "restart it with 'gcp-restart " + job_name + "'");
+  }
 
   Translibs translibs;
   for (const auto* u : units) translibs.get(u->translib);
@@ -163,6 +188,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
         const auto* u = units[i];
         auto t = Clock::now();
         try {
+          fs::make_dirs(staging.unit_dir(u->name), 0700);
           results[i] = translibs.get(u->translib).checkpoint(
               {{"pid", u->pid.value_or(0)},
                {"imagesDir", staging.unit_dir(u->name).string()},
@@ -180,7 +206,8 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
     for (size_t i = 0; i < units.size(); ++i) {
       if (!errors[i].empty()) {
         thaw_all(cgroups, units);
-        fail("checkpoint of job '" + job_name + "' aborted: unit '" + units[i]->name + "': " + errors[i],
+        fail("checkpoint of job '" + job_name + "' aborted: unit '" + units[i]->name + "': " +
+                 keep_failure_log(store, staging, units[i]->name, errors[i]),
              "the job was thawed and keeps running; the previous checkpoint is still the latest");
       }
     }
@@ -224,9 +251,10 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
       cgroup::kill_all(cgroups, u->cgroup, std::chrono::seconds(10));
       cgroups.remove(u->cgroup);
     }
-    for (auto& u : job.units) {
-      u.state = "stopped";
-      u.pid.reset();
+    for (const auto* u : units) {
+      auto* mine = job.find_unit(u->name);
+      mine->state = "stopped";
+      mine->pid.reset();
     }
     store.save_job(job);
   }

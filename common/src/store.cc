@@ -197,7 +197,7 @@ class DirStore : public Store {
     auto path = checkpoint_dir(job, seq) / "manifest.json";
     auto text = fs::try_read_file(path);
     if (!text) {
-      throw Error(Exit::kFailed,
+      throw Error(Exit::kUsage,
                   "job '" + job + "' has no checkpoint " + std::to_string(seq),
                   "list the checkpoints with 'ls " + (job_dir(job) / "checkpoints").string() + "'");
     }

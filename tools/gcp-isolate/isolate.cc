@@ -21,7 +21,8 @@ void run(const Options& opt) {
   if (!lock) throw Error(Exit::kBusy, "job '" + opt.job + "' is busy (checkpoint or restart running)", "retry later");
 
   manifest::Job job;
-  if (auto existing = store->load_job(opt.job)) {
+  bool new_job = !store->load_job(opt.job);
+  if (!new_job) {
     job = jobs::load(*store, opt.job);
   } else {
     job.name = opt.job;
@@ -35,7 +36,9 @@ void run(const Options& opt) {
       throw Error(Exit::kUsage, "unit '" + opt.unit + "' of job '" + opt.job + "' is already " + state,
                   "pick another unit name, or 'gcp-isolate kill " + opt.job + " --unit " + opt.unit + "' first");
     }
-  } else {
+  }
+  bool new_unit = !unit;
+  if (new_unit) {
     job.units.push_back({});
     unit = &job.units.back();
     unit->name = opt.unit;
@@ -49,7 +52,19 @@ void run(const Options& opt) {
   unit->restored_from.reset();
   // The job directory must exist before the unit's output file is opened in it.
   store->save_job(job);
-  unit->pid = unit::launch(*cgroups, {opt.job, opt.unit, opt.command, cg, unit->output});
+  try {
+    unit->pid = unit::launch(*cgroups, {opt.job, opt.unit, opt.command, cg, unit->output});
+  } catch (const Error&) {
+    // Leave the store as it was: a unit that never started is not part of the job.
+    if (new_job) {
+      fs::remove_tree_quietly(store->job_dir(opt.job));
+    } else {
+      if (new_unit) job.units.pop_back();
+      else unit->state = "exited";
+      store->save_job(job);
+    }
+    throw;
+  }
   unit->state = "running";
   store->save_job(job);
   spdlog::info("started unit '{}' of job '{}' (host pid {}); output in {}", opt.unit, opt.job, *unit->pid,

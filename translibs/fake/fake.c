@@ -5,7 +5,9 @@
  *   -DFAKE_ABI_MAJOR=N       claims ABI major N (wrong-abi.so: 99, old-abi.so: 0)
  *   -DFAKE_FAILING_PROBE     probe answers UNSUPPORTED with a reason (failing-probe.so)
  *   -DFAKE_SHORT_TABLE       struct_size too small for this ABI (short-table.so)
- * Without options it is a working translib whose calls echo their request (echo.so).
+ * Without options it is a working translib whose calls echo their request (echo.so);
+ * its checkpoint fails when FAKE_TRANSLIB_FAIL=checkpoint is in the environment and
+ * its restart when FAKE_TRANSLIB_FAIL=restart, for tests of the abort paths.
  */
 #include "gcp/translib.h"
 
@@ -27,9 +29,35 @@ static char *dup_string(const char *s) {
   return out;
 }
 
+static int failing(const char *call) {
+  const char *fail = getenv("FAKE_TRANSLIB_FAIL");
+  return fail && strcmp(fail, call) == 0;
+}
+
 static gcp_translib_status echo(const char *request, char **result, char **error) {
   *error = NULL;
   *result = dup_string(request);
+  return GCP_TRANSLIB_OK;
+}
+
+static gcp_translib_status checkpoint(const char *request, char **result, char **error) {
+  if (failing("checkpoint")) {
+    *result = NULL;
+    *error = dup_string("the fake checkpointer was told to fail");
+    return GCP_TRANSLIB_ERROR;
+  }
+  return echo(request, result, error);
+}
+
+static gcp_translib_status restart(const char *request, char **result, char **error) {
+  if (failing("restart")) {
+    *result = NULL;
+    *error = dup_string("the fake checkpointer was told to fail");
+    return GCP_TRANSLIB_ERROR;
+  }
+  *error = NULL;
+  (void)request;
+  *result = dup_string("{\"pid\":1}");
   return GCP_TRANSLIB_OK;
 }
 
@@ -44,13 +72,6 @@ static gcp_translib_status probe(const char *request, char **result, char **erro
   *result = dup_string("{\"checkpointer\":\"fake\",\"version\":\"1.0\",\"path\":\"/nowhere\"}");
   return GCP_TRANSLIB_OK;
 #endif
-}
-
-static gcp_translib_status refuse(const char *request, char **result, char **error) {
-  (void)request;
-  *result = NULL;
-  *error = dup_string("the fake checkpointer cannot restart anything");
-  return GCP_TRANSLIB_ERROR;
 }
 
 static void free_string(char *s) { free(s); }
@@ -68,8 +89,8 @@ static const gcp_translib_descriptor descriptor = {
     "0.0.1",
     GCP_CAP_PROCESS_TREE,
     probe,
-    echo,
-    refuse,
+    checkpoint,
+    restart,
     free_string,
 };
 
