@@ -12,7 +12,7 @@ criu_want=4.2.1
 build_dir=${GCP_BUILD_CACHE:-/var/cache/gcp-build}
 
 build_pkgs=(g++ make pkg-config libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev doctest-dev
-  libcgroup-dev libssl-dev iproute2 util-linux procps xz-utils)
+  libcgroup-dev libssl-dev iproute2 util-linux procps xz-utils python3)
 criu_build_pkgs=(libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler python3-protobuf
   libnl-3-dev libnet1-dev libcap-dev libaio-dev libbsd-dev libgnutls28-dev libnftables-dev uuid-dev
   pkg-config gcc make iptables)
@@ -33,10 +33,15 @@ apt_install() {
   [ "$(id -u)" -eq 0 ] || die "missing packages: $(echo $need)" "run: sudo scripts/install-deps.sh"
   say "installing $(echo $need)"
   export DEBIAN_FRONTEND=noninteractive
-  if [ -z "$apt_updated" ]; then apt-get update -qq >/dev/null || die "apt-get update failed" "check the apt sources"; apt_updated=1; fi
+  mkdir -p "$build_dir"
+  local log=$build_dir/apt.log
+  if [ -z "$apt_updated" ]; then
+    apt-get update -qq >"$log" 2>&1 || die "apt-get update failed (log: $log)" "check the apt sources"
+    apt_updated=1
+  fi
   # shellcheck disable=SC2086
-  apt-get install -y -qq --no-install-recommends $need >/dev/null ||
-    die "apt-get install failed for: $(echo $need)" "run 'apt-get install $(echo $need)' to see why"
+  apt-get install -y -qq --no-install-recommends $need >>"$log" 2>&1 ||
+    die "apt-get install failed for: $(echo $need) (log: $log)" "run 'apt-get install $(echo $need)' to see why"
 }
 
 # Prints the version of a criu binary (e.g. 4.2.1), nothing if it is not runnable.

@@ -231,6 +231,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
     cu.timings = {{"freezeMs", round_ms(freeze_ms[i])}, {"dumpMs", round_ms(dump_ms[i])}};
     cp.units.push_back(std::move(cu));
   }
+  auto t_store = Clock::now();
   try {
     store.commit(staging, cp);
   } catch (const Error& e) {
@@ -243,7 +244,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   cp.timings["dumpMs"] = round_ms(ms_between(t_frozen, t_dumped));
   cp.timings["thawMs"] = round_ms(ms_between(t_dumped, t_thawed));
   cp.timings["downtimeMs"] = round_ms(ms_between(t_start, t_thawed));
-  cp.timings["storeMs"] = round_ms(cp.timings.value("storeMs", 0.0));
+  cp.timings["storeMs"] = round_ms(ms_between(t_store, t_committed));
   cp.timings["totalMs"] = round_ms(ms_between(t_start, t_committed));
 
   if (options.stop) {

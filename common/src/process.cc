@@ -76,6 +76,25 @@ class Pipe {
   ::_exit(127);
 }
 
+// A child may exit without reading all its input: the write must then fail with EPIPE
+// instead of killing this process with SIGPIPE (thread-directed, so it is taken here).
+ssize_t write_input(int fd, std::string_view data) {
+  sigset_t pipe_set, old;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  ::pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+  ssize_t put = ::write(fd, data.data(), data.size());
+  int err = errno;
+  if (put < 0 && err == EPIPE && !sigismember(&old, SIGPIPE)) {
+    timespec zero{0, 0};
+    while (::sigtimedwait(&pipe_set, nullptr, &zero) < 0 && errno == EINTR) {
+    }
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  errno = err;
+  return put;
+}
+
 }  // namespace
 
 std::string Result::describe() const {
@@ -87,7 +106,17 @@ std::string Result::describe() const {
 Result run(const Spec& spec) {
   if (spec.argv.empty()) throw Error(Exit::kFailed, "running a program: empty command");
   std::vector<std::string> env_strings;
-  for (char** e = environ; *e; ++e) env_strings.emplace_back(*e);
+  // An extra entry replaces ours of the same name: with both, getenv() finds ours first.
+  auto replaced = [&](const char* entry) {
+    for (const auto& extra : spec.env) {
+      size_t eq = extra.find('=');
+      if (eq != std::string::npos && std::strncmp(entry, extra.c_str(), eq + 1) == 0) return true;
+    }
+    return false;
+  };
+  for (char** e = environ; *e; ++e) {
+    if (!replaced(*e)) env_strings.emplace_back(*e);
+  }
   for (const auto& extra : spec.env) env_strings.push_back(extra);
   std::vector<char*> argv, envp;
   for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
@@ -142,7 +171,7 @@ Result run(const Spec& spec) {
     drain(out_i, out.read_end(), result.out, out_open);
     drain(err_i, err.read_end(), result.err, err_open);
     if (in_i >= 0 && (fds[in_i].revents & (POLLOUT | POLLERR | POLLHUP))) {
-      ssize_t put = ::write(in.write_end(), to_write.data(), to_write.size());
+      ssize_t put = write_input(in.write_end(), to_write);
       if (put > 0) to_write.remove_prefix(static_cast<size_t>(put));
       else if (put < 0 && errno != EAGAIN && errno != EINTR) to_write = {};
       if (to_write.empty()) in.close_write();

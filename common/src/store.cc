@@ -64,10 +64,6 @@ namespace {
 
 using manifest::json;
 
-double ms_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-}
-
 std::optional<uint64_t> parse_seq(const std::string& name) {
   if (name.empty() || name.size() > 18) return std::nullopt;
   if (!std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; }))
@@ -141,7 +137,6 @@ class DirStore : public Store {
   }
 
   void commit(const Staging& staging, manifest::Checkpoint& checkpoint) override {
-    auto start = std::chrono::steady_clock::now();
     uint64_t raw = 0;
     for (auto& unit : checkpoint.units) {
       auto dir = staging.unit_dir(unit.name);
@@ -168,7 +163,6 @@ class DirStore : public Store {
     checkpoint.bytes["raw"] = raw;
     checkpoint.bytes["stored"] = raw;
     checkpoint.bytes["new"] = raw;
-    checkpoint.timings["storeMs"] = ms_since(start);
     fs::write_file_atomic(staging.dir / "manifest.json",
                           manifest::to_json(checkpoint).dump(2) + "\n", 0600);
     fs::fsync_tree(staging.dir);

@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <mutex>
 #include <regex>
 #include <sstream>
 
@@ -54,7 +56,7 @@ std::string find_criu() {
 }
 
 // "Version: 4.2.1" -> "4.2.1"
-std::string criu_version(const std::string& criu) {
+std::string ask_criu_version(const std::string& criu) {
   auto r = run({criu, "--version"}, std::chrono::seconds(10));
   std::smatch m;
   static const std::regex re(R"(Version:\s*([0-9]+)\.([0-9]+)(\.[0-9]+)?)");
@@ -133,6 +135,17 @@ json read_dump_stats(const stdfs::path& file) {
     if (field < sizeof names / sizeof names[0] && names[field]) stats[names[field]] = value;
   }
   return stats;
+}
+
+// Asked once per binary and process: a checkpoint must not start programs while
+// the job is frozen that it could have started before.
+std::string criu_version(const std::string& criu) {
+  static std::mutex mutex;
+  static std::map<std::string, std::string> known;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = known.find(criu);
+  if (it == known.end()) it = known.emplace(criu, ask_criu_version(criu)).first;
+  return it->second;
 }
 
 json probe(const json&) {
