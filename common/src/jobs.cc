@@ -2,6 +2,7 @@
 #include "gcp/jobs.h"
 
 #include "gcp/error.h"
+#include "gcp/log.h"
 #include "gcp/proc.h"
 #include "gcp/translib_loader.h"
 #include "gcp/unit.h"
@@ -163,6 +164,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   };
 
   Clock::time_point t_start, t_frozen, t_dumped, t_thawed;
+  log::phase("checkpoint {} of job '{}': freezing and dumping {} unit(s)", staging.seq, job_name, units.size());
   {
     DeferSignals defer;
     t_start = Clock::now();
@@ -231,6 +233,8 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
     cu.timings = {{"freezeMs", round_ms(freeze_ms[i])}, {"dumpMs", round_ms(dump_ms[i])}};
     cp.units.push_back(std::move(cu));
   }
+  log::phase("checkpoint {} of job '{}': {}, storing the images", staging.seq, job_name,
+             options.stop ? "job stays frozen until stopped" : "job thawed");
   auto t_store = Clock::now();
   try {
     store.commit(staging, cp);
@@ -293,12 +297,14 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
                   "stop it first with 'gcp-isolate kill " + job_name + " --unit " + cu.name + "'");
     }
     translibs.get(cu.translib);
+    log::phase("{}: verifying the images of unit '{}'", what, cu.name);
     plan.emplace_back(&cu, store.materialize(cp, cu.name).string());
   }
 
   std::vector<manifest::Unit*> restored;
   for (const auto& [cu, images] : plan) {
     manifest::Unit* u = job.find_unit(cu->name);
+    log::phase("{}: restoring unit '{}'", what, cu->name);
     try {
       cgroups.create(u->cgroup);
       auto work = store.job_dir(job_name) / "logs" / ("restore-" + std::to_string(*seq) + "-" + cu->name);

@@ -2,6 +2,7 @@
 // The CRIU translib: maps gcp's translib ABI onto the criu binary (>= 4.2).
 #include "gcp/error.h"
 #include "gcp/fs.h"
+#include "gcp/proc.h"
 #include "gcp/process.h"
 #include "gcp/translib.h"
 
@@ -230,7 +231,12 @@ json restart(const json& req) {
   if (!text || std::atoi(text->c_str()) <= 0) {
     failed("criu restore from '" + dir.string() + "' wrote no pid file (log: " + log.string() + ")");
   }
-  return {{"checkpointer", "criu"}, {"version", version}, {"pid", std::atoi(text->c_str())}, {"log", log.string()}};
+  pid_t root = std::atoi(text->c_str());
+  return {{"checkpointer", "criu"},
+          {"version", version},
+          {"pid", root},
+          {"pids", gcp::proc::tree(root)},
+          {"log", log.string()}};
 }
 
 char* dup_string(const std::string& s) {
