@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: MIT
+#include "gcp/cgroup.h"
+
+#include "fake_cgroups.h"
+#include "testing.h"
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+
+using gcp::Exit;
+using gcp::cgroup::FreezeState;
+using gcp::testing::error_from;
+using gcp::testing::FakeCgroups;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+TEST_CASE("check_name accepts letters, digits, dots, underscores and dashes") {
+  for (const std::string& good : {std::string("job-1"), std::string("a.b_c"), std::string("A"),
+                                  std::string("x-"), std::string(64, 'n')}) {
+    CAPTURE(good);
+    CHECK_FALSE(error_from([&] { gcp::cgroup::check_name("job", good); }).has_value());
+  }
+}
+
+TEST_CASE("check_name refuses names that cannot be a cgroup directory") {
+  const std::string too_long(65, 'n');
+  for (const std::string& bad :
+       {std::string(), std::string(".hidden"), std::string("-x"), std::string("a/b"),
+        std::string("a b"), std::string(".."), too_long}) {
+    CAPTURE(bad);
+    auto e = error_from([&] { gcp::cgroup::check_name("unit", bad); });
+    REQUIRE(e.has_value());
+    CHECK(e->code() == Exit::kUsage);
+    CHECK_CONTAINS(e->what(), "unit name '" + bad + "'");
+    CHECK_CONTAINS(e->hint(), "64");
+  }
+}
+
+TEST_CASE("unit_path puts a unit under its job below gcp/") {
+  CHECK(gcp::cgroup::job_path("j") == "gcp/j");
+  CHECK(gcp::cgroup::unit_path("j", "u") == "gcp/j/u");
+  CHECK(error_from([] { gcp::cgroup::unit_path("j", "../u"); }).has_value());
+  CHECK(error_from([] { gcp::cgroup::unit_path("../j", "u"); }).has_value());
+}
+
+TEST_CASE("freeze waits through FREEZING until the cgroup is FROZEN") {
+  FakeCgroups cgroups;
+  cgroups.add_pid("gcp/j/u", 4242);
+  cgroups.freeze_after("gcp/j/u", 3);
+  gcp::cgroup::freeze(cgroups, "gcp/j/u", 5s);
+  auto g = cgroups.group("gcp/j/u");
+  CHECK(g.state == FreezeState::kFrozen);
+  CHECK(g.polls == 4);
+
+  gcp::cgroup::thaw_quietly(cgroups, "gcp/j/u");
+  CHECK(cgroups.group("gcp/j/u").state == FreezeState::kThawed);
+}
+
+TEST_CASE("freeze of a cgroup stuck in FREEZING gives up after the timeout and thaws it") {
+  FakeCgroups cgroups;
+  cgroups.add_pid("gcp/j/u", 4242);
+  cgroups.never_freeze("gcp/j/u");
+  auto start = Clock::now();
+  auto e = error_from([&] { gcp::cgroup::freeze(cgroups, "gcp/j/u", 50ms); });
+  auto took = Clock::now() - start;
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kFailed);
+  CHECK_CONTAINS(e->what(), "freezing cgroup 'gcp/j/u'");
+  CHECK_CONTAINS(e->what(), "50 ms");
+  CHECK_FALSE(e->hint().empty());
+  CHECK(took >= 50ms);
+  CHECK(took < 2s);
+  CHECK(cgroups.group("gcp/j/u").state == FreezeState::kThawed);
+}
+
+TEST_CASE("thaw_quietly does not throw when thawing fails") {
+  gcp::testing::CapturedLog log;
+  FakeCgroups cgroups;
+  gcp::cgroup::thaw_quietly(cgroups, "gcp/j/missing");
+  CHECK_FALSE(cgroups.exists("gcp/j/missing"));
+  CHECK_CONTAINS(log.text(), "warning: thawing cgroup 'gcp/j/missing'");
+}
+
+TEST_CASE("kill_all on an empty cgroup returns at once") {
+  FakeCgroups cgroups;
+  cgroups.create("gcp/j/u");
+  auto start = Clock::now();
+  gcp::cgroup::kill_all(cgroups, "gcp/j/u", 10s);
+  CHECK(Clock::now() - start < 1s);
+  gcp::cgroup::kill_all(cgroups, "gcp/j/never-created", 10s);
+  CHECK(Clock::now() - start < 1s);
+}
+
+TEST_CASE("the fake cgroups record what was created, attached, frozen and removed") {
+  FakeCgroups cgroups;
+  cgroups.create("gcp/j/u");
+  cgroups.attach("gcp/j/u", 4242);
+  CHECK(cgroups.procs("gcp/j/u") == std::vector<pid_t>{4242});
+  cgroups.set_frozen("gcp/j/u", true);
+  cgroups.set_frozen("gcp/j/u", false);
+  CHECK(cgroups.freezer_dir("gcp/j/u") == "/fake/freezer/gcp/j/u");
+  cgroups.remove("gcp/j/u");
+  CHECK_FALSE(cgroups.exists("gcp/j/u"));
+  CHECK(cgroups.procs("gcp/j/u").empty());
+  CHECK(cgroups.calls == std::vector<std::string>{"create gcp/j/u", "attach gcp/j/u 4242",
+                                                  "freeze gcp/j/u", "thaw gcp/j/u",
+                                                  "remove gcp/j/u"});
+}

@@ -1,0 +1,412 @@
+// SPDX-License-Identifier: MIT
+#include "gcp/jobs.h"
+
+#include "fake_cgroups.h"
+#include "gcp/names.h"
+#include "gcp/proc.h"
+#include "testing.h"
+
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+using gcp::Exit;
+using gcp::cgroup::FreezeState;
+using gcp::manifest::json;
+using gcp::testing::error_from;
+using gcp::testing::FakeCgroups;
+using gcp::testing::ScopedEnv;
+using gcp::testing::TempDir;
+namespace jobs = gcp::jobs;
+namespace manifest = gcp::manifest;
+namespace stdfs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A real child that only waits, so the units' pid is one that may be signalled
+// safely; killed and reaped on destruction.
+class Sleeper {
+ public:
+  Sleeper() {
+    pid_ = ::fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      for (;;) ::pause();
+    }
+  }
+  ~Sleeper() {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  Sleeper(const Sleeper&) = delete;
+  Sleeper& operator=(const Sleeper&) = delete;
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_;
+};
+
+// Job "j" with running units on this node, checkpointed by the echo translib into a
+// temporary store, with cgroups in memory.
+struct JobFixture {
+  explicit JobFixture(std::vector<std::string> unit_names = {"a", "b"}) {
+    REQUIRE(stdfs::exists(gcp::testing::fake_translib_dir() + "/echo.so"));
+    job.name = "j";
+    job.owner = ::geteuid();
+    job.created = manifest::now_rfc3339();
+    for (const auto& name : unit_names) {
+      manifest::Unit u;
+      u.name = name;
+      u.node = gcp::proc::node_name();
+      u.grouping = "pidns";
+      u.cgroup = gcp::cgroup::unit_path("j", name);
+      u.translib = "echo";
+      u.command = {"sleep", "1000"};
+      u.pid = sleeper.pid();
+      cgroups.add_pid(u.cgroup, sleeper.pid());
+      job.units.push_back(u);
+    }
+    store->save_job(job);
+  }
+
+  manifest::Job stored_job() {
+    auto loaded = store->load_job("j");
+    REQUIRE(loaded.has_value());
+    return *loaded;
+  }
+
+  std::vector<stdfs::path> staging_dirs() {
+    std::vector<stdfs::path> dirs;
+    std::error_code ec;
+    for (const auto& e : stdfs::directory_iterator(store->job_dir("j") / "staging", ec)) {
+      dirs.push_back(e.path());
+    }
+    return dirs;
+  }
+
+  std::vector<json> events() {
+    std::vector<json> out;
+    std::ifstream in(store->job_dir("j") / "events.jsonl");
+    std::string line;
+    while (std::getline(in, line)) out.push_back(json::parse(line));
+    return out;
+  }
+
+  bool called(const std::string& call) {
+    return std::find(cgroups.calls.begin(), cgroups.calls.end(), call) != cgroups.calls.end();
+  }
+
+  // Index of a call in the fake's log; calls.size() when it never happened.
+  size_t when(const std::string& call) {
+    return static_cast<size_t>(std::find(cgroups.calls.begin(), cgroups.calls.end(), call) -
+                               cgroups.calls.begin());
+  }
+
+  ScopedEnv translib_path{gcp::names::kEnvTranslibPath, gcp::testing::fake_translib_dir()};
+  ScopedEnv no_failure{"FAKE_TRANSLIB_FAIL", std::nullopt};
+  TempDir tmp;
+  std::unique_ptr<gcp::store::Store> store = gcp::store::open_dir_store(tmp.path());
+  FakeCgroups cgroups;
+  Sleeper sleeper;
+  manifest::Job job;
+  jobs::CheckpointOptions options;
+};
+
+}  // namespace
+
+TEST_CASE("a checkpoint of a two-unit job freezes both, commits seq 1 and thaws both") {
+  JobFixture f;
+  f.cgroups.freeze_after("gcp/j/a", 2);
+  auto cp = jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+
+  CHECK(cp.job == "j");
+  CHECK(cp.seq == 1);
+  CHECK(cp.mode == "coordinated");
+  CHECK(cp.kernel == gcp::proc::kernel_release());
+  CHECK(cp.timings.contains("downtimeMs"));
+  REQUIRE(cp.units.size() == 2);
+  for (size_t i = 0; i < 2; ++i) {
+    CAPTURE(i);
+    CHECK(cp.units[i].name == f.job.units[i].name);
+    CHECK(cp.units[i].node == gcp::proc::node_name());
+    CHECK(cp.units[i].grouping == "pidns");
+    CHECK(cp.units[i].translib == "echo");
+    CHECK(cp.units[i].translib_version == "0.0.1");
+    CHECK(cp.units[i].timings.contains("dumpMs"));
+  }
+
+  // Coordinated: every unit is frozen before any is thawed.
+  REQUIRE(f.called("freeze gcp/j/a"));
+  REQUIRE(f.called("freeze gcp/j/b"));
+  CHECK(f.when("freeze gcp/j/b") < f.when("thaw gcp/j/a"));
+  CHECK(f.when("freeze gcp/j/a") < f.when("thaw gcp/j/b"));
+  CHECK(f.cgroups.group("gcp/j/a").state == FreezeState::kThawed);
+  CHECK(f.cgroups.group("gcp/j/b").state == FreezeState::kThawed);
+
+  CHECK(f.store->checkpoints("j") == std::vector<uint64_t>{1});
+  CHECK(f.staging_dirs().empty());
+  auto stored = f.store->load_checkpoint("j", 1);
+  REQUIRE(stored.units.size() == 2);
+  CHECK(stored.units[0].name == "a");
+  CHECK(stored.units[1].name == "b");
+  CHECK(stored.units[0].translib == "echo");
+  CHECK(stored.units[1].translib == "echo");
+
+  auto events = f.events();
+  REQUIRE_FALSE(events.empty());
+  CHECK(events.back()["event"] == "checkpoint");
+  CHECK(events.back()["seq"] == 1);
+
+  auto second = jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  CHECK(second.seq == 2);
+  CHECK(f.store->checkpoints("j") == std::vector<uint64_t>{1, 2});
+}
+
+TEST_CASE("a failing dump aborts the round, thaws every unit and keeps the previous checkpoint") {
+  JobFixture f;
+  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  f.cgroups.calls.clear();
+
+  {
+    ScopedEnv fail{"FAKE_TRANSLIB_FAIL", "checkpoint"};
+    auto e = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); });
+    REQUIRE(e.has_value());
+    CHECK(e->code() == Exit::kFailed);
+    CHECK_CONTAINS(e->what(), "job 'j'");
+    CHECK_CONTAINS(e->what(), "unit 'a'");
+    CHECK_CONTAINS(e->what(), "the fake checkpointer was told to fail");
+    CHECK_CONTAINS(e->hint(), "previous checkpoint");
+  }
+  CHECK(f.called("freeze gcp/j/a"));
+  CHECK(f.called("freeze gcp/j/b"));
+  CHECK(f.called("thaw gcp/j/a"));
+  CHECK(f.called("thaw gcp/j/b"));
+  CHECK(f.cgroups.group("gcp/j/a").state == FreezeState::kThawed);
+  CHECK(f.cgroups.group("gcp/j/b").state == FreezeState::kThawed);
+  CHECK(f.staging_dirs().empty());
+  CHECK(f.store->checkpoints("j") == std::vector<uint64_t>{1});
+  CHECK(f.events().back()["event"] == "checkpoint-failed");
+
+  // The lock was released: the next round works.
+  CHECK(jobs::checkpoint(*f.store, f.cgroups, "j", f.options).seq > 1);
+}
+
+TEST_CASE("a unit that does not freeze in time aborts the round and the others are thawed") {
+  JobFixture f;
+  f.cgroups.never_freeze("gcp/j/b");
+  f.options.freeze_timeout = 50ms;
+  auto e = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kFailed);
+  CHECK_CONTAINS(e->what(), "unit 'b'");
+  CHECK_CONTAINS(e->what(), "not frozen after 50 ms");
+  CHECK(f.when("freeze gcp/j/a") < f.when("thaw gcp/j/a"));
+  CHECK(f.called("thaw gcp/j/b"));
+  CHECK(f.cgroups.group("gcp/j/a").state == FreezeState::kThawed);
+  CHECK(f.cgroups.group("gcp/j/b").state == FreezeState::kThawed);
+  CHECK(f.staging_dirs().empty());
+  CHECK(f.store->checkpoints("j").empty());
+}
+
+TEST_CASE("a unit on another node is refused before anything is frozen") {
+  JobFixture f;
+  f.job.units[1].node = "elsewhere.example";
+  f.store->save_job(f.job);
+  auto e = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kUsage);
+  CHECK_CONTAINS(e->what(), "unit 'b'");
+  CHECK_CONTAINS(e->what(), "'elsewhere.example'");
+  CHECK(f.cgroups.calls.empty());
+  CHECK(f.store->checkpoints("j").empty());
+}
+
+TEST_CASE("a unit whose processes have ended is left out of the checkpoint with a warning") {
+  JobFixture f;
+  gcp::testing::CapturedLog log;
+  f.cgroups.clear_pids("gcp/j/b");
+  auto cp = jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  REQUIRE(cp.units.size() == 1);
+  CHECK(cp.units[0].name == "a");
+  CHECK_FALSE(f.called("freeze gcp/j/b"));
+  CHECK_CONTAINS(log.text(), "warning: unit 'b' of job 'j' is exited");
+}
+
+TEST_CASE("a job with no running unit is refused: nothing to checkpoint") {
+  JobFixture f;
+  gcp::testing::CapturedLog log;
+  f.cgroups.clear_pids("gcp/j/a");
+  f.cgroups.clear_pids("gcp/j/b");
+  auto e = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kFailed);
+  CHECK_CONTAINS(e->what(), "job 'j'");
+  CHECK_CONTAINS(e->what(), "nothing to checkpoint");
+  CHECK(f.cgroups.calls.empty());
+  CHECK(f.staging_dirs().empty());
+  CHECK(f.store->checkpoints("j").empty());
+}
+
+TEST_CASE("a unit frozen by someone else is refused") {
+  JobFixture f;
+  f.cgroups.set_frozen("gcp/j/b", true);
+  f.cgroups.calls.clear();
+  auto e = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kFailed);
+  CHECK_CONTAINS(e->what(), "unit 'b'");
+  CHECK_CONTAINS(e->what(), "frozen");
+  CHECK_CONTAINS(e->hint(), "/fake/freezer/gcp/j/b");
+  CHECK(f.cgroups.calls.empty());
+}
+
+TEST_CASE("a checkpoint is refused as busy while another holds the job's lock") {
+  JobFixture f;
+  auto held = f.store->try_lock_job("j");
+  REQUIRE(held.has_value());
+  auto e = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kBusy);
+  CHECK(f.cgroups.calls.empty());
+}
+
+TEST_CASE("a checkpoint with a translib that is not installed freezes nothing") {
+  JobFixture f;
+  f.job.units[0].translib = "no-such-translib";
+  f.store->save_job(f.job);
+  auto e = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kNoCheckpointer);
+  CHECK(f.cgroups.calls.empty());
+  CHECK(f.staging_dirs().empty());
+}
+
+TEST_CASE("restart restores every unit of the latest checkpoint and records the new pids") {
+  JobFixture f;
+  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  f.cgroups.clear_pids("gcp/j/a");
+  f.cgroups.clear_pids("gcp/j/b");
+  jobs::kill(*f.store, f.cgroups, "j", std::nullopt);
+  f.cgroups.calls.clear();
+
+  auto job = jobs::restart(*f.store, f.cgroups, "j", std::nullopt);
+  CHECK(f.called("create gcp/j/a"));
+  CHECK(f.called("create gcp/j/b"));
+  for (const auto& u : {job, f.stored_job()}) {
+    REQUIRE(u.units.size() == 2);
+    for (const auto& unit : u.units) {
+      CAPTURE(unit.name);
+      CHECK(unit.state == "running");
+      CHECK(unit.pid == 1);  // what the echo translib answers
+      CHECK(unit.restored_from == 1u);
+    }
+  }
+  CHECK(f.events().back()["event"] == "restart");
+}
+
+TEST_CASE("a failing restart names the unit and leaves no unit marked running") {
+  JobFixture f;
+  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  f.cgroups.clear_pids("gcp/j/a");
+  f.cgroups.clear_pids("gcp/j/b");
+  jobs::kill(*f.store, f.cgroups, "j", std::nullopt);
+
+  SUBCASE("when the translib fails") {
+    ScopedEnv fail{"FAKE_TRANSLIB_FAIL", "restart"};
+    auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", std::nullopt); });
+    REQUIRE(e.has_value());
+    CHECK(e->code() == Exit::kFailed);
+    CHECK_CONTAINS(e->what(), "checkpoint 1 of job 'j'");
+    CHECK_CONTAINS(e->what(), "unit 'a'");
+    CHECK_CONTAINS(e->what(), "the fake checkpointer was told to fail");
+  }
+  SUBCASE("when a later unit fails after the first was restored") {
+    f.cgroups.fail_create("gcp/j/b");
+    auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", std::nullopt); });
+    REQUIRE(e.has_value());
+    CHECK(e->code() == Exit::kFailed);
+    CHECK_CONTAINS(e->what(), "unit 'b'");
+    CHECK(f.called("create gcp/j/a"));
+  }
+  for (const auto& u : f.stored_job().units) {
+    CAPTURE(u.name);
+    CHECK(u.state != "running");
+    CHECK_FALSE(u.pid.has_value());
+  }
+  CHECK(f.events().back()["event"] == "restart-failed");
+}
+
+TEST_CASE("restart is refused while a unit still runs") {
+  JobFixture f;
+  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  f.cgroups.calls.clear();
+  auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", std::nullopt); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kFailed);
+  CHECK_CONTAINS(e->what(), "unit 'a' is still running");
+  CHECK(f.cgroups.calls.empty());
+}
+
+TEST_CASE("restart of a job without a checkpoint is refused") {
+  JobFixture f;
+  auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", std::nullopt); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kUsage);
+  CHECK_CONTAINS(e->what(), "job 'j' has no committed checkpoint");
+  CHECK(f.cgroups.calls.empty());
+}
+
+TEST_CASE("restart of a checkpoint that does not exist is refused") {
+  JobFixture f;
+  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", 7); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "no checkpoint 7");
+}
+
+TEST_CASE("loading a job that is not in the store is a usage error") {
+  JobFixture f;
+  auto e = error_from([&] { jobs::load(*f.store, "unknown"); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kUsage);
+  CHECK_CONTAINS(e->what(), "job 'unknown'");
+  CHECK_CONTAINS(e->what(), f.tmp.path().string());
+  CHECK_FALSE(e->hint().empty());
+
+  auto bad = error_from([&] { jobs::load(*f.store, "../j"); });
+  REQUIRE(bad.has_value());
+  CHECK(bad->code() == Exit::kUsage);
+  CHECK(jobs::load(*f.store, "j").units.size() == 2);
+}
+
+TEST_CASE("kill records the units as stopped and removes their cgroups") {
+  JobFixture f;
+  f.cgroups.clear_pids("gcp/j/a");
+  f.cgroups.clear_pids("gcp/j/b");
+  auto job = jobs::kill(*f.store, f.cgroups, "j", std::string("b"));
+  CHECK(f.called("remove gcp/j/b"));
+  CHECK_FALSE(f.called("remove gcp/j/a"));
+  CHECK(f.stored_job().find_unit("b")->state == "stopped");
+  CHECK(f.stored_job().find_unit("a")->state == "running");
+  auto e = error_from([&] { jobs::kill(*f.store, f.cgroups, "j", std::string("zz")); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kUsage);
+  CHECK_CONTAINS(e->what(), "no unit 'zz'");
+}
+
+TEST_CASE("status reads each unit's state from the cgroups") {
+  JobFixture f;
+  f.cgroups.clear_pids("gcp/j/b");
+  auto job = jobs::status(*f.store, f.cgroups, "j");
+  CHECK(job.find_unit("a")->state == "running");
+  CHECK(job.find_unit("a")->pid == f.sleeper.pid());
+  CHECK(job.find_unit("b")->state == "exited");
+  CHECK_FALSE(job.find_unit("b")->pid.has_value());
+}

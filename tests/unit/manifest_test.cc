@@ -1,0 +1,302 @@
+// SPDX-License-Identifier: MIT
+#include "gcp/manifest.h"
+
+#include "testing.h"
+
+#include <doctest/doctest.h>
+
+using gcp::Exit;
+using gcp::manifest::json;
+using gcp::testing::error_from;
+namespace manifest = gcp::manifest;
+
+namespace {
+
+manifest::Job sample_job() {
+  manifest::Job job;
+  job.name = "j";
+  job.owner = 1000;
+  job.created = "2024-01-02T03:04:05.678Z";
+  manifest::Unit a;
+  a.name = "a";
+  a.node = "node1";
+  a.cgroup = "gcp/j/a";
+  a.command = {"sleep", "100"};
+  a.output = "/tmp/a.out";
+  a.pid = 4242;
+  manifest::Unit b;
+  b.name = "b";
+  b.node = "node2";
+  b.grouping = "tree";
+  b.cgroup = "gcp/j/b";
+  b.translib = "echo";
+  b.state = "stopped";
+  b.restored_from = 7;
+  job.units = {a, b};
+  return job;
+}
+
+manifest::Checkpoint sample_checkpoint() {
+  manifest::Checkpoint c;
+  c.job = "j";
+  c.seq = 3;
+  c.created = "2024-01-02T03:04:05.678Z";
+  c.kernel = "6.1.0";
+  c.timings = {{"totalMs", 12.5}};
+  c.bytes = {{"raw", 10}};
+  manifest::CheckpointUnit u;
+  u.name = "a";
+  u.node = "node1";
+  u.grouping = "pidns";
+  u.translib = "criu";
+  u.translib_version = "0.1.0";
+  u.checkpointer = "criu";
+  u.checkpointer_version = "4.2.1";
+  u.images = {{"pages-1.img", 10, std::string(64, 'a'), json::object()},
+              {"sub/core.img", 0, std::string(64, 'b'), json::object()}};
+  u.stats = {{"pages", 3}};
+  c.units = {u};
+  return c;
+}
+
+// The message of the Error a Job document raises; the exit code must be kUsage.
+std::string job_error(const json& doc, const std::string& source = "job.json") {
+  auto e = error_from([&] { manifest::job_from_json(doc, source); });
+  REQUIRE_MESSAGE(e.has_value(), "no error for " << doc.dump());
+  CHECK(e->code() == Exit::kUsage);
+  return e->what();
+}
+
+std::string checkpoint_error(const json& doc, const std::string& source = "manifest.json") {
+  auto e = error_from([&] { manifest::checkpoint_from_json(doc, source); });
+  REQUIRE_MESSAGE(e.has_value(), "no error for " << doc.dump());
+  CHECK(e->code() == Exit::kUsage);
+  return e->what();
+}
+
+}  // namespace
+
+TEST_CASE("a job survives to_json and job_from_json unchanged") {
+  auto job = sample_job();
+  json doc = manifest::to_json(job);
+  CHECK(doc.begin().key() == "apiVersion");
+  CHECK(doc["apiVersion"] == "gcp/v1");
+  CHECK(doc["kind"] == "Job");
+
+  auto back = manifest::job_from_json(doc, "test");
+  CHECK(back.name == "j");
+  CHECK(back.owner == 1000);
+  CHECK(back.created == job.created);
+  REQUIRE(back.units.size() == 2);
+  CHECK(back.units[0].name == "a");
+  CHECK(back.units[0].node == "node1");
+  CHECK(back.units[0].grouping == "pidns");
+  CHECK(back.units[0].translib == "criu");
+  CHECK(back.units[0].command == std::vector<std::string>{"sleep", "100"});
+  CHECK(back.units[0].output == "/tmp/a.out");
+  CHECK(back.units[0].pid == 4242);
+  CHECK(back.units[0].state == "running");
+  CHECK_FALSE(back.units[0].restored_from.has_value());
+  CHECK(back.units[1].grouping == "tree");
+  CHECK(back.units[1].translib == "echo");
+  CHECK(back.units[1].state == "stopped");
+  CHECK_FALSE(back.units[1].pid.has_value());
+  CHECK(back.units[1].restored_from == 7u);
+  CHECK(manifest::to_json(back) == doc);
+}
+
+TEST_CASE("a checkpoint survives to_json and checkpoint_from_json unchanged") {
+  auto cp = sample_checkpoint();
+  json doc = manifest::to_json(cp);
+  CHECK(doc["kind"] == "Checkpoint");
+
+  auto back = manifest::checkpoint_from_json(doc, "test");
+  CHECK(back.job == "j");
+  CHECK(back.seq == 3);
+  CHECK(back.kernel == "6.1.0");
+  CHECK(back.mode == "coordinated");
+  CHECK(back.timings == cp.timings);
+  REQUIRE(back.units.size() == 1);
+  const auto& u = back.units[0];
+  CHECK(u.translib == "criu");
+  CHECK(u.translib_version == "0.1.0");
+  CHECK(u.checkpointer_version == "4.2.1");
+  REQUIRE(u.images.size() == 2);
+  CHECK(u.images[1].path == "sub/core.img");
+  CHECK(u.images[0].size == 10);
+  CHECK(u.images[0].sha256 == std::string(64, 'a'));
+  CHECK(manifest::to_json(back) == doc);
+}
+
+TEST_CASE("unknown fields are kept at the top level, in a unit and in an image") {
+  json job = manifest::to_json(sample_job());
+  job["x-top"] = {{"keep", true}};
+  job["units"][1]["x-unit"] = "kept";
+  json job_again = manifest::to_json(manifest::job_from_json(job, "test"));
+  CHECK(job_again["x-top"] == json{{"keep", true}});
+  CHECK(job_again["units"][1]["x-unit"] == "kept");
+  CHECK_FALSE(job_again["units"][0].contains("x-unit"));
+
+  json cp = manifest::to_json(sample_checkpoint());
+  cp["x-top"] = 1;
+  cp["units"][0]["x-unit"] = 2;
+  cp["units"][0]["images"][1]["x-image"] = 3;
+  json cp_again = manifest::to_json(manifest::checkpoint_from_json(cp, "test"));
+  CHECK(cp_again["x-top"] == 1);
+  CHECK(cp_again["units"][0]["x-unit"] == 2);
+  CHECK(cp_again["units"][0]["images"][1]["x-image"] == 3);
+  CHECK_FALSE(cp_again["units"][0]["images"][0].contains("x-image"));
+}
+
+TEST_CASE("a newer minor apiVersion is read with a warning") {
+  gcp::testing::CapturedLog log;
+  json doc = manifest::to_json(sample_job());
+  doc["apiVersion"] = "gcp/v1.7";
+  CHECK(manifest::job_from_json(doc, "j.json").units.size() == 2);
+  CHECK_CONTAINS(log.text(), "warning: manifest 'j.json' has apiVersion 'gcp/v1.7'");
+}
+
+TEST_CASE("a missing apiVersion is refused") {
+  json doc = manifest::to_json(sample_job());
+  doc.erase("apiVersion");
+  auto msg = job_error(doc, "j.json");
+  CHECK_CONTAINS(msg, "'apiVersion' is missing");
+  CHECK_CONTAINS(msg, "'j.json'");
+}
+
+TEST_CASE("a wrong major apiVersion names both versions") {
+  json doc = manifest::to_json(sample_job());
+  doc["apiVersion"] = "gcp/v2";
+  auto e = error_from([&] { manifest::job_from_json(doc, "j.json"); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kUsage);
+  CHECK_CONTAINS(e->what(), "'gcp/v2'");
+  CHECK_CONTAINS(e->what(), "'gcp/v1'");
+  CHECK_CONTAINS(e->what(), "'j.json'");
+  CHECK_FALSE(e->hint().empty());
+
+  doc["apiVersion"] = "gcp/v10";
+  CHECK_CONTAINS(job_error(doc), "'gcp/v10'");
+}
+
+TEST_CASE("a document of the wrong kind is refused") {
+  json doc = manifest::to_json(sample_job());
+  auto msg = checkpoint_error(doc, "c.json");
+  CHECK_CONTAINS(msg, "kind is 'Job', expected 'Checkpoint'");
+  CHECK_CONTAINS(msg, "'c.json'");
+}
+
+TEST_CASE("a document that is not an object is refused") {
+  CHECK_CONTAINS(job_error(json::array()), "is not a JSON object");
+}
+
+TEST_CASE("a job without units is refused") {
+  json doc = manifest::to_json(sample_job());
+  doc.erase("units");
+  CHECK_CONTAINS(job_error(doc), "field 'units' is missing");
+}
+
+TEST_CASE("units that are not an array are refused") {
+  json doc = manifest::to_json(sample_job());
+  doc["units"] = {{"name", "a"}};
+  CHECK_CONTAINS(job_error(doc), "field 'units' must be an array");
+}
+
+TEST_CASE("a unit without a name names the field and the source") {
+  json doc = manifest::to_json(sample_job());
+  doc["units"][1].erase("name");
+  auto msg = job_error(doc, "/store/jobs/j/job.json");
+  CHECK_CONTAINS(msg, "units[1].name");
+  CHECK_CONTAINS(msg, "is missing");
+  CHECK_CONTAINS(msg, "/store/jobs/j/job.json");
+}
+
+TEST_CASE("a unit name that is a number is refused as the wrong type") {
+  json doc = manifest::to_json(sample_job());
+  doc["units"][0]["name"] = 5;
+  auto msg = job_error(doc);
+  CHECK_CONTAINS(msg, "units[0].name");
+  CHECK_CONTAINS(msg, "must be a string");
+}
+
+TEST_CASE("a pid that is not an integer is refused") {
+  json doc = manifest::to_json(sample_job());
+  doc["units"][0]["pid"] = "4242";
+  auto msg = job_error(doc);
+  CHECK_CONTAINS(msg, "units[0].pid");
+  CHECK_CONTAINS(msg, "must be an integer");
+}
+
+TEST_CASE("two units with one name are refused") {
+  json doc = manifest::to_json(sample_job());
+  doc["units"][1]["name"] = "a";
+  auto msg = job_error(doc);
+  CHECK_CONTAINS(msg, "units[1].name");
+  CHECK_CONTAINS(msg, "repeats unit 'a'");
+}
+
+TEST_CASE("an unknown grouping is refused") {
+  json doc = manifest::to_json(sample_job());
+  doc["units"][0]["grouping"] = "session";
+  auto msg = job_error(doc);
+  CHECK_CONTAINS(msg, "units[0].grouping");
+  CHECK_CONTAINS(msg, "'session'");
+}
+
+TEST_CASE("an image path that is absolute or climbs out is refused") {
+  for (const char* bad : {"/etc/passwd", "../other/pages.img", "sub/../../x", ""}) {
+    CAPTURE(bad);
+    json doc = manifest::to_json(sample_checkpoint());
+    doc["units"][0]["images"][1]["path"] = bad;
+    auto msg = checkpoint_error(doc);
+    CHECK_CONTAINS(msg, "units[0].images[1].path");
+    CHECK_CONTAINS(msg, "relative path");
+  }
+}
+
+TEST_CASE("a negative seq is refused") {
+  json doc = manifest::to_json(sample_checkpoint());
+  doc["seq"] = -1;
+  auto msg = checkpoint_error(doc);
+  CHECK_CONTAINS(msg, "field 'seq' must not be negative");
+}
+
+TEST_CASE("a negative image size is refused") {
+  json doc = manifest::to_json(sample_checkpoint());
+  doc["units"][0]["images"][0]["size"] = -10;
+  CHECK_CONTAINS(checkpoint_error(doc), "units[0].images[0].size");
+}
+
+TEST_CASE("a checkpoint without units is refused") {
+  json doc = manifest::to_json(sample_checkpoint());
+  doc["units"] = json::array();
+  CHECK_CONTAINS(checkpoint_error(doc), "'units' is empty");
+}
+
+TEST_CASE("a checkpoint unit without a translib name is refused") {
+  json doc = manifest::to_json(sample_checkpoint());
+  doc["units"][0]["translib"].erase("name");
+  CHECK_CONTAINS(checkpoint_error(doc), "units[0].translib.name");
+}
+
+TEST_CASE("parse reads valid JSON") {
+  CHECK(manifest::parse(R"({"a": [1, 2]})", "x")["a"][1] == 2);
+}
+
+TEST_CASE("parse of invalid JSON names the source") {
+  auto e = error_from([] { manifest::parse("{\"apiVersion\": ", "stdin"); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kUsage);
+  CHECK_CONTAINS(e->what(), "'stdin'");
+  CHECK_CONTAINS(e->what(), "not valid JSON");
+  CHECK_FALSE(e->hint().empty());
+}
+
+TEST_CASE("now_rfc3339 is UTC with milliseconds") {
+  auto now = manifest::now_rfc3339();
+  REQUIRE(now.size() == 24);
+  CHECK(now[4] == '-');
+  CHECK(now[10] == 'T');
+  CHECK(now[19] == '.');
+  CHECK(now.back() == 'Z');
+}

@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include "gcp/error.h"
+#include "gcp/process.h"
+
+#include <doctest/doctest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+/// Checks that `text` contains `part`, showing both when it does not.
+#define CHECK_CONTAINS(text, part)                                                     \
+  do {                                                                                 \
+    const std::string check_text_ = (text);                                            \
+    const std::string check_part_ = (part);                                            \
+    CHECK_MESSAGE(check_text_.find(check_part_) != std::string::npos,                  \
+                  "'" << check_text_ << "' does not contain '" << check_part_ << "'"); \
+  } while (0)
+
+/// Checks that `text` does not contain `part`.
+#define CHECK_NOT_CONTAINS(text, part)                                         \
+  do {                                                                         \
+    const std::string check_text_ = (text);                                    \
+    const std::string check_part_ = (part);                                    \
+    CHECK_MESSAGE(check_text_.find(check_part_) == std::string::npos,          \
+                  "'" << check_text_ << "' contains '" << check_part_ << "'"); \
+  } while (0)
+
+namespace gcp::testing {
+
+/// The gcp::Error that `f` throws; nullopt when it returns normally. Any other
+/// exception propagates and fails the test.
+template <typename F>
+std::optional<Error> error_from(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e;
+  }
+  return std::nullopt;
+}
+
+/// A fresh directory under /tmp, removed with everything in it on destruction.
+class TempDir {
+ public:
+  /// Creates /tmp/gcp-unit-XXXXXX.
+  TempDir() {
+    std::string tmpl = "/tmp/gcp-unit-XXXXXX";
+    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  /// The directory.
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// Sets (or, with nullopt, unsets) an environment variable and restores the previous
+/// value on destruction, so a failing check cannot leak it into later tests.
+class ScopedEnv {
+ public:
+  /// Sets `name` to `value` for the lifetime of this object.
+  ScopedEnv(std::string name, std::optional<std::string> value) : name_(std::move(name)) {
+    if (const char* old = std::getenv(name_.c_str())) old_ = old;
+    if (value) {
+      ::setenv(name_.c_str(), value->c_str(), 1);
+    } else {
+      ::unsetenv(name_.c_str());
+    }
+  }
+  ~ScopedEnv() {
+    if (old_) {
+      ::setenv(name_.c_str(), old_->c_str(), 1);
+    } else {
+      ::unsetenv(name_.c_str());
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string name_;
+  std::optional<std::string> old_;
+};
+
+/// Sends spdlog's messages to a string while it lives, so a test can check what was
+/// logged (and the test output stays quiet); restores the previous logger after.
+class CapturedLog {
+ public:
+  /// Installs a logger that writes "level: message" lines into text().
+  CapturedLog() : old_(spdlog::default_logger()) {
+    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out_);
+    sink->set_pattern("%l: %v");
+    auto logger = std::make_shared<spdlog::logger>("test", sink);
+    logger->set_level(spdlog::level::debug);
+    spdlog::set_default_logger(logger);
+  }
+  ~CapturedLog() { spdlog::set_default_logger(old_); }
+  CapturedLog(const CapturedLog&) = delete;
+  CapturedLog& operator=(const CapturedLog&) = delete;
+
+  /// Everything logged so far.
+  std::string text() const { return out_.str(); }
+
+ private:
+  std::ostringstream out_;
+  std::shared_ptr<spdlog::logger> old_;
+};
+
+/// Where `make unit` puts the fake translibs: next to the test binary.
+inline std::string fake_translib_dir() { return process::self_dir() + "/translibs"; }
+
+}  // namespace gcp::testing
