@@ -3,9 +3,11 @@
 
 PREFIX     ?= /usr/local
 DESTDIR    ?=
-BINDIR     ?= $(PREFIX)/bin
-LIBDIR     ?= $(PREFIX)/lib
-LIBEXECDIR ?= $(PREFIX)/libexec
+# The tools find translibs and gcp-init relative to their own directory
+# (../lib/gcp/translibs, ../libexec/gcp), so these follow PREFIX only.
+BINDIR     := $(PREFIX)/bin
+LIBDIR     := $(PREFIX)/lib
+LIBEXECDIR := $(PREFIX)/libexec
 MANDIR     ?= $(PREFIX)/share/man
 BUILD      ?= build
 
@@ -74,9 +76,11 @@ $(BUILD)/bin/$(1): $(patsubst %.cc,$(BUILD)/obj/%.o,$(wildcard tools/$(1)/*.cc))
 endef
 $(foreach t,$(TOOLS),$(eval $(call tool_rule,$(t))))
 
+# Static: a checkpoint restores onto this very file, so it must not depend on a libc
+# that an upgrade could change.
 $(INIT): tools/gcp-init/init.c
 	@mkdir -p $(@D)
-	$(CC) -std=gnu11 $(WARN) $(CFLAGS) -o $@ $<
+	$(CC) -std=gnu11 $(WARN) -O2 -static -o $@ $<
 
 # A translib exports only its descriptor (version script, hidden visibility).
 $(BUILD)/obj/translibs/%.o: ALL_CXXFLAGS += -fvisibility=hidden

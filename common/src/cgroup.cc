@@ -3,6 +3,7 @@
 
 #include "gcp/error.h"
 #include "gcp/fs.h"
+#include "gcp/manifest.h"
 
 #include <libcgroup.h>
 #include <signal.h>
@@ -15,28 +16,13 @@
 
 namespace gcp::cgroup {
 
-void check_name(const std::string& what, const std::string& name) {
-  auto bad = [&](const std::string& why) {
-    throw Error(Exit::kUsage, what + " name '" + name + "' " + why,
-                "use 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'");
-  };
-  if (name.empty()) bad("is empty");
-  if (name.size() > 64) bad("is longer than 64 characters");
-  if (name[0] == '.' || name[0] == '-') bad("starts with '" + name.substr(0, 1) + "'");
-  for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-';
-    if (!ok) bad(std::string("contains '") + c + "'");
-  }
-}
-
 std::string job_path(const std::string& job) {
-  check_name("job", job);
+  manifest::check_name("job", job);
   return "gcp/" + job;
 }
 
 std::string unit_path(const std::string& job, const std::string& unit) {
-  check_name("unit", unit);
+  manifest::check_name("unit", unit);
   return job_path(job) + "/" + unit;
 }
 

@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <exception>
+#include <optional>
+#include <sstream>
 #include <map>
 #include <thread>
 
@@ -46,6 +48,7 @@ class DeferSignals {
 };
 
 fs::FileLock lock(store::Store& store, const std::string& job) {
+  load(store, job);  // a job that does not exist or is not ours gets no lock file
   auto held = store.try_lock_job(job);
   if (!held) {
     throw Error(Exit::kBusy, "job '" + job + "' is busy: another checkpoint or restart holds its lock",
@@ -57,6 +60,12 @@ fs::FileLock lock(store::Store& store, const std::string& job) {
 // One loaded and probed translib per name, for the units of one round.
 class Translibs {
  public:
+  /// What the translib's probe said: {checkpointer, version, path}.
+  const json& probed(const std::string& name) {
+    get(name);
+    return loaded_.at(name).second;
+  }
+
   const translib::Translib& get(const std::string& name) {
     auto it = loaded_.find(name);
     if (it == loaded_.end()) {
@@ -92,14 +101,47 @@ std::string keep_failure_log(store::Store& store, const store::Staging& staging,
   return message;
 }
 
+// "4.2.1" < "4.10": numeric parts compared one by one.
+bool version_less(const std::string& a, const std::string& b) {
+  std::istringstream x(a), y(b);
+  std::string pa, pb;
+  while (true) {
+    bool more_a = static_cast<bool>(std::getline(x, pa, '.'));
+    bool more_b = static_cast<bool>(std::getline(y, pb, '.'));
+    if (!more_a || !more_b) return !more_a && more_b;
+    long na = std::atol(pa.c_str()), nb = std::atol(pb.c_str());
+    if (na != nb) return na < nb;
+  }
+}
+
 void thaw_all(cgroup::Cgroups& cgroups, const std::vector<const manifest::Unit*>& units) {
   for (const auto* u : units) cgroup::thaw_quietly(cgroups, u->cgroup);
+}
+
+// A checkpoint records who wrote it; an older checkpointer than that may not read it.
+void check_versions(Translibs& translibs, const manifest::CheckpointUnit& cu, const std::string& what) {
+  const auto& lib = translibs.get(cu.translib);
+  const json& here = translibs.probed(cu.translib);
+  std::string installed = here.value("version", "");
+  if (!cu.checkpointer_version.empty() && !installed.empty() &&
+      version_less(installed, cu.checkpointer_version)) {
+    throw Error(Exit::kNoCheckpointer,
+                what + ": unit '" + cu.name + "' was written by " + cu.checkpointer + " " +
+                    cu.checkpointer_version + ", this node has " + here.value("checkpointer", cu.translib) +
+                    " " + installed + ", which may not read it",
+                "install " + cu.checkpointer + " " + cu.checkpointer_version +
+                    " or newer (GCP_CRIU selects the binary)");
+  }
+  if (!cu.translib_version.empty() && cu.translib_version != lib.version()) {
+    spdlog::debug("unit '{}' was checkpointed by translib '{}' {}, restoring with {}", cu.name,
+                  cu.translib, cu.translib_version, lib.version());
+  }
 }
 
 }  // namespace
 
 manifest::Job load(store::Store& store, const std::string& job) {
-  cgroup::check_name("job", job);
+  manifest::check_name("job", job);
   auto loaded = store.load_job(job);
   if (!loaded) {
     throw Error(Exit::kUsage, "job '" + job + "' is not in store '" + store.root().string() + "'",
@@ -155,7 +197,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   cp.kernel = proc::kernel_release();
   std::vector<json> results(units.size());
   std::vector<double> freeze_ms(units.size()), dump_ms(units.size());
-  std::vector<std::string> errors(units.size());
+  std::vector<std::optional<Error>> errors(units.size());
 
   auto fail = [&](const std::string& message, const std::string& hint) {
     store.abort(staging);
@@ -197,8 +239,10 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
                {"grouping", u->grouping},
                {"freezeCgroup", cgroups.freezer_dir(u->cgroup)},
                {"leaveRunning", true}});
+        } catch (const Error& e) {
+          errors[i] = e;
         } catch (const std::exception& e) {
-          errors[i] = e.what();
+          errors[i] = Error(Exit::kFailed, e.what());
         }
         dump_ms[i] = ms_between(t, Clock::now());
       });
@@ -206,11 +250,13 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
     for (auto& w : workers) w.join();
     t_dumped = Clock::now();
     for (size_t i = 0; i < units.size(); ++i) {
-      if (!errors[i].empty()) {
+      if (errors[i]) {
         thaw_all(cgroups, units);
         fail("checkpoint of job '" + job_name + "' aborted: unit '" + units[i]->name + "': " +
-                 keep_failure_log(store, staging, units[i]->name, errors[i]),
-             "the job was thawed and keeps running; the previous checkpoint is still the latest");
+                 keep_failure_log(store, staging, units[i]->name, errors[i]->what()),
+             errors[i]->hint().empty()
+                 ? "the job was thawed and keeps running; the previous checkpoint is still the latest"
+                 : errors[i]->hint());
       }
     }
     // With --stop the units stay frozen until the checkpoint is committed, then die.
@@ -233,9 +279,12 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
     cu.timings = {{"freezeMs", round_ms(freeze_ms[i])}, {"dumpMs", round_ms(dump_ms[i])}};
     cp.units.push_back(std::move(cu));
   }
+  cp.timings["freezeMs"] = round_ms(ms_between(t_start, t_frozen));
+  cp.timings["dumpMs"] = round_ms(ms_between(t_frozen, t_dumped));
+  cp.timings["thawMs"] = round_ms(ms_between(t_dumped, t_thawed));
+  cp.timings["downtimeMs"] = round_ms(ms_between(t_start, t_thawed));
   log::phase("checkpoint {} of job '{}': {}, storing the images", staging.seq, job_name,
              options.stop ? "job stays frozen until stopped" : "job thawed");
-  auto t_store = Clock::now();
   try {
     store.commit(staging, cp);
   } catch (const Error& e) {
@@ -243,31 +292,33 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
     fail("checkpoint " + std::to_string(cp.seq) + " of job '" + job_name + "' not committed: " + e.what(),
          e.hint().empty() ? "the job keeps running; the previous checkpoint is still the latest" : e.hint());
   }
+  // The committed manifest has every timing but the total, which ends with the commit;
+  // the copy printed on stdout adds it.
   auto t_committed = Clock::now();
-  cp.timings["freezeMs"] = round_ms(ms_between(t_start, t_frozen));
-  cp.timings["dumpMs"] = round_ms(ms_between(t_frozen, t_dumped));
-  cp.timings["thawMs"] = round_ms(ms_between(t_dumped, t_thawed));
-  cp.timings["downtimeMs"] = round_ms(ms_between(t_start, t_thawed));
-  cp.timings["storeMs"] = round_ms(ms_between(t_store, t_committed));
   cp.timings["totalMs"] = round_ms(ms_between(t_start, t_committed));
-
-  if (options.stop) {
-    for (const auto* u : units) {
-      cgroup::kill_all(cgroups, u->cgroup, std::chrono::seconds(10));
-      cgroups.remove(u->cgroup);
-    }
-    for (const auto* u : units) {
-      auto* mine = job.find_unit(u->name);
-      mine->state = "stopped";
-      mine->pid.reset();
-    }
-    store.save_job(job);
-  }
   store.append_event(job_name, {{"event", "checkpoint"},
                                 {"seq", cp.seq},
                                 {"downtimeMs", cp.timings["downtimeMs"]},
                                 {"totalMs", cp.timings["totalMs"]},
                                 {"bytes", cp.bytes.value("raw", 0)}});
+
+  if (options.stop) {
+    try {
+      for (const auto* u : units) {
+        cgroup::kill_all(cgroups, u->cgroup, std::chrono::seconds(10));
+        cgroups.remove(u->cgroup);
+        auto* mine = job.find_unit(u->name);
+        mine->state = "stopped";
+        mine->pid.reset();
+      }
+    } catch (const Error& e) {
+      store.save_job(job);
+      throw Error(Exit::kFailed, "checkpoint " + std::to_string(cp.seq) + " of job '" + job_name +
+                                     "' is committed, but stopping the job failed: " + e.what(),
+                  "kill it with 'gcp-isolate kill " + job_name + "'");
+    }
+    store.save_job(job);
+  }
   return cp;
 }
 
@@ -296,7 +347,7 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
       throw Error(Exit::kFailed, what + ": unit '" + cu.name + "' is still running",
                   "stop it first with 'gcp-isolate kill " + job_name + " --unit " + cu.name + "'");
     }
-    translibs.get(cu.translib);
+    check_versions(translibs, cu, what);
     log::phase("{}: verifying the images of unit '{}'", what, cu.name);
     plan.emplace_back(&cu, store.materialize(cp, cu.name).string());
   }
@@ -314,6 +365,7 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
            {"grouping", cu->grouping},
            {"joinCgroups", json::array({cgroups.freezer_dir(u->cgroup) + "/cgroup.procs"})}});
       u->pid = result.at("pid").get<pid_t>();
+      u->node = proc::node_name();
       u->state = "running";
       u->restored_from = *seq;
       restored.push_back(u);

@@ -16,6 +16,8 @@ int run_main(const std::string& tool, CLI::App& app, int argc, char** argv,
              const std::function<void()>& body) {
   bool verbose = false;
   app.add_flag("-v,--verbose", verbose, "Log debug details to stderr");
+  // -v and the tool's own options (--store) also after a subcommand
+  for (auto* sub : app.get_subcommands([](CLI::App*) { return true; })) sub->fallthrough();
   app.set_version_flag("--version", std::string(tool) + " " + kVersion);
   try {
     app.parse(argc, argv);

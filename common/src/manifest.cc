@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <filesystem>
 #include <ctime>
 #include <set>
 
@@ -107,6 +108,21 @@ class Fields {
   std::set<std::string> seen_;
 };
 
+void valid_name(const Fields& f, const std::string& what, const std::string& name,
+                const std::string& key) {
+  try {
+    check_name(what, name);
+  } catch (const Error&) {
+    f.fail(f.name(key), std::string("is not a valid ") + what + " name ('" + name + "')");
+  }
+}
+
+void valid_grouping(const Fields& f, const std::string& grouping) {
+  if (grouping != "pidns" && grouping != "tree") {
+    f.fail(f.name("grouping"), "is '" + grouping + "', expected 'pidns' or 'tree'");
+  }
+}
+
 std::string indexed(const std::string& key, size_t i) {
   return key + "[" + std::to_string(i) + "]";
 }
@@ -123,8 +139,11 @@ void check_header(const json& doc, const std::string& kind, const std::string& s
                   "write the manifest as " + std::string(kApiVersion) +
                       " or use the gcp release that wrote it");
     }
-    spdlog::warn("manifest '{}' has apiVersion '{}', newer than this gcp's '{}'; unknown fields are kept",
-                 source, version, kApiVersion);
+    std::string minor = version.substr(version.find('.') + 1);
+    if (minor.find_first_not_of('0') != std::string::npos) {
+      spdlog::warn("manifest '{}' has apiVersion '{}', newer than this gcp's '{}'; unknown fields are kept",
+                   source, version, kApiVersion);
+    }
   }
   auto got = f.required<std::string>("kind");
   if (got != kind) {
@@ -159,12 +178,14 @@ Unit unit_from_json(const json& obj, const std::string& where, const std::string
   Fields f(obj, where, source);
   Unit u;
   u.name = f.required<std::string>("name");
+  valid_name(f, "unit", u.name, "name");
   u.node = f.required<std::string>("node");
   u.grouping = f.optional<std::string>("grouping", "pidns");
-  if (u.grouping != "pidns" && u.grouping != "tree") {
-    f.fail(f.name("grouping"), "is '" + u.grouping + "', expected 'pidns' or 'tree'");
-  }
+  valid_grouping(f, u.grouping);
   u.cgroup = f.required<std::string>("cgroup");
+  if (u.cgroup.rfind("gcp/", 0) != 0 || u.cgroup.find("..") != std::string::npos) {
+    f.fail(f.name("cgroup"), "is '" + u.cgroup + "', expected 'gcp/<job>/<unit>'");
+  }
   u.translib = f.optional<std::string>("translib", "criu");
   u.command = f.optional<std::vector<std::string>>("command", {});
   u.output = f.optional<std::string>("output", "");
@@ -188,9 +209,9 @@ ImageFile image_from_json(const json& obj, const std::string& where, const std::
   Fields f(obj, where, source);
   ImageFile i;
   i.path = f.required<std::string>("path");
-  if (i.path.empty() || i.path[0] == '/' || i.path.find("..") != std::string::npos) {
-    f.fail(f.name("path"), "must be a relative path inside the image directory");
-  }
+  bool escapes = i.path.empty() || i.path[0] == '/';
+  for (const auto& part : std::filesystem::path(i.path)) escapes = escapes || part == "..";
+  if (escapes) f.fail(f.name("path"), "must be a relative path inside the image directory");
   i.size = f.required<uint64_t>("size");
   i.sha256 = f.required<std::string>("sha256");
   i.extra = f.extra();
@@ -198,6 +219,21 @@ ImageFile image_from_json(const json& obj, const std::string& where, const std::
 }
 
 }  // namespace
+
+void check_name(const std::string& what, const std::string& name) {
+  auto bad = [&](const std::string& why) {
+    throw Error(Exit::kUsage, what + " name '" + name + "' " + why,
+                "use 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'");
+  };
+  if (name.empty()) bad("is empty");
+  if (name.size() > 64) bad("is longer than 64 characters");
+  if (name[0] == '.' || name[0] == '-') bad("starts with '" + name.substr(0, 1) + "'");
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-';
+    if (!ok) bad(std::string("contains '") + c + "'");
+  }
+}
 
 Unit* Job::find_unit(const std::string& unit) {
   for (auto& u : units) {
@@ -230,6 +266,7 @@ Job job_from_json(const json& doc, const std::string& source) {
   f.required<std::string>("kind");
   Job job;
   job.name = f.required<std::string>("name");
+  valid_name(f, "job", job.name, "name");
   json owner_obj = f.object("owner");
   Fields owner(owner_obj, "owner", source);
   job.owner = owner.optional<uid_t>("uid", 0);
@@ -285,6 +322,7 @@ Checkpoint checkpoint_from_json(const json& doc, const std::string& source) {
   f.required<std::string>("kind");
   Checkpoint c;
   c.job = f.required<std::string>("job");
+  valid_name(f, "job", c.job, "job");
   c.seq = f.required<uint64_t>("seq");
   c.created = f.optional<std::string>("created", "");
   c.mode = f.optional<std::string>("mode", "coordinated");
@@ -298,8 +336,10 @@ Checkpoint checkpoint_from_json(const json& doc, const std::string& source) {
     Fields fu(units[i], where, source);
     CheckpointUnit u;
     u.name = fu.required<std::string>("name");
+    valid_name(fu, "unit", u.name, "name");
     u.node = fu.optional<std::string>("node", "");
     u.grouping = fu.optional<std::string>("grouping", "pidns");
+    valid_grouping(fu, u.grouping);
     json tl_obj = fu.object("translib");
     Fields tl(tl_obj, where + ".translib", source);
     u.translib = tl.required<std::string>("name");

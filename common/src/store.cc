@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 
 namespace gcp::store {
@@ -94,7 +95,10 @@ class DirStore : public Store {
     return names;
   }
 
-  stdfs::path job_dir(const std::string& job) override { return root_ / "jobs" / job; }
+  stdfs::path job_dir(const std::string& job) override {
+    manifest::check_name("job", job);  // a name never reaches the file system unchecked
+    return root_ / "jobs" / job;
+  }
 
   std::optional<manifest::Job> load_job(const std::string& job) override {
     auto path = job_dir(job) / "job.json";
@@ -137,6 +141,7 @@ class DirStore : public Store {
   }
 
   void commit(const Staging& staging, manifest::Checkpoint& checkpoint) override {
+    auto start = std::chrono::steady_clock::now();
     uint64_t raw = 0;
     for (auto& unit : checkpoint.units) {
       auto dir = staging.unit_dir(unit.name);
@@ -163,9 +168,11 @@ class DirStore : public Store {
     checkpoint.bytes["raw"] = raw;
     checkpoint.bytes["stored"] = raw;
     checkpoint.bytes["new"] = raw;
+    fs::fsync_tree(staging.dir);
+    checkpoint.timings["storeMs"] =
+        std::round(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() * 10) / 10;
     fs::write_file_atomic(staging.dir / "manifest.json",
                           manifest::to_json(checkpoint).dump(2) + "\n", 0600);
-    fs::fsync_tree(staging.dir);
     auto target = job_dir(staging.job) / "checkpoints" / std::to_string(staging.seq);
     if (::rename(staging.dir.c_str(), target.c_str()) != 0) {
       throw_errno("committing checkpoint " + std::to_string(staging.seq) + " of job '" +

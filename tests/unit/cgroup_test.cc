@@ -15,28 +15,6 @@ using gcp::testing::FakeCgroups;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-TEST_CASE("check_name accepts letters, digits, dots, underscores and dashes") {
-  for (const std::string& good : {std::string("job-1"), std::string("a.b_c"), std::string("A"),
-                                  std::string("x-"), std::string(64, 'n')}) {
-    CAPTURE(good);
-    CHECK_FALSE(error_from([&] { gcp::cgroup::check_name("job", good); }).has_value());
-  }
-}
-
-TEST_CASE("check_name refuses names that cannot be a cgroup directory") {
-  const std::string too_long(65, 'n');
-  for (const std::string& bad :
-       {std::string(), std::string(".hidden"), std::string("-x"), std::string("a/b"),
-        std::string("a b"), std::string(".."), too_long}) {
-    CAPTURE(bad);
-    auto e = error_from([&] { gcp::cgroup::check_name("unit", bad); });
-    REQUIRE(e.has_value());
-    CHECK(e->code() == Exit::kUsage);
-    CHECK_CONTAINS(e->what(), "unit name '" + bad + "'");
-    CHECK_CONTAINS(e->hint(), "64");
-  }
-}
-
 TEST_CASE("unit_path puts a unit under its job below gcp/") {
   CHECK(gcp::cgroup::job_path("j") == "gcp/j");
   CHECK(gcp::cgroup::unit_path("j", "u") == "gcp/j/u");

@@ -2,6 +2,7 @@
 #include "gcp/jobs.h"
 
 #include "fake_cgroups.h"
+#include "gcp/fs.h"
 #include "gcp/names.h"
 #include "gcp/proc.h"
 #include "testing.h"
@@ -409,4 +410,61 @@ TEST_CASE("status reads each unit's state from the cgroups") {
   CHECK(job.find_unit("a")->pid == f.sleeper.pid());
   CHECK(job.find_unit("b")->state == "exited");
   CHECK_FALSE(job.find_unit("b")->pid.has_value());
+}
+
+TEST_CASE("a checkpoint or restart of an unknown or malformed job name leaves nothing in the store") {
+  JobFixture f;
+  for (const std::string& name : {std::string("unknown"), std::string("x/../../escape")}) {
+    CAPTURE(name);
+    auto ck = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, name, f.options); });
+    REQUIRE(ck.has_value());
+    CHECK(ck->code() == Exit::kUsage);
+    auto rs = error_from([&] { jobs::restart(*f.store, f.cgroups, name, std::nullopt); });
+    REQUIRE(rs.has_value());
+    CHECK(rs->code() == Exit::kUsage);
+  }
+  CHECK_FALSE(stdfs::exists(f.tmp.path() / "jobs" / "unknown"));
+  CHECK_FALSE(stdfs::exists(f.tmp.path() / "escape"));
+}
+
+TEST_CASE("the committed manifest holds the round's timings") {
+  JobFixture f;
+  auto printed = jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  auto stored = f.store->load_checkpoint("j", 1);
+  for (const char* key : {"freezeMs", "dumpMs", "thawMs", "downtimeMs", "storeMs"}) {
+    CAPTURE(key);
+    CHECK(stored.timings.contains(key));
+    CHECK(stored.timings[key] == printed.timings[key]);
+  }
+  CHECK(printed.timings.contains("totalMs"));
+}
+
+TEST_CASE("restart refuses a checkpoint written by a newer checkpointer than this node has") {
+  JobFixture f;
+  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  // Rewrite the manifest as if a newer fake checkpointer (the probe says 1.0) wrote it.
+  auto dir = f.store->job_dir("j") / "checkpoints" / "1";
+  auto doc = json::parse(gcp::fs::read_file(dir / "manifest.json"));
+  for (auto& u : doc["units"]) u["checkpointer"] = {{"name", "fake"}, {"version", "1.10"}};
+  gcp::fs::write_file_atomic(dir / "manifest.json", doc.dump());
+  f.cgroups.clear_pids("gcp/j/a");
+  f.cgroups.clear_pids("gcp/j/b");
+  auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", std::nullopt); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kNoCheckpointer);
+  CHECK_CONTAINS(e->what(), "was written by fake 1.10, this node has fake 1.0");
+  CHECK_CONTAINS(e->hint(), "install fake 1.10 or newer");
+  CHECK_FALSE(f.called("create gcp/j/a"));
+}
+
+TEST_CASE("restart records the node it restored the units on") {
+  JobFixture f;
+  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  auto job = f.stored_job();
+  for (auto& u : job.units) u.node = "elsewhere";
+  f.store->save_job(job);
+  f.cgroups.clear_pids("gcp/j/a");
+  f.cgroups.clear_pids("gcp/j/b");
+  auto restored = jobs::restart(*f.store, f.cgroups, "j", std::nullopt);
+  for (const auto& u : restored.units) CHECK(u.node == gcp::proc::node_name());
 }

@@ -300,3 +300,57 @@ TEST_CASE("now_rfc3339 is UTC with milliseconds") {
   CHECK(now[19] == '.');
   CHECK(now.back() == 'Z');
 }
+
+TEST_CASE("check_name accepts letters, digits, dots, underscores and dashes") {
+  for (const std::string& good : {std::string("job-1"), std::string("a.b_c"), std::string("A"),
+                                  std::string("x-"), std::string(64, 'n')}) {
+    CAPTURE(good);
+    CHECK_FALSE(error_from([&] { gcp::manifest::check_name("job", good); }).has_value());
+  }
+}
+
+TEST_CASE("check_name refuses names that cannot be a cgroup directory") {
+  const std::string too_long(65, 'n');
+  for (const std::string& bad :
+       {std::string(), std::string(".hidden"), std::string("-x"), std::string("a/b"),
+        std::string("a b"), std::string(".."), too_long}) {
+    CAPTURE(bad);
+    auto e = error_from([&] { gcp::manifest::check_name("unit", bad); });
+    REQUIRE(e.has_value());
+    CHECK(e->code() == Exit::kUsage);
+    CHECK_CONTAINS(e->what(), "unit name '" + bad + "'");
+    CHECK_CONTAINS(e->hint(), "64");
+  }
+}
+
+TEST_CASE("a unit whose cgroup is not below gcp/ is refused") {
+  auto doc = gcp::manifest::to_json(gcp::manifest::job_from_json(gcp::manifest::parse(R"({
+    "apiVersion": "gcp/v1", "kind": "Job", "name": "j",
+    "units": [{"name": "u", "node": "n", "cgroup": "gcp/j/u"}]})", "t"), "t"));
+  doc["units"][0]["cgroup"] = "../../sys";
+  auto e = error_from([&] { gcp::manifest::job_from_json(doc, "job.json"); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kUsage);
+  CHECK_CONTAINS(e->what(), "field 'units[0].cgroup' is '../../sys'");
+  doc["units"][0]["cgroup"] = "gcp/j/u";
+  doc["units"][0]["name"] = "a/b";
+  e = error_from([&] { gcp::manifest::job_from_json(doc, "job.json"); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "field 'units[0].name' is not a valid unit name ('a/b')");
+}
+
+TEST_CASE("an image file name with two dots is fine, a path that climbs out is not") {
+  gcp::manifest::Checkpoint c;
+  c.job = "j";
+  c.seq = 1;
+  c.units.push_back({});
+  c.units[0].name = "u";
+  c.units[0].translib = "criu";
+  c.units[0].images.push_back({"a..b.img", 1, "00", {}});
+  auto doc = gcp::manifest::to_json(c);
+  CHECK_FALSE(error_from([&] { gcp::manifest::checkpoint_from_json(doc, "m"); }).has_value());
+  doc["units"][0]["images"][0]["path"] = "x/../../y";
+  auto e = error_from([&] { gcp::manifest::checkpoint_from_json(doc, "m"); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "units[0].images[0].path");
+}

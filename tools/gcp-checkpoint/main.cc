@@ -7,7 +7,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Checkpoint every unit of a job consistently (freeze all, dump all, commit, thaw)"};
   gcp::checkpoint_tool::Options opt;
   app.add_option("job", opt.job, "Job name")->required();
-  app.add_option(gcp::names::kOptStore, opt.store, "Checkpoint store directory (default: $GCP_STORE, /var/lib/gcp)");
+  app.add_option(gcp::names::kOptStore, opt.store, gcp::names::kStoreHelp);
   app.add_flag("--stop", opt.stop, "Kill the job once the checkpoint is committed");
   app.add_option("--freeze-timeout", opt.freeze_timeout_ms, "Milliseconds to wait for a unit to freeze")
       ->default_val(10000)

@@ -82,7 +82,10 @@ void list(const Options& opt) {
       job = jobs::status(*store, *cgroups, name);
     } catch (const Error& e) {
       if (e.code() == Exit::kNotPermitted) continue;  // other users' jobs are not listed
-      throw;
+      // One damaged job must not hide the others.
+      spdlog::warn("{}", e.what());
+      out.push_back({{"job", name}, {"error", e.what()}});
+      continue;
     }
     manifest::json units = manifest::json::object();
     for (const auto& u : job.units) units[u.name] = u.state;

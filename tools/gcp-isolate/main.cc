@@ -7,7 +7,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Start job units in isolation (own PID and mount namespace, own cgroup) and manage them"};
   app.require_subcommand(1);
   gcp::isolate::Options opt;
-  app.add_option(gcp::names::kOptStore, opt.store, "Checkpoint store directory (default: $GCP_STORE, /var/lib/gcp)");
+  app.add_option(gcp::names::kOptStore, opt.store, gcp::names::kStoreHelp);
 
   auto* run = app.add_subcommand("run", "Start COMMAND as a unit of a job; print the Job manifest");
   run->add_option(gcp::names::kOptJob, opt.job, "Job name")->required();
@@ -20,9 +20,6 @@ int main(int argc, char** argv) {
   auto* kill = app.add_subcommand("kill", "Kill the units of JOB (or one unit) and mark them stopped");
   kill->add_option("job", opt.job, "Job name")->required();
   kill->add_option(gcp::names::kOptUnit, opt.kill_unit, "Only this unit");
-  for (auto* sub : {run, list, status, kill}) {
-    sub->add_option(gcp::names::kOptStore, opt.store, "Checkpoint store directory");
-  }
 
   return gcp::run_main("gcp-isolate", app, argc, argv, [&] {
     if (*run) gcp::isolate::run(opt);

@@ -13,7 +13,6 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
-#include <regex>
 #include <sstream>
 
 namespace {
@@ -50,22 +49,25 @@ std::string find_criu() {
     unsupported(std::string("GCP_CRIU='") + env + "' is not an executable\nhint: " + kInstallHint);
   }
   if (auto path = gcp::process::find_in_path("criu")) return *path;
-  for (const char* dir : {"/usr/local/sbin/criu", "/usr/sbin/criu", "/sbin/criu"}) {
+  for (const char* dir : {"/usr/local/sbin/criu", "/usr/local/bin/criu", "/usr/sbin/criu", "/sbin/criu"}) {
     if (auto path = gcp::process::find_in_path(dir)) return *path;
   }
-  unsupported(std::string("no criu found in GCP_CRIU or PATH\nhint: ") + kInstallHint);
+  unsupported(std::string("no criu found in GCP_CRIU, PATH, /usr/local/sbin or /usr/sbin\nhint: ") + kInstallHint);
 }
 
 // "Version: 4.2.1" -> "4.2.1"
 std::string ask_criu_version(const std::string& criu) {
   auto r = run({criu, "--version"}, std::chrono::seconds(10));
-  std::smatch m;
-  static const std::regex re(R"(Version:\s*([0-9]+)\.([0-9]+)(\.[0-9]+)?)");
-  if (!r.ok() || !std::regex_search(r.out, m, re)) {
+  auto pos = r.out.find("Version:");
+  std::string version;
+  if (pos != std::string::npos) {
+    std::istringstream in(r.out.substr(pos + 8));
+    in >> version;
+  }
+  int major = 0, minor = 0;
+  if (!r.ok() || std::sscanf(version.c_str(), "%d.%d", &major, &minor) != 2) {
     unsupported("'" + criu + " --version' did not say a version (" + r.describe() + ")\nhint: " + kInstallHint);
   }
-  int major = std::stoi(m[1]), minor = std::stoi(m[2]);
-  std::string version = m[1].str() + "." + m[2].str() + m[3].str();
   if (major < kMinMajor || (major == kMinMajor && minor < kMinMinor)) {
     unsupported("criu " + version + " at " + criu + " is older than 4.2, which this kernel needs\nhint: " +
                 kInstallHint);

@@ -10,10 +10,6 @@
 
 namespace gcp::cgroup {
 
-/// Throws Error(kUsage) unless `name` can be a job or unit name: 1 to 64 characters
-/// of [A-Za-z0-9._-], not starting with '.' or '-'. `what` is "job" or "unit".
-void check_name(const std::string& what, const std::string& name);
-
 /// The cgroup of a job, relative to a hierarchy root: "gcp/<job>".
 std::string job_path(const std::string& job);
 

@@ -58,7 +58,7 @@ struct ImageFile {
 struct CheckpointUnit {
   std::string name;
   std::string node;
-  std::string grouping;
+  std::string grouping = "pidns";
   std::string translib;            ///< translib name, e.g. "criu"
   std::string translib_version;    ///< the translib's own version
   std::string checkpointer;        ///< e.g. "criu"
@@ -82,6 +82,10 @@ struct Checkpoint {
   json bytes = json::object();
   json extra = json::object();
 };
+
+/// Throws Error(kUsage) unless `name` can be a job or unit name: 1 to 64 characters
+/// of [A-Za-z0-9._-], not starting with '.' or '-'. `what` is "job" or "unit".
+void check_name(const std::string& what, const std::string& name);
 
 /// Serialises to a manifest document (apiVersion and kind first).
 json to_json(const Job& job);

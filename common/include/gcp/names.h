@@ -16,4 +16,9 @@ inline constexpr const char* kOptJob = "--job";
 inline constexpr const char* kOptUnit = "--unit";
 inline constexpr const char* kOptSeq = "--seq";
 
+/// The --help text of --store, the same in every tool.
+inline constexpr const char* kStoreHelp =
+    "Checkpoint store directory (default: $GCP_STORE, else /var/lib/gcp for root, else "
+    "$XDG_DATA_HOME/gcp or ~/.local/share/gcp)";
+
 }  // namespace gcp::names

@@ -51,7 +51,8 @@ class Store {
 
   /// Allocates the next sequence number and an empty staging directory.
   virtual Staging begin(const std::string& job) = 0;
-  /// Stores the staged images, fills in each unit's images and the byte counts, and
+  /// Stores the staged images, fills in each unit's images, the byte counts and
+  /// timings.storeMs (time to store the images, up to the commit), and
   /// commits the checkpoint atomically. Throws (and leaves the previous checkpoint the
   /// latest) when anything fails; the caller then calls abort().
   virtual void commit(const Staging& staging, manifest::Checkpoint& checkpoint) = 0;
