@@ -129,8 +129,8 @@ void check_versions(Translibs& translibs, const manifest::CheckpointUnit& cu, co
                 what + ": unit '" + cu.name + "' was written by " + cu.checkpointer + " " +
                     cu.checkpointer_version + ", this node has " + here.value("checkpointer", cu.translib) +
                     " " + installed + ", which may not read it",
-                "install " + cu.checkpointer + " " + cu.checkpointer_version +
-                    " or newer (GCP_CRIU selects the binary)");
+                "install " + cu.checkpointer + " " + cu.checkpointer_version + " or newer" +
+                    (cu.checkpointer == "criu" ? " (GCP_CRIU selects the binary)" : ""));
   }
   if (!cu.translib_version.empty() && cu.translib_version != lib.version()) {
     spdlog::debug("unit '{}' was checkpointed by translib '{}' {}, restoring with {}", cu.name,

@@ -183,9 +183,19 @@ Unit unit_from_json(const json& obj, const std::string& where, const std::string
   u.grouping = f.optional<std::string>("grouping", "pidns");
   valid_grouping(f, u.grouping);
   u.cgroup = f.required<std::string>("cgroup");
-  if (u.cgroup.rfind("gcp/", 0) != 0 || u.cgroup.find("..") != std::string::npos) {
-    f.fail(f.name("cgroup"), "is '" + u.cgroup + "', expected 'gcp/<job>/<unit>'");
+  // gcp/<job>/<unit>, each part a valid name: a manifest never moves a unit elsewhere.
+  bool cgroup_ok = u.cgroup.rfind("gcp/", 0) == 0;
+  size_t parts = 0;
+  for (const auto& part : std::filesystem::path(u.cgroup).relative_path()) {
+    ++parts;
+    if (parts == 1) continue;
+    try {
+      check_name("cgroup", part.string());
+    } catch (const Error&) {
+      cgroup_ok = false;
+    }
   }
+  if (!cgroup_ok || parts != 3) f.fail(f.name("cgroup"), "is '" + u.cgroup + "', expected 'gcp/<job>/<unit>'");
   u.translib = f.optional<std::string>("translib", "criu");
   u.command = f.optional<std::vector<std::string>>("command", {});
   u.output = f.optional<std::string>("output", "");

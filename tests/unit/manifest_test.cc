@@ -332,6 +332,10 @@ TEST_CASE("a unit whose cgroup is not below gcp/ is refused") {
   REQUIRE(e.has_value());
   CHECK(e->code() == Exit::kUsage);
   CHECK_CONTAINS(e->what(), "field 'units[0].cgroup' is '../../sys'");
+  doc["units"][0]["cgroup"] = "gcp/j/u/../../x";
+  CHECK(error_from([&] { gcp::manifest::job_from_json(doc, "job.json"); }).has_value());
+  doc["units"][0]["cgroup"] = "gcp/a..b/u";  // ".." inside a name is fine
+  CHECK_FALSE(error_from([&] { gcp::manifest::job_from_json(doc, "job.json"); }).has_value());
   doc["units"][0]["cgroup"] = "gcp/j/u";
   doc["units"][0]["name"] = "a/b";
   e = error_from([&] { gcp::manifest::job_from_json(doc, "job.json"); });

@@ -52,7 +52,7 @@ std::string find_criu() {
   for (const char* dir : {"/usr/local/sbin/criu", "/usr/local/bin/criu", "/usr/sbin/criu", "/sbin/criu"}) {
     if (auto path = gcp::process::find_in_path(dir)) return *path;
   }
-  unsupported(std::string("no criu found in GCP_CRIU, PATH, /usr/local/sbin or /usr/sbin\nhint: ") + kInstallHint);
+  unsupported(std::string("no criu found in GCP_CRIU, PATH, /usr/local/sbin, /usr/local/bin, /usr/sbin or /sbin\nhint: ") + kInstallHint);
 }
 
 // "Version: 4.2.1" -> "4.2.1"
