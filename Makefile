@@ -28,6 +28,7 @@ ALL_CXXFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
 LDFLAGS      += -fsanitize=$(SANITIZE)
 endif
 
+JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
 TOOLS     := gcp-isolate gcp-checkpoint gcp-restart
 LIB_SRCS  := $(wildcard common/src/*.cc)
 LIB_OBJS  := $(LIB_SRCS:%.cc=$(BUILD)/obj/%.o)
@@ -109,7 +110,7 @@ $(BUILD)/tests/workloads/%: tests/workloads/%.c tests/workloads/state.h
 
 # `make test` is what CI runs: it installs what is missing first.
 test: deps
-	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(FAKES) $(WORKLOADS)
+	@$(MAKE) --no-print-directory -j$(JOBS) all $(UNIT_BIN) $(FAKES) $(WORKLOADS)
 	@BUILD=$(BUILD) tests/run-all.sh
 
 check: test
@@ -121,11 +122,11 @@ e2e: all $(WORKLOADS)
 	@BUILD=$(BUILD) tests/run-all.sh --e2e-only
 
 demo: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/tests/workloads/counter
+	@$(MAKE) --no-print-directory -j$(JOBS) all $(BUILD)/tests/workloads/counter
 	@BUILD=$(BUILD) scripts/demo.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/tests/workloads/counter
+	@$(MAKE) --no-print-directory -j$(JOBS) all $(BUILD)/tests/workloads/counter
 	@BUILD=$(BUILD) tests/bench/criu-vs-gcp.sh
 
 MANPAGES := $(wildcard man/*.[1-8])

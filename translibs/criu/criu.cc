@@ -226,8 +226,13 @@ json restart(const json& req) {
   auto r = run(argv, timeout_of(req), req.value("joinCgroups", std::vector<std::string>{}));
   auto log = work / "restore.log";
   if (!r.ok()) {
-    failed("criu restore from '" + dir.string() + "' failed: " + first_error(log, r) +
-           " (log: " + log.string() + ")");
+    std::string why = first_error(log, r);
+    std::string hint;
+    if (grouping == "tree" && why.find("File exists") != std::string::npos) {
+      hint = "\nhint: a plain process tree comes back only with its own PIDs and one is taken; "
+             "stop what holds it, or start the job with gcp-isolate so it gets its own PID namespace";
+    }
+    failed("criu restore from '" + dir.string() + "' failed: " + why + " (log: " + log.string() + ")" + hint);
   }
   auto text = gcp::fs::try_read_file(pidfile);
   if (!text || std::atoi(text->c_str()) <= 0) {
