@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# gcp-checkpoint is sent SIGTERM while the job is frozen: the signal waits until every
+# unit is thawed, the tool then dies without committing, the job keeps running and the
+# previous checkpoint stays the latest and restartable.
+source "$(dirname "$0")/lib.sh"
+requires root criu freezer
+
+st=$work/c.state
+start_job interrupted main "$workloads/counter" "$st" 512
+wait_for "the counter" 60 count_at_least "$st" 5
+run_tool "$work/cp1.json" "$work/cp1.err" gcp-checkpoint interrupted || fail "first checkpoint failed: $(cat "$work/cp1.err")"
+
+"$bin/gcp-checkpoint" interrupted >"$work/cp2.json" 2>"$work/cp2.err" &
+tool=$!
+frozen() { [ "$(freezer_state interrupted main)" != THAWED ]; }
+wait_for "the job to be frozen by the second checkpoint" 20 frozen
+kill -TERM "$tool"
+rc=0
+wait "$tool" || rc=$?
+[ "$rc" -eq 143 ] || fail "gcp-checkpoint ended with $rc, expected death by SIGTERM (143) once the job was thawed"
+[ "$(freezer_state interrupted main)" = THAWED ] || fail "the job was left $(freezer_state interrupted main)"
+[ ! -s "$work/cp2.json" ] || fail "an interrupted checkpoint printed a manifest"
+c=$(state "$st" count)
+wait_for "the counter to keep running" 20 count_at_least "$st" $((c + 5))
+[ "$(ls "$GCP_STORE/jobs/interrupted/checkpoints")" = 1 ] || fail "checkpoints are now: $(ls "$GCP_STORE/jobs/interrupted/checkpoints")"
+no_criu_left
+
+"$bin/gcp-isolate" kill interrupted >/dev/null
+run_tool "$work/r.json" "$work/r.err" gcp-restart interrupted || fail "restart of checkpoint 1 failed: $(cat "$work/r.err")"
+c=$(state "$st" count)
+wait_for "the restored counter" 30 count_at_least "$st" $((c + 3))
+expect_ok "$st"
+say "SIGTERM during the freeze: job thawed first, nothing committed, checkpoint 1 intact"
