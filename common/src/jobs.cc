@@ -1,21 +1,23 @@
 // SPDX-License-Identifier: MIT
 #include "gcp/jobs.h"
 
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <exception>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <system_error>
+#include <thread>
+
 #include "gcp/error.h"
 #include "gcp/log.h"
 #include "gcp/proc.h"
 #include "gcp/translib_loader.h"
 #include "gcp/unit.h"
-
-#include <signal.h>
-#include <spdlog/spdlog.h>
-#include <unistd.h>
-
-#include <exception>
-#include <optional>
-#include <sstream>
-#include <map>
-#include <thread>
 
 namespace gcp::jobs {
 namespace {
@@ -27,7 +29,9 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
-double round_ms(double ms) { return static_cast<double>(static_cast<long long>(ms * 10 + 0.5)) / 10; }
+double round_ms(double ms) {
+  return static_cast<double>(static_cast<long long>(ms * 10 + 0.5)) / 10;
+}
 
 // Holds SIGINT, SIGTERM and SIGHUP while units may be frozen, so that an operator's
 // Ctrl-C lands after the job is thawed again instead of leaving it frozen.
@@ -51,7 +55,8 @@ fs::FileLock lock(store::Store& store, const std::string& job) {
   load(store, job);  // a job that does not exist or is not ours gets no lock file
   auto held = store.try_lock_job(job);
   if (!held) {
-    throw Error(Exit::kBusy, "job '" + job + "' is busy: another checkpoint or restart holds its lock",
+    throw Error(Exit::kBusy,
+                "job '" + job + "' is busy: another checkpoint or restart holds its lock",
                 "retry when it has finished");
   }
   return std::move(*held);
@@ -72,7 +77,8 @@ class Translibs {
       auto lib = translib::Translib::load(name);
       json info = lib.probe();
       spdlog::debug("translib '{}' {}: {} {} at {}", name, lib.version(),
-                    info.value("checkpointer", "?"), info.value("version", "?"), info.value("path", "?"));
+                    info.value("checkpointer", "?"), info.value("version", "?"),
+                    info.value("path", "?"));
       it = loaded_.emplace(name, std::make_pair(std::move(lib), info)).first;
     }
     return it->second.first;
@@ -90,8 +96,10 @@ std::string keep_failure_log(store::Store& store, const store::Staging& staging,
   for (const auto& entry : std::filesystem::directory_iterator(staging.unit_dir(unit), ec)) {
     if (entry.path().extension() != ".log") continue;
     auto kept = store.job_dir(staging.job) / "logs" /
-                ("failed-" + std::to_string(staging.seq) + "-" + unit + "-" + entry.path().filename().string());
-    std::filesystem::copy_file(entry.path(), kept, std::filesystem::copy_options::overwrite_existing, ec);
+                ("failed-" + std::to_string(staging.seq) + "-" + unit + "-" +
+                 entry.path().filename().string());
+    std::filesystem::copy_file(entry.path(), kept,
+                               std::filesystem::copy_options::overwrite_existing, ec);
     if (ec) continue;
     for (auto pos = message.find(entry.path().string()); pos != std::string::npos;
          pos = message.find(entry.path().string(), pos + 1)) {
@@ -119,7 +127,8 @@ void thaw_all(cgroup::Cgroups& cgroups, const std::vector<const manifest::Unit*>
 }
 
 // A checkpoint records who wrote it; an older checkpointer than that may not read it.
-void check_versions(Translibs& translibs, const manifest::CheckpointUnit& cu, const std::string& what) {
+void check_versions(Translibs& translibs, const manifest::CheckpointUnit& cu,
+                    const std::string& what) {
   const auto& lib = translibs.get(cu.translib);
   const json& here = translibs.probed(cu.translib);
   std::string installed = here.value("version", "");
@@ -127,8 +136,9 @@ void check_versions(Translibs& translibs, const manifest::CheckpointUnit& cu, co
       version_less(installed, cu.checkpointer_version)) {
     throw Error(Exit::kNoCheckpointer,
                 what + ": unit '" + cu.name + "' was written by " + cu.checkpointer + " " +
-                    cu.checkpointer_version + ", this node has " + here.value("checkpointer", cu.translib) +
-                    " " + installed + ", which may not read it",
+                    cu.checkpointer_version + ", this node has " +
+                    here.value("checkpointer", cu.translib) + " " + installed +
+                    ", which may not read it",
                 "install " + cu.checkpointer + " " + cu.checkpointer_version + " or newer" +
                     (cu.checkpointer == "criu" ? " (GCP_CRIU selects the binary)" : ""));
   }
@@ -164,19 +174,33 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   std::vector<const manifest::Unit*> units;
   for (const auto& u : job.units) {
     if (u.node != node) {
-      throw Error(Exit::kUsage, "unit '" + u.name + "' of job '" + job_name + "' runs on node '" +
-                                    u.node + "', this is '" + node + "'",
+      throw Error(Exit::kUsage,
+                  "unit '" + u.name + "' of job '" + job_name + "' runs on node '" + u.node +
+                      "', this is '" + node + "'",
                   "run gcp-checkpoint on that node; jobs across nodes need the job checkpointer");
     }
     std::string state = unit::live_state(cgroups, u);
     if (state == "frozen") {
-      throw Error(Exit::kFailed, "unit '" + u.name + "' of job '" + job_name + "' is frozen by someone else",
+      throw Error(Exit::kFailed,
+                  "unit '" + u.name + "' of job '" + job_name + "' is frozen by someone else",
                   "thaw it first (freezer.state in " + cgroups.freezer_dir(u.cgroup) + ")");
     }
     if (state != "running") {
       // A finished unit has nothing left to save; the checkpoint holds the others.
-      spdlog::warn("unit '{}' of job '{}' is {}: not part of this checkpoint", u.name, job_name, state);
+      spdlog::warn("unit '{}' of job '{}' is {}: not part of this checkpoint", u.name, job_name,
+                   state);
       continue;
+    }
+    // The manifest names the process to dump; only one inside the unit's own cgroup
+    // may be dumped, whatever the manifest says.
+    auto procs = cgroups.procs(u.cgroup);
+    if (!u.pid || std::find(procs.begin(), procs.end(), *u.pid) == procs.end()) {
+      throw Error(Exit::kFailed,
+                  "unit '" + u.name + "' of job '" + job_name + "': its recorded pid " +
+                      (u.pid ? std::to_string(*u.pid) : std::string("(none)")) +
+                      " is not in its cgroup '" + u.cgroup + "'",
+                  "the Job manifest is stale or was edited; 'gcp-isolate status " + job_name +
+                      "' shows the units");
     }
     units.push_back(&u);
   }
@@ -201,12 +225,14 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
 
   auto fail = [&](const std::string& message, const std::string& hint) {
     store.abort(staging);
-    store.append_event(job_name, {{"event", "checkpoint-failed"}, {"seq", staging.seq}, {"error", message}});
+    store.append_event(job_name,
+                       {{"event", "checkpoint-failed"}, {"seq", staging.seq}, {"error", message}});
     throw Error(Exit::kFailed, message, hint);
   };
 
   Clock::time_point t_start, t_frozen, t_dumped, t_thawed;
-  log::phase("checkpoint {} of job '{}': freezing and dumping {} unit(s)", staging.seq, job_name, units.size());
+  log::phase("checkpoint {} of job '{}': freezing and dumping {} unit(s)", staging.seq, job_name,
+             units.size());
   {
     DeferSignals defer;
     t_start = Clock::now();
@@ -217,7 +243,8 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
         cgroup::freeze(cgroups, units[i]->cgroup, options.freeze_timeout);
       } catch (const Error& e) {
         thaw_all(cgroups, frozen);
-        fail("checkpoint of job '" + job_name + "' aborted: unit '" + units[i]->name + "': " + e.what(),
+        fail("checkpoint of job '" + job_name + "' aborted: unit '" + units[i]->name +
+                 "': " + e.what(),
              e.hint());
       }
       frozen.push_back(units[i]);
@@ -227,36 +254,46 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
 
     // All units are frozen: dump them in parallel.
     std::vector<std::thread> workers;
+    auto join_all = [&] {
+      for (auto& w : workers) w.join();
+    };
     for (size_t i = 0; i < units.size(); ++i) {
-      workers.emplace_back([&, i] {
-        const auto* u = units[i];
-        auto t = Clock::now();
-        try {
-          fs::make_dirs(staging.unit_dir(u->name), 0700);
-          results[i] = translibs.get(u->translib).checkpoint(
-              {{"pid", u->pid.value_or(0)},
-               {"imagesDir", staging.unit_dir(u->name).string()},
-               {"grouping", u->grouping},
-               {"freezeCgroup", cgroups.freezer_dir(u->cgroup)},
-               {"leaveRunning", true}});
-        } catch (const Error& e) {
-          errors[i] = e;
-        } catch (const std::exception& e) {
-          errors[i] = Error(Exit::kFailed, e.what());
-        }
-        dump_ms[i] = ms_between(t, Clock::now());
-      });
+      try {
+        workers.emplace_back([&, i] {
+          const auto* u = units[i];
+          auto t = Clock::now();
+          try {
+            fs::make_dirs(staging.unit_dir(u->name), 0700);
+            results[i] = translibs.get(u->translib)
+                             .checkpoint({{"pid", u->pid.value_or(0)},
+                                          {"imagesDir", staging.unit_dir(u->name).string()},
+                                          {"grouping", u->grouping},
+                                          {"freezeCgroup", cgroups.freezer_dir(u->cgroup)},
+                                          {"leaveRunning", true}});
+          } catch (const Error& e) {
+            errors[i] = e;
+          } catch (const std::exception& e) {
+            errors[i] = Error(Exit::kFailed, e.what());
+          }
+          dump_ms[i] = ms_between(t, Clock::now());
+        });
+      } catch (const std::system_error& e) {
+        join_all();
+        thaw_all(cgroups, units);
+        fail("checkpoint of job '" + job_name + "' aborted: starting a dump thread: " + e.what(),
+             "");
+      }
     }
-    for (auto& w : workers) w.join();
+    join_all();
     t_dumped = Clock::now();
     for (size_t i = 0; i < units.size(); ++i) {
       if (errors[i]) {
         thaw_all(cgroups, units);
-        fail("checkpoint of job '" + job_name + "' aborted: unit '" + units[i]->name + "': " +
-                 keep_failure_log(store, staging, units[i]->name, errors[i]->what()),
-             errors[i]->hint().empty()
-                 ? "the job was thawed and keeps running; the previous checkpoint is still the latest"
-                 : errors[i]->hint());
+        fail("checkpoint of job '" + job_name + "' aborted: unit '" + units[i]->name +
+                 "': " + keep_failure_log(store, staging, units[i]->name, errors[i]->what()),
+             errors[i]->hint().empty() ? "the job was thawed and keeps running; the previous "
+                                         "checkpoint is still the latest"
+                                       : errors[i]->hint());
       }
     }
     // With --stop the units stay frozen until the checkpoint is committed, then die.
@@ -289,8 +326,10 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
     store.commit(staging, cp);
   } catch (const Error& e) {
     if (options.stop) thaw_all(cgroups, units);
-    fail("checkpoint " + std::to_string(cp.seq) + " of job '" + job_name + "' not committed: " + e.what(),
-         e.hint().empty() ? "the job keeps running; the previous checkpoint is still the latest" : e.hint());
+    fail("checkpoint " + std::to_string(cp.seq) + " of job '" + job_name +
+             "' not committed: " + e.what(),
+         e.hint().empty() ? "the job keeps running; the previous checkpoint is still the latest"
+                          : e.hint());
   }
   // The committed manifest has every timing but the total, which ends with the commit;
   // the copy printed on stdout adds it.
@@ -313,8 +352,9 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
       }
     } catch (const Error& e) {
       store.save_job(job);
-      throw Error(Exit::kFailed, "checkpoint " + std::to_string(cp.seq) + " of job '" + job_name +
-                                     "' is committed, but stopping the job failed: " + e.what(),
+      throw Error(Exit::kFailed,
+                  "checkpoint " + std::to_string(cp.seq) + " of job '" + job_name +
+                      "' is committed, but stopping the job failed: " + e.what(),
                   "kill it with 'gcp-isolate kill " + job_name + "'");
     }
     store.save_job(job);
@@ -358,12 +398,15 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
     log::phase("{}: restoring unit '{}'", what, cu->name);
     try {
       cgroups.create(u->cgroup);
-      auto work = store.job_dir(job_name) / "logs" / ("restore-" + std::to_string(*seq) + "-" + cu->name);
-      json result = translibs.get(cu->translib).restart(
-          {{"imagesDir", images},
-           {"workDir", work.string()},
-           {"grouping", cu->grouping},
-           {"joinCgroups", json::array({cgroups.freezer_dir(u->cgroup) + "/cgroup.procs"})}});
+      auto work =
+          store.job_dir(job_name) / "logs" / ("restore-" + std::to_string(*seq) + "-" + cu->name);
+      json result =
+          translibs.get(cu->translib)
+              .restart({{"imagesDir", images},
+                        {"workDir", work.string()},
+                        {"grouping", cu->grouping},
+                        {"joinCgroups",
+                         json::array({cgroups.freezer_dir(u->cgroup) + "/cgroup.procs"})}});
       u->pid = result.at("pid").get<pid_t>();
       u->node = proc::node_name();
       u->state = "running";
@@ -381,11 +424,14 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
         cgroup::kill_all(cgroups, u->cgroup, std::chrono::seconds(10));
       } catch (const std::exception&) {
       }
-      store.append_event(job_name, {{"event", "restart-failed"}, {"seq", *seq}, {"unit", cu->name}, {"error", e.what()}});
+      store.append_event(
+          job_name,
+          {{"event", "restart-failed"}, {"seq", *seq}, {"unit", cu->name}, {"error", e.what()}});
       auto* err = dynamic_cast<const Error*>(&e);
       throw Error(Exit::kFailed, what + ": unit '" + cu->name + "': " + e.what(),
-                  err && !err->hint().empty() ? err->hint()
-                                              : "no unit of the job was left running; the checkpoint is unchanged");
+                  err && !err->hint().empty()
+                      ? err->hint()
+                      : "no unit of the job was left running; the checkpoint is unchanged");
     }
   }
   store.save_job(job);

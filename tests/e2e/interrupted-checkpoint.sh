@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# gcp-checkpoint is sent SIGTERM while the job is frozen: the signal waits until every
+# gcp-checkpoint is sent SIGTERM while the job is held for its dump: the signal waits until every
 # unit is thawed, the tool then dies without committing, the job keeps running and the
 # previous checkpoint stays the latest and restartable.
 source "$(dirname "$0")/lib.sh"
@@ -13,8 +13,10 @@ run_tool "$work/cp1.json" "$work/cp1.err" gcp-checkpoint interrupted || fail "fi
 
 "$bin/gcp-checkpoint" interrupted >"$work/cp2.json" 2>"$work/cp2.err" &
 tool=$!
-frozen() { [ "$(freezer_state interrupted main)" != THAWED ]; }
-wait_for "the job to be frozen by the second checkpoint" 20 frozen
+# While criu dumps, the unit is held (frozen, or seized by criu, which thaws the
+# freezer once it has stopped every task with ptrace).
+dumping() { pgrep -f "criu dump -t" >/dev/null; }
+wait_for "criu to dump the frozen job" 20 dumping
 kill -TERM "$tool"
 rc=0
 wait "$tool" || rc=$?

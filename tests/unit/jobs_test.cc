@@ -469,3 +469,16 @@ TEST_CASE("restart records the node it restored the units on") {
   auto restored = jobs::restart(*f.store, f.cgroups, "j", std::nullopt);
   for (const auto& u : restored.units) CHECK(u.node == gcp::proc::node_name());
 }
+
+TEST_CASE("a unit whose recorded pid is not in its cgroup is refused before anything is frozen") {
+  JobFixture f;
+  auto job = f.stored_job();
+  job.units[1].pid = 1;  // e.g. an edited manifest pointing at a process of someone else
+  f.store->save_job(job);
+  auto e = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kFailed);
+  CHECK_CONTAINS(e->what(), "unit 'b' of job 'j': its recorded pid 1 is not in its cgroup 'gcp/j/b'");
+  CHECK_FALSE(f.called("freeze gcp/j/a"));
+  CHECK(f.store->checkpoints("j").empty());
+}
