@@ -15,7 +15,7 @@ build_pkgs=(g++ make pkg-config libcli11-dev nlohmann-json3-dev libspdlog-dev li
   libcgroup-dev libssl-dev iproute2 util-linux procps xz-utils python3)
 criu_build_pkgs=(libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler python3-protobuf
   libnl-3-dev libnet1-dev libcap-dev libaio-dev libbsd-dev libgnutls28-dev libnftables-dev uuid-dev
-  pkg-config gcc make iptables)
+  pkg-config gcc make iptables dpkg-dev)
 criu_run_pkgs=(libprotobuf-c1 libnl-3-200 libnet1 libcap2 libaio1 libbsd0 libgnutls30 libnftables1 libuuid1 iptables)
 
 missing_pkgs() {
