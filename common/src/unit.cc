@@ -71,6 +71,11 @@ std::string read_all(int fd) {
     // reach in (slave), which is what CRIU's external mount map expects.
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0)
       child_fail(report_fd, "making the unit's mounts slaves");
+    // A /proc of the unit's own PID namespace: its programs see their own PIDs there,
+    // and CRIU's parasite finds /proc/self without making a proc mount point in the
+    // unit's working directory (which two units dumped at once would race for).
+    if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NOEXEC | MS_NODEV, nullptr) != 0)
+      child_fail(report_fd, "mounting the unit's /proc");
     if (::setsid() < 0) child_fail(report_fd, "becoming a session leader");
     // Opened inside the new mount namespace: CRIU resolves every open file through
     // the unit's own mounts, and a descriptor opened outside would not be found.

@@ -12,14 +12,16 @@ expect_stderr "cannot run '/no/such/program': No such file or directory"
 [ ! -e "$GCP_STORE/jobs/iso" ] || fail "a job whose only unit never started was left in the store"
 
 # The unit is PID 1's child in its own namespace, in its cgroup, with GCP_JOB/GCP_UNIT.
-start_job iso main sh -c 'echo "$GCP_JOB/$GCP_UNIT pid $$"; exec sleep 300'
+start_job iso main sh -c 'echo "$GCP_JOB/$GCP_UNIT pid $$ init $(cat /proc/1/comm)"; exec sleep 300'
 hostpid=$(json "$work/iso.job.json" 'd["units"][0]["pid"]')
 [ "$(cgroup_procs iso main)" -eq 2 ] || fail "expected gcp-init and sleep in the cgroup, found $(cgroup_procs iso main)"
 nspid=$(awk '/^NSpid/ {print $3}' "/proc/$hostpid/status")
 [ "$nspid" = 1 ] || fail "gcp-init is pid '$nspid' in its namespace, expected 1"
 [ "$(readlink "/proc/$hostpid/ns/pid")" != "$(readlink /proc/self/ns/pid)" ] || fail "the unit shares our PID namespace"
 [ "$(readlink "/proc/$hostpid/ns/mnt")" != "$(readlink /proc/self/ns/mnt)" ] || fail "the unit shares our mount namespace"
-wait_for "the unit's output" 5 grep -q "iso/main pid 2" "$GCP_STORE/jobs/iso/logs/main.out"
+# Its /proc is its own PID namespace's: PID 1 there is gcp-init.
+wait_for "the unit's output" 5 grep -q "iso/main pid 2 init gcp-init" "$GCP_STORE/jobs/iso/logs/main.out"
+[ ! -e "$top/proc.crtools" ] || fail "a proc mount point was left in the unit's working directory"
 
 # A second unit of the same name is refused while the first runs.
 expect_exit 2 gcp-isolate run --job iso --unit main -- sleep 1
