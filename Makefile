@@ -16,7 +16,7 @@ CC       ?= cc
 CXXFLAGS ?= -O2 -g
 CFLAGS   ?= -O2 -g
 WARN     := -Wall -Wextra $(if $(filter true,$(CI)),-Werror)
-PKGS     := spdlog libcgroup libcrypto
+PKGS     := spdlog libcgroup libcrypto libzstd libacl
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ALL_CXXFLAGS = -std=c++20 $(WARN) -fPIC -MMD -MP -Icommon/include $(PKG_CFLAGS) $(CXXFLAGS)
@@ -29,7 +29,7 @@ LDFLAGS      += -fsanitize=$(SANITIZE)
 endif
 
 JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
-TOOLS     := gcp-isolate gcp-checkpoint gcp-restart
+TOOLS     := gcp-isolate gcp-checkpoint gcp-restart gcp-store
 LIB_SRCS  := $(wildcard common/src/*.cc)
 LIB_OBJS  := $(LIB_SRCS:%.cc=$(BUILD)/obj/%.o)
 LIBGCP    := $(BUILD)/lib/libgcp.a

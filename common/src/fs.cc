@@ -4,6 +4,7 @@
 #include "gcp/error.h"
 
 #include <fcntl.h>
+#include <sys/acl.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -102,6 +103,33 @@ void make_dirs(const stdfs::path& path, mode_t mode) {
   }
 }
 
+void grant_read(const stdfs::path& path, uid_t owner) {
+  if (owner == 0) return;
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) throw_errno("granting read access to '" + path.string() + "'");
+  bool dir = S_ISDIR(st.st_mode);
+  std::string uid = std::to_string(owner);
+  std::string text = dir ? "u::rwx,u:" + uid + ":r-x,g::---,m::r-x,o::---"
+                         : "u::rw-,u:" + uid + ":r--,g::---,m::r--,o::---";
+  acl_t acl = acl_from_text(text.c_str());
+  if (!acl) throw_errno("building an ACL for '" + path.string() + "'");
+  int rc = acl_set_file(path.c_str(), ACL_TYPE_ACCESS, acl);
+  int err = errno;
+  acl_free(acl);
+  if (rc == 0) return;
+  if (err == ENOTSUP || err == EOPNOTSUPP) {
+    static bool warned = false;
+    if (!warned) {
+      spdlog::warn("'{}' has no POSIX ACLs: job owners cannot read their checkpoints directly, "
+                   "only through gcp as root", path.parent_path().string());
+    }
+    warned = true;
+    return;
+  }
+  errno = err;
+  throw_errno("granting uid " + uid + " read access to '" + path.string() + "'");
+}
+
 void remove_tree_quietly(const stdfs::path& path) {
   std::error_code ec;
   stdfs::remove_all(path, ec);
@@ -119,6 +147,40 @@ std::optional<FileLock> FileLock::try_lock(const stdfs::path& path) {
     throw_errno("locking '" + path.string() + "'");
   }
   return FileLock(fd);
+}
+
+std::optional<FileLock> FileLock::acquire(const stdfs::path& path, bool shared,
+                                          std::chrono::milliseconds wait,
+                                          const std::function<void()>& on_wait) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) throw_errno("opening lock file '" + path.string() + "'");
+  auto deadline = std::chrono::steady_clock::now() + wait;
+  bool told = false;
+  while (::flock(fd, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
+    int err = errno;
+    if (err != EWOULDBLOCK && err != EINTR) {
+      ::close(fd);
+      errno = err;
+      throw_errno("locking '" + path.string() + "'");
+    }
+    if (wait.count() >= 0 && std::chrono::steady_clock::now() >= deadline) {
+      ::close(fd);
+      return std::nullopt;
+    }
+    if (!told && on_wait) on_wait();
+    told = true;
+    ::usleep(50 * 1000);
+  }
+  return FileLock(fd);
+}
+
+FileLock& FileLock::operator=(FileLock&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = other.fd_;
+    other.fd_ = -1;
+  }
+  return *this;
 }
 
 FileLock::~FileLock() {

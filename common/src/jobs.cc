@@ -304,6 +304,9 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   for (size_t i = 0; i < units.size(); ++i) {
     const auto* u = units[i];
     const auto& lib = translibs.get(u->translib);
+    for (const auto& name : results[i].value("pageAligned", std::vector<std::string>{})) {
+      staging.page_aligned[u->name].insert(name);
+    }
     manifest::CheckpointUnit cu;
     cu.name = u->name;
     cu.node = u->node;
@@ -339,7 +342,18 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
                                 {"seq", cp.seq},
                                 {"downtimeMs", cp.timings["downtimeMs"]},
                                 {"totalMs", cp.timings["totalMs"]},
-                                {"bytes", cp.bytes.value("raw", 0)}});
+                                {"bytes", cp.bytes}});
+  if (auto keep = options.keep ? options.keep : job.keep) {
+    auto all = store.checkpoints(job_name);
+    for (size_t i = 0; i + *keep < all.size(); ++i) {
+      try {
+        store.remove_checkpoint(job_name, all[i]);
+        store.append_event(job_name, {{"event", "checkpoint-removed"}, {"seq", all[i]}, {"keep", *keep}});
+      } catch (const Error& e) {
+        spdlog::warn("keeping the last {} checkpoints of job '{}': {}", *keep, job_name, e.what());
+      }
+    }
+  }
 
   if (options.stop) {
     try {
@@ -363,43 +377,94 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
 }
 
 manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::string& job_name,
-                      std::optional<uint64_t> seq) {
+                      const RestartOptions& options) {
   auto held = lock(store, job_name);
   manifest::Job job = load(store, job_name);
-  if (!seq) {
-    auto all = store.checkpoints(job_name);
-    if (all.empty()) {
-      throw Error(Exit::kUsage, "job '" + job_name + "' has no committed checkpoint to restart",
-                  "take one with 'gcp-checkpoint " + job_name + "'");
-    }
-    seq = all.back();
+  auto all = store.checkpoints(job_name);
+  if (all.empty()) {
+    throw Error(Exit::kUsage, "job '" + job_name + "' has no committed checkpoint to restart",
+                "take one with 'gcp-checkpoint " + job_name + "'");
   }
-  manifest::Checkpoint cp = store.load_checkpoint(job_name, *seq);
-  std::string what = "restarting checkpoint " + std::to_string(*seq) + " of job '" + job_name + "'";
+  uint64_t seq = options.seq.value_or(all.back());
+  manifest::Checkpoint cp = store.load_checkpoint(job_name, seq);
+  auto what = [&] { return "restarting checkpoint " + std::to_string(seq) + " of job '" + job_name + "'"; };
 
   // Check everything before restoring anything: all or nothing.
   Translibs translibs;
+  auto check = [&](const manifest::Checkpoint& c) {
+    for (const auto& cu : c.units) {
+      manifest::Unit* u = job.find_unit(cu.name);
+      if (!u) throw Error(Exit::kFailed, what() + ": the job has no unit '" + cu.name + "' any more");
+      if (!cgroups.procs(u->cgroup).empty()) {
+        throw Error(Exit::kFailed, what() + ": unit '" + cu.name + "' is still running",
+                    "stop it first with 'gcp-isolate kill " + job_name + " --unit " + cu.name + "'");
+      }
+      check_versions(translibs, cu, what());
+    }
+  };
+  check(cp);
+  // Every chunk is read back and verified before a unit is restored from it.
+  store::ScratchDir scratch("restore-" + job_name);
+  auto materialize = [&](const manifest::Checkpoint& c) {
+    auto dir = scratch.path() / std::to_string(c.seq);
+    for (const auto& cu : c.units) {
+      log::phase("restarting checkpoint {} of job '{}': reading the images of unit '{}'", c.seq,
+                 job_name, cu.name);
+      store.materialize(c, cu.name, dir / cu.name);
+    }
+  };
+  try {
+    materialize(cp);
+  } catch (const store::Corrupt& bad) {
+    store.append_event(job_name, {{"event", "restart-refused"}, {"seq", seq}, {"error", bad.what()}});
+    std::error_code ec;
+    std::filesystem::remove_all(scratch.path() / std::to_string(seq), ec);
+    // The newest earlier checkpoint that verifies: taken with --fallback, named otherwise.
+    std::optional<uint64_t> good;
+    for (auto it = all.rbegin(); it != all.rend() && !good; ++it) {
+      if (*it >= seq) continue;
+      try {
+        auto earlier = store.load_checkpoint(job_name, *it);
+        if (options.fallback) {
+          check(earlier);
+          materialize(earlier);
+          cp = earlier;
+          good = *it;
+        } else if (store.verify(earlier).problems.empty()) {
+          good = *it;
+        }
+      } catch (const store::Corrupt& e) {
+        spdlog::warn("checkpoint {} of job '{}' does not verify either: {}", *it, job_name, e.what());
+        std::filesystem::remove_all(scratch.path() / std::to_string(*it), ec);
+      }
+    }
+    if (!good) {
+      throw Error(Exit::kFailed, bad.what(),
+                  all.front() < seq ? "no earlier checkpoint of the job verifies either"
+                                    : "the job has no earlier checkpoint");
+    }
+    if (!options.fallback) {
+      throw Error(Exit::kFailed, bad.what(),
+                  "checkpoint " + std::to_string(*good) + " verifies: restart it with '--seq " +
+                      std::to_string(*good) + "', or pass --fallback");
+    }
+    spdlog::warn("checkpoint {} of job '{}' does not verify; restarting checkpoint {}, the newest that does",
+                 seq, job_name, *good);
+    seq = *good;
+  }
   std::vector<std::pair<const manifest::CheckpointUnit*, std::string>> plan;
   for (const auto& cu : cp.units) {
-    manifest::Unit* u = job.find_unit(cu.name);
-    if (!u) throw Error(Exit::kFailed, what + ": the job has no unit '" + cu.name + "' any more");
-    if (!cgroups.procs(u->cgroup).empty()) {
-      throw Error(Exit::kFailed, what + ": unit '" + cu.name + "' is still running",
-                  "stop it first with 'gcp-isolate kill " + job_name + " --unit " + cu.name + "'");
-    }
-    check_versions(translibs, cu, what);
-    log::phase("{}: verifying the images of unit '{}'", what, cu.name);
-    plan.emplace_back(&cu, store.materialize(cp, cu.name).string());
+    plan.emplace_back(&cu, (scratch.path() / std::to_string(seq) / cu.name).string());
   }
 
   std::vector<manifest::Unit*> restored;
   for (const auto& [cu, images] : plan) {
     manifest::Unit* u = job.find_unit(cu->name);
-    log::phase("{}: restoring unit '{}'", what, cu->name);
+    log::phase("{}: restoring unit '{}'", what(), cu->name);
     try {
       cgroups.create(u->cgroup);
       auto work =
-          store.job_dir(job_name) / "logs" / ("restore-" + std::to_string(*seq) + "-" + cu->name);
+          store.job_dir(job_name) / "logs" / ("restore-" + std::to_string(seq) + "-" + cu->name);
       json result =
           translibs.get(cu->translib)
               .restart({{"imagesDir", images},
@@ -410,7 +475,7 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
       u->pid = result.at("pid").get<pid_t>();
       u->node = proc::node_name();
       u->state = "running";
-      u->restored_from = *seq;
+      u->restored_from = seq;
       restored.push_back(u);
     } catch (const std::exception& e) {
       for (auto* r : restored) {
@@ -426,16 +491,16 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
       }
       store.append_event(
           job_name,
-          {{"event", "restart-failed"}, {"seq", *seq}, {"unit", cu->name}, {"error", e.what()}});
+          {{"event", "restart-failed"}, {"seq", seq}, {"unit", cu->name}, {"error", e.what()}});
       auto* err = dynamic_cast<const Error*>(&e);
-      throw Error(Exit::kFailed, what + ": unit '" + cu->name + "': " + e.what(),
+      throw Error(Exit::kFailed, what() + ": unit '" + cu->name + "': " + e.what(),
                   err && !err->hint().empty()
                       ? err->hint()
                       : "no unit of the job was left running; the checkpoint is unchanged");
     }
   }
   store.save_job(job);
-  store.append_event(job_name, {{"event", "restart"}, {"seq", *seq}});
+  store.append_event(job_name, {{"event", "restart"}, {"seq", seq}});
   return job;
 }
 

@@ -210,7 +210,8 @@ json image_to_json(const ImageFile& i) {
   json j;
   j["path"] = i.path;
   j["size"] = i.size;
-  j["sha256"] = i.sha256;
+  j["chunkSize"] = i.chunk_size;
+  j["chunks"] = i.chunks;
   put_extra(j, i.extra);
   return j;
 }
@@ -223,7 +224,22 @@ ImageFile image_from_json(const json& obj, const std::string& where, const std::
   for (const auto& part : std::filesystem::path(i.path)) escapes = escapes || part == "..";
   if (escapes) f.fail(f.name("path"), "must be a relative path inside the image directory");
   i.size = f.required<uint64_t>("size");
-  i.sha256 = f.required<std::string>("sha256");
+  i.chunk_size = f.required<uint32_t>("chunkSize");
+  if (i.chunk_size == 0) f.fail(f.name("chunkSize"), "must be positive");
+  const json& chunks = f.array("chunks", true);
+  uint64_t expected = (i.size + i.chunk_size - 1) / i.chunk_size;
+  if (chunks.size() != expected) {
+    f.fail(f.name("chunks"), "has " + std::to_string(chunks.size()) + " hashes, size and chunkSize need " +
+                                 std::to_string(expected));
+  }
+  i.chunks.reserve(chunks.size());
+  for (size_t k = 0; k < chunks.size(); ++k) {
+    const auto* hex = chunks[k].get_ptr<const std::string*>();
+    bool ok = hex && hex->size() == 64 &&
+              hex->find_first_not_of("0123456789abcdef") == std::string::npos;
+    if (!ok) f.fail(f.name(indexed("chunks", k)), "is not a SHA-256 in lowercase hex");
+    i.chunks.push_back(*hex);
+  }
   i.extra = f.extra();
   return i;
 }
@@ -263,6 +279,15 @@ json to_json(const Job& job) {
   j["name"] = job.name;
   j["owner"] = json{{"uid", job.owner}};
   j["created"] = job.created;
+  // Policy fields this gcp does not know stay as they were.
+  json policy = json::object();
+  if (job.keep) policy["keep"] = *job.keep;
+  if (job.extra.contains("policy") && job.extra["policy"].is_object()) {
+    for (const auto& [key, value] : job.extra["policy"].items()) {
+      if (key != "keep") policy[key] = value;
+    }
+  }
+  if (!policy.empty()) j["policy"] = policy;
   j["units"] = json::array();
   for (const auto& u : job.units) j["units"].push_back(unit_to_json(u));
   put_extra(j, job.extra);
@@ -281,6 +306,11 @@ Job job_from_json(const json& doc, const std::string& source) {
   Fields owner(owner_obj, "owner", source);
   job.owner = owner.optional<uid_t>("uid", 0);
   job.created = f.optional<std::string>("created", "");
+  json policy_obj = f.object("policy");
+  Fields policy(policy_obj, "policy", source);
+  job.keep = policy.maybe<uint64_t>("keep");
+  if (job.keep && *job.keep == 0) policy.fail("policy.keep", "must be at least 1");
+  json unknown_policy = policy.extra();
   const json& units = f.array("units", true);
   for (size_t i = 0; i < units.size(); ++i) {
     job.units.push_back(unit_from_json(units[i], indexed("units", i), source));
@@ -291,10 +321,11 @@ Job job_from_json(const json& doc, const std::string& source) {
     }
   }
   job.extra = f.extra();
+  if (!unknown_policy.empty()) job.extra["policy"] = unknown_policy;
   return job;
 }
 
-json to_json(const Checkpoint& c) {
+json to_json(const Checkpoint& c, bool chunk_lists) {
   json j;
   j["apiVersion"] = kApiVersion;
   j["kind"] = "Checkpoint";
@@ -317,7 +348,14 @@ json to_json(const Checkpoint& c) {
     ju["bytes"] = u.bytes;
     ju["stats"] = u.stats;
     ju["images"] = json::array();
-    for (const auto& i : u.images) ju["images"].push_back(image_to_json(i));
+    for (const auto& i : u.images) {
+      json ji = image_to_json(i);
+      if (!chunk_lists) {
+        ji.erase("chunks");
+        ji["chunkCount"] = i.chunks.size();
+      }
+      ju["images"].push_back(std::move(ji));
+    }
     put_extra(ju, u.extra);
     j["units"].push_back(ju);
   }

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 #include "gcp/store.h"
 
+#include "gcp/chunks.h"
 #include "gcp/error.h"
+#include "gcp/log.h"
+#include "gcp/progress.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,7 +16,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
-#include <future>
+#include <cstring>
+#include <mutex>
+#include <unordered_set>
 
 namespace gcp::store {
 
@@ -29,42 +33,43 @@ stdfs::path default_root() {
               "pass --store DIR or set GCP_STORE");
 }
 
-std::string sha256_file(const stdfs::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw_errno("opening '" + path.string() + "'");
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-  std::vector<unsigned char> buf(1 << 20);
-  for (;;) {
-    ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      EVP_MD_CTX_free(ctx);
-      ::close(fd);
-      errno = err;
-      throw_errno("reading '" + path.string() + "'");
-    }
-    if (n == 0) break;
-    EVP_DigestUpdate(ctx, buf.data(), static_cast<size_t>(n));
+stdfs::path scratch_root() {
+  if (const char* env = std::getenv("GCP_SCRATCH"); env && *env) return env;
+  if (::geteuid() == 0) return "/var/tmp/gcp";
+  if (const char* run = std::getenv("XDG_RUNTIME_DIR"); run && *run) return stdfs::path(run) / "gcp";
+  return "/tmp/gcp-" + std::to_string(::geteuid());
+}
+
+ScratchDir::ScratchDir(const std::string& prefix) {
+  auto root = scratch_root();
+  fs::make_dirs(root, 0700);
+  std::string tmpl = (root / (prefix + "-XXXXXX")).string();
+  if (!::mkdtemp(tmpl.data())) {
+    throw_errno("creating a scratch directory in '" + root.string() + "'", Exit::kFailed,
+                "set GCP_SCRATCH to a local directory with room for the job's memory");
   }
-  ::close(fd);
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx, digest, &len);
-  EVP_MD_CTX_free(ctx);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out += hex[digest[i] >> 4];
-    out += hex[digest[i] & 15];
+  path_ = tmpl;
+  lock_ = fs::FileLock::try_lock(path_ / ".lock");
+}
+
+ScratchDir::~ScratchDir() { fs::remove_tree_quietly(path_); }
+
+int check_level(long level, const std::string& source) {
+  if (level < -7 || level > 19 || level == 0) {
+    throw Error(Exit::kUsage,
+                source + ": zstd level " + std::to_string(level) + " is out of range",
+                "use 1 (fast) to 19 (small), or -7 to -1 for faster still; 3 is the default");
   }
-  return out;
+  return static_cast<int>(level);
 }
 
 namespace {
 
 using manifest::json;
+using Clock = std::chrono::steady_clock;
+namespace chunks = gcp::chunks;
+
+constexpr size_t kBlockBytes = 16 << 20;  // read, hashed and stored in blocks of this size
 
 std::optional<uint64_t> parse_seq(const std::string& name) {
   if (name.empty() || name.size() > 18) return std::nullopt;
@@ -73,15 +78,89 @@ std::optional<uint64_t> parse_seq(const std::string& name) {
   return std::stoull(name);
 }
 
-// Layout (DESIGN.md, Store):
-//   jobs/J/job.json, jobs/J/lock, jobs/J/events.jsonl, jobs/J/logs/
-//   jobs/J/staging/<seq>/<unit>/...      work in flight
-//   jobs/J/checkpoints/<seq>/manifest.json + <unit>/...   committed
-// The commit renames staging/<seq> (manifest inside) to checkpoints/<seq>: one rename.
-class DirStore : public Store {
+double ms_since(Clock::time_point t) {
+  return std::round(std::chrono::duration<double, std::milli>(Clock::now() - t).count() * 10) / 10;
+}
+
+// A directory that only root and `owner` may read: 0700 root's, plus a POSIX ACL entry
+// for the owner when the file system has ACLs.
+void make_private_dir(const stdfs::path& dir, uid_t owner) {
+  fs::make_dirs(dir, 0700);
+  fs::grant_read(dir, owner);
+}
+
+// Everything kept for a Staging while it is in flight.
+struct InFlight {
+  std::optional<fs::FileLock> staging_lock;
+  std::optional<ScratchDir> scratch;
+};
+
+// Reads one image file back from its chunks into `fd` (or only checks it when fd < 0).
+// Returns what is wrong with it, or nullopt.
+std::optional<std::string> read_image(const chunks::Index& index, const manifest::ImageFile& image,
+                                      int fd, log::Progress* progress) {
+  const size_t per_segment = std::max<size_t>(1, kBlockBytes / image.chunk_size);
+  const size_t n = image.chunks.size();
+  const size_t segments = (n + per_segment - 1) / per_segment;
+  std::mutex m;
+  std::optional<std::pair<size_t, std::string>> first;  // lowest bad chunk and why
+  chunks::parallel_for(segments, chunks::workers(), [&](size_t s) {
+    chunks::ChunkReader reader(index);
+    std::vector<uint8_t> buf;
+    for (size_t i = s * per_segment; i < std::min(n, (s + 1) * per_segment); ++i) {
+      {
+        std::lock_guard lock(m);
+        if (first && first->first < i) return;
+      }
+      std::string why;
+      auto hash = chunks::Hash::from_hex(image.chunks[i]);
+      buf.resize(image.chunk_length(i));
+      auto result = hash ? reader.read(*hash, buf, why) : chunks::ChunkReader::Result::kMissing;
+      if (result == chunks::ChunkReader::Result::kOk && fd >= 0) {
+        uint64_t offset = static_cast<uint64_t>(i) * image.chunk_size;
+        size_t done = 0;
+        while (done < buf.size()) {
+          ssize_t w = ::pwrite(fd, buf.data() + done, buf.size() - done,
+                               static_cast<off_t>(offset + done));
+          if (w < 0 && errno == EINTR) continue;
+          if (w < 0) throw_errno("writing image '" + image.path + "'", Exit::kFailed,
+                                 errno == ENOSPC ? "free space in " + scratch_root().string() +
+                                                       " or set GCP_SCRATCH to a larger disk"
+                                                 : "");
+          done += static_cast<size_t>(w);
+        }
+      }
+      if (result != chunks::ChunkReader::Result::kOk) {
+        std::lock_guard lock(m);
+        if (!first || i < first->first) {
+          const char* what = result == chunks::ChunkReader::Result::kMissing  ? "is missing"
+                             : result == chunks::ChunkReader::Result::kMismatch ? "is corrupt"
+                                                                                 : "is unreadable";
+          first = {i, std::string(what) + " (" + why + ")"};
+        }
+        return;
+      }
+      if (progress) progress->add(buf.size());
+    }
+  });
+  if (!first) return std::nullopt;
+  return "chunk " + std::to_string(first->first) + " (" + image.chunks[first->first].substr(0, 12) +
+         "...) " + first->second;
+}
+
+// The chunk store (DESIGN.md, Store):
+//   jobs/J/job.json, lock, events.jsonl, logs/
+//   jobs/J/staging/<seq>/ + <seq>.lock     in flight: the lock is held by its writer
+//   jobs/J/checkpoints/<seq>/manifest.json  committed (renamed from staging/<seq>)
+//   packs/<uid>/<id>.pack, index/<uid>/<id>.idx, locks/<uid>.lock
+// Writers and readers of an owner's chunks hold locks/<uid>.lock shared from the
+// moment they look at the index until their manifest is committed; gc holds it
+// exclusively, so it never sees a chunk that an in-flight checkpoint relies on as
+// unreferenced. Deduplication is per owner: one user never learns of another's data.
+class ChunkStore : public Store {
  public:
-  explicit DirStore(stdfs::path root) : root_(std::move(root)) {
-    fs::make_dirs(root_ / "jobs", 0755);
+  ChunkStore(stdfs::path root, Options options) : root_(std::move(root)), options_(options) {
+    for (const char* sub : {"jobs", "packs", "index", "locks"}) fs::make_dirs(root_ / sub, 0755);
   }
 
   const stdfs::path& root() const override { return root_; }
@@ -110,10 +189,10 @@ class DirStore : public Store {
 
   void save_job(const manifest::Job& job) override {
     auto dir = job_dir(job.name);
-    // A job's checkpoints are readable by its owner and root only.
-    fs::make_dirs(dir, 0700);
-    fs::make_dirs(dir / "logs", 0700);
+    make_private_dir(dir, job.owner);
+    make_private_dir(dir / "logs", job.owner);
     fs::write_file_atomic(dir / "job.json", manifest::to_json(job).dump(2) + "\n", 0600);
+    fs::grant_read(dir / "job.json", job.owner);
   }
 
   std::optional<fs::FileLock> try_lock_job(const std::string& job) override {
@@ -122,9 +201,10 @@ class DirStore : public Store {
   }
 
   Staging begin(const std::string& job) override {
+    auto owner = owner_of(job);
     auto staging_root = job_dir(job) / "staging";
-    fs::make_dirs(staging_root, 0700);
-    fs::make_dirs(job_dir(job) / "checkpoints", 0700);
+    make_private_dir(staging_root, owner);
+    make_private_dir(job_dir(job) / "checkpoints", owner);
     uint64_t next = 1;
     for (const auto* sub : {"staging", "checkpoints"}) {
       std::error_code ec;
@@ -132,58 +212,144 @@ class DirStore : public Store {
         if (auto seq = parse_seq(e.path().filename())) next = std::max(next, *seq + 1);
       }
     }
+    auto held = std::make_shared<InFlight>();
+    Staging staging;
+    staging.job = job;
     // mkdir is the allocation: two writers racing for a number cannot both get it.
     for (;; ++next) {
       auto dir = staging_root / std::to_string(next);
-      if (::mkdir(dir.c_str(), 0700) == 0) return Staging{job, next, dir};
+      if (::mkdir(dir.c_str(), 0700) == 0) {
+        held->staging_lock = fs::FileLock::try_lock(staging_root / (std::to_string(next) + ".lock"));
+        staging.seq = next;
+        break;
+      }
       if (errno != EEXIST) throw_errno("creating staging directory '" + dir.string() + "'");
     }
+    // The dump goes to local disk, so the job's downtime does not depend on the store.
+    try {
+      held->scratch.emplace(job + "-" + std::to_string(staging.seq));
+    } catch (const Error&) {
+      abort_dirs(staging_root / std::to_string(staging.seq), {});
+      throw;
+    }
+    staging.dir = held->scratch->path();
+    staging.held = held;
+    return staging;
   }
 
-  void commit(const Staging& staging, manifest::Checkpoint& checkpoint) override {
-    auto start = std::chrono::steady_clock::now();
-    // Flushing the images to disk and hashing them are independent: overlap them.
-    auto synced = std::async(std::launch::async, [&] { fs::fsync_tree(staging.dir); });
-    uint64_t raw = 0;
-    for (auto& unit : checkpoint.units) {
-      auto dir = staging.unit_dir(unit.name);
+  void commit(Staging& staging, manifest::Checkpoint& cp) override {
+    auto start = Clock::now();
+    uid_t owner = owner_of(staging.job);
+    auto lock = lock_owner(owner, true, std::chrono::milliseconds(-1));
+    auto index = chunks::Index::load(packs_dir(owner), index_dir(owner));
+    chunks::PackWriter writer(index, index_dir(owner), options_.level, 0600);
+
+    struct File {
+      manifest::CheckpointUnit* unit;
+      stdfs::path path;
+      manifest::ImageFile image;
+    };
+    std::vector<File> files;
+    uint64_t total = 0;
+    for (auto& unit : cp.units) {
       unit.images.clear();
-      std::vector<stdfs::path> files;
+      auto dir = staging.unit_dir(unit.name);
+      const auto& aligned = staging.page_aligned[unit.name];
       for (const auto& e : stdfs::recursive_directory_iterator(dir)) {
-        if (e.is_regular_file()) files.push_back(e.path());
+        if (!e.is_regular_file()) continue;
+        File f{&unit, e.path(), {}};
+        f.image.path = stdfs::relative(e.path(), dir).string();
+        f.image.size = e.file_size();
+        f.image.chunk_size = aligned.count(f.image.path) ? chunks::kPageChunk : chunks::kFileChunk;
+        total += f.image.size;
+        files.push_back(std::move(f));
       }
-      std::sort(files.begin(), files.end());
-      uint64_t unit_raw = 0;
-      for (const auto& file : files) {
-        manifest::ImageFile image;
-        image.path = stdfs::relative(file, dir).string();
-        image.size = stdfs::file_size(file);
-        image.sha256 = sha256_file(file);
-        unit_raw += image.size;
-        unit.images.push_back(std::move(image));
-      }
-      unit.bytes["raw"] = unit_raw;
-      unit.bytes["stored"] = unit_raw;
-      unit.bytes["new"] = unit_raw;
-      raw += unit_raw;
     }
-    checkpoint.bytes["raw"] = raw;
-    checkpoint.bytes["stored"] = raw;
-    checkpoint.bytes["new"] = raw;
-    synced.get();
-    checkpoint.timings["storeMs"] =
-        std::round(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() * 10) / 10;
-    fs::write_file_atomic(staging.dir / "manifest.json",
-                          manifest::to_json(checkpoint).dump(2) + "\n", 0600);
+    std::sort(files.begin(), files.end(), [](const File& a, const File& b) {
+      return std::tie(a.unit->name, a.image.path) < std::tie(b.unit->name, b.image.path);
+    });
+
+    log::Progress progress("storing checkpoint " + std::to_string(staging.seq), total);
+    std::map<std::string, std::array<uint64_t, 3>> per_unit;  // raw, new, stored
+    std::vector<uint8_t> block(kBlockBytes);
+    for (auto& f : files) {
+      int fd = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+      if (fd < 0) throw_errno("opening image '" + f.path.string() + "'");
+      std::unique_ptr<int, void (*)(int*)> closer(&fd, [](int* p) { ::close(*p); });
+      uint64_t before_new = writer.new_bytes(), before_stored = writer.stored_bytes();
+      uint64_t offset = 0;
+      while (offset < f.image.size) {
+        size_t want = static_cast<size_t>(std::min<uint64_t>(kBlockBytes, f.image.size - offset));
+        size_t got = 0;
+        while (got < want) {
+          ssize_t r = ::pread(fd, block.data() + got, want - got, static_cast<off_t>(offset + got));
+          if (r < 0 && errno == EINTR) continue;
+          if (r < 0) throw_errno("reading image '" + f.path.string() + "'");
+          if (r == 0) throw Error(Exit::kFailed, "image '" + f.path.string() + "' shrank while being stored");
+          got += static_cast<size_t>(r);
+        }
+        size_t n = (want + f.image.chunk_size - 1) / f.image.chunk_size;
+        std::vector<chunks::Hash> hashes(n);
+        auto piece = [&](size_t i) {
+          size_t off = i * f.image.chunk_size;
+          return std::span<const uint8_t>(block.data() + off, std::min<size_t>(f.image.chunk_size, want - off));
+        };
+        unsigned threads = chunks::workers();
+        chunks::parallel_for(threads, threads, [&](size_t t) {
+          for (size_t i = t * n / threads; i < (t + 1) * n / threads; ++i) hashes[i] = chunks::hash_of(piece(i));
+        });
+        for (size_t i = 0; i < n; ++i) {
+          writer.add(hashes[i], piece(i));
+          f.image.chunks.push_back(hashes[i].hex());
+        }
+        writer.flush();
+        offset += want;
+        progress.add(want);
+      }
+      auto& u = per_unit[f.unit->name];
+      u[0] += f.image.size;
+      u[1] += writer.new_bytes() - before_new;
+      u[2] += writer.stored_bytes() - before_stored;
+      f.unit->images.push_back(std::move(f.image));
+    }
+    writer.finish();
+
+    uint64_t raw = 0, fresh = 0, stored = 0;
+    for (auto& unit : cp.units) {
+      auto& u = per_unit[unit.name];
+      unit.bytes["raw"] = u[0];
+      unit.bytes["new"] = u[1];
+      unit.bytes["stored"] = u[2];
+      raw += u[0];
+      fresh += u[1];
+      stored += u[2];
+    }
+    cp.bytes["raw"] = raw;
+    cp.bytes["new"] = fresh;
+    cp.bytes["stored"] = stored;
+    cp.timings["storeMs"] = ms_since(start);
+
+    if (options_.before_commit) options_.before_commit();
+    auto staged = job_dir(staging.job) / "staging" / std::to_string(staging.seq);
+    fs::write_file_atomic(staged / "manifest.json", manifest::to_json(cp).dump(1) + "\n", 0600);
+    fs::grant_read(staged / "manifest.json", owner);
+    fs::grant_read(staged, owner);
     auto target = job_dir(staging.job) / "checkpoints" / std::to_string(staging.seq);
-    if (::rename(staging.dir.c_str(), target.c_str()) != 0) {
+    if (::rename(staged.c_str(), target.c_str()) != 0) {
       throw_errno("committing checkpoint " + std::to_string(staging.seq) + " of job '" +
                   staging.job + "'");
     }
     fs::fsync_path(target.parent_path());
+    // Committed: what is left of the staging is only scratch.
+    abort(staging);
   }
 
-  void abort(const Staging& staging) noexcept override { fs::remove_tree_quietly(staging.dir); }
+  void abort(Staging& staging) noexcept override {
+    std::error_code ec;
+    auto staged = root_ / "jobs" / staging.job / "staging" / std::to_string(staging.seq);
+    abort_dirs(staged, staging.dir);
+    staging.held.reset();
+  }
 
   std::vector<uint64_t> checkpoints(const std::string& job) override {
     std::vector<uint64_t> seqs;
@@ -200,9 +366,8 @@ class DirStore : public Store {
     auto path = checkpoint_dir(job, seq) / "manifest.json";
     auto text = fs::try_read_file(path);
     if (!text) {
-      throw Error(Exit::kUsage,
-                  "job '" + job + "' has no checkpoint " + std::to_string(seq),
-                  "list the checkpoints with 'ls " + (job_dir(job) / "checkpoints").string() + "'");
+      throw Error(Exit::kUsage, "job '" + job + "' has no checkpoint " + std::to_string(seq),
+                  "list its checkpoints with 'gcp-store ls " + job + "'");
     }
     auto c = manifest::checkpoint_from_json(manifest::parse(*text, path.string()), path.string());
     if (c.job != job || c.seq != seq) {
@@ -212,36 +377,76 @@ class DirStore : public Store {
     return c;
   }
 
-  stdfs::path materialize(const manifest::Checkpoint& checkpoint, const std::string& unit) override {
+  void materialize(const manifest::Checkpoint& cp, const std::string& unit,
+                   const stdfs::path& into) override {
     const manifest::CheckpointUnit* u = nullptr;
-    for (const auto& cu : checkpoint.units) {
+    for (const auto& cu : cp.units) {
       if (cu.name == unit) u = &cu;
     }
-    std::string what = "checkpoint " + std::to_string(checkpoint.seq) + " of job '" + checkpoint.job + "'";
+    std::string what = "checkpoint " + std::to_string(cp.seq) + " of job '" + cp.job + "'";
     if (!u) throw Error(Exit::kFailed, what + " has no unit '" + unit + "'");
-    auto dir = checkpoint_dir(checkpoint.job, checkpoint.seq) / unit;
-    std::string hint = "restart an earlier checkpoint with --seq N";
+    const auto& index = reader_index(owner_of(cp.job));
+    uint64_t total = 0;
+    for (const auto& image : u->images) total += image.size;
+    log::Progress progress("reading unit '" + unit + "' of " + what, total);
+    fs::make_dirs(into, 0700);
     for (const auto& image : u->images) {
-      auto file = dir / image.path;
-      std::error_code ec;
-      auto size = stdfs::file_size(file, ec);
-      if (ec) {
-        throw Error(Exit::kFailed, what + ": image file '" + file.string() + "' is missing", hint);
+      auto path = into / image.path;
+      fs::make_dirs(path.parent_path(), 0700);
+      int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+      if (fd < 0) throw_errno("creating image '" + path.string() + "'");
+      std::unique_ptr<int, void (*)(int*)> closer(&fd, [](int* p) { ::close(*p); });
+      if (::ftruncate(fd, static_cast<off_t>(image.size)) != 0) {
+        throw_errno("sizing image '" + path.string() + "'", Exit::kFailed,
+                    errno == ENOSPC || errno == EFBIG ? "free space in " + into.parent_path().string() : "");
       }
-      if (size != image.size) {
-        throw Error(Exit::kFailed,
-                    what + ": image file '" + file.string() + "' has " + std::to_string(size) +
-                        " bytes, the manifest says " + std::to_string(image.size) + " (truncated?)",
-                    hint);
-      }
-      if (sha256_file(file) != image.sha256) {
-        throw Error(Exit::kFailed,
-                    what + ": image file '" + file.string() + "' does not match its sha256 (corrupted)",
-                    hint);
+      if (auto problem = read_image(index, image, fd, &progress)) {
+        throw Corrupt(Exit::kFailed,
+                      what + ", unit '" + unit + "', file '" + image.path + "': " + *problem,
+                      "restart an earlier checkpoint with --seq N or --fallback; "
+                      "'gcp-store verify " + cp.job + "' checks them all");
       }
     }
-    return dir;
   }
+
+  VerifyReport verify(const manifest::Checkpoint& cp) override {
+    VerifyReport report;
+    const auto& index = reader_index(owner_of(cp.job));
+    for (const auto& u : cp.units) {
+      for (const auto& image : u.images) {
+        if (auto problem = read_image(index, image, -1, nullptr)) {
+          report.problems.push_back("unit '" + u.name + "', file '" + image.path + "': " + *problem);
+        }
+        report.chunks += image.chunks.size();
+        report.bytes += image.size;
+      }
+    }
+    return report;
+  }
+
+  void remove_checkpoint(const std::string& job, uint64_t seq) override {
+    auto dir = checkpoint_dir(job, seq);
+    if (!stdfs::exists(dir / "manifest.json")) {
+      throw Error(Exit::kUsage, "job '" + job + "' has no checkpoint " + std::to_string(seq));
+    }
+    // Renamed away first: a crash halfway through never leaves half a checkpoint.
+    auto gone = job_dir(job) / "checkpoints" / (".removed-" + std::to_string(seq) + "-" + chunks::random_id());
+    if (::rename(dir.c_str(), gone.c_str()) != 0) throw_errno("removing '" + dir.string() + "'");
+    fs::fsync_path(gone.parent_path());
+    fs::remove_tree_quietly(gone);
+  }
+
+  void remove_job(const std::string& job) override {
+    auto dir = job_dir(job);
+    auto gone = root_ / "jobs" / (".removed-" + job + "-" + chunks::random_id());
+    if (::rename(dir.c_str(), gone.c_str()) != 0) throw_errno("removing '" + dir.string() + "'");
+    fs::fsync_path(gone.parent_path());
+    fs::remove_tree_quietly(gone);
+  }
+
+  GcReport gc(std::chrono::seconds wait) override;
+  json usage() override;
+  void collect_owner(uid_t owner, const std::vector<std::string>& jobs, GcReport& report);
 
   void append_event(const std::string& job, json event) override {
     event["time"] = manifest::now_rfc3339();
@@ -258,18 +463,261 @@ class DirStore : public Store {
   stdfs::path checkpoint_dir(const std::string& job, uint64_t seq) {
     return job_dir(job) / "checkpoints" / std::to_string(seq);
   }
+  stdfs::path packs_dir(uid_t owner) { return root_ / "packs" / std::to_string(owner); }
+  stdfs::path index_dir(uid_t owner) { return root_ / "index" / std::to_string(owner); }
+
+  uid_t owner_of(const std::string& job) {
+    auto j = load_job(job);
+    if (!j) {
+      throw Error(Exit::kUsage, "job '" + job + "' is not in store '" + root_.string() + "'",
+                  "list the jobs with 'gcp-store ls'");
+    }
+    return j->owner;
+  }
+
+  // Shared for writers and readers, exclusive for gc (see the class comment).
+  std::optional<fs::FileLock> lock_owner(uid_t owner, bool shared, std::chrono::milliseconds wait) {
+    make_private_dir(packs_dir(owner), owner);
+    make_private_dir(index_dir(owner), owner);
+    return fs::FileLock::acquire(root_ / "locks" / (std::to_string(owner) + ".lock"), shared, wait, [&] {
+      if (shared) log::phase("waiting for gc of the store to finish with uid {}'s chunks", owner);
+    });
+  }
+
+  // Readers keep the owner's lock (shared) as long as this store object lives.
+  const chunks::Index& reader_index(uid_t owner) {
+    auto it = readers_.find(owner);
+    if (it == readers_.end()) {
+      auto lock = lock_owner(owner, true, std::chrono::milliseconds(-1));
+      auto index = chunks::Index::load(packs_dir(owner), index_dir(owner));
+      it = readers_.emplace(owner, std::make_pair(std::move(lock), std::move(index))).first;
+    }
+    return it->second.second;
+  }
+
+  void abort_dirs(const stdfs::path& staged, const stdfs::path& scratch) noexcept {
+    std::error_code ec;
+    if (!scratch.empty()) fs::remove_tree_quietly(scratch);
+    if (!staged.empty()) {
+      fs::remove_tree_quietly(staged);
+      stdfs::path lock = staged;
+      lock += ".lock";
+      stdfs::remove(lock, ec);
+    }
+  }
 
   stdfs::path root_;
+  Options options_;
+  std::map<uid_t, std::pair<std::optional<fs::FileLock>, chunks::Index>> readers_;
 };
+
+GcReport ChunkStore::gc(std::chrono::seconds wait) {
+  readers_.clear();  // this object's own shared locks would keep gc out
+  GcReport report;
+  std::error_code ec;
+  // Staging whose writer is gone: its lock is free.
+  std::map<uid_t, std::vector<std::string>> jobs_of;
+  bool unknown_owner = false;
+  for (const auto& e : stdfs::directory_iterator(root_ / "jobs", ec)) {
+    std::string name = e.path().filename();
+    if (name.rfind(".removed-", 0) == 0) {
+      fs::remove_tree_quietly(e.path());
+      continue;
+    }
+    std::optional<manifest::Job> job;
+    try {
+      job = load_job(name);
+    } catch (const Error& err) {
+      spdlog::warn("{}", err.what());
+    }
+    if (job) jobs_of[job->owner].push_back(name);
+    else if (stdfs::exists(e.path() / "checkpoints")) unknown_owner = true;
+    for (const auto& s : stdfs::directory_iterator(e.path() / "staging", ec)) {
+      if (!parse_seq(s.path().filename()) || !s.is_directory()) continue;
+      stdfs::path lock_path = s.path();
+      lock_path += ".lock";
+      if (auto held = fs::FileLock::try_lock(lock_path)) {
+        abort_dirs(s.path(), {});
+        ++report.staging_removed;
+      }
+    }
+    for (const auto& c : stdfs::directory_iterator(e.path() / "checkpoints", ec)) {
+      if (c.path().filename().string().rfind(".removed-", 0) == 0) fs::remove_tree_quietly(c.path());
+    }
+  }
+  if (unknown_owner) {
+    // A job record that cannot be read: its checkpoints might use anybody's chunks.
+    throw Error(Exit::kFailed, "gc: a job in '" + (root_ / "jobs").string() +
+                                   "' has checkpoints but no readable job.json; nothing was removed",
+                "fix or remove that job ('gcp-store rm JOB'), then run gc again");
+  }
+  // Local scratch directories of dumps and restarts that were interrupted.
+  for (const auto& e : stdfs::directory_iterator(scratch_root(), ec)) {
+    if (!e.is_directory() || !stdfs::exists(e.path() / ".lock")) continue;
+    if (auto held = fs::FileLock::try_lock(e.path() / ".lock")) {
+      fs::remove_tree_quietly(e.path());
+      ++report.staging_removed;
+    }
+  }
+
+  for (const auto& e : stdfs::directory_iterator(root_ / "index", ec)) {
+    std::string name = e.path().filename();
+    if (!std::all_of(name.begin(), name.end(), ::isdigit) || name.empty()) continue;
+    uid_t owner = static_cast<uid_t>(std::stoul(name));
+    auto lock = lock_owner(owner, false, wait);
+    if (!lock) {
+      report.busy_owners.push_back(name);
+      continue;
+    }
+    collect_owner(owner, jobs_of[owner], report);
+  }
+  return report;
+}
+
+void ChunkStore::collect_owner(uid_t owner, const std::vector<std::string>& jobs, GcReport& report) {
+  std::unordered_set<chunks::Hash, chunks::HashHasher> referenced;
+  for (const auto& job : jobs) {
+    for (uint64_t seq : checkpoints(job)) {
+      for (const auto& u : load_checkpoint(job, seq).units) {
+        for (const auto& image : u.images) {
+          for (const auto& hex : image.chunks) {
+            if (auto h = chunks::Hash::from_hex(hex)) referenced.insert(*h);
+          }
+        }
+      }
+    }
+  }
+  std::error_code ec;
+  auto packs = packs_dir(owner), index = index_dir(owner);
+  // Nobody writes while gc holds the owner's lock: temporary files are left-overs.
+  for (const auto& dir : {packs, index}) {
+    for (const auto& e : stdfs::directory_iterator(dir, ec)) {
+      if (e.path().filename().string()[0] == '.') stdfs::remove(e.path(), ec);
+    }
+  }
+  for (const auto& e : stdfs::directory_iterator(packs, ec)) {
+    if (e.path().extension() == ".pack" && !stdfs::exists(index / (e.path().stem().string() + ".idx"))) {
+      // Its writer died between publishing the pack and its index.
+      report.bytes_freed += e.file_size(ec);
+      stdfs::remove(e.path(), ec);
+      ++report.packs_removed;
+    }
+  }
+  std::optional<chunks::Index> all;  // loaded when something must be repacked
+  for (const auto& e : stdfs::directory_iterator(index, ec)) {
+    if (e.path().extension() != ".idx") continue;
+    std::string id = e.path().stem();
+    auto pack = packs / (id + ".pack");
+    if (!stdfs::exists(pack)) {
+      stdfs::remove(e.path(), ec);
+      continue;
+    }
+    std::vector<chunks::IndexEntry> entries;
+    try {
+      entries = chunks::read_index_file(e.path());
+    } catch (const Error& err) {
+      spdlog::warn("gc: {}; its pack is left alone", err.what());
+      continue;
+    }
+    uint64_t live = 0, dead = 0;
+    for (const auto& entry : entries) (referenced.count(entry.hash) ? live : dead) += entry.loc.length;
+    uint64_t size = stdfs::file_size(pack, ec);
+    if (live == 0) {
+      stdfs::remove(e.path(), ec);  // index first: a chunk is never listed without its pack
+      stdfs::remove(pack, ec);
+      ++report.packs_removed;
+      report.chunks_removed += entries.size();
+      report.bytes_freed += size;
+      continue;
+    }
+    if (dead * 4 < live + dead) continue;  // mostly live: not worth rewriting
+    if (!all) all = chunks::Index::load(packs, index);
+    // An empty index over the same packs directory: every live chunk is written anew.
+    chunks::Index fresh = chunks::Index::load(packs, stdfs::path());
+    chunks::PackWriter writer(fresh, index, options_.level, 0600);
+    chunks::ChunkReader reader(*all);
+    std::vector<uint8_t> buf;
+    for (const auto& entry : entries) {
+      if (!referenced.count(entry.hash)) {
+        ++report.chunks_removed;
+        continue;
+      }
+      buf.resize(entry.loc.length);
+      std::string why;
+      if (reader.read(entry.hash, buf, why) != chunks::ChunkReader::Result::kOk) {
+        spdlog::warn("gc: chunk {} of pack {} {}; not copied", entry.hash.hex().substr(0, 12), id, why);
+        continue;
+      }
+      writer.add(entry.hash, buf);
+    }
+    writer.finish();
+    stdfs::remove(e.path(), ec);
+    stdfs::remove(pack, ec);
+    ++report.packs_repacked;
+    report.bytes_freed += size > writer.stored_bytes() ? size - writer.stored_bytes() : 0;
+  }
+  fs::fsync_path(packs);
+  fs::fsync_path(index);
+}
+
+json ChunkStore::usage() {
+  json owners = json::array();
+  std::error_code ec;
+  std::map<uid_t, std::vector<std::string>> jobs_of;
+  for (const auto& name : jobs()) {
+    if (auto job = load_job(name)) jobs_of[job->owner].push_back(name);
+  }
+  for (const auto& e : stdfs::directory_iterator(root_ / "index", ec)) {
+    std::string name = e.path().filename();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
+    jobs_of.try_emplace(static_cast<uid_t>(std::stoul(name)));
+  }
+  for (const auto& [owner, names] : jobs_of) {
+    uint64_t packs = 0, pack_bytes = 0, chunk_count = 0, unique = 0, referenced = 0, count = 0;
+    for (const auto& p : stdfs::directory_iterator(packs_dir(owner), ec)) {
+      if (p.path().extension() != ".pack" || p.path().filename().string()[0] == '.') continue;
+      ++packs;
+      pack_bytes += p.file_size(ec);
+      try {
+        for (const auto& entry : chunks::read_index_file(index_dir(owner) / (p.path().stem().string() + ".idx"))) {
+          ++chunk_count;
+          unique += entry.loc.length;
+        }
+      } catch (const Error&) {
+      }
+    }
+    for (const auto& job : names) {
+      for (uint64_t seq : checkpoints(job)) {
+        ++count;
+        referenced += load_checkpoint(job, seq).bytes.value("raw", uint64_t{0});
+      }
+    }
+    auto ratio = [](uint64_t a, uint64_t b) { return b ? std::round(100.0 * a / b) / 100 : 0.0; };
+    owners.push_back({{"uid", owner},
+                      {"jobs", names.size()},
+                      {"checkpoints", count},
+                      {"packs", packs},
+                      {"chunks", chunk_count},
+                      {"bytes", {{"referenced", referenced}, {"unique", unique}, {"stored", pack_bytes}}},
+                      {"dedupRatio", ratio(referenced, unique)},
+                      {"compressionRatio", ratio(unique, pack_bytes)}});
+  }
+  return owners;
+}
 
 }  // namespace
 
-std::unique_ptr<Store> open_dir_store(const stdfs::path& root) {
-  return std::make_unique<DirStore>(root);
-}
-
-std::unique_ptr<Store> open(const std::string& dir) {
-  return open_dir_store(dir.empty() ? default_root() : stdfs::path(dir));
+std::unique_ptr<Store> open(const std::string& dir, std::optional<Options> options) {
+  Options o;
+  if (options) {
+    o = *options;
+  } else if (const char* env = std::getenv("GCP_ZSTD_LEVEL"); env && *env) {
+    char* end = nullptr;
+    long level = std::strtol(env, &end, 10);
+    if (*end != '\0') level = 1000;
+    o.level = check_level(level, "GCP_ZSTD_LEVEL");
+  }
+  return std::make_unique<ChunkStore>(dir.empty() ? default_root() : stdfs::path(dir), o);
 }
 
 }  // namespace gcp::store

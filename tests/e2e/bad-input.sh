@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Bad input gets one error line, the documented exit code, and leaves no process behind:
-# a job without checkpoint, a removed or truncated image file, a wrong apiVersion.
+# a job without checkpoint, a removed, truncated or damaged pack, a wrong apiVersion.
 source "$(dirname "$0")/lib.sh"
 requires root criu freezer
 
@@ -30,27 +30,32 @@ cpdir=$GCP_STORE/jobs/bad/checkpoints/1
 expect_exit 2 gcp-restart bad --seq 7
 expect_stderr "job 'bad' has no checkpoint 7"
 
-# A removed image file.
-pages=$(cd "$cpdir/main" && ls pages-*.img | head -n1)
-mv "$cpdir/main/$pages" "$work/$pages"
+# The chunks live in pack files; damage the one pack of this checkpoint.
+pack=$(ls "$GCP_STORE"/packs/0/*.pack | head -n1)
+[ -f "$pack" ] || fail "no pack file in $GCP_STORE/packs/0"
+
+# A removed pack.
+mv "$pack" "$work/pack"
 expect_exit 1 gcp-restart bad
-expect_stderr "checkpoint 1 of job 'bad': image file '.*$pages' is missing"
+expect_stderr "checkpoint 1 of job 'bad', unit 'main', file '.*': chunk 0 (.*) is missing (no pack holds it)"
 [ "$(cgroup_procs bad main)" -eq 0 ] || fail "a failed restart left processes"
 no_criu_left
 
-# A truncated image file.
-cp "$work/$pages" "$cpdir/main/$pages"
-truncate -s -4096 "$cpdir/main/$pages"
+# A truncated pack.
+cp "$work/pack" "$pack"
+truncate -s -4096 "$pack"
 expect_exit 1 gcp-restart bad
-expect_stderr "truncated"
+expect_stderr "is unreadable (reading pack .* ends early (truncated?))"
 [ "$(cgroup_procs bad main)" -eq 0 ] || fail "a failed restart left processes"
 
 # A flipped byte of the same size.
-cp "$work/$pages" "$cpdir/main/$pages"
-printf '\x5a' | dd of="$cpdir/main/$pages" bs=1 seek=100 conv=notrunc status=none
+cp "$work/pack" "$pack"
+printf '\x5a' | dd of="$pack" bs=1 seek=100 conv=notrunc status=none
 expect_exit 1 gcp-restart bad
-expect_stderr "does not match its sha256"
-cp "$work/$pages" "$cpdir/main/$pages"
+expect_stderr "file '.*': chunk [0-9]* (.*) is \(corrupt\|unreadable\)"
+expect_stderr "hint: the job has no earlier checkpoint"
+cp "$work/pack" "$pack"
+"$bin/gcp-store" verify bad >/dev/null || fail "the repaired checkpoint does not verify"
 
 # A manifest with a wrong apiVersion.
 cp "$cpdir/manifest.json" "$work/manifest.json"

@@ -113,7 +113,8 @@ struct JobFixture {
   ScopedEnv translib_path{gcp::names::kEnvTranslibPath, gcp::testing::fake_translib_dir()};
   ScopedEnv no_failure{"FAKE_TRANSLIB_FAIL", std::nullopt};
   TempDir tmp;
-  std::unique_ptr<gcp::store::Store> store = gcp::store::open_dir_store(tmp.path());
+  ScopedEnv scratch{"GCP_SCRATCH", (tmp.path() / "scratch").string()};
+  std::unique_ptr<gcp::store::Store> store = gcp::store::open(tmp.path().string());
   FakeCgroups cgroups;
   Sleeper sleeper;
   manifest::Job job;
@@ -297,7 +298,7 @@ TEST_CASE("restart restores every unit of the latest checkpoint and records the 
   jobs::kill(*f.store, f.cgroups, "j", std::nullopt);
   f.cgroups.calls.clear();
 
-  auto job = jobs::restart(*f.store, f.cgroups, "j", std::nullopt);
+  auto job = jobs::restart(*f.store, f.cgroups, "j", {});
   CHECK(f.called("create gcp/j/a"));
   CHECK(f.called("create gcp/j/b"));
   for (const auto& u : {job, f.stored_job()}) {
@@ -321,7 +322,7 @@ TEST_CASE("a failing restart names the unit and leaves no unit marked running") 
 
   SUBCASE("when the translib fails") {
     ScopedEnv fail{"FAKE_TRANSLIB_FAIL", "restart"};
-    auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", std::nullopt); });
+    auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", {}); });
     REQUIRE(e.has_value());
     CHECK(e->code() == Exit::kFailed);
     CHECK_CONTAINS(e->what(), "checkpoint 1 of job 'j'");
@@ -330,7 +331,7 @@ TEST_CASE("a failing restart names the unit and leaves no unit marked running") 
   }
   SUBCASE("when a later unit fails after the first was restored") {
     f.cgroups.fail_create("gcp/j/b");
-    auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", std::nullopt); });
+    auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", {}); });
     REQUIRE(e.has_value());
     CHECK(e->code() == Exit::kFailed);
     CHECK_CONTAINS(e->what(), "unit 'b'");
@@ -348,7 +349,7 @@ TEST_CASE("restart is refused while a unit still runs") {
   JobFixture f;
   jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
   f.cgroups.calls.clear();
-  auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", std::nullopt); });
+  auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", {}); });
   REQUIRE(e.has_value());
   CHECK(e->code() == Exit::kFailed);
   CHECK_CONTAINS(e->what(), "unit 'a' is still running");
@@ -357,7 +358,7 @@ TEST_CASE("restart is refused while a unit still runs") {
 
 TEST_CASE("restart of a job without a checkpoint is refused") {
   JobFixture f;
-  auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", std::nullopt); });
+  auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", {}); });
   REQUIRE(e.has_value());
   CHECK(e->code() == Exit::kUsage);
   CHECK_CONTAINS(e->what(), "job 'j' has no committed checkpoint");
@@ -367,7 +368,7 @@ TEST_CASE("restart of a job without a checkpoint is refused") {
 TEST_CASE("restart of a checkpoint that does not exist is refused") {
   JobFixture f;
   jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
-  auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", 7); });
+  auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", {7}); });
   REQUIRE(e.has_value());
   CHECK_CONTAINS(e->what(), "no checkpoint 7");
 }
@@ -419,7 +420,7 @@ TEST_CASE("a checkpoint or restart of an unknown or malformed job name leaves no
     auto ck = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, name, f.options); });
     REQUIRE(ck.has_value());
     CHECK(ck->code() == Exit::kUsage);
-    auto rs = error_from([&] { jobs::restart(*f.store, f.cgroups, name, std::nullopt); });
+    auto rs = error_from([&] { jobs::restart(*f.store, f.cgroups, name, {}); });
     REQUIRE(rs.has_value());
     CHECK(rs->code() == Exit::kUsage);
   }
@@ -449,7 +450,7 @@ TEST_CASE("restart refuses a checkpoint written by a newer checkpointer than thi
   gcp::fs::write_file_atomic(dir / "manifest.json", doc.dump());
   f.cgroups.clear_pids("gcp/j/a");
   f.cgroups.clear_pids("gcp/j/b");
-  auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", std::nullopt); });
+  auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", {}); });
   REQUIRE(e.has_value());
   CHECK(e->code() == Exit::kNoCheckpointer);
   CHECK_CONTAINS(e->what(), "was written by fake 1.10, this node has fake 1.0");
@@ -466,7 +467,7 @@ TEST_CASE("restart records the node it restored the units on") {
   f.store->save_job(job);
   f.cgroups.clear_pids("gcp/j/a");
   f.cgroups.clear_pids("gcp/j/b");
-  auto restored = jobs::restart(*f.store, f.cgroups, "j", std::nullopt);
+  auto restored = jobs::restart(*f.store, f.cgroups, "j", {});
   for (const auto& u : restored.units) CHECK(u.node == gcp::proc::node_name());
 }
 

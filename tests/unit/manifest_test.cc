@@ -52,8 +52,8 @@ manifest::Checkpoint sample_checkpoint() {
   u.translib_version = "0.1.0";
   u.checkpointer = "criu";
   u.checkpointer_version = "4.2.1";
-  u.images = {{"pages-1.img", 10, std::string(64, 'a'), json::object()},
-              {"sub/core.img", 0, std::string(64, 'b'), json::object()}};
+  u.images = {{"pages-1.img", 10, 4096, {std::string(64, 'a')}, json::object()},
+              {"sub/core.img", 0, 1 << 20, {}, json::object()}};
   u.stats = {{"pages", 3}};
   c.units = {u};
   return c;
@@ -124,7 +124,9 @@ TEST_CASE("a checkpoint survives to_json and checkpoint_from_json unchanged") {
   REQUIRE(u.images.size() == 2);
   CHECK(u.images[1].path == "sub/core.img");
   CHECK(u.images[0].size == 10);
-  CHECK(u.images[0].sha256 == std::string(64, 'a'));
+  CHECK(u.images[0].chunk_size == 4096);
+  CHECK(u.images[0].chunks == std::vector<std::string>{std::string(64, 'a')});
+  CHECK(u.images[1].chunks.empty());
   CHECK(manifest::to_json(back) == doc);
 }
 
@@ -267,6 +269,36 @@ TEST_CASE("a negative image size is refused") {
   CHECK_CONTAINS(checkpoint_error(doc), "units[0].images[0].size");
 }
 
+TEST_CASE("an image's chunk list must match its size and hold SHA-256 digests") {
+  json doc = manifest::to_json(sample_checkpoint());
+  doc["units"][0]["images"][0]["size"] = 5000;  // two chunks of 4096 needed, one listed
+  CHECK_CONTAINS(checkpoint_error(doc), "units[0].images[0].chunks' has 1 hashes, size and chunkSize need 2");
+  doc = manifest::to_json(sample_checkpoint());
+  doc["units"][0]["images"][0]["chunks"][0] = std::string(64, 'A');
+  CHECK_CONTAINS(checkpoint_error(doc), "units[0].images[0].chunks[0]' is not a SHA-256");
+  doc = manifest::to_json(sample_checkpoint());
+  doc["units"][0]["images"][0]["chunkSize"] = 0;
+  CHECK_CONTAINS(checkpoint_error(doc), "chunkSize' must be positive");
+}
+
+TEST_CASE("a printed checkpoint has chunk counts instead of chunk lists") {
+  json doc = manifest::to_json(sample_checkpoint(), false);
+  CHECK(doc["units"][0]["images"][0]["chunkCount"] == 1);
+  CHECK_FALSE(doc["units"][0]["images"][0].contains("chunks"));
+}
+
+TEST_CASE("a job's retention policy round-trips and keeps unknown policy fields") {
+  json doc = manifest::to_json(sample_job());
+  doc["policy"] = {{"keep", 3}, {"x-later", true}};
+  auto job = manifest::job_from_json(doc, "j");
+  CHECK(job.keep == 3u);
+  CHECK(manifest::to_json(job)["policy"] == doc["policy"]);
+  doc["policy"]["keep"] = 0;
+  auto e = error_from([&] { manifest::job_from_json(doc, "j"); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "policy.keep");
+}
+
 TEST_CASE("a checkpoint without units is refused") {
   json doc = manifest::to_json(sample_checkpoint());
   doc["units"] = json::array();
@@ -350,7 +382,7 @@ TEST_CASE("an image file name with two dots is fine, a path that climbs out is n
   c.units.push_back({});
   c.units[0].name = "u";
   c.units[0].translib = "criu";
-  c.units[0].images.push_back({"a..b.img", 1, "00", {}});
+  c.units[0].images.push_back({"a..b.img", 1, 4096, {std::string(64, '0')}, {}});
   auto doc = gcp::manifest::to_json(c);
   CHECK_FALSE(error_from([&] { gcp::manifest::checkpoint_from_json(doc, "m"); }).has_value());
   doc["units"][0]["images"][0]["path"] = "x/../../y";

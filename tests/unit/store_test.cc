@@ -1,16 +1,19 @@
 // SPDX-License-Identifier: MIT
 #include "gcp/store.h"
 
+#include "gcp/chunks.h"
 #include "gcp/fs.h"
 #include "gcp/names.h"
 #include "testing.h"
 
 #include <doctest/doctest.h>
 
+#include <sys/acl.h>
 #include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 using gcp::Exit;
 using gcp::manifest::json;
@@ -18,18 +21,17 @@ using gcp::testing::error_from;
 using gcp::testing::ScopedEnv;
 using gcp::testing::TempDir;
 namespace manifest = gcp::manifest;
+namespace store = gcp::store;
 namespace stdfs = std::filesystem;
 
 namespace {
 
-// sha256 of "hello\n", as `sha256sum` prints it.
-constexpr const char* kHelloSha256 =
-    "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
+constexpr size_t kPage = 4096;
 
 mode_t mode_of(const stdfs::path& path) {
   struct stat st {};
   REQUIRE(::stat(path.c_str(), &st) == 0);
-  return st.st_mode & 07777;
+  return st.st_mode & 0777;
 }
 
 void write(const stdfs::path& path, const std::string& content) {
@@ -39,10 +41,32 @@ void write(const stdfs::path& path, const std::string& content) {
   REQUIRE(out.good());
 }
 
-manifest::Job sample_job(const std::string& name) {
+// `pages` pages of incompressible bytes from `seed`.
+std::string random_pages(size_t pages, uint32_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string out(pages * kPage, '\0');
+  for (size_t i = 0; i < out.size(); i += 8) {
+    uint64_t v = rng();
+    std::memcpy(out.data() + i, &v, 8);
+  }
+  return out;
+}
+
+// Text-like pages that compress well, each page different.
+std::string text_pages(size_t pages) {
+  std::string out;
+  for (size_t p = 0; p < pages; ++p) {
+    std::string page;
+    while (page.size() < kPage) page += "page " + std::to_string(p) + " line " + std::to_string(page.size()) + "\n";
+    out += page.substr(0, kPage);
+  }
+  return out;
+}
+
+manifest::Job sample_job(const std::string& name, uid_t owner = 0) {
   manifest::Job job;
   job.name = name;
-  job.owner = 0;
+  job.owner = owner;
   job.created = manifest::now_rfc3339();
   manifest::Unit u;
   u.name = "u";
@@ -53,215 +77,342 @@ manifest::Job sample_job(const std::string& name) {
   return job;
 }
 
-manifest::Checkpoint checkpoint_of(const gcp::store::Staging& staging) {
-  manifest::Checkpoint cp;
-  cp.job = staging.job;
-  cp.seq = staging.seq;
-  cp.created = manifest::now_rfc3339();
-  manifest::CheckpointUnit u;
-  u.name = "u";
-  u.translib = "echo";
-  cp.units = {u};
-  return cp;
-}
+// A store in a temporary directory, its scratch beside it.
+struct Fixture {
+  explicit Fixture(store::Options options = {}) { reopen(options); }
+  void reopen(store::Options options = {}) { s = store::open(tmp.path() / "store", options); }
 
-// A store in a temporary directory with one committed checkpoint (seq 1) of job "j":
-// unit "u" holds pages.img ("hello\n") and sub/core.img (1000 bytes).
-struct StoreWithCheckpoint {
-  StoreWithCheckpoint() {
-    store->save_job(sample_job("j"));
-    auto staging = store->begin("j");
-    write(staging.unit_dir("u") / "pages.img", "hello\n");
-    write(staging.unit_dir("u") / "sub/core.img", std::string(1000, 'c'));
-    cp = checkpoint_of(staging);
-    store->commit(staging, cp);
+  // Checkpoints unit "u" of `job` with the given files; pages.img is page-aligned.
+  manifest::Checkpoint checkpoint(const std::string& job, const std::map<std::string, std::string>& files) {
+    if (!s->load_job(job)) s->save_job(sample_job(job));
+    auto staging = s->begin(job);
+    for (const auto& [name, content] : files) write(staging.unit_dir("u") / name, content);
+    staging.page_aligned["u"] = {"pages.img"};
+    manifest::Checkpoint cp;
+    cp.job = job;
+    cp.seq = staging.seq;
+    cp.created = manifest::now_rfc3339();
+    manifest::CheckpointUnit u;
+    u.name = "u";
+    u.translib = "echo";
+    cp.units = {u};
+    s->commit(staging, cp);
+    return cp;
   }
-  stdfs::path image(const std::string& name) const {
-    return tmp.path() / "jobs/j/checkpoints/1/u" / name;
+
+  std::string read_back(const manifest::Checkpoint& cp, const std::string& file) {
+    auto dir = tmp.path() / ("out-" + std::to_string(++outputs));
+    s->materialize(s->load_checkpoint(cp.job, cp.seq), "u", dir);
+    return gcp::fs::read_file(dir / file);
+  }
+
+  std::vector<stdfs::path> packs(uid_t owner = 0) {
+    std::vector<stdfs::path> out;
+    for (const auto& e : stdfs::directory_iterator(tmp.path() / "store/packs" / std::to_string(owner))) {
+      if (e.path().extension() == ".pack") out.push_back(e.path());
+    }
+    return out;
   }
 
   TempDir tmp;
-  std::unique_ptr<gcp::store::Store> store = gcp::store::open_dir_store(tmp.path());
-  manifest::Checkpoint cp;
+  ScopedEnv scratch{"GCP_SCRATCH", (tmp.path() / "scratch").string()};
+  std::unique_ptr<store::Store> s;
+  int outputs = 0;
 };
+
+uint64_t bytes(const manifest::Checkpoint& cp, const char* key) { return cp.bytes.value(key, uint64_t{0}); }
 
 }  // namespace
 
-TEST_CASE("a saved job loads back and is readable by its owner only") {
-  TempDir tmp;
-  auto store = gcp::store::open_dir_store(tmp.path());
-  CHECK_FALSE(store->load_job("j").has_value());
-  CHECK(store->jobs().empty());
-
+TEST_CASE("a saved job loads back and is private to root and its owner") {
+  Fixture f;
+  CHECK_FALSE(f.s->load_job("j").has_value());
+  CHECK(f.s->jobs().empty());
   auto job = sample_job("j");
   job.units[0].pid = 77;
-  store->save_job(job);
-  auto back = store->load_job("j");
+  f.s->save_job(job);
+  auto back = f.s->load_job("j");
   REQUIRE(back.has_value());
   CHECK(manifest::to_json(*back) == manifest::to_json(job));
-  CHECK(store->jobs() == std::vector<std::string>{"j"});
-
-  CHECK(store->job_dir("j") == tmp.path() / "jobs/j");
-  CHECK(mode_of(store->job_dir("j")) == 0700);
-  CHECK(mode_of(store->job_dir("j") / "job.json") == 0600);
+  CHECK(f.s->jobs() == std::vector<std::string>{"j"});
+  CHECK(f.s->job_dir("j") == f.tmp.path() / "store/jobs/j");
+  CHECK(mode_of(f.s->job_dir("j")) == 0700);
+  CHECK(mode_of(f.s->job_dir("j") / "job.json") == 0600);
 }
 
-TEST_CASE("jobs are listed sorted") {
-  TempDir tmp;
-  auto store = gcp::store::open_dir_store(tmp.path());
-  store->save_job(sample_job("b"));
-  store->save_job(sample_job("a"));
-  CHECK(store->jobs() == std::vector<std::string>{"a", "b"});
+TEST_CASE("a job of another owner gets read access for that owner through an ACL, nobody else") {
+  Fixture f;
+  f.s->save_job(sample_job("theirs", 4242));
+  auto dir = f.s->job_dir("theirs");
+  acl_t acl = acl_get_file(dir.c_str(), ACL_TYPE_ACCESS);
+  REQUIRE(acl != nullptr);
+  char* text = acl_to_text(acl, nullptr);
+  std::string s = text;
+  acl_free(text);
+  acl_free(acl);
+  CHECK_CONTAINS(s, "user:4242:r-x");
+  CHECK_CONTAINS(s, "group::---");
+  CHECK_CONTAINS(s, "other::---");
+  // Group bits show the ACL mask (r-x); "other" has nothing.
+  CHECK((mode_of(dir) & 07) == 0);
 }
 
-TEST_CASE("begin allocates increasing sequence numbers and distinct staging directories") {
-  TempDir tmp;
-  auto store = gcp::store::open_dir_store(tmp.path());
-  auto first = store->begin("j");
-  auto second = store->begin("j");
-  CHECK(first.job == "j");
+TEST_CASE("begin allocates increasing sequence numbers and distinct local scratch directories") {
+  Fixture f;
+  f.s->save_job(sample_job("j"));
+  auto first = f.s->begin("j");
+  auto second = f.s->begin("j");
   CHECK(first.seq == 1);
   CHECK(second.seq == 2);
   CHECK(first.dir != second.dir);
-  CHECK(stdfs::is_directory(first.dir));
-  CHECK(stdfs::is_directory(second.dir));
-  CHECK(stdfs::is_empty(second.dir));
-  CHECK(first.unit_dir("u") == first.dir / "u");
-  store->abort(first);
-  store->abort(second);
+  CHECK(first.dir.parent_path() == f.tmp.path() / "scratch");
+  CHECK(stdfs::is_directory(f.tmp.path() / "store/jobs/j/staging/1"));
+  f.s->abort(first);
+  f.s->abort(second);
+  CHECK_FALSE(stdfs::exists(first.dir));
+  CHECK_FALSE(stdfs::exists(f.tmp.path() / "store/jobs/j/staging/1"));
+  f.s->abort(second);  // twice is harmless
 }
 
-TEST_CASE("commit fills in images and bytes and the checkpoint is listed") {
-  StoreWithCheckpoint s;
-  auto& store = *s.store;
-  REQUIRE(s.cp.units.size() == 1);
-  const auto& images = s.cp.units[0].images;
-  REQUIRE(images.size() == 2);
-  CHECK(images[0].path == "pages.img");
-  CHECK(images[0].size == 6);
-  CHECK(images[0].sha256 == kHelloSha256);
-  CHECK(images[1].path == "sub/core.img");
-  CHECK(images[1].size == 1000);
-  CHECK(s.cp.units[0].bytes["raw"] == 1006);
-  CHECK(s.cp.bytes["raw"] == 1006);
-
-  CHECK(store.checkpoints("j") == std::vector<uint64_t>{1});
-  CHECK_FALSE(stdfs::exists(s.tmp.path() / "jobs/j/staging/1"));
-  auto loaded = store.load_checkpoint("j", 1);
-  CHECK(manifest::to_json(loaded) == manifest::to_json(s.cp));
-
-  auto next = store.begin("j");
-  CHECK(next.seq == 2);
-  store.abort(next);
+TEST_CASE("random and compressible data round-trip; compressible data is stored small") {
+  Fixture f;
+  auto random = random_pages(300, 1), text = text_pages(300);
+  std::string odd = "core image of 1000 bytes" + std::string(976, 'c');
+  auto cp = f.checkpoint("j", {{"pages.img", random}, {"sub/core.img", odd}, {"text.img", text}});
+  REQUIRE(cp.units[0].images.size() == 3);
+  const auto& pages = cp.units[0].images[0];
+  CHECK(pages.path == "pages.img");
+  CHECK(pages.chunk_size == 4096);
+  CHECK(pages.chunks.size() == 300);
+  CHECK(cp.units[0].images[1].path == "sub/core.img");
+  CHECK(cp.units[0].images[2].chunk_size == gcp::chunks::kFileChunk);
+  CHECK(bytes(cp, "raw") == random.size() + text.size() + 1000);
+  CHECK(bytes(cp, "new") == bytes(cp, "raw"));
+  CHECK(f.s->checkpoints("j") == std::vector<uint64_t>{1});
+  CHECK(f.read_back(cp, "pages.img") == random);
+  CHECK(f.read_back(cp, "sub/core.img") == odd);
+  CHECK(f.read_back(cp, "text.img") == text);
+  // The text is stored in well under a third of its size; random data cannot shrink.
+  auto text_only = f.checkpoint("t", {{"pages.img", text_pages(1000)}});
+  CHECK(bytes(text_only, "stored") * 3 < bytes(text_only, "raw"));
+  CHECK(bytes(cp, "stored") > random.size());
 }
 
-TEST_CASE("abort removes the staging directory and leaves the checkpoints as they were") {
-  StoreWithCheckpoint s;
-  auto staging = s.store->begin("j");
-  write(staging.unit_dir("u") / "pages.img", "half a dump");
-  s.store->abort(staging);
-  CHECK_FALSE(stdfs::exists(staging.dir));
-  CHECK(s.store->checkpoints("j") == std::vector<uint64_t>{1});
-  s.store->abort(staging);  // twice is harmless
+TEST_CASE("page images stay aligned when a mapping is inserted: only the new pages are new") {
+  Fixture f;
+  auto before = random_pages(256, 7);
+  auto first = f.checkpoint("j", {{"pages.img", before}});
+  // A new mapping of 3 pages in the middle shifts the later pages by whole pages.
+  auto after = before.substr(0, 100 * kPage) + random_pages(3, 8) + before.substr(100 * kPage);
+  auto second = f.checkpoint("j", {{"pages.img", after}});
+  CHECK(bytes(second, "raw") == 259 * kPage);
+  CHECK(bytes(second, "new") == 3 * kPage);
+  CHECK(f.read_back(second, "pages.img") == after);
+  CHECK(f.read_back(first, "pages.img") == before);
 }
 
-TEST_CASE("a crash before commit leaves the previous checkpoint as latest") {
-  StoreWithCheckpoint s;
-  auto staging = s.store->begin("j");
-  REQUIRE(staging.seq == 2);
-  write(staging.unit_dir("u") / "pages.img", "newer pages");
-  auto cp = checkpoint_of(staging);
-  write(staging.dir / "manifest.json", manifest::to_json(cp).dump());
-  // No commit: the process "crashed" here. A fresh look at the store sees seq 1 only.
-  auto reopened = gcp::store::open_dir_store(s.tmp.path());
-  CHECK(reopened->checkpoints("j") == std::vector<uint64_t>{1});
-  auto e = error_from([&] { reopened->load_checkpoint("j", 2); });
+TEST_CASE("deduplication never crosses owners") {
+  Fixture f;
+  auto data = random_pages(64, 3);
+  f.s->save_job(sample_job("mine", 0));
+  f.s->save_job(sample_job("theirs", 4242));
+  auto mine = f.checkpoint("mine", {{"pages.img", data}});
+  auto theirs = f.checkpoint("theirs", {{"pages.img", data}});
+  CHECK(bytes(mine, "new") == data.size());
+  CHECK(bytes(theirs, "new") == data.size());  // the same pages, stored again
+  CHECK(f.packs(0).size() == 1);
+  CHECK(f.packs(4242).size() == 1);
+  CHECK(mode_of(f.tmp.path() / "store/packs/4242") == 0750);  // 0700 + ACL mask r-x
+  CHECK((mode_of(f.packs(4242)[0]) & 07) == 0);
+  CHECK(f.read_back(theirs, "pages.img") == data);
+}
+
+TEST_CASE("a flipped byte in a pack is caught and named") {
+  Fixture f;
+  auto cp = f.checkpoint("j", {{"pages.img", random_pages(32, 5)}});
+  auto pack = f.packs().at(0);
+  {
+    std::fstream io(pack, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(5000);
+    char c;
+    io.seekg(5000);
+    io.get(c);
+    io.seekp(5000);
+    io.put(static_cast<char>(c ^ 0x20));
+  }
+  f.reopen();
+  auto e = error_from([&] { f.read_back(cp, "pages.img"); });
   REQUIRE(e.has_value());
-  CHECK_CONTAINS(e->what(), "job 'j' has no checkpoint 2");
-  CHECK(reopened->load_checkpoint("j", 1).seq == 1);
-  // The number of the abandoned attempt is not handed out again.
-  auto next = reopened->begin("j");
-  CHECK(next.seq > 2);
-  reopened->abort(next);
+  CHECK_CONTAINS(e->what(), "checkpoint 1 of job 'j', unit 'u', file 'pages.img': chunk ");
+  CHECK_CONTAINS(e->hint(), "--fallback");
+  auto report = f.s->verify(f.s->load_checkpoint("j", 1));
+  REQUIRE(report.problems.size() == 1);
+  CHECK_CONTAINS(report.problems[0], "file 'pages.img'");
+  CHECK(report.chunks == 32);
 }
 
-TEST_CASE("materialize returns the verified image directory") {
-  StoreWithCheckpoint s;
-  auto cp = s.store->load_checkpoint("j", 1);
-  auto dir = s.store->materialize(cp, "u");
-  CHECK(dir == s.tmp.path() / "jobs/j/checkpoints/1/u");
-  CHECK(gcp::fs::read_file(dir / "pages.img") == "hello\n");
-
-  auto e = error_from([&] { s.store->materialize(cp, "nope"); });
+TEST_CASE("materialize throws Corrupt for a missing chunk, and Error for an unknown unit") {
+  Fixture f;
+  auto cp = f.checkpoint("j", {{"pages.img", random_pages(4, 9)}});
+  stdfs::remove(f.packs().at(0));
+  f.reopen();
+  auto loaded = f.s->load_checkpoint("j", 1);
+  bool corrupt = false;
+  try {
+    f.s->materialize(loaded, "u", f.tmp.path() / "x");
+  } catch (const store::Corrupt& e) {
+    corrupt = true;
+    CHECK_CONTAINS(e.what(), "is missing");
+  }
+  CHECK(corrupt);
+  auto e = error_from([&] { f.s->materialize(loaded, "nope", f.tmp.path() / "y"); });
   REQUIRE(e.has_value());
   CHECK_CONTAINS(e->what(), "has no unit 'nope'");
 }
 
-TEST_CASE("materialize refuses a checkpoint whose image file is missing") {
-  StoreWithCheckpoint s;
-  stdfs::remove(s.image("sub/core.img"));
-  auto e = error_from([&] { s.store->materialize(s.store->load_checkpoint("j", 1), "u"); });
+TEST_CASE("a crash before the manifest is renamed leaves the previous checkpoint the latest") {
+  Fixture f;
+  f.checkpoint("j", {{"pages.img", random_pages(8, 1)}});
+  {
+    auto staging = f.s->begin("j");
+    REQUIRE(staging.seq == 2);
+    write(staging.unit_dir("u") / "pages.img", random_pages(8, 2));
+    // The writer "crashes" here: its locks go, its staging stays.
+    staging.held.reset();
+  }
+  // So does a scratch directory of a dump whose process died.
+  write(f.tmp.path() / "scratch/j-9-abcdef/.lock", "");
+  write(f.tmp.path() / "scratch/j-9-abcdef/u/pages-1.img", "left over");
+  f.reopen();
+  CHECK(f.s->checkpoints("j") == std::vector<uint64_t>{1});
+  auto e = error_from([&] { f.s->load_checkpoint("j", 2); });
   REQUIRE(e.has_value());
-  CHECK(e->code() == Exit::kFailed);
-  CHECK_CONTAINS(e->what(), "checkpoint 1 of job 'j'");
-  CHECK_CONTAINS(e->what(), "sub/core.img");
-  CHECK_CONTAINS(e->what(), "is missing");
-  CHECK_FALSE(e->hint().empty());
+  CHECK_CONTAINS(e->what(), "job 'j' has no checkpoint 2");
+  auto next = f.s->begin("j");
+  CHECK(next.seq == 3);  // the abandoned number is not handed out again
+  f.s->abort(next);
+  // gc collects the abandoned staging and scratch.
+  auto report = f.s->gc(std::chrono::seconds(0));
+  CHECK(report.staging_removed == 2);
+  CHECK_FALSE(stdfs::exists(f.tmp.path() / "store/jobs/j/staging/2"));
+  CHECK(stdfs::is_empty(f.tmp.path() / "scratch"));
 }
 
-TEST_CASE("materialize refuses a checkpoint whose image file is truncated") {
-  StoreWithCheckpoint s;
-  stdfs::resize_file(s.image("sub/core.img"), 999);
-  auto e = error_from([&] { s.store->materialize(s.store->load_checkpoint("j", 1), "u"); });
-  REQUIRE(e.has_value());
-  CHECK_CONTAINS(e->what(), "checkpoint 1 of job 'j'");
-  CHECK_CONTAINS(e->what(), "sub/core.img");
-  CHECK_CONTAINS(e->what(), "truncated");
+TEST_CASE("gc removes what no checkpoint references and keeps every referenced chunk") {
+  Fixture f;
+  auto a = random_pages(64, 11), b = random_pages(64, 12);
+  auto first = f.checkpoint("j", {{"pages.img", a}});
+  // The second shares 8 pages with the first.
+  auto second = f.checkpoint("j", {{"pages.img", a.substr(0, 8 * kPage) + b}});
+  CHECK(bytes(second, "new") == b.size());
+  auto nothing = f.s->gc(std::chrono::seconds(0));
+  CHECK(nothing.packs_removed + nothing.packs_repacked == 0);
+
+  f.s->remove_checkpoint("j", 1);
+  auto report = f.s->gc(std::chrono::seconds(0));
+  CHECK(report.packs_repacked == 1);  // 56 of the first's 64 chunks are dead
+  CHECK(report.chunks_removed == 56);
+  CHECK(report.bytes_freed > 50 * kPage);
+  f.reopen();
+  CHECK(f.s->verify(f.s->load_checkpoint("j", 2)).problems.empty());
+  CHECK(f.read_back(second, "pages.img") == a.substr(0, 8 * kPage) + b);
+
+  f.s->remove_checkpoint("j", 2);
+  report = f.s->gc(std::chrono::seconds(0));
+  CHECK(report.packs_removed == 2);
+  CHECK(f.packs().empty());
 }
 
-TEST_CASE("materialize refuses a checkpoint whose image file has a flipped byte") {
-  StoreWithCheckpoint s;
-  write(s.image("pages.img"), "hellO\n");
-  auto e = error_from([&] { s.store->materialize(s.store->load_checkpoint("j", 1), "u"); });
-  REQUIRE(e.has_value());
-  CHECK_CONTAINS(e->what(), "checkpoint 1 of job 'j'");
-  CHECK_CONTAINS(e->what(), "pages.img");
-  CHECK_CONTAINS(e->what(), "sha256");
+TEST_CASE("gc leaves an in-flight checkpoint's chunks alone") {
+  Fixture f;
+  auto a = random_pages(32, 21);
+  f.checkpoint("j", {{"pages.img", a}});
+  // The next checkpoint deduplicates against seq 1, which is removed while it is in
+  // flight; gc runs at the worst moment: chunks stored, manifest not yet committed.
+  std::optional<store::GcReport> during;
+  store::Options options;
+  options.before_commit = [&] {
+    auto other = store::open((f.tmp.path() / "store").string());
+    other->remove_checkpoint("j", 1);
+    during = other->gc(std::chrono::seconds(0));
+  };
+  f.reopen(options);
+  auto second = f.checkpoint("j", {{"pages.img", a + random_pages(4, 22)}});
+  REQUIRE(during.has_value());
+  CHECK(during->busy_owners == std::vector<std::string>{"0"});
+  CHECK(during->packs_removed == 0);
+  CHECK(bytes(second, "new") == 4 * kPage);
+  f.reopen();
+  CHECK(f.s->checkpoints("j") == std::vector<uint64_t>{2});
+  CHECK(f.s->verify(f.s->load_checkpoint("j", 2)).problems.empty());
+  // Afterwards gc runs, and still keeps everything the committed checkpoint uses.
+  auto after = f.s->gc(std::chrono::seconds(0));
+  CHECK(after.busy_owners.empty());
+  CHECK(f.read_back(second, "pages.img") == a + random_pages(4, 22));
+}
+
+TEST_CASE("remove_job removes the record and its checkpoints") {
+  Fixture f;
+  f.checkpoint("j", {{"pages.img", random_pages(4, 1)}});
+  f.s->remove_job("j");
+  CHECK(f.s->jobs().empty());
+  CHECK_FALSE(stdfs::exists(f.tmp.path() / "store/jobs/j"));
+  CHECK(f.s->gc(std::chrono::seconds(0)).packs_removed == 1);
+}
+
+TEST_CASE("usage reports dedup and compression per owner") {
+  Fixture f;
+  auto data = text_pages(200);
+  f.checkpoint("j", {{"pages.img", data}});
+  f.checkpoint("j", {{"pages.img", data}});
+  auto usage = f.s->usage();
+  REQUIRE(usage.size() == 1);
+  CHECK(usage[0]["uid"] == 0);
+  CHECK(usage[0]["checkpoints"] == 2);
+  CHECK(usage[0]["bytes"]["referenced"] == 2 * data.size());
+  CHECK(usage[0]["bytes"]["unique"] == data.size());
+  CHECK(usage[0]["dedupRatio"] == 2.0);
+  CHECK(usage[0]["compressionRatio"].get<double>() > 3.0);
+}
+
+TEST_CASE("the zstd level is checked") {
+  CHECK(store::check_level(3, "x") == 3);
+  CHECK(store::check_level(-2, "x") == -2);
+  for (long bad : {0L, 20L, -8L}) {
+    auto e = error_from([&] { store::check_level(bad, "--level"); });
+    REQUIRE(e.has_value());
+    CHECK(e->code() == Exit::kUsage);
+    CHECK_CONTAINS(e->what(), "--level");
+  }
+  ScopedEnv env{"GCP_ZSTD_LEVEL", "99"};
+  TempDir tmp;
+  CHECK(error_from([&] { store::open(tmp.path().string()); }).has_value());
 }
 
 TEST_CASE("a second lock on a job is refused while the first is held") {
-  TempDir tmp;
-  auto store = gcp::store::open_dir_store(tmp.path());
+  Fixture f;
   {
-    auto first = store->try_lock_job("j");
+    auto first = f.s->try_lock_job("j");
     REQUIRE(first.has_value());
-    CHECK_FALSE(store->try_lock_job("j").has_value());
-    CHECK(store->try_lock_job("other").has_value());
+    CHECK_FALSE(f.s->try_lock_job("j").has_value());
+    CHECK(f.s->try_lock_job("other").has_value());
   }
-  CHECK(store->try_lock_job("j").has_value());
+  CHECK(f.s->try_lock_job("j").has_value());
 }
 
-TEST_CASE("sha256_file hashes the content") {
-  TempDir tmp;
-  write(tmp.path() / "f", "hello\n");
-  CHECK(gcp::store::sha256_file(tmp.path() / "f") == kHelloSha256);
-  CHECK(gcp::store::sha256_file("/dev/null") ==
-        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  CHECK(error_from([] { gcp::store::sha256_file("/nonexistent/file"); }).has_value());
-}
-
-TEST_CASE("default_root honours GCP_STORE") {
+TEST_CASE("default_root honours GCP_STORE and scratch_root GCP_SCRATCH") {
   ScopedEnv env{gcp::names::kEnvStore, "/somewhere/else"};
-  CHECK(gcp::store::default_root() == "/somewhere/else");
+  CHECK(store::default_root() == "/somewhere/else");
+  ScopedEnv scratch{"GCP_SCRATCH", "/fast/disk"};
+  CHECK(store::scratch_root() == "/fast/disk");
 }
 
 TEST_CASE("events are appended one JSON line each") {
-  TempDir tmp;
-  auto store = gcp::store::open_dir_store(tmp.path());
-  store->save_job(sample_job("j"));
-  store->append_event("j", {{"event", "checkpoint"}, {"seq", 1}});
-  store->append_event("j", {{"event", "restart"}, {"seq", 1}});
-  std::ifstream in(store->job_dir("j") / "events.jsonl");
+  Fixture f;
+  f.s->save_job(sample_job("j"));
+  f.s->append_event("j", {{"event", "checkpoint"}, {"seq", 1}});
+  f.s->append_event("j", {{"event", "restart"}, {"seq", 1}});
+  std::ifstream in(f.s->job_dir("j") / "events.jsonl");
   std::string line;
   std::vector<json> events;
   while (std::getline(in, line)) events.push_back(json::parse(line));

@@ -11,17 +11,26 @@
 namespace gcp::checkpoint_tool {
 
 void run(const Options& opt) {
-  auto store = store::open(opt.store);
+  std::optional<store::Options> store_options;
+  if (opt.level) {
+    store_options = store::Options{};
+    store_options->level = store::check_level(*opt.level, "--level");
+  }
+  auto store = store::open(opt.store, store_options);
   auto cgroups = cgroup::system_cgroups();
   jobs::CheckpointOptions options;
   options.stop = opt.stop;
   options.freeze_timeout = std::chrono::milliseconds(opt.freeze_timeout_ms);
+  options.keep = opt.keep;
   auto cp = jobs::checkpoint(*store, *cgroups, opt.job, options);
-  double mib = cp.bytes.value("raw", 0.0) / (1024.0 * 1024.0);
-  spdlog::info("checkpoint {} of job '{}' committed: {} unit(s), {:.1f} MiB, downtime {} ms, total {} ms{}",
-               cp.seq, cp.job, cp.units.size(), mib, cp.timings.value("downtimeMs", 0.0),
-               cp.timings.value("totalMs", 0.0), opt.stop ? "; job stopped" : "");
-  print_json(manifest::to_json(cp).dump(2));
+  auto mib = [&](const char* key) { return cp.bytes.value(key, 0.0) / (1024.0 * 1024.0); };
+  spdlog::info("checkpoint {} of job '{}' committed: {} unit(s), {:.1f} MiB, {:.1f} MiB new, {:.1f} MiB stored; "
+               "downtime {} ms, total {} ms{}",
+               cp.seq, cp.job, cp.units.size(), mib("raw"), mib("new"), mib("stored"),
+               cp.timings.value("downtimeMs", 0.0), cp.timings.value("totalMs", 0.0),
+               opt.stop ? "; job stopped" : "");
+  // The chunk lists are in the store ('gcp-store show --chunks'); stdout gets the rest.
+  print_json(manifest::to_json(cp, false).dump(2));
 }
 
 }  // namespace gcp::checkpoint_tool

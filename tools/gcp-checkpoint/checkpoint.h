@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 
 namespace gcp::checkpoint_tool {
@@ -11,6 +13,8 @@ struct Options {
   std::string store;  ///< empty: the default store
   bool stop = false;
   int freeze_timeout_ms = 10000;
+  std::optional<uint64_t> keep;   ///< overrides the job's policy.keep
+  std::optional<long> level;      ///< zstd level of new chunks
 };
 
 /// Checkpoints the job, prints the Checkpoint manifest and a summary on stderr.

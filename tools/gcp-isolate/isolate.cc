@@ -29,6 +29,7 @@ void run(const Options& opt) {
     job.owner = ::geteuid();
     job.created = manifest::now_rfc3339();
   }
+  if (opt.keep) job.keep = opt.keep;
   manifest::Unit* unit = job.find_unit(opt.unit);
   if (unit) {
     std::string state = unit::live_state(*cgroups, *unit);

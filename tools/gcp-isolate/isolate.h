@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@ struct Options {
   std::string unit = "main";
   std::vector<std::string> command;
   std::optional<std::string> kill_unit;
+  std::optional<uint64_t> keep;      ///< run: the job's retention policy
 };
 
 /// gcp-isolate run: starts a unit and prints the Job manifest.

@@ -12,6 +12,8 @@ int main(int argc, char** argv) {
   auto* run = app.add_subcommand("run", "Start COMMAND as a unit of a job; print the Job manifest");
   run->add_option(gcp::names::kOptJob, opt.job, "Job name")->required();
   run->add_option(gcp::names::kOptUnit, opt.unit, "Unit name (default: main)");
+  run->add_option("--keep", opt.keep, "Keep this many committed checkpoints of the job (policy.keep)")
+      ->check(CLI::PositiveNumber);
   run->add_option("command", opt.command, "Command and arguments, after --")->required();
   run->prefix_command(false);
   auto* list = app.add_subcommand("list", "List the jobs in the store with their state");

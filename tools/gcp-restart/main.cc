@@ -8,6 +8,8 @@ int main(int argc, char** argv) {
   gcp::restart_tool::Options opt;
   app.add_option("job", opt.job, "Job name")->required();
   app.add_option(gcp::names::kOptSeq, opt.seq, "Checkpoint sequence number (default: the latest)");
+  app.add_flag("--fallback", opt.fallback,
+               "When the checkpoint does not verify, restart the newest earlier one that does");
   app.add_option(gcp::names::kOptStore, opt.store, gcp::names::kStoreHelp);
   return gcp::run_main("gcp-restart", app, argc, argv, [&] { gcp::restart_tool::run(opt); });
 }

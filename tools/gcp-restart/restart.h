@@ -12,6 +12,7 @@ struct Options {
   std::string job;
   std::optional<uint64_t> seq;  ///< empty: the latest committed checkpoint
   std::string store;            ///< empty: the default store
+  bool fallback = false;        ///< take the newest earlier checkpoint that verifies
 };
 
 /// Restarts the job and prints its Job manifest with the new host PIDs.

@@ -179,7 +179,10 @@ json checkpoint(const json& req) {
   std::string grouping = req.value("grouping", "pidns");
   gcp::fs::make_dirs(dir, 0700);
   std::vector<std::string> argv = {criu, "dump", "-t", std::to_string(pid), "-D", dir.string(),
-                                   "-o", "dump.log", "-v4"};
+                                   "-o", "dump.log", "-v4",
+                                   // A file deleted and re-created while open (temp +
+                                   // rename on FUSE, e.g. GlusterFS) needs a link remap.
+                                   "--link-remap"};
   if (grouping == "pidns") {
     argv.insert(argv.end(), kNamespaceOptions.begin(), kNamespaceOptions.end());
   } else if (grouping != "tree") {
@@ -196,9 +199,17 @@ json checkpoint(const json& req) {
     failed("criu dump of pid " + std::to_string(pid) + " failed: " + first_error(log, r) +
            " (log: " + log.string() + ")");
   }
+  // CRIU writes memory as whole pages into pages-<id>.img: the store cuts these
+  // into page-sized chunks, so that a rewritten page costs one chunk.
+  json aligned = json::array();
+  for (const auto& e : stdfs::directory_iterator(dir)) {
+    std::string name = e.path().filename();
+    if (name.rfind("pages-", 0) == 0 && e.path().extension() == ".img") aligned.push_back(name);
+  }
   return {{"checkpointer", "criu"},
           {"version", version},
           {"log", log.string()},
+          {"pageAligned", aligned},
           {"stats", read_dump_stats(dir / "stats-dump")}};
 }
 

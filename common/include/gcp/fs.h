@@ -3,7 +3,9 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -30,6 +32,11 @@ void fsync_path(const stdfs::path& path);
 /// fsyncs every file under `dir` and every directory, bottom up.
 void fsync_tree(const stdfs::path& dir);
 
+/// Lets `owner` read (and, for a directory, enter) `path` through a POSIX ACL entry,
+/// keeping everyone else but root out. Nothing for root; a file system without ACLs
+/// gets a warning once and stays root-only.
+void grant_read(const stdfs::path& path, uid_t owner);
+
 /// Removes a tree; never throws (for cleanup paths), logs what it could not remove.
 void remove_tree_quietly(const stdfs::path& path);
 
@@ -38,8 +45,13 @@ class FileLock {
  public:
   /// Tries to take the lock without waiting; nullopt when somebody else holds it.
   static std::optional<FileLock> try_lock(const stdfs::path& path);
+  /// Takes a shared or exclusive lock, waiting up to `wait` (forever when negative);
+  /// nullopt when it could not be had in time. `on_wait` runs once if it has to wait.
+  static std::optional<FileLock> acquire(const stdfs::path& path, bool shared,
+                                         std::chrono::milliseconds wait,
+                                         const std::function<void()>& on_wait = {});
   FileLock(FileLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
-  FileLock& operator=(FileLock&&) = delete;
+  FileLock& operator=(FileLock&& other) noexcept;
   FileLock(const FileLock&) = delete;
   ~FileLock();
 

@@ -19,6 +19,16 @@ manifest::Job load(store::Store& store, const std::string& job);
 struct CheckpointOptions {
   bool stop = false;  ///< kill the units once the checkpoint is committed
   std::chrono::milliseconds freeze_timeout{10000};  ///< per unit
+  /// Committed checkpoints to keep after this one (overrides the job's policy.keep);
+  /// the older ones are removed once this one is committed. Empty: the job's policy.
+  std::optional<uint64_t> keep;
+};
+
+/// How to restart a job.
+struct RestartOptions {
+  std::optional<uint64_t> seq;  ///< the checkpoint to restart; empty: the latest
+  /// When the chosen checkpoint does not verify, take the newest earlier one that does.
+  bool fallback = false;
 };
 
 /// The job checkpointer on one node: freeze every unit, dump all in parallel, thaw,
@@ -27,11 +37,14 @@ struct CheckpointOptions {
 manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
                                 const std::string& job, const CheckpointOptions& options);
 
-/// Restarts every unit of a committed checkpoint (the latest when `seq` is empty) in a
-/// fresh PID namespace and its cgroup; all or nothing: when one unit fails, the units
-/// already restored are killed. Returns the Job manifest with the new host PIDs.
+/// Restarts every unit of a committed checkpoint (the latest when no seq is given) in
+/// a fresh PID namespace and its cgroup. Every image is read back and verified before
+/// any unit is restored; a checkpoint that does not verify is refused with the newest
+/// earlier one that does named in the hint (or taken, with `fallback`). All or
+/// nothing: when one unit fails, the units already restored are killed. Returns the
+/// Job manifest with the new host PIDs.
 manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::string& job,
-                      std::optional<uint64_t> seq);
+                      const RestartOptions& options);
 
 /// Kills the processes of a job's units (one unit when `unit` is set), removes their
 /// cgroups and records them as stopped. Returns the updated Job manifest.

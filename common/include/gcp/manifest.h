@@ -39,6 +39,9 @@ struct Job {
   uid_t owner = 0;                   ///< owner uid: only it and root may touch the job
   std::string created;               ///< RFC 3339 UTC
   std::vector<Unit> units;
+  /// Retention: committed checkpoints to keep (the oldest go after a new commit);
+  /// nullopt keeps all. Serialised as policy.keep.
+  std::optional<uint64_t> keep;
   json extra = json::object();
 
   /// The unit with this name; nullptr when there is none.
@@ -46,12 +49,19 @@ struct Job {
   const Unit* find_unit(const std::string& unit) const;
 };
 
-/// One image file of a unit's checkpoint.
+/// One image file of a unit's checkpoint, as the chunks that make it up.
 struct ImageFile {
   std::string path;     ///< relative to the unit's image directory
   uint64_t size = 0;    ///< bytes
-  std::string sha256;   ///< hex digest of the content
+  uint32_t chunk_size = 4096;       ///< every chunk has this size but the last
+  std::vector<std::string> chunks;  ///< SHA-256 of each chunk, hex, in file order
   json extra = json::object();
+
+  /// Length of chunk i.
+  uint64_t chunk_length(size_t i) const {
+    uint64_t start = static_cast<uint64_t>(i) * chunk_size;
+    return size - start < chunk_size ? size - start : chunk_size;
+  }
 };
 
 /// One unit in a checkpoint.
@@ -89,7 +99,9 @@ void check_name(const std::string& what, const std::string& name);
 
 /// Serialises to a manifest document (apiVersion and kind first).
 json to_json(const Job& job);
-json to_json(const Checkpoint& checkpoint);
+/// `chunk_lists` false replaces each image's chunk list by its length (chunkCount),
+/// for printing: a checkpoint of 1 GiB lists 262,144 chunks.
+json to_json(const Checkpoint& checkpoint, bool chunk_lists = true);
 
 /// Parses a manifest document; throws Error(kUsage) naming the field ("units[1].name")
 /// and `source` (a file name, "stdin" or a job id) when a field is missing or wrong, or

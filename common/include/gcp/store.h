@@ -1,11 +1,16 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include "gcp/error.h"
 #include "gcp/fs.h"
 #include "gcp/manifest.h"
 
+#include <chrono>
 #include <cstdint>
+#include <map>
+#include <set>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,18 +24,68 @@ namespace stdfs = std::filesystem;
 /// else $XDG_DATA_HOME/gcp (~/.local/share/gcp).
 stdfs::path default_root();
 
-/// A checkpoint being written: the translib dumps unit images into unit_dir(unit).
+/// Where dumps land before they are stored and images are materialized for a
+/// restart: a directory on local disk, $GCP_SCRATCH, else /var/tmp/gcp for root,
+/// else $XDG_RUNTIME_DIR/gcp or /tmp/gcp-<uid>.
+stdfs::path scratch_root();
+
+/// A directory of its own under scratch_root(), removed with this object; gc removes
+/// one left behind by a process that died (its lock is then free).
+class ScratchDir {
+ public:
+  /// Creates scratch_root()/<prefix>-XXXXXX.
+  explicit ScratchDir(const std::string& prefix);
+  ~ScratchDir();
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const stdfs::path& path() const { return path_; }
+
+ private:
+  stdfs::path path_;
+  std::optional<fs::FileLock> lock_;
+};
+
+/// A checkpoint being written. The translib dumps unit images into unit_dir(unit),
+/// on local disk; commit() stores them. While a Staging lives, gc leaves it alone.
 struct Staging {
   std::string job;
   uint64_t seq = 0;
-  stdfs::path dir;
+  stdfs::path dir;  ///< local scratch directory
+  /// Per unit, the image files (relative paths) whose content is page-aligned: they
+  /// are cut into page-sized chunks, other files are stored in larger pieces.
+  std::map<std::string, std::set<std::string>> page_aligned;
+  std::shared_ptr<void> held;  ///< the locks that mark it as in flight
   /// Where the images of one unit go.
   stdfs::path unit_dir(const std::string& unit) const { return dir / unit; }
 };
 
-/// Where checkpoints live. A checkpoint exists only once commit() has returned: a
-/// crash, a full disk or an abort at any earlier point leaves the previous checkpoint
-/// as the latest one, whole. The chunk store implements the same interface.
+/// A checkpoint's data cannot be read back whole: a chunk is missing, damaged or does
+/// not match its hash. The message names the checkpoint, the unit and the file.
+class Corrupt : public Error {
+ public:
+  using Error::Error;
+};
+
+/// What gc did.
+struct GcReport {
+  uint64_t staging_removed = 0;   ///< abandoned staging and scratch directories
+  uint64_t packs_removed = 0;     ///< packs with no referenced chunk
+  uint64_t packs_repacked = 0;    ///< packs rewritten without their unreferenced chunks
+  uint64_t bytes_freed = 0;       ///< pack bytes removed, net of what repacking wrote
+  uint64_t chunks_removed = 0;
+  std::vector<std::string> busy_owners;  ///< owners skipped: a checkpoint was in flight
+};
+
+/// What verify found for one checkpoint.
+struct VerifyReport {
+  uint64_t chunks = 0;
+  uint64_t bytes = 0;
+  std::vector<std::string> problems;  ///< one line per bad file
+};
+
+/// Where checkpoints live (DESIGN.md, Store). A checkpoint exists only once commit()
+/// has returned: a crash, a full disk or an abort at any earlier point leaves the
+/// previous checkpoint as the latest one, whole.
 class Store {
  public:
   virtual ~Store() = default;
@@ -49,37 +104,55 @@ class Store {
   /// Takes the job's lock (one checkpoint or restart at a time); nullopt when held.
   virtual std::optional<fs::FileLock> try_lock_job(const std::string& job) = 0;
 
-  /// Allocates the next sequence number and an empty staging directory.
+  /// Allocates the next sequence number and an empty local staging directory.
   virtual Staging begin(const std::string& job) = 0;
-  /// Stores the staged images, fills in each unit's images, the byte counts and
-  /// timings.storeMs (time to store the images, up to the commit), and
-  /// commits the checkpoint atomically. Throws (and leaves the previous checkpoint the
-  /// latest) when anything fails; the caller then calls abort().
-  virtual void commit(const Staging& staging, manifest::Checkpoint& checkpoint) = 0;
+  /// Stores the staged images (chunked, deduplicated against the owner's chunks,
+  /// compressed), fills in each unit's images, the byte counts (raw, new, stored) and
+  /// timings.storeMs, and commits the checkpoint atomically. Throws (and leaves the
+  /// previous checkpoint the latest) when anything fails; the caller then calls abort().
+  virtual void commit(Staging& staging, manifest::Checkpoint& checkpoint) = 0;
   /// Removes a staging directory; never throws.
-  virtual void abort(const Staging& staging) noexcept = 0;
+  virtual void abort(Staging& staging) noexcept = 0;
 
   /// Committed checkpoint sequence numbers of a job, ascending.
   virtual std::vector<uint64_t> checkpoints(const std::string& job) = 0;
   /// The manifest of a committed checkpoint; throws Error naming job and seq when absent.
   virtual manifest::Checkpoint load_checkpoint(const std::string& job, uint64_t seq) = 0;
-  /// A directory holding the unit's images, each verified against the manifest (size
-  /// and hash); throws Error naming the checkpoint and the file on a mismatch.
-  virtual stdfs::path materialize(const manifest::Checkpoint& checkpoint,
-                                  const std::string& unit) = 0;
+  /// Writes the unit's images into `into` (created), every chunk verified against its
+  /// hash; throws Corrupt naming the checkpoint, unit and file when one is missing or
+  /// damaged.
+  virtual void materialize(const manifest::Checkpoint& checkpoint, const std::string& unit,
+                           const stdfs::path& into) = 0;
+  /// Reads every chunk of a checkpoint and checks it; never throws for bad data.
+  virtual VerifyReport verify(const manifest::Checkpoint& checkpoint) = 0;
+
+  /// Removes a committed checkpoint (its chunks go with the next gc).
+  virtual void remove_checkpoint(const std::string& job, uint64_t seq) = 0;
+  /// Removes a job's record and all its checkpoints.
+  virtual void remove_job(const std::string& job) = 0;
+  /// Removes unreferenced chunks and abandoned staging; an owner with a checkpoint in
+  /// flight is skipped unless that ends within `wait`.
+  virtual GcReport gc(std::chrono::seconds wait) = 0;
+  /// Bytes on disk per owner: packs, chunks, referenced raw bytes.
+  virtual manifest::json usage() = 0;
 
   /// Appends one event (checkpoint, failure, restart) to the job's events.jsonl.
   virtual void append_event(const std::string& job, manifest::json event) = 0;
 };
 
-/// Opens the store at `dir`, or at default_root() when `dir` is empty.
-std::unique_ptr<Store> open(const std::string& dir);
+/// How a store writes.
+struct Options {
+  int level = 3;  ///< zstd level for new frames ($GCP_ZSTD_LEVEL when not given)
+  /// Runs in commit() once the chunks are stored, before the manifest is renamed into
+  /// place: the moment a checkpoint is most "in flight" (tests use it).
+  std::function<void()> before_commit;
+};
 
-/// Opens (creating if needed) the plain-directory store at `root`: one directory per
-/// checkpoint, committed by renaming its staging directory into place.
-std::unique_ptr<Store> open_dir_store(const stdfs::path& root);
+/// Opens (creating if needed) the chunk store at `dir`, or at default_root() when
+/// `dir` is empty.
+std::unique_ptr<Store> open(const std::string& dir, std::optional<Options> options = {});
 
-/// Hex SHA-256 of a file's content.
-std::string sha256_file(const stdfs::path& path);
+/// Checks a zstd level given by a user; throws Error(kUsage) naming `source`.
+int check_level(long level, const std::string& source);
 
 }  // namespace gcp::store

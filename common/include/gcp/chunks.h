@@ -1,0 +1,191 @@
+// SPDX-License-Identifier: MIT
+// The chunk layer of the store: content-addressed chunks, compressed together in
+// frames, appended to immutable pack files, found through per-pack index files.
+//
+//   packs/<owner>/<id>.pack   "GCPPACK1" then zstd frames, each holding whole chunks
+//   index/<owner>/<id>.idx    "GCPIDX01", count, entries, SHA-256 of all before it
+//
+// A pack and its index are written as temp + fsync + rename, pack first; nothing
+// that exists under its final name is ever written again.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace gcp::chunks {
+
+namespace stdfs = std::filesystem;
+
+/// A chunk's name: its SHA-256 (tests/bench/hash-speed.cc says why SHA-256).
+struct Hash {
+  std::array<uint8_t, 32> bytes{};
+  bool operator==(const Hash&) const = default;
+  std::string hex() const;
+  /// Parses 64 hex digits; nullopt on anything else.
+  static std::optional<Hash> from_hex(std::string_view hex);
+};
+
+struct HashHasher {
+  size_t operator()(const Hash& h) const noexcept {
+    size_t v;
+    std::memcpy(&v, h.bytes.data(), sizeof v);
+    return v;
+  }
+};
+
+/// SHA-256 of a buffer.
+Hash hash_of(std::span<const uint8_t> data);
+
+/// Page images are cut into page-sized chunks, so that a rewritten page costs one
+/// chunk; other files are cut into pieces of at most this size.
+inline constexpr uint32_t kPageChunk = 4096;
+inline constexpr uint32_t kFileChunk = 1 << 20;
+/// Raw bytes of chunks compressed together in one frame.
+inline constexpr size_t kFrameBytes = 256 * 1024;
+/// A pack is closed when it holds this many compressed bytes.
+inline constexpr uint64_t kPackBytes = 64ull << 20;
+
+/// Where a chunk is: its pack, the frame, and its place in the decompressed frame.
+struct Location {
+  uint32_t pack = 0;         ///< index into Index::packs()
+  uint64_t frame_offset = 0; ///< byte offset of the zstd frame in the pack
+  uint32_t frame_length = 0; ///< compressed length of the frame
+  uint32_t offset = 0;       ///< offset of the chunk in the decompressed frame
+  uint32_t length = 0;       ///< chunk length
+};
+
+/// The chunks of one owner: hash -> location, loaded from index/<owner>/*.idx.
+class Index {
+ public:
+  /// Loads every index file of the owner's directories; a damaged index file is
+  /// skipped with a warning (its chunks then count as missing).
+  static Index load(const stdfs::path& packs_dir, const stdfs::path& index_dir);
+
+  const Location* find(const Hash& h) const;
+  void add(const Hash& h, const Location& loc) { map_.emplace(h, loc); }
+  /// Pack ids, in the order Location::pack refers to them.
+  const std::vector<std::string>& packs() const { return packs_; }
+  uint32_t add_pack(const std::string& id);
+  const stdfs::path& packs_dir() const { return packs_dir_; }
+  size_t size() const { return map_.size(); }
+  /// Every entry, for gc and verify.
+  const std::unordered_map<Hash, Location, HashHasher>& entries() const { return map_; }
+
+ private:
+  stdfs::path packs_dir_, index_dir_;
+  std::vector<std::string> packs_;
+  std::unordered_map<Hash, Location, HashHasher> map_;
+};
+
+/// One index entry as stored in an .idx file.
+struct IndexEntry {
+  Hash hash;
+  Location loc;  // loc.pack unused in the file
+};
+
+/// Reads one .idx file; throws Error when it is damaged.
+std::vector<IndexEntry> read_index_file(const stdfs::path& path);
+/// Writes one .idx file atomically.
+void write_index_file(const stdfs::path& path, const std::vector<IndexEntry>& entries,
+                      mode_t mode);
+
+/// Appends new chunks to pack files: chunks are gathered into frames, frames are
+/// compressed in parallel, packs are rotated at kPackBytes. Nothing becomes visible
+/// until a pack is complete: then the pack is renamed into place, then its index.
+class PackWriter {
+ public:
+  /// `index` receives the locations of the chunks written; `level` is zstd's.
+  PackWriter(Index& index, const stdfs::path& index_dir, int level, mode_t mode);
+  ~PackWriter();  // removes an unfinished temporary pack
+  PackWriter(const PackWriter&) = delete;
+  PackWriter& operator=(const PackWriter&) = delete;
+
+  /// Queues a chunk (copied); returns false when the index already has it or it
+  /// was queued before.
+  bool add(const Hash& h, std::span<const uint8_t> data);
+  /// Compresses and writes what is queued (call at batch boundaries).
+  void flush();
+  /// Writes everything and publishes the last pack. Throws on failure.
+  void finish();
+
+  uint64_t new_bytes() const { return new_bytes_; }
+  uint64_t stored_bytes() const { return stored_bytes_; }
+  uint64_t new_chunks() const { return new_chunks_; }
+
+ private:
+  struct Frame {
+    std::vector<uint8_t> raw;
+    std::vector<std::pair<Hash, std::pair<uint32_t, uint32_t>>> chunks;  // hash, off, len
+    std::vector<uint8_t> compressed;
+  };
+  void open_pack();
+  void close_pack();
+  void write_all(const void* data, size_t n);
+
+  Index& index_;
+  stdfs::path index_dir_;
+  int level_;
+  mode_t mode_;
+  std::vector<Frame> queued_;
+  std::unordered_map<Hash, bool, HashHasher> pending_;
+  int fd_ = -1;
+  std::string id_;
+  stdfs::path tmp_;
+  uint64_t offset_ = 0;
+  std::vector<IndexEntry> entries_;
+  uint64_t new_bytes_ = 0, stored_bytes_ = 0, new_chunks_ = 0;
+};
+
+/// Reads chunks back: fetches and decompresses frames (a few kept per reader) and
+/// checks every chunk against its hash.
+class ChunkReader {
+ public:
+  explicit ChunkReader(const Index& index) : index_(index) {}
+  ~ChunkReader();
+  ChunkReader(const ChunkReader&) = delete;
+  ChunkReader& operator=(const ChunkReader&) = delete;
+
+  enum class Result { kOk, kMissing, kDamaged, kMismatch };
+  /// Copies the chunk into `out` (which must have its length) and verifies it.
+  /// `why` receives a short reason when the result is not kOk.
+  Result read(const Hash& h, std::span<uint8_t> out, std::string& why);
+
+ private:
+  const std::vector<uint8_t>* frame(const Location& loc, std::string& why);
+  int pack_fd(uint32_t pack, std::string& why);
+
+  const Index& index_;
+  std::unordered_map<uint32_t, int> fds_;
+  struct Cached {
+    uint32_t pack;
+    uint64_t offset;
+    std::vector<uint8_t> data;
+  };
+  std::vector<Cached> cache_;  // most recent last
+};
+
+/// Compresses one buffer as a zstd frame at `level`.
+std::vector<uint8_t> compress(std::span<const uint8_t> raw, int level);
+/// Decompresses one zstd frame; nullopt when it is not a valid frame.
+std::optional<std::vector<uint8_t>> decompress(std::span<const uint8_t> frame);
+
+/// Runs fn(i) for i in [0, n) on up to `threads` threads (the calling one included).
+void parallel_for(size_t n, unsigned threads, const std::function<void(size_t)>& fn);
+/// Worker threads to use: the number of CPUs, at least 1.
+unsigned workers();
+
+/// A random 128-bit id in hex, for pack names.
+std::string random_id();
+
+}  // namespace gcp::chunks

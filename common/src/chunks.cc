@@ -1,0 +1,423 @@
+// SPDX-License-Identifier: MIT
+#include "gcp/chunks.h"
+
+#include "gcp/error.h"
+#include "gcp/fs.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <exception>
+#include <mutex>
+#include <thread>
+
+namespace gcp::chunks {
+
+namespace {
+
+constexpr char kPackMagic[8] = {'G', 'C', 'P', 'P', 'A', 'C', 'K', '1'};
+constexpr char kIndexMagic[8] = {'G', 'C', 'P', 'I', 'D', 'X', '0', '1'};
+constexpr size_t kEntryBytes = 32 + 8 + 4 + 4 + 4;
+
+const EVP_MD* sha256_md() {
+  // Fetched once: an implicit fetch per call costs more than hashing a page.
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return md;
+}
+
+template <typename T>
+void put(std::vector<uint8_t>& out, T v) {
+  for (size_t i = 0; i < sizeof(T); ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+
+template <typename T>
+T get(const uint8_t* p) {
+  T v = 0;
+  for (size_t i = 0; i < sizeof(T); ++i) v |= static_cast<T>(p[i]) << (8 * i);
+  return v;
+}
+
+void pread_all(int fd, void* buf, size_t n, uint64_t offset, const std::string& what) {
+  auto* p = static_cast<uint8_t*>(buf);
+  while (n > 0) {
+    ssize_t r = ::pread(fd, p, n, static_cast<off_t>(offset));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) throw_errno("reading " + what);
+    if (r == 0) throw Error(Exit::kFailed, "reading " + what + ": it ends early (truncated?)");
+    p += r;
+    n -= static_cast<size_t>(r);
+    offset += static_cast<uint64_t>(r);
+  }
+}
+
+}  // namespace
+
+std::string Hash::hex() const {
+  static const char* digits = "0123456789abcdef";
+  std::string out(64, '0');
+  for (size_t i = 0; i < 32; ++i) {
+    out[2 * i] = digits[bytes[i] >> 4];
+    out[2 * i + 1] = digits[bytes[i] & 15];
+  }
+  return out;
+}
+
+std::optional<Hash> Hash::from_hex(std::string_view hex) {
+  if (hex.size() != 64) return std::nullopt;
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  Hash h;
+  for (size_t i = 0; i < 32; ++i) {
+    int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    h.bytes[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  return h;
+}
+
+Hash hash_of(std::span<const uint8_t> data) {
+  Hash h;
+  unsigned int len = 0;
+  if (EVP_Digest(data.data(), data.size(), h.bytes.data(), &len, sha256_md(), nullptr) != 1 ||
+      len != 32) {
+    throw Error(Exit::kFailed, "hashing a chunk: OpenSSL's SHA-256 failed");
+  }
+  return h;
+}
+
+std::vector<uint8_t> compress(std::span<const uint8_t> raw, int level) {
+  std::vector<uint8_t> out(ZSTD_compressBound(raw.size()));
+  size_t n = ZSTD_compress(out.data(), out.size(), raw.data(), raw.size(), level);
+  if (ZSTD_isError(n)) {
+    throw Error(Exit::kFailed, std::string("compressing a frame: ") + ZSTD_getErrorName(n));
+  }
+  out.resize(n);
+  return out;
+}
+
+std::optional<std::vector<uint8_t>> decompress(std::span<const uint8_t> frame) {
+  unsigned long long size = ZSTD_getFrameContentSize(frame.data(), frame.size());
+  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN ||
+      size > 4 * kFrameBytes + kFileChunk) {
+    return std::nullopt;
+  }
+  std::vector<uint8_t> out(size);
+  size_t n = ZSTD_decompress(out.data(), out.size(), frame.data(), frame.size());
+  if (ZSTD_isError(n) || n != size) return std::nullopt;
+  return out;
+}
+
+unsigned workers() { return std::max(1u, std::thread::hardware_concurrency()); }
+
+void parallel_for(size_t n, unsigned threads, const std::function<void(size_t)>& fn) {
+  std::atomic<size_t> next{0};
+  std::exception_ptr first;
+  std::mutex m;
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < n;) {
+      try {
+        fn(i);
+      } catch (...) {
+        std::lock_guard lock(m);
+        if (!first) first = std::current_exception();
+        next = n;
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < std::min<size_t>(threads, n); ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (first) std::rethrow_exception(first);
+}
+
+std::string random_id() {
+  uint8_t raw[16];
+  int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || ::read(fd, raw, sizeof raw) != static_cast<ssize_t>(sizeof raw)) {
+    if (fd >= 0) ::close(fd);
+    throw_errno("reading /dev/urandom");
+  }
+  ::close(fd);
+  Hash h;
+  std::copy(raw, raw + 16, h.bytes.begin());
+  return h.hex().substr(0, 32);
+}
+
+// ---- index files ----
+
+std::vector<IndexEntry> read_index_file(const stdfs::path& path) {
+  std::string data = fs::read_file(path);
+  auto damaged = [&](const std::string& why) {
+    return Error(Exit::kFailed, "index file '" + path.string() + "' is damaged: " + why,
+                 "run 'gcp-store verify' and 'gcp-store gc'");
+  };
+  if (data.size() < 8 + 8 + 32 || std::memcmp(data.data(), kIndexMagic, 8) != 0) {
+    throw damaged("bad header");
+  }
+  const auto* p = reinterpret_cast<const uint8_t*>(data.data());
+  uint64_t count = get<uint64_t>(p + 8);
+  if (count > (data.size() - 48) / kEntryBytes || 16 + count * kEntryBytes + 32 != data.size()) {
+    throw damaged("its length does not match its entry count");
+  }
+  size_t body = data.size() - 32;
+  if (std::memcmp(hash_of({p, body}).bytes.data(), p + body, 32) != 0) {
+    throw damaged("checksum mismatch");
+  }
+  std::vector<IndexEntry> entries(count);
+  const uint8_t* e = p + 16;
+  for (auto& entry : entries) {
+    std::copy(e, e + 32, entry.hash.bytes.begin());
+    entry.loc.frame_offset = get<uint64_t>(e + 32);
+    entry.loc.frame_length = get<uint32_t>(e + 40);
+    entry.loc.offset = get<uint32_t>(e + 44);
+    entry.loc.length = get<uint32_t>(e + 48);
+    e += kEntryBytes;
+  }
+  return entries;
+}
+
+void write_index_file(const stdfs::path& path, const std::vector<IndexEntry>& entries,
+                      mode_t mode) {
+  std::vector<uint8_t> out(kIndexMagic, kIndexMagic + 8);
+  out.reserve(16 + entries.size() * kEntryBytes + 32);
+  put<uint64_t>(out, entries.size());
+  for (const auto& e : entries) {
+    out.insert(out.end(), e.hash.bytes.begin(), e.hash.bytes.end());
+    put<uint64_t>(out, e.loc.frame_offset);
+    put<uint32_t>(out, e.loc.frame_length);
+    put<uint32_t>(out, e.loc.offset);
+    put<uint32_t>(out, e.loc.length);
+  }
+  Hash sum = hash_of(out);
+  out.insert(out.end(), sum.bytes.begin(), sum.bytes.end());
+  fs::write_file_atomic(path, std::string(out.begin(), out.end()), mode);
+}
+
+Index Index::load(const stdfs::path& packs_dir, const stdfs::path& index_dir) {
+  Index index;
+  index.packs_dir_ = packs_dir;
+  index.index_dir_ = index_dir;
+  std::error_code ec;
+  std::vector<stdfs::path> files;
+  for (const auto& e : stdfs::directory_iterator(index_dir, ec)) {
+    if (e.path().extension() == ".idx" && e.path().filename().string()[0] != '.') {
+      files.push_back(e.path());
+    }
+  }
+  std::sort(files.begin(), files.end());
+  for (const auto& file : files) {
+    std::string id = file.stem();
+    // An index whose pack is gone must not be deduplicated against: a checkpoint
+    // would then reference chunks that nobody can read.
+    if (!stdfs::exists(packs_dir / (id + ".pack"), ec)) {
+      spdlog::warn("index '{}' has no pack: its chunks count as missing ('gcp-store gc' removes it)",
+                   file.string());
+      continue;
+    }
+    std::vector<IndexEntry> entries;
+    try {
+      entries = read_index_file(file);
+    } catch (const Error& e) {
+      spdlog::warn("{}", e.what());
+      continue;
+    }
+    uint32_t pack = index.add_pack(id);
+    for (auto& entry : entries) {
+      entry.loc.pack = pack;
+      index.map_.emplace(entry.hash, entry.loc);
+    }
+  }
+  return index;
+}
+
+const Location* Index::find(const Hash& h) const {
+  auto it = map_.find(h);
+  return it == map_.end() ? nullptr : &it->second;
+}
+
+uint32_t Index::add_pack(const std::string& id) {
+  packs_.push_back(id);
+  return static_cast<uint32_t>(packs_.size() - 1);
+}
+
+// ---- writing ----
+
+PackWriter::PackWriter(Index& index, const stdfs::path& index_dir, int level, mode_t mode)
+    : index_(index), index_dir_(index_dir), level_(level), mode_(mode) {}
+
+PackWriter::~PackWriter() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    ::unlink(tmp_.c_str());
+  }
+}
+
+bool PackWriter::add(const Hash& h, std::span<const uint8_t> data) {
+  if (index_.find(h) || !pending_.emplace(h, true).second) return false;
+  if (queued_.empty() || queued_.back().raw.size() + data.size() > kFrameBytes) {
+    queued_.emplace_back();
+    queued_.back().raw.reserve(std::max(kFrameBytes, data.size()));
+  }
+  Frame& f = queued_.back();
+  f.chunks.push_back({h, {static_cast<uint32_t>(f.raw.size()), static_cast<uint32_t>(data.size())}});
+  f.raw.insert(f.raw.end(), data.begin(), data.end());
+  new_bytes_ += data.size();
+  ++new_chunks_;
+  return true;
+}
+
+void PackWriter::write_all(const void* data, size_t n) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  while (n > 0) {
+    ssize_t w = ::write(fd_, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) {
+      throw_errno("writing pack '" + tmp_.string() + "'", Exit::kFailed,
+                  errno == ENOSPC ? "the store is full: free space or remove old checkpoints "
+                                    "('gcp-store rm', then 'gcp-store gc')"
+                                  : "");
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+void PackWriter::open_pack() {
+  id_ = random_id();
+  tmp_ = index_.packs_dir() / (".tmp-" + id_ + ".pack");
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode_);
+  if (fd_ < 0) throw_errno("creating pack '" + tmp_.string() + "'");
+  offset_ = 0;
+  entries_.clear();
+  write_all(kPackMagic, sizeof kPackMagic);
+  offset_ = sizeof kPackMagic;
+}
+
+void PackWriter::close_pack() {
+  if (fd_ < 0) return;
+  if (::fsync(fd_) != 0) {
+    throw_errno("syncing pack '" + tmp_.string() + "'", Exit::kFailed,
+                errno == ENOSPC ? "the store is full: free space on its file system" : "");
+  }
+  ::close(fd_);
+  fd_ = -1;
+  auto final_path = index_.packs_dir() / (id_ + ".pack");
+  if (::rename(tmp_.c_str(), final_path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp_.c_str());
+    errno = err;
+    throw_errno("publishing pack '" + final_path.string() + "'");
+  }
+  fs::fsync_path(index_.packs_dir());
+  write_index_file(index_dir_ / (id_ + ".idx"), entries_, mode_);
+  uint32_t pack = index_.add_pack(id_);
+  for (auto& e : entries_) {
+    e.loc.pack = pack;
+    index_.add(e.hash, e.loc);
+  }
+  entries_.clear();
+}
+
+void PackWriter::flush() {
+  if (queued_.empty()) return;
+  parallel_for(queued_.size(), workers(), [&](size_t i) {
+    queued_[i].compressed = compress(queued_[i].raw, level_);
+  });
+  for (auto& f : queued_) {
+    if (fd_ < 0) open_pack();
+    write_all(f.compressed.data(), f.compressed.size());
+    for (const auto& [h, where] : f.chunks) {
+      entries_.push_back({h, Location{0, offset_, static_cast<uint32_t>(f.compressed.size()),
+                                      where.first, where.second}});
+    }
+    offset_ += f.compressed.size();
+    stored_bytes_ += f.compressed.size();
+    if (offset_ >= kPackBytes) close_pack();
+  }
+  // The chunks of the frames just written are in entries_ (published with the pack);
+  // pending_ keeps them from being queued twice until then.
+  queued_.clear();
+}
+
+void PackWriter::finish() {
+  flush();
+  close_pack();
+  pending_.clear();
+}
+
+// ---- reading ----
+
+ChunkReader::~ChunkReader() {
+  for (auto& [pack, fd] : fds_) {
+    if (fd >= 0) ::close(fd);
+  }
+}
+
+int ChunkReader::pack_fd(uint32_t pack, std::string& why) {
+  auto it = fds_.find(pack);
+  if (it != fds_.end()) return it->second;
+  auto path = index_.packs_dir() / (index_.packs().at(pack) + ".pack");
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) why = "pack '" + path.string() + "': " + std::strerror(errno);
+  fds_[pack] = fd;
+  return fd;
+}
+
+const std::vector<uint8_t>* ChunkReader::frame(const Location& loc, std::string& why) {
+  for (auto it = cache_.rbegin(); it != cache_.rend(); ++it) {
+    if (it->pack == loc.pack && it->offset == loc.frame_offset) return &it->data;
+  }
+  int fd = pack_fd(loc.pack, why);
+  if (fd < 0) return nullptr;
+  std::string pack = index_.packs().at(loc.pack);
+  std::vector<uint8_t> compressed(loc.frame_length);
+  try {
+    pread_all(fd, compressed.data(), compressed.size(), loc.frame_offset,
+              "pack " + pack + " at offset " + std::to_string(loc.frame_offset));
+  } catch (const Error& e) {
+    why = e.what();
+    return nullptr;
+  }
+  auto raw = decompress(compressed);
+  if (!raw) {
+    why = "pack " + pack + ": the frame at offset " + std::to_string(loc.frame_offset) +
+          " does not decompress";
+    return nullptr;
+  }
+  if (cache_.size() >= 8) cache_.erase(cache_.begin());
+  cache_.push_back({loc.pack, loc.frame_offset, std::move(*raw)});
+  return &cache_.back().data;
+}
+
+ChunkReader::Result ChunkReader::read(const Hash& h, std::span<uint8_t> out, std::string& why) {
+  const Location* loc = index_.find(h);
+  if (!loc) {
+    why = "no pack holds it";
+    return Result::kMissing;
+  }
+  const auto* data = frame(*loc, why);
+  if (!data) return Result::kDamaged;
+  if (static_cast<size_t>(loc->offset) + loc->length > data->size() || loc->length != out.size()) {
+    why = "pack " + index_.packs().at(loc->pack) + ": the index entry does not fit its frame";
+    return Result::kDamaged;
+  }
+  std::copy_n(data->begin() + loc->offset, loc->length, out.begin());
+  if (hash_of(out) != h) {
+    why = "pack " + index_.packs().at(loc->pack) + ": its content does not match its hash";
+    return Result::kMismatch;
+  }
+  return Result::kOk;
+}
+
+}  // namespace gcp::chunks

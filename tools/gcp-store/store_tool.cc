@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: MIT
+#include "store_tool.h"
+
+#include "gcp/cgroup.h"
+#include "gcp/error.h"
+#include "gcp/jobs.h"
+#include "gcp/main.h"
+#include "gcp/store.h"
+#include "gcp/unit.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+
+namespace gcp::store_tool {
+namespace {
+
+using manifest::json;
+
+std::string human_bytes(uint64_t n) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(n);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+  return buf;
+}
+
+double ratio(uint64_t a, uint64_t b) { return b ? std::round(100.0 * a / b) / 100 : 0.0; }
+
+bool as_table(const Options& opt) { return opt.human || ::isatty(STDOUT_FILENO) == 1; }
+
+// Prints rows as left-aligned columns; the first row is the header.
+void print_table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& row : rows) {
+    width.resize(std::max(width.size(), row.size()));
+    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
+    }
+    std::printf("%s\n", line.c_str());
+  }
+}
+
+uint64_t bytes_of(const json& bytes, const char* key) { return bytes.value(key, uint64_t{0}); }
+
+json checkpoint_row(const manifest::Checkpoint& cp) {
+  uint64_t raw = bytes_of(cp.bytes, "raw"), fresh = bytes_of(cp.bytes, "new"),
+           stored = bytes_of(cp.bytes, "stored");
+  return {{"seq", cp.seq},
+          {"created", cp.created},
+          {"mode", cp.mode},
+          {"units", cp.units.size()},
+          {"bytes", cp.bytes},
+          {"dedupRatio", ratio(raw, fresh)},
+          {"compressionRatio", ratio(fresh, stored)},
+          {"downtimeMs", cp.timings.value("downtimeMs", 0.0)},
+          {"storeMs", cp.timings.value("storeMs", 0.0)}};
+}
+
+// The jobs the caller may see: all for root, their own for a user.
+std::vector<std::string> visible_jobs(store::Store& store) {
+  std::vector<std::string> out;
+  for (const auto& name : store.jobs()) {
+    try {
+      jobs::load(store, name);
+      out.push_back(name);
+    } catch (const Error& e) {
+      if (e.code() != Exit::kNotPermitted) spdlog::warn("{}", e.what());
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+void ls(const Options& opt) {
+  auto store = store::open(opt.store);
+  json out = json::array();
+  std::vector<std::vector<std::string>> rows;
+  if (opt.job.empty()) {
+    rows.push_back({"JOB", "OWNER", "UNITS", "CHECKPOINTS", "LATEST", "RAW", "STORED (ALL)"});
+    for (const auto& name : visible_jobs(*store)) {
+      auto job = jobs::load(*store, name);
+      auto seqs = store->checkpoints(name);
+      uint64_t stored = 0, raw = 0;
+      for (auto seq : seqs) {
+        auto cp = store->load_checkpoint(name, seq);
+        stored += bytes_of(cp.bytes, "stored");
+        if (seq == seqs.back()) raw = bytes_of(cp.bytes, "raw");
+      }
+      out.push_back({{"job", name},
+                     {"owner", job.owner},
+                     {"units", job.units.size()},
+                     {"checkpoints", seqs.size()},
+                     {"latest", seqs.empty() ? json() : json(seqs.back())},
+                     {"latestRaw", raw},
+                     {"stored", stored}});
+      rows.push_back({name, std::to_string(job.owner), std::to_string(job.units.size()),
+                      std::to_string(seqs.size()), seqs.empty() ? "-" : std::to_string(seqs.back()),
+                      human_bytes(raw), human_bytes(stored)});
+    }
+  } else {
+    jobs::load(*store, opt.job);
+    rows.push_back({"SEQ", "CREATED", "RAW", "NEW", "STORED", "DEDUP", "COMPRESSION", "DOWNTIME", "STORE"});
+    for (auto seq : store->checkpoints(opt.job)) {
+      auto row = checkpoint_row(store->load_checkpoint(opt.job, seq));
+      const auto& b = row["bytes"];
+      char dedup[32], comp[32], down[32], st[32];
+      std::snprintf(dedup, sizeof dedup, "%.2fx", row["dedupRatio"].get<double>());
+      std::snprintf(comp, sizeof comp, "%.2fx", row["compressionRatio"].get<double>());
+      std::snprintf(down, sizeof down, "%.0f ms", row["downtimeMs"].get<double>());
+      std::snprintf(st, sizeof st, "%.0f ms", row["storeMs"].get<double>());
+      rows.push_back({std::to_string(seq), row["created"].get<std::string>(), human_bytes(bytes_of(b, "raw")),
+                      human_bytes(bytes_of(b, "new")), human_bytes(bytes_of(b, "stored")), dedup, comp, down,
+                      st});
+      out.push_back(std::move(row));
+    }
+  }
+  if (as_table(opt)) print_table(rows);
+  else print_json(out.dump(2));
+}
+
+void show(const Options& opt) {
+  auto store = store::open(opt.store);
+  jobs::load(*store, opt.job);
+  auto seqs = store->checkpoints(opt.job);
+  if (!opt.seq && seqs.empty()) {
+    throw Error(Exit::kUsage, "job '" + opt.job + "' has no committed checkpoint");
+  }
+  auto cp = store->load_checkpoint(opt.job, opt.seq.value_or(seqs.empty() ? 0 : seqs.back()));
+  print_json(manifest::to_json(cp, opt.chunks).dump(2));
+}
+
+void verify(const Options& opt) {
+  auto store = store::open(opt.store);
+  std::vector<std::pair<std::string, uint64_t>> todo;
+  std::vector<std::string> names = opt.job.empty() ? visible_jobs(*store) : std::vector<std::string>{opt.job};
+  for (const auto& name : names) {
+    jobs::load(*store, name);
+    if (opt.seq) {
+      todo.emplace_back(name, *opt.seq);
+      continue;
+    }
+    for (auto seq : store->checkpoints(name)) todo.emplace_back(name, seq);
+  }
+  json checked = json::array();
+  size_t bad = 0;
+  std::vector<std::vector<std::string>> rows{{"JOB", "SEQ", "CHUNKS", "BYTES", "RESULT"}};
+  for (const auto& [name, seq] : todo) {
+    json entry = {{"job", name}, {"seq", seq}};
+    try {
+      auto report = store->verify(store->load_checkpoint(name, seq));
+      entry["chunks"] = report.chunks;
+      entry["bytes"] = report.bytes;
+      entry["ok"] = report.problems.empty();
+      entry["problems"] = report.problems;
+      for (const auto& p : report.problems) spdlog::error("checkpoint {} of job '{}': {}", seq, name, p);
+      rows.push_back({name, std::to_string(seq), std::to_string(report.chunks), human_bytes(report.bytes),
+                      report.problems.empty() ? "ok" : report.problems.front()});
+    } catch (const Error& e) {
+      // A manifest that cannot be read is a bad checkpoint too.
+      entry["ok"] = false;
+      entry["problems"] = json::array({e.what()});
+      spdlog::error("{}", e.what());
+      rows.push_back({name, std::to_string(seq), "-", "-", e.what()});
+    }
+    if (!entry["ok"].get<bool>()) ++bad;
+    checked.push_back(std::move(entry));
+  }
+  if (as_table(opt)) print_table(rows);
+  else print_json(json{{"ok", bad == 0}, {"checkpoints", checked}}.dump(2));
+  if (bad) {
+    throw Error(Exit::kFailed, std::to_string(bad) + " of " + std::to_string(todo.size()) +
+                                   " checkpoint(s) do not verify",
+                "restart an earlier one with 'gcp-restart JOB --seq N' or '--fallback'; "
+                "remove a bad one with 'gcp-store rm JOB --seq N'");
+  }
+}
+
+void gc(const Options& opt) {
+  if (::geteuid() != 0) {
+    throw Error(Exit::kNotPermitted, "gc of a store works on every owner's chunks: it needs root");
+  }
+  auto store = store::open(opt.store);
+  auto report = store->gc(std::chrono::seconds(opt.wait_s));
+  json out = {{"stagingRemoved", report.staging_removed},
+              {"packsRemoved", report.packs_removed},
+              {"packsRepacked", report.packs_repacked},
+              {"chunksRemoved", report.chunks_removed},
+              {"bytesFreed", report.bytes_freed},
+              {"busyOwners", report.busy_owners}};
+  if (as_table(opt)) {
+    std::printf("removed %llu abandoned staging dir(s), %llu pack(s), rewrote %llu pack(s): %s freed\n",
+                static_cast<unsigned long long>(report.staging_removed),
+                static_cast<unsigned long long>(report.packs_removed),
+                static_cast<unsigned long long>(report.packs_repacked), human_bytes(report.bytes_freed).c_str());
+  } else {
+    print_json(out.dump(2));
+  }
+  if (!report.busy_owners.empty()) {
+    std::string owners;
+    for (const auto& o : report.busy_owners) owners += (owners.empty() ? "" : ", ") + o;
+    throw Error(Exit::kBusy,
+                "gc skipped the chunks of uid " + owners + ": a checkpoint or restart kept using them for " +
+                    std::to_string(opt.wait_s) + " s",
+                "run gc again later");
+  }
+}
+
+void rm(const Options& opt) {
+  auto store = store::open(opt.store);
+  auto job = jobs::load(*store, opt.job);
+  auto held = store->try_lock_job(opt.job);
+  if (!held) {
+    throw Error(Exit::kBusy, "job '" + opt.job + "' is busy: a checkpoint or restart holds its lock",
+                "retry when it has finished");
+  }
+  if (opt.seq) {
+    store->remove_checkpoint(opt.job, *opt.seq);
+    store->append_event(opt.job, {{"event", "checkpoint-removed"}, {"seq", *opt.seq}});
+    spdlog::info("removed checkpoint {} of job '{}'; 'gcp-store gc' frees its chunks", *opt.seq, opt.job);
+    print_json(json{{"job", opt.job}, {"removed", json::array({*opt.seq})}}.dump(2));
+    return;
+  }
+  auto cgroups = cgroup::system_cgroups();
+  for (const auto& u : job.units) {
+    auto state = unit::live_state(*cgroups, u);
+    if (state == "running" || state == "frozen") {
+      throw Error(Exit::kFailed, "job '" + opt.job + "' still runs (unit '" + u.name + "' is " + state + ")",
+                  "stop it first with 'gcp-isolate kill " + opt.job + "'");
+    }
+  }
+  auto seqs = store->checkpoints(opt.job);
+  held.reset();
+  store->remove_job(opt.job);
+  spdlog::info("removed job '{}' and its {} checkpoint(s); 'gcp-store gc' frees their chunks", opt.job,
+               seqs.size());
+  print_json(json{{"job", opt.job}, {"removed", seqs}}.dump(2));
+}
+
+void du(const Options& opt) {
+  auto store = store::open(opt.store);
+  auto usage = store->usage();
+  if (::geteuid() != 0) {
+    json mine = json::array();
+    for (const auto& o : usage) {
+      if (o["uid"] == ::geteuid()) mine.push_back(o);
+    }
+    usage = mine;
+  }
+  if (!as_table(opt)) {
+    print_json(usage.dump(2));
+    return;
+  }
+  std::vector<std::vector<std::string>> rows{
+      {"UID", "JOBS", "CHECKPOINTS", "REFERENCED", "UNIQUE", "ON DISK", "DEDUP", "COMPRESSION"}};
+  for (const auto& o : usage) {
+    char dedup[32], comp[32];
+    std::snprintf(dedup, sizeof dedup, "%.2fx", o["dedupRatio"].get<double>());
+    std::snprintf(comp, sizeof comp, "%.2fx", o["compressionRatio"].get<double>());
+    rows.push_back({std::to_string(o["uid"].get<uid_t>()), std::to_string(o["jobs"].get<size_t>()),
+                    std::to_string(o["checkpoints"].get<uint64_t>()),
+                    human_bytes(o["bytes"]["referenced"].get<uint64_t>()),
+                    human_bytes(o["bytes"]["unique"].get<uint64_t>()),
+                    human_bytes(o["bytes"]["stored"].get<uint64_t>()), dedup, comp});
+  }
+  print_table(rows);
+}
+
+}  // namespace gcp::store_tool
