@@ -12,13 +12,13 @@ int main(int argc, char** argv) {
 
   auto* ls = app.add_subcommand("ls", "List the jobs, or the checkpoints of JOB, with sizes and ratios");
   ls->add_option("job", opt.job, "Job name");
-  auto* show = app.add_subcommand("show", "Print the Checkpoint manifest of JOB (the latest, or SEQ)");
+  auto* show = app.add_subcommand("show", "Print a Checkpoint manifest of JOB");
   show->add_option("job", opt.job, "Job name")->required();
-  show->add_option("seq", opt.seq, "Checkpoint sequence number");
+  show->add_option(gcp::names::kOptSeq, opt.seq, "Checkpoint sequence number (default: the latest)");
   show->add_flag("--chunks", opt.chunks, "Include each image's chunk list");
   auto* verify = app.add_subcommand("verify", "Read back and check every chunk of a checkpoint, a job or the store");
   verify->add_option("job", opt.job, "Job name (default: every job)");
-  verify->add_option("seq", opt.seq, "Checkpoint sequence number (default: all of the job's)");
+  verify->add_option(gcp::names::kOptSeq, opt.seq, "Only this checkpoint (default: all of the job's)");
   auto* gc = app.add_subcommand("gc", "Remove unreferenced chunks and abandoned staging");
   gc->add_option("--wait", opt.wait_s, "Seconds to wait for checkpoints being written")
       ->default_val(300)

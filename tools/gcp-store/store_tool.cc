@@ -157,6 +157,7 @@ void verify(const Options& opt) {
   }
   json checked = json::array();
   size_t bad = 0;
+  std::string first_problem;
   std::vector<std::vector<std::string>> rows{{"JOB", "SEQ", "CHUNKS", "BYTES", "RESULT"}};
   for (const auto& [name, seq] : todo) {
     json entry = {{"job", name}, {"seq", seq}};
@@ -166,14 +167,16 @@ void verify(const Options& opt) {
       entry["bytes"] = report.bytes;
       entry["ok"] = report.problems.empty();
       entry["problems"] = report.problems;
-      for (const auto& p : report.problems) spdlog::error("checkpoint {} of job '{}': {}", seq, name, p);
+      if (!report.problems.empty() && first_problem.empty()) {
+        first_problem = "checkpoint " + std::to_string(seq) + " of job '" + name + "': " + report.problems.front();
+      }
       rows.push_back({name, std::to_string(seq), std::to_string(report.chunks), human_bytes(report.bytes),
                       report.problems.empty() ? "ok" : report.problems.front()});
     } catch (const Error& e) {
       // A manifest that cannot be read is a bad checkpoint too.
       entry["ok"] = false;
       entry["problems"] = json::array({e.what()});
-      spdlog::error("{}", e.what());
+      if (first_problem.empty()) first_problem = e.what();
       rows.push_back({name, std::to_string(seq), "-", "-", e.what()});
     }
     if (!entry["ok"].get<bool>()) ++bad;
@@ -182,8 +185,11 @@ void verify(const Options& opt) {
   if (as_table(opt)) print_table(rows);
   else print_json(json{{"ok", bad == 0}, {"checkpoints", checked}}.dump(2));
   if (bad) {
-    throw Error(Exit::kFailed, std::to_string(bad) + " of " + std::to_string(todo.size()) +
-                                   " checkpoint(s) do not verify",
+    // One line: the first problem; every problem is in the report on stdout.
+    throw Error(Exit::kFailed,
+                bad == 1 ? first_problem
+                         : std::to_string(bad) + " of " + std::to_string(todo.size()) +
+                               " checkpoints do not verify; the first: " + first_problem,
                 "restart an earlier one with 'gcp-restart JOB --seq N' or '--fallback'; "
                 "remove a bad one with 'gcp-store rm JOB --seq N'");
   }
