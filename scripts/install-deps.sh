@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Installs what gcp needs to build and test: Debian packages and a working CRIU (>= 4.2).
+# Installs what gcp needs to build and test: Debian packages and a working CRIU (>= 4.2);
+# with --bench also what the benchmarks need.
 # Idempotent and quiet when everything is there. Run as root (or it says what is missing).
 set -euo pipefail
 
@@ -16,6 +17,8 @@ build_pkgs=(g++ make pkg-config libcli11-dev nlohmann-json3-dev libspdlog-dev li
 criu_build_pkgs=(libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler python3-protobuf
   libnl-3-dev libnet1-dev libcap-dev libaio-dev libbsd-dev libgnutls28-dev libnftables-dev uuid-dev
   pkg-config gcc make iptables dpkg-dev)
+# Only for 'make bench': the hashes tests/bench/hash-speed.cc measures against SHA-256.
+bench_pkgs=(libb2-dev libsodium-dev libxxhash-dev)
 criu_run_pkgs=(libprotobuf-c1 libnl-3-200 libnet1 libcap2 libaio1 libbsd0 libgnutls30 libnftables1 libuuid1 iptables)
 
 missing_pkgs() {
@@ -117,6 +120,7 @@ build_criu() {
 
 main() {
   apt_install "${build_pkgs[@]}"
+  if [ "${1:-}" = --bench ]; then apt_install "${bench_pkgs[@]}"; fi
   if find_usable_criu >/dev/null; then
     apt_install "${criu_run_pkgs[@]}"
     return 0

@@ -159,7 +159,8 @@ std::optional<std::string> read_image(const chunks::Index& index, const manifest
 // unreferenced. Deduplication is per owner: one user never learns of another's data.
 class ChunkStore : public Store {
  public:
-  ChunkStore(stdfs::path root, Options options) : root_(std::move(root)), options_(options) {
+  ChunkStore(stdfs::path root, Options options, std::optional<Error> level_error)
+      : root_(std::move(root)), options_(std::move(options)), level_error_(std::move(level_error)) {
     for (const char* sub : {"jobs", "packs", "index", "locks"}) fs::make_dirs(root_ / sub, 0755);
   }
 
@@ -216,15 +217,26 @@ class ChunkStore : public Store {
     Staging staging;
     staging.job = job;
     // mkdir is the allocation: two writers racing for a number cannot both get it.
+    // Numbers are never handed out twice, even after the newest checkpoint is removed.
+    if (auto last = fs::try_read_file(job_dir(job) / "last-seq")) {
+      if (auto seq = parse_seq(std::string(last->begin(), std::find(last->begin(), last->end(), '\n')))) {
+        next = std::max(next, *seq + 1);
+      }
+    }
+    // The lock first, then the directory: gc takes a staging directory whose lock is
+    // free for abandoned, so it must never see one before its lock is held.
     for (;; ++next) {
+      auto lock = fs::FileLock::try_lock(staging_root / (std::to_string(next) + ".lock"));
+      if (!lock) continue;
       auto dir = staging_root / std::to_string(next);
       if (::mkdir(dir.c_str(), 0700) == 0) {
-        held->staging_lock = fs::FileLock::try_lock(staging_root / (std::to_string(next) + ".lock"));
+        held->staging_lock = std::move(lock);
         staging.seq = next;
         break;
       }
       if (errno != EEXIST) throw_errno("creating staging directory '" + dir.string() + "'");
     }
+    fs::write_file_atomic(job_dir(job) / "last-seq", std::to_string(staging.seq) + "\n", 0600);
     // The dump goes to local disk, so the job's downtime does not depend on the store.
     try {
       held->scratch.emplace(job + "-" + std::to_string(staging.seq));
@@ -242,7 +254,7 @@ class ChunkStore : public Store {
     uid_t owner = owner_of(staging.job);
     auto lock = lock_owner(owner, true, std::chrono::milliseconds(-1));
     auto index = chunks::Index::load(packs_dir(owner), index_dir(owner));
-    chunks::PackWriter writer(index, index_dir(owner), options_.level, 0600);
+    chunks::PackWriter writer(index, index_dir(owner), level(), owner);
 
     struct File {
       manifest::CheckpointUnit* unit;
@@ -256,6 +268,10 @@ class ChunkStore : public Store {
       auto dir = staging.unit_dir(unit.name);
       const auto& aligned = staging.page_aligned[unit.name];
       for (const auto& e : stdfs::recursive_directory_iterator(dir)) {
+        if (e.is_symlink()) {
+          throw Error(Exit::kFailed, "image '" + e.path().string() + "' is a symbolic link",
+                      "gcp stores regular image files only; the checkpointer made something else");
+        }
         if (!e.is_regular_file()) continue;
         File f{&unit, e.path(), {}};
         f.image.path = stdfs::relative(e.path(), dir).string();
@@ -452,11 +468,15 @@ class ChunkStore : public Store {
     event["time"] = manifest::now_rfc3339();
     auto path = job_dir(job) / "events.jsonl";
     std::string line = event.dump() + "\n";
+    bool fresh = !stdfs::exists(path);
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0 || ::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
       spdlog::warn("could not record an event in '{}': {}", path.string(), std::strerror(errno));
     }
     if (fd >= 0) ::close(fd);
+    if (fresh && fd >= 0) {
+      if (auto j = load_job(job)) fs::grant_read(path, j->owner);
+    }
   }
 
  private:
@@ -506,8 +526,15 @@ class ChunkStore : public Store {
     }
   }
 
+  // The zstd level; a bad $GCP_ZSTD_LEVEL matters only to what writes chunks.
+  int level() const {
+    if (level_error_) throw *level_error_;
+    return options_.level;
+  }
+
   stdfs::path root_;
   Options options_;
+  std::optional<Error> level_error_;
   std::map<uid_t, std::pair<std::optional<fs::FileLock>, chunks::Index>> readers_;
 };
 
@@ -548,8 +575,8 @@ GcReport ChunkStore::gc(std::chrono::seconds wait) {
   if (unknown_owner) {
     // A job record that cannot be read: its checkpoints might use anybody's chunks.
     throw Error(Exit::kFailed, "gc: a job in '" + (root_ / "jobs").string() +
-                                   "' has checkpoints but no readable job.json; nothing was removed",
-                "fix or remove that job ('gcp-store rm JOB'), then run gc again");
+                                   "' has checkpoints but no readable job.json; no chunk was removed",
+                "repair its job.json or move the job's directory out of the store, then run gc again");
   }
   // Local scratch directories of dumps and restarts that were interrupted.
   for (const auto& e : stdfs::directory_iterator(scratch_root(), ec)) {
@@ -566,7 +593,7 @@ GcReport ChunkStore::gc(std::chrono::seconds wait) {
     uid_t owner = static_cast<uid_t>(std::stoul(name));
     auto lock = lock_owner(owner, false, wait);
     if (!lock) {
-      report.busy_owners.push_back(name);
+      report.busy_owners.push_back(owner);
       continue;
     }
     collect_owner(owner, jobs_of[owner], report);
@@ -592,7 +619,8 @@ void ChunkStore::collect_owner(uid_t owner, const std::vector<std::string>& jobs
   // Nobody writes while gc holds the owner's lock: temporary files are left-overs.
   for (const auto& dir : {packs, index}) {
     for (const auto& e : stdfs::directory_iterator(dir, ec)) {
-      if (e.path().filename().string()[0] == '.') stdfs::remove(e.path(), ec);
+      std::string name = e.path().filename();
+      if (name[0] == '.' || name.find(".tmp.") != std::string::npos) stdfs::remove(e.path(), ec);
     }
   }
   for (const auto& e : stdfs::directory_iterator(packs, ec)) {
@@ -634,7 +662,7 @@ void ChunkStore::collect_owner(uid_t owner, const std::vector<std::string>& jobs
     if (!all) all = chunks::Index::load(packs, index);
     // An empty index over the same packs directory: every live chunk is written anew.
     chunks::Index fresh = chunks::Index::load(packs, stdfs::path());
-    chunks::PackWriter writer(fresh, index, options_.level, 0600);
+    chunks::PackWriter writer(fresh, index, level(), owner);
     chunks::ChunkReader reader(*all);
     std::vector<uint8_t> buf;
     for (const auto& entry : entries) {
@@ -665,7 +693,11 @@ json ChunkStore::usage() {
   std::error_code ec;
   std::map<uid_t, std::vector<std::string>> jobs_of;
   for (const auto& name : jobs()) {
-    if (auto job = load_job(name)) jobs_of[job->owner].push_back(name);
+    try {
+      if (auto job = load_job(name)) jobs_of[job->owner].push_back(name);
+    } catch (const Error& e) {
+      spdlog::warn("{}", e.what());  // one damaged job must not hide the others
+    }
   }
   for (const auto& e : stdfs::directory_iterator(root_ / "index", ec)) {
     std::string name = e.path().filename();
@@ -692,7 +724,7 @@ json ChunkStore::usage() {
         referenced += load_checkpoint(job, seq).bytes.value("raw", uint64_t{0});
       }
     }
-    auto ratio = [](uint64_t a, uint64_t b) { return b ? std::round(100.0 * a / b) / 100 : 0.0; };
+    auto ratio = [](uint64_t a, uint64_t b) { return b ? json(std::round(100.0 * a / b) / 100) : json(); };
     owners.push_back({{"uid", owner},
                       {"jobs", names.size()},
                       {"checkpoints", count},
@@ -709,15 +741,23 @@ json ChunkStore::usage() {
 
 std::unique_ptr<Store> open(const std::string& dir, std::optional<Options> options) {
   Options o;
+  std::optional<Error> level_error;
   if (options) {
     o = *options;
   } else if (const char* env = std::getenv("GCP_ZSTD_LEVEL"); env && *env) {
-    char* end = nullptr;
-    long level = std::strtol(env, &end, 10);
-    if (*end != '\0') level = 1000;
-    o.level = check_level(level, "GCP_ZSTD_LEVEL");
+    try {
+      char* end = nullptr;
+      long level = std::strtol(env, &end, 10);
+      if (*end != '\0') {
+        throw Error(Exit::kUsage, std::string("GCP_ZSTD_LEVEL: '") + env + "' is not a number",
+                    "use 1 (fast) to 19 (small), or -7 to -1 for faster still; 3 is the default");
+      }
+      o.level = check_level(level, "GCP_ZSTD_LEVEL");
+    } catch (const Error& e) {
+      level_error = e;
+    }
   }
-  return std::make_unique<ChunkStore>(dir.empty() ? default_root() : stdfs::path(dir), o);
+  return std::make_unique<ChunkStore>(dir.empty() ? default_root() : stdfs::path(dir), o, level_error);
 }
 
 }  // namespace gcp::store

@@ -32,15 +32,5 @@ run_tool "$work/r.json" "$work/r.err" gcp-restart counter || fail "restart faile
 newpid=$(json "$work/r.json" 'd["units"][0]["pid"]')
 [ -d "/proc/$newpid" ] || fail "restarted unit's host pid $newpid does not exist"
 
-# The restored process writes its state again: same start stamp, the count it had at
-# the checkpoint (at least 'before'), and a full memory verification passes.
-wait_for "the restored counter to write its state" 20 bash -c "[ \"\$(sed -n 's/^count=//p' '$st')\" != '$killed_at' ]"
-expect_ok "$st"
-[ "$(state "$st" started)" = "$started" ] || fail "the restored counter has another start stamp: it started over"
-[ "$(state "$st" checksum)" = "$checksum" ] || fail "memory checksum changed"
-after=$(state "$st" count)
-[ "$after" -ge "$before" ] || fail "restored count $after is below the count $before seen before the checkpoint"
-checks=$(state "$st" checks)
-wait_for "a full memory verification after restore" 30 checks_at_least "$st" $((checks + 1))
-expect_ok "$st"
+expect_counter_resumed "$st" "$started" "$checksum" "$before" "$killed_at"
 say "count before checkpoint $before, after restart $after; memory verified"

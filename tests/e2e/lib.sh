@@ -112,6 +112,23 @@ expect_stderr() {
   grep -q -- "$1" "$work/last.err" || fail "stderr lacks '$1': $(cat "$work/last.err")"
 }
 
+# expect_counter_resumed STATE STARTED CHECKSUM BEFORE KILLED_AT: a restored counter
+# writes its state again with the same start stamp and memory checksum, a count of at
+# least BEFORE (seen before the checkpoint), and passes one more full memory check.
+# Sets $after to the count it resumed at.
+expect_counter_resumed() {
+  local st=$1 started=$2 checksum=$3 before=$4 killed_at=$5 checks
+  wait_for "the restored counter to write its state" 20 bash -c "[ \"\$(sed -n 's/^count=//p' '$st')\" != '$killed_at' ]"
+  expect_ok "$st"
+  [ "$(state "$st" started)" = "$started" ] || fail "the restored counter has another start stamp: it started over"
+  [ "$(state "$st" checksum)" = "$checksum" ] || fail "memory checksum changed"
+  after=$(state "$st" count)
+  [ "$after" -ge "$before" ] || fail "restored count $after is below the count $before seen before the checkpoint"
+  checks=$(state "$st" checks)
+  wait_for "a full memory verification after restore" 30 checks_at_least "$st" $((checks + 1))
+  expect_ok "$st"
+}
+
 no_criu_left() {
   ! pgrep -x criu >/dev/null || fail "a criu process was left running: $(pgrep -ax criu)"
 }

@@ -79,8 +79,8 @@ manifest::Job sample_job(const std::string& name, uid_t owner = 0) {
 
 // A store in a temporary directory, its scratch beside it.
 struct Fixture {
-  explicit Fixture(store::Options options = {}) { reopen(options); }
-  void reopen(store::Options options = {}) { s = store::open(tmp.path() / "store", options); }
+  explicit Fixture(std::optional<store::Options> options = {}) { reopen(options); }
+  void reopen(std::optional<store::Options> options = {}) { s = store::open(tmp.path() / "store", options); }
 
   // Checkpoints unit "u" of `job` with the given files; pages.img is page-aligned.
   manifest::Checkpoint checkpoint(const std::string& job, const std::map<std::string, std::string>& files) {
@@ -339,7 +339,7 @@ TEST_CASE("gc leaves an in-flight checkpoint's chunks alone") {
   f.reopen(options);
   auto second = f.checkpoint("j", {{"pages.img", a + random_pages(4, 22)}});
   REQUIRE(during.has_value());
-  CHECK(during->busy_owners == std::vector<std::string>{"0"});
+  CHECK(during->busy_owners == std::vector<uid_t>{0});
   CHECK(during->packs_removed == 0);
   CHECK(bytes(second, "new") == 4 * kPage);
   f.reopen();
@@ -372,6 +372,8 @@ TEST_CASE("usage reports dedup and compression per owner") {
   CHECK(usage[0]["bytes"]["referenced"] == 2 * data.size());
   CHECK(usage[0]["bytes"]["unique"] == data.size());
   CHECK(usage[0]["dedupRatio"] == 2.0);
+  f.checkpoint("empty", {{"pages.img", ""}});
+  CHECK(f.s->usage()[0]["checkpoints"] == 3);
   CHECK(usage[0]["compressionRatio"].get<double>() > 3.0);
 }
 
@@ -384,9 +386,14 @@ TEST_CASE("the zstd level is checked") {
     CHECK(e->code() == Exit::kUsage);
     CHECK_CONTAINS(e->what(), "--level");
   }
-  ScopedEnv env{"GCP_ZSTD_LEVEL", "99"};
-  TempDir tmp;
-  CHECK(error_from([&] { store::open(tmp.path().string()); }).has_value());
+  // A bad $GCP_ZSTD_LEVEL stops only what writes chunks.
+  ScopedEnv env{"GCP_ZSTD_LEVEL", "fast"};
+  Fixture f;
+  CHECK(f.s->jobs().empty());
+  auto e = error_from([&] { f.checkpoint("j", {{"pages.img", random_pages(1, 1)}}); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kUsage);
+  CHECK_CONTAINS(e->what(), "GCP_ZSTD_LEVEL: 'fast' is not a number");
 }
 
 TEST_CASE("a second lock on a job is refused while the first is held") {

@@ -68,6 +68,7 @@ void run(const Options& opt) {
   }
   unit->state = "running";
   store->save_job(job);
+  fs::grant_read(unit->output, job.owner);
   spdlog::info("started unit '{}' of job '{}' (host pid {}); output in {}", opt.unit, opt.job, *unit->pid,
                unit->output);
   print_json(manifest::to_json(job).dump(2));

@@ -32,7 +32,15 @@ std::string human_bytes(uint64_t n) {
   return buf;
 }
 
-double ratio(uint64_t a, uint64_t b) { return b ? std::round(100.0 * a / b) / 100 : 0.0; }
+// a/b rounded to hundredths; null when b is 0 (nothing new: no ratio to speak of).
+json ratio(uint64_t a, uint64_t b) { return b ? json(std::round(100.0 * a / b) / 100) : json(); }
+
+std::string ratio_text(const json& r) {
+  if (r.is_null()) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2fx", r.get<double>());
+  return buf;
+}
 
 bool as_table(const Options& opt) { return opt.human || ::isatty(STDOUT_FILENO) == 1; }
 
@@ -117,14 +125,12 @@ void ls(const Options& opt) {
     for (auto seq : store->checkpoints(opt.job)) {
       auto row = checkpoint_row(store->load_checkpoint(opt.job, seq));
       const auto& b = row["bytes"];
-      char dedup[32], comp[32], down[32], st[32];
-      std::snprintf(dedup, sizeof dedup, "%.2fx", row["dedupRatio"].get<double>());
-      std::snprintf(comp, sizeof comp, "%.2fx", row["compressionRatio"].get<double>());
+      char down[32], st[32];
       std::snprintf(down, sizeof down, "%.0f ms", row["downtimeMs"].get<double>());
       std::snprintf(st, sizeof st, "%.0f ms", row["storeMs"].get<double>());
       rows.push_back({std::to_string(seq), row["created"].get<std::string>(), human_bytes(bytes_of(b, "raw")),
-                      human_bytes(bytes_of(b, "new")), human_bytes(bytes_of(b, "stored")), dedup, comp, down,
-                      st});
+                      human_bytes(bytes_of(b, "new")), human_bytes(bytes_of(b, "stored")),
+                      ratio_text(row["dedupRatio"]), ratio_text(row["compressionRatio"]), down, st});
       out.push_back(std::move(row));
     }
   }
@@ -145,6 +151,9 @@ void show(const Options& opt) {
 
 void verify(const Options& opt) {
   auto store = store::open(opt.store);
+  if (opt.seq && opt.job.empty()) {
+    throw Error(Exit::kUsage, "verify --seq needs a job", "run 'gcp-store verify JOB --seq N'");
+  }
   std::vector<std::pair<std::string, uint64_t>> todo;
   std::vector<std::string> names = opt.job.empty() ? visible_jobs(*store) : std::vector<std::string>{opt.job};
   for (const auto& name : names) {
@@ -217,7 +226,7 @@ void gc(const Options& opt) {
   }
   if (!report.busy_owners.empty()) {
     std::string owners;
-    for (const auto& o : report.busy_owners) owners += (owners.empty() ? "" : ", ") + o;
+    for (auto o : report.busy_owners) owners += (owners.empty() ? "" : ", ") + std::to_string(o);
     throw Error(Exit::kBusy,
                 "gc skipped the chunks of uid " + owners + ": a checkpoint or restart kept using them for " +
                     std::to_string(opt.wait_s) + " s",
@@ -249,8 +258,7 @@ void rm(const Options& opt) {
     }
   }
   auto seqs = store->checkpoints(opt.job);
-  held.reset();
-  store->remove_job(opt.job);
+  store->remove_job(opt.job);  // the lock goes with the directory
   spdlog::info("removed job '{}' and its {} checkpoint(s); 'gcp-store gc' frees their chunks", opt.job,
                seqs.size());
   print_json(json{{"job", opt.job}, {"removed", seqs}}.dump(2));
@@ -273,14 +281,12 @@ void du(const Options& opt) {
   std::vector<std::vector<std::string>> rows{
       {"UID", "JOBS", "CHECKPOINTS", "REFERENCED", "UNIQUE", "ON DISK", "DEDUP", "COMPRESSION"}};
   for (const auto& o : usage) {
-    char dedup[32], comp[32];
-    std::snprintf(dedup, sizeof dedup, "%.2fx", o["dedupRatio"].get<double>());
-    std::snprintf(comp, sizeof comp, "%.2fx", o["compressionRatio"].get<double>());
     rows.push_back({std::to_string(o["uid"].get<uid_t>()), std::to_string(o["jobs"].get<size_t>()),
                     std::to_string(o["checkpoints"].get<uint64_t>()),
                     human_bytes(o["bytes"]["referenced"].get<uint64_t>()),
                     human_bytes(o["bytes"]["unique"].get<uint64_t>()),
-                    human_bytes(o["bytes"]["stored"].get<uint64_t>()), dedup, comp});
+                    human_bytes(o["bytes"]["stored"].get<uint64_t>()), ratio_text(o["dedupRatio"]),
+                    ratio_text(o["compressionRatio"])});
   }
   print_table(rows);
 }

@@ -179,10 +179,10 @@ json checkpoint(const json& req) {
   std::string grouping = req.value("grouping", "pidns");
   gcp::fs::make_dirs(dir, 0700);
   std::vector<std::string> argv = {criu, "dump", "-t", std::to_string(pid), "-D", dir.string(),
-                                   "-o", "dump.log", "-v4",
-                                   // A file deleted and re-created while open (temp +
-                                   // rename on FUSE, e.g. GlusterFS) needs a link remap.
-                                   "--link-remap"};
+                                   "-o", "dump.log", "-v4"};
+  // No --link-remap: with --leave-running CRIU removes its remap links once the dump
+  // is done, so a checkpoint that needed one could not be restored. Without it CRIU
+  // refuses such a dump ("Use link-remap option"), and the job keeps running.
   if (grouping == "pidns") {
     argv.insert(argv.end(), kNamespaceOptions.begin(), kNamespaceOptions.end());
   } else if (grouping != "tree") {

@@ -98,15 +98,16 @@ struct IndexEntry {
 std::vector<IndexEntry> read_index_file(const stdfs::path& path);
 /// Writes one .idx file atomically.
 void write_index_file(const stdfs::path& path, const std::vector<IndexEntry>& entries,
-                      mode_t mode);
+                      uid_t owner);
 
 /// Appends new chunks to pack files: chunks are gathered into frames, frames are
 /// compressed in parallel, packs are rotated at kPackBytes. Nothing becomes visible
 /// until a pack is complete: then the pack is renamed into place, then its index.
 class PackWriter {
  public:
-  /// `index` receives the locations of the chunks written; `level` is zstd's.
-  PackWriter(Index& index, const stdfs::path& index_dir, int level, mode_t mode);
+  /// `index` receives the locations of the chunks written; `level` is zstd's; the
+  /// files get mode 0600 and read access for `owner` (fs::grant_read).
+  PackWriter(Index& index, const stdfs::path& index_dir, int level, uid_t owner);
   ~PackWriter();  // removes an unfinished temporary pack
   PackWriter(const PackWriter&) = delete;
   PackWriter& operator=(const PackWriter&) = delete;
@@ -136,7 +137,7 @@ class PackWriter {
   Index& index_;
   stdfs::path index_dir_;
   int level_;
-  mode_t mode_;
+  uid_t owner_;
   std::vector<Frame> queued_;
   std::unordered_map<Hash, bool, HashHasher> pending_;
   int fd_ = -1;

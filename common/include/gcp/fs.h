@@ -33,7 +33,8 @@ void fsync_path(const stdfs::path& path);
 void fsync_tree(const stdfs::path& dir);
 
 /// Lets `owner` read (and, for a directory, enter) `path` through a POSIX ACL entry,
-/// keeping everyone else but root out. Nothing for root; a file system without ACLs
+/// keeping everyone else but root out. Only root grants, nothing for root's own files;
+/// a file system without ACLs
 /// gets a warning once and stays root-only.
 void grant_read(const stdfs::path& path, uid_t owner);
 

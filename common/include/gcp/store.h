@@ -73,7 +73,7 @@ struct GcReport {
   uint64_t packs_repacked = 0;    ///< packs rewritten without their unreferenced chunks
   uint64_t bytes_freed = 0;       ///< pack bytes removed, net of what repacking wrote
   uint64_t chunks_removed = 0;
-  std::vector<std::string> busy_owners;  ///< owners skipped: a checkpoint was in flight
+  std::vector<uid_t> busy_owners;  ///< owners skipped: a checkpoint was in flight
 };
 
 /// What verify found for one checkpoint.
