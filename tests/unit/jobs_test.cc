@@ -483,3 +483,23 @@ TEST_CASE("a unit whose recorded pid is not in its cgroup is refused before anyt
   CHECK_FALSE(f.called("freeze gcp/j/a"));
   CHECK(f.store->checkpoints("j").empty());
 }
+
+TEST_CASE("retention keeps the last N checkpoints: --keep, else the job's policy") {
+  JobFixture f;
+  for (int i = 0; i < 3; ++i) jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  CHECK(f.store->checkpoints("j") == std::vector<uint64_t>{1, 2, 3});  // no policy: all kept
+
+  auto job = f.stored_job();
+  job.keep = 2;
+  f.store->save_job(job);
+  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  CHECK(f.store->checkpoints("j") == std::vector<uint64_t>{3, 4});
+  CHECK(f.events().back()["event"] == "checkpoint-removed");
+
+  f.options.keep = 1;  // the option wins over the policy
+  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  CHECK(f.store->checkpoints("j") == std::vector<uint64_t>{5});
+  // Removed numbers are not handed out again.
+  f.store->remove_checkpoint("j", 5);
+  CHECK(jobs::checkpoint(*f.store, f.cgroups, "j", f.options).seq == 6);
+}
