@@ -266,6 +266,13 @@ PackWriter::PackWriter(Index& index, const stdfs::path& index_dir, int level, ui
     : index_(index), index_dir_(index_dir), level_(level), owner_(owner) {}
 
 PackWriter::~PackWriter() {
+  if (inflight_.valid()) {
+    try {
+      inflight_.get();
+    } catch (const std::exception&) {
+      // The failure was (or will not be) reported by the caller; only clean up here.
+    }
+  }
   if (fd_ >= 0) {
     ::close(fd_);
     ::unlink(tmp_.c_str());
@@ -331,20 +338,15 @@ void PackWriter::close_pack() {
   fs::grant_read(final_path, owner_);
   fs::fsync_path(index_.packs_dir());
   write_index_file(index_dir_ / (id_ + ".idx"), entries_, owner_);
-  uint32_t pack = index_.add_pack(id_);
-  for (auto& e : entries_) {
-    e.loc.pack = pack;
-    index_.add(e.hash, e.loc);
-  }
+  published_.emplace_back(id_, std::move(entries_));
   entries_.clear();
 }
 
-void PackWriter::flush() {
-  if (queued_.empty()) return;
-  parallel_for(queued_.size(), workers(), [&](size_t i) {
-    queued_[i].compressed = compress(queued_[i].raw, level_);
+void PackWriter::write_batch(std::vector<Frame>& batch) {
+  parallel_for(batch.size(), workers(), [&](size_t i) {
+    batch[i].compressed = compress(batch[i].raw, level_);
   });
-  for (auto& f : queued_) {
+  for (auto& f : batch) {
     if (fd_ < 0) open_pack();
     write_all(f.compressed.data(), f.compressed.size());
     for (const auto& [h, where] : f.chunks) {
@@ -355,14 +357,36 @@ void PackWriter::flush() {
     stored_bytes_ += f.compressed.size();
     if (offset_ >= kPackBytes) close_pack();
   }
-  // The chunks of the frames just written are in entries_ (published with the pack);
-  // pending_ keeps them from being queued twice until then.
+}
+
+void PackWriter::wait() {
+  if (inflight_.valid()) inflight_.get();
+  // Only this thread touches the index: the chunks of published packs join it here.
+  for (auto& [id, entries] : published_) {
+    uint32_t pack = index_.add_pack(id);
+    for (auto& e : entries) {
+      e.loc.pack = pack;
+      index_.add(e.hash, e.loc);
+    }
+  }
+  published_.clear();
+}
+
+void PackWriter::flush() {
+  wait();
+  if (queued_.empty()) return;
+  // pending_ keeps the queued chunks from being queued twice until finish().
+  inflight_ = std::async(std::launch::async, [this, batch = std::move(queued_)]() mutable {
+    write_batch(batch);
+  });
   queued_.clear();
 }
 
 void PackWriter::finish() {
   flush();
+  wait();
   close_pack();
+  wait();
   pending_.clear();
 }
 

@@ -318,17 +318,22 @@ class ChunkStore : public Store {
           writer.add(hashes[i], piece(i));
           f.image.chunks.push_back(hashes[i].hex());
         }
-        writer.flush();
+        writer.flush();  // compressed and written in the background while the next block is hashed
         offset += want;
         progress.add(want);
       }
+      writer.wait();
       auto& u = per_unit[f.unit->name];
       u[0] += f.image.size;
       u[1] += writer.new_bytes() - before_new;
       u[2] += writer.stored_bytes() - before_stored;
       f.unit->images.push_back(std::move(f.image));
     }
+    auto t_ingested = Clock::now();
     writer.finish();
+    spdlog::debug("stored {} bytes in {} ms (chunks in {} ms, last pack {} ms)", total, ms_since(start),
+                  std::chrono::duration<double, std::milli>(t_ingested - start).count(),
+                  std::chrono::duration<double, std::milli>(Clock::now() - t_ingested).count());
 
     uint64_t raw = 0, fresh = 0, stored = 0;
     for (auto& unit : cp.units) {
@@ -347,7 +352,9 @@ class ChunkStore : public Store {
 
     if (options_.before_commit) options_.before_commit();
     auto staged = job_dir(staging.job) / "staging" / std::to_string(staging.seq);
+    auto t_manifest = Clock::now();
     fs::write_file_atomic(staged / "manifest.json", manifest::to_json(cp).dump(1) + "\n", 0600);
+    spdlog::debug("manifest written in {} ms", ms_since(t_manifest));
     fs::grant_read(staged / "manifest.json", owner);
     fs::grant_read(staged, owner);
     auto target = job_dir(staging.job) / "checkpoints" / std::to_string(staging.seq);

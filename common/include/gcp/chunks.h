@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <memory>
 #include <optional>
 #include <span>
@@ -115,8 +116,12 @@ class PackWriter {
   /// Queues a chunk (copied); returns false when the index already has it or it
   /// was queued before.
   bool add(const Hash& h, std::span<const uint8_t> data);
-  /// Compresses and writes what is queued (call at batch boundaries).
+  /// Hands what is queued to the background writer, which compresses and writes it
+  /// while the caller goes on; waits for the previous batch first (one in flight).
   void flush();
+  /// Waits until the background writer is done with everything flushed so far
+  /// (stored_bytes() is then exact). Throws what the writer failed with.
+  void wait();
   /// Writes everything and publishes the last pack. Throws on failure.
   void finish();
 
@@ -133,6 +138,7 @@ class PackWriter {
   void open_pack();
   void close_pack();
   void write_all(const void* data, size_t n);
+  void write_batch(std::vector<Frame>& batch);
 
   Index& index_;
   stdfs::path index_dir_;
@@ -145,6 +151,9 @@ class PackWriter {
   stdfs::path tmp_;
   uint64_t offset_ = 0;
   std::vector<IndexEntry> entries_;
+  // Packs published by the writer, added to index_ by the caller's thread in wait().
+  std::vector<std::pair<std::string, std::vector<IndexEntry>>> published_;
+  std::future<void> inflight_;
   uint64_t new_bytes_ = 0, stored_bytes_ = 0, new_chunks_ = 0;
 };
 
