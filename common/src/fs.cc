@@ -153,6 +153,8 @@ std::optional<FileLock> FileLock::acquire(const stdfs::path& path, bool shared,
                                           std::chrono::milliseconds wait,
                                           const std::function<void()>& on_wait) {
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  // flock needs no write access: a reader allowed to read the file may lock it.
+  if (fd < 0 && errno == EACCES) fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) throw_errno("opening lock file '" + path.string() + "'");
   auto deadline = std::chrono::steady_clock::now() + wait;
   bool told = false;

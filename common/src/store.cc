@@ -170,7 +170,9 @@ class ChunkStore : public Store {
     std::vector<std::string> names;
     std::error_code ec;
     for (const auto& e : stdfs::directory_iterator(root_ / "jobs", ec)) {
-      if (stdfs::exists(e.path() / "job.json")) names.push_back(e.path().filename());
+      // Another owner's job is not even seen by a user who is not root.
+      std::error_code denied;
+      if (stdfs::exists(e.path() / "job.json", denied)) names.push_back(e.path().filename());
     }
     std::sort(names.begin(), names.end());
     return names;
@@ -506,9 +508,12 @@ class ChunkStore : public Store {
   std::optional<fs::FileLock> lock_owner(uid_t owner, bool shared, std::chrono::milliseconds wait) {
     make_private_dir(packs_dir(owner), owner);
     make_private_dir(index_dir(owner), owner);
-    return fs::FileLock::acquire(root_ / "locks" / (std::to_string(owner) + ".lock"), shared, wait, [&] {
+    auto path = root_ / "locks" / (std::to_string(owner) + ".lock");
+    auto lock = fs::FileLock::acquire(path, shared, wait, [&] {
       if (shared) log::phase("waiting for gc of the store to finish with uid {}'s chunks", owner);
     });
+    fs::grant_read(path, owner);  // so that the owner can verify their own checkpoints
+    return lock;
   }
 
   // Readers keep the owner's lock (shared) as long as this store object lives.

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# A job of another user (uid 65534, 'nobody'): its owner can list, show and verify its
+# checkpoints and read its packs through POSIX ACLs; a third user sees nothing of it;
+# identical data of two owners is stored twice (no deduplication across owners).
+source "$(dirname "$0")/lib.sh"
+requires root criu freezer
+command -v setpriv >/dev/null || skip "needs setpriv (util-linux)"
+chmod 755 "$work"
+
+st=$work/c.state
+start_job theirs main "$workloads/counter" "$st" 16
+wait_for "the counter" 30 count_at_least "$st" 3
+# gcp-isolate records its caller (root) as the owner; make it a job of uid 65534.
+python3 -c 'import json,sys; p=sys.argv[1]; d=json.load(open(p)); d["owner"]["uid"]=65534; json.dump(d, open(p,"w"))' \
+  "$GCP_STORE/jobs/theirs/job.json"
+run_tool "$work/cp.json" "$work/cp.err" gcp-checkpoint theirs || fail "checkpoint failed: $(cat "$work/cp.err")"
+[ -n "$(ls "$GCP_STORE"/packs/65534/*.pack)" ] || fail "no pack in packs/65534"
+"$bin/gcp-isolate" kill theirs >/dev/null  # rewrites the Job manifest, with the owner's ACLs
+
+as() { local uid=$1; shift; setpriv --reuid="$uid" --regid="$uid" --clear-groups "$@"; }
+for cmd in "ls theirs" "show theirs" "verify theirs"; do
+  # shellcheck disable=SC2086
+  as 65534 "$bin/gcp-store" $cmd >"$work/o.json" 2>"$work/o.err" || fail "the owner cannot run 'gcp-store $cmd': $(cat "$work/o.err")"
+done
+as 65534 cat "$GCP_STORE"/packs/65534/*.pack >/dev/null || fail "the owner cannot read its packs"
+as 65534 "$bin/gcp-store" du >"$work/du.json" || fail "gcp-store du as the owner failed"
+[ "$(json "$work/du.json" 'd[0]["chunks"] > 0')" = True ] || fail "du as the owner counts no chunks: $(cat "$work/du.json")"
+
+# A third user: nothing to see, nothing to read.
+as 1234 "$bin/gcp-store" ls >"$work/ls.json" || fail "gcp-store ls as a third user failed"
+[ "$(cat "$work/ls.json")" = "[]" ] || fail "a third user sees jobs: $(cat "$work/ls.json")"
+! as 1234 cat "$GCP_STORE"/packs/65534/*.pack >/dev/null 2>&1 || fail "a third user can read the owner's packs"
+! as 1234 cat "$GCP_STORE/jobs/theirs/checkpoints/1/manifest.json" >/dev/null 2>&1 || fail "a third user can read the manifest"
+as 1234 "$bin/gcp-store" verify theirs >/dev/null 2>&1 && fail "a third user could verify the job"
+
+# The same memory checkpointed as root's job: stored again, not deduplicated against uid 65534's chunks.
+start_job mine main "$workloads/counter" "$st.2" 16
+wait_for "the second counter" 30 count_at_least "$st.2" 3
+run_tool "$work/cp2.json" "$work/cp2.err" gcp-checkpoint mine || fail "checkpoint of root's job failed: $(cat "$work/cp2.err")"
+new=$(json "$work/cp2.json" 'd["bytes"]["new"]')
+raw=$(json "$work/cp2.json" 'd["bytes"]["raw"]')
+[ "$new" -ge $((raw * 9 / 10)) ] || fail "root's job found $((raw - new)) of $raw bytes in another owner's chunks"
+say "owner reads its checkpoints through ACLs, a third user sees nothing, no dedup across owners"
