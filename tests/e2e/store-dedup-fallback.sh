@@ -107,6 +107,12 @@ removed=$(json "$work/gc.json" 'd["stagingRemoved"]')
 # And a checkpoint after all that works and restarts.
 run_tool "$work/cp4.json" "$work/cp4.err" gcp-checkpoint hog || fail "checkpoint after gc failed: $(cat "$work/cp4.err")"
 d4=$(verify_memory)
-restart_from
+# On a terminal, reading 1 GiB back shows progress (bytes, MiB/s, time left) on stderr.
+"$bin/gcp-isolate" kill hog >/dev/null
+script -qec "'$bin/gcp-restart' hog >'$work/r.json'" "$work/restart.tty" >/dev/null ||
+  fail "restart on a terminal failed: $(cat "$work/restart.tty")"
+grep -q "reading unit 'main' of checkpoint 4 of job 'hog': [0-9]* of 1026 MiB, [0-9]* MiB/s, [0-9]* s left" "$work/restart.tty" ||
+  fail "no progress line on the terminal: $(tr '\r' '\n' <"$work/restart.tty")"
+pid=$(json "$work/r.json" 'd["units"][0]["pid"]')
 [ "$(verify_memory)" = "$d4" ] || fail "memory restored from the last checkpoint differs"
 say "dedup, verified restarts, fallback, SIGKILL during store and gc all held"
