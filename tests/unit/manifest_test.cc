@@ -52,7 +52,7 @@ manifest::Checkpoint sample_checkpoint() {
   u.translib_version = "0.1.0";
   u.checkpointer = "criu";
   u.checkpointer_version = "4.2.1";
-  u.images = {{"pages-1.img", 10, 4096, {std::string(64, 'a')}, json::object()},
+  u.images = {{"pages-1.img", 10, 4096, std::string(64, 'a'), json::object()},
               {"sub/core.img", 0, 1 << 20, {}, json::object()}};
   u.stats = {{"pages", 3}};
   c.units = {u};
@@ -125,7 +125,8 @@ TEST_CASE("a checkpoint survives to_json and checkpoint_from_json unchanged") {
   CHECK(u.images[1].path == "sub/core.img");
   CHECK(u.images[0].size == 10);
   CHECK(u.images[0].chunk_size == 4096);
-  CHECK(u.images[0].chunks == std::vector<std::string>{std::string(64, 'a')});
+  CHECK(u.images[0].chunks == std::string(64, 'a'));
+  CHECK(u.images[0].chunk_count() == 1);
   CHECK(u.images[1].chunks.empty());
   CHECK(manifest::to_json(back) == doc);
 }
@@ -269,22 +270,29 @@ TEST_CASE("a negative image size is refused") {
   CHECK_CONTAINS(checkpoint_error(doc), "units[0].images[0].size");
 }
 
-TEST_CASE("an image's chunk list must match its size and hold SHA-256 digests") {
+TEST_CASE("an image's chunk count and inline chunks must match its size and be SHA-256 digests") {
   json doc = manifest::to_json(sample_checkpoint());
-  doc["units"][0]["images"][0]["size"] = 5000;  // two chunks of 4096 needed, one listed
-  CHECK_CONTAINS(checkpoint_error(doc), "units[0].images[0].chunks' has 1 hashes, size and chunkSize need 2");
+  doc["units"][0]["images"][0]["size"] = 5000;  // two chunks of 4096
+  CHECK_CONTAINS(checkpoint_error(doc), "units[0].images[0].chunkCount' is not 2");
+  doc["units"][0]["images"][0]["chunkCount"] = 2;
+  CHECK_CONTAINS(checkpoint_error(doc), "units[0].images[0].chunks' has 64 hex digits, size and chunkSize need 2 hashes of 64");
   doc = manifest::to_json(sample_checkpoint());
-  doc["units"][0]["images"][0]["chunks"][0] = std::string(64, 'A');
-  CHECK_CONTAINS(checkpoint_error(doc), "units[0].images[0].chunks[0]' is not a SHA-256");
+  doc["units"][0]["images"][0]["chunks"] = std::string(63, 'a') + "A";
+  CHECK_CONTAINS(checkpoint_error(doc), "units[0].images[0].chunks' is not SHA-256 digests in lowercase hex (hash 0)");
   doc = manifest::to_json(sample_checkpoint());
   doc["units"][0]["images"][0]["chunkSize"] = 0;
   CHECK_CONTAINS(checkpoint_error(doc), "chunkSize' must be positive");
+  doc = manifest::to_json(sample_checkpoint());
+  doc["chunkList"] = {{"path", "../../etc/shadow"}, {"count", 1}, {"sha256", std::string(64, 'a')}};
+  CHECK_CONTAINS(checkpoint_error(doc), "chunkList.path' must be 'chunks.bin'");
 }
 
-TEST_CASE("a printed checkpoint has chunk counts instead of chunk lists") {
+TEST_CASE("a printed checkpoint has chunk counts, and chunk lists only when asked") {
   json doc = manifest::to_json(sample_checkpoint(), false);
   CHECK(doc["units"][0]["images"][0]["chunkCount"] == 1);
   CHECK_FALSE(doc["units"][0]["images"][0].contains("chunks"));
+  doc = manifest::to_json(sample_checkpoint(), true);
+  CHECK(doc["units"][0]["images"][0]["chunks"] == std::string(64, 'a'));
 }
 
 TEST_CASE("a job's retention policy round-trips and keeps unknown policy fields") {
@@ -382,7 +390,7 @@ TEST_CASE("an image file name with two dots is fine, a path that climbs out is n
   c.units.push_back({});
   c.units[0].name = "u";
   c.units[0].translib = "criu";
-  c.units[0].images.push_back({"a..b.img", 1, 4096, {std::string(64, '0')}, {}});
+  c.units[0].images.push_back({"a..b.img", 1, 4096, std::string(64, '0'), {}});
   auto doc = gcp::manifest::to_json(c);
   CHECK_FALSE(error_from([&] { gcp::manifest::checkpoint_from_json(doc, "m"); }).has_value());
   doc["units"][0]["images"][0]["path"] = "x/../../y";

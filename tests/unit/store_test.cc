@@ -183,7 +183,7 @@ TEST_CASE("random and compressible data round-trip; compressible data is stored 
   const auto& pages = cp.units[0].images[0];
   CHECK(pages.path == "pages.img");
   CHECK(pages.chunk_size == 4096);
-  CHECK(pages.chunks.size() == 300);
+  CHECK(pages.chunk_count() == 300);
   CHECK(cp.units[0].images[1].path == "sub/core.img");
   CHECK(cp.units[0].images[2].chunk_size == gcp::chunks::kFileChunk);
   CHECK(bytes(cp, "raw") == random.size() + text.size() + 1000);
@@ -349,6 +349,42 @@ TEST_CASE("gc leaves an in-flight checkpoint's chunks alone") {
   auto after = f.s->gc(std::chrono::seconds(0));
   CHECK(after.busy_owners.empty());
   CHECK(f.read_back(second, "pages.img") == a + random_pages(4, 22));
+}
+
+TEST_CASE("the chunk hashes live in chunks.bin beside the manifest, checked when loaded") {
+  Fixture f;
+  auto data = random_pages(10, 31);
+  auto cp = f.checkpoint("j", {{"pages.img", data}});
+  auto dir = f.tmp.path() / "store/jobs/j/checkpoints/1";
+  auto manifest_text = gcp::fs::read_file(dir / "manifest.json");
+  CHECK(manifest_text.find(cp.units[0].images[0].chunk(0)) == std::string::npos);
+  CHECK(stdfs::file_size(dir / "chunks.bin") == 16 + 10 * 32 + 32);
+  auto loaded = f.s->load_checkpoint("j", 1);
+  CHECK(loaded.units[0].images[0].chunks == cp.units[0].images[0].chunks);
+  CHECK(loaded.chunk_list["count"] == 10);
+  // A flipped byte in the list is caught before any chunk is read.
+  {
+    std::fstream io(dir / "chunks.bin", std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(40);
+    io.put('\x7f');
+  }
+  bool corrupt = false;
+  try {
+    f.s->load_checkpoint("j", 1);
+  } catch (const store::Corrupt& e) {
+    corrupt = true;
+    CHECK_CONTAINS(e.what(), "checkpoint 1 of job 'j': its chunk list");
+    CHECK_CONTAINS(e.what(), "does not match its SHA-256");
+  }
+  CHECK(corrupt);
+  stdfs::resize_file(dir / "chunks.bin", 100);
+  auto e = error_from([&] { f.s->load_checkpoint("j", 1); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "truncated?");
+  stdfs::remove(dir / "chunks.bin");
+  e = error_from([&] { f.s->load_checkpoint("j", 1); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "is missing");
 }
 
 TEST_CASE("remove_job removes the record and its checkpoints") {

@@ -53,9 +53,20 @@ struct Job {
 struct ImageFile {
   std::string path;     ///< relative to the unit's image directory
   uint64_t size = 0;    ///< bytes
-  uint32_t chunk_size = 4096;       ///< every chunk has this size but the last
-  std::vector<std::string> chunks;  ///< SHA-256 of each chunk, hex, in file order
+  uint32_t chunk_size = 4096;  ///< every chunk has this size but the last
+  /// The SHA-256 of each chunk in file order, 64 lowercase hex digits each, one after
+  /// the other. The store keeps them in a binary chunk list beside the manifest (a
+  /// JSON list of 262,144 hashes per GiB takes most of a second to parse) and fills
+  /// them in when it loads a checkpoint; empty when not loaded.
+  std::string chunks;
   json extra = json::object();
+
+  static constexpr size_t kHexDigits = 64;
+  /// ceil(size / chunk_size): how many chunks the file has.
+  size_t chunk_count() const { return static_cast<size_t>((size + chunk_size - 1) / chunk_size); }
+  std::string_view chunk(size_t i) const {
+    return std::string_view(chunks).substr(i * kHexDigits, kHexDigits);
+  }
 
   /// Length of chunk i.
   uint64_t chunk_length(size_t i) const {
@@ -90,6 +101,9 @@ struct Checkpoint {
   std::vector<CheckpointUnit> units;
   json timings = json::object();   ///< milliseconds per phase of the whole round
   json bytes = json::object();
+  /// Where the chunk hashes are: {"path": "chunks.bin", "count": N, "sha256": hex};
+  /// empty when the images carry their chunks inline. Serialised as chunkList.
+  json chunk_list = json::object();
   json extra = json::object();
 };
 
@@ -99,8 +113,7 @@ void check_name(const std::string& what, const std::string& name);
 
 /// Serialises to a manifest document (apiVersion and kind first).
 json to_json(const Job& job);
-/// `chunk_lists` false replaces each image's chunk list by its length (chunkCount),
-/// for printing: a checkpoint of 1 GiB lists 262,144 chunks.
+/// Every image gets chunkCount; `chunk_lists` adds its chunks inline (when loaded).
 json to_json(const Checkpoint& checkpoint, bool chunk_lists = true);
 
 /// Parses a manifest document; throws Error(kUsage) naming the field ("units[1].name")
