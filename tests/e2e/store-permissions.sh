@@ -3,6 +3,7 @@
 # A job of another user (uid 65534, 'nobody'): its owner can list, show and verify its
 # checkpoints and read its packs through POSIX ACLs; a third user sees nothing of it;
 # identical data of two owners is stored twice (no deduplication across owners).
+# Also gcp-store's table, rm (refused while the job runs) and gc, and --level.
 source "$(dirname "$0")/lib.sh"
 requires root criu freezer
 command -v setpriv >/dev/null || skip "needs setpriv (util-linux)"
@@ -41,4 +42,20 @@ run_tool "$work/cp2.json" "$work/cp2.err" gcp-checkpoint mine || fail "checkpoin
 new=$(json "$work/cp2.json" 'd["bytes"]["new"]')
 raw=$(json "$work/cp2.json" 'd["bytes"]["raw"]')
 [ "$new" -ge $((raw * 9 / 10)) ] || fail "root's job found $((raw - new)) of $raw bytes in another owner's chunks"
-say "owner reads its checkpoints through ACLs, a third user sees nothing, no dedup across owners"
+
+# The store tool on root's running job: --level, the table, rm refused while it runs.
+expect_exit 2 gcp-checkpoint mine --level 0
+expect_stderr "zstd level 0 is out of range"
+run_tool "$work/cp3.json" "$work/cp3.err" gcp-checkpoint mine --level 19 || fail "checkpoint at level 19 failed: $(cat "$work/cp3.err")"
+"$bin/gcp-store" ls mine --human >"$work/table" || fail "gcp-store ls --human failed"
+head -n1 "$work/table" | grep -q "^SEQ  *CREATED .* DEDUP  *COMPRESSION" || fail "no table header: $(cat "$work/table")"
+[ "$(wc -l <"$work/table")" -eq 3 ] || fail "the table does not have two checkpoints: $(cat "$work/table")"
+expect_exit 1 gcp-store rm mine
+expect_stderr "job 'mine' still runs"
+"$bin/gcp-isolate" kill mine >/dev/null
+run_tool "$work/rm.json" "$work/rm.err" gcp-store rm mine || fail "gcp-store rm of the stopped job failed: $(cat "$work/rm.err")"
+[ ! -e "$GCP_STORE/jobs/mine" ] || fail "gcp-store rm left the job's directory"
+run_tool "$work/gc.json" "$work/gc.err" gcp-store gc || fail "gc failed: $(cat "$work/gc.err")"
+[ "$(json "$work/gc.json" 'd["packsRemoved"]')" -ge 1 ] || fail "gc removed no pack of the removed job: $(cat "$work/gc.json")"
+"$bin/gcp-store" verify >/dev/null || fail "the store does not verify after rm and gc"
+say "owner reads its checkpoints through ACLs, a third user sees nothing, no dedup across owners; --level, table, rm, gc"
