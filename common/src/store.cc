@@ -152,6 +152,44 @@ std::optional<std::string> read_image(const chunks::Index& index, const manifest
          "...) " + first->second;
 }
 
+// Cuts one image file into chunks (block by block: hashed in parallel, new chunks handed
+// to the writer, which compresses and writes them while the next block is hashed) and
+// records their hashes in `image`.
+void ingest_file(const stdfs::path& path, manifest::ImageFile& image, chunks::PackWriter& writer,
+                 std::vector<uint8_t>& block, log::Progress& progress) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) throw_errno("opening image '" + path.string() + "'");
+  std::unique_ptr<int, void (*)(int*)> closer(&fd, [](int* p) { ::close(*p); });
+  for (uint64_t offset = 0; offset < image.size;) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(block.size(), image.size - offset));
+    for (size_t got = 0; got < want;) {
+      ssize_t r = ::pread(fd, block.data() + got, want - got, static_cast<off_t>(offset + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) throw_errno("reading image '" + path.string() + "'");
+      if (r == 0) throw Error(Exit::kFailed, "image '" + path.string() + "' shrank while being stored");
+      got += static_cast<size_t>(r);
+    }
+    size_t n = (want + image.chunk_size - 1) / image.chunk_size;
+    std::vector<chunks::Hash> hashes(n);
+    auto piece = [&](size_t i) {
+      size_t off = i * image.chunk_size;
+      return std::span<const uint8_t>(block.data() + off, std::min<size_t>(image.chunk_size, want - off));
+    };
+    unsigned threads = chunks::workers();
+    chunks::parallel_for(threads, threads, [&](size_t t) {
+      for (size_t i = t * n / threads; i < (t + 1) * n / threads; ++i) hashes[i] = chunks::hash_of(piece(i));
+    });
+    for (size_t i = 0; i < n; ++i) {
+      writer.add(hashes[i], piece(i));
+      image.chunks += hashes[i].hex();
+    }
+    writer.flush();
+    offset += want;
+    progress.add(want);
+  }
+  writer.wait();
+}
+
 // The chunk store (DESIGN.md, Store):
 //   jobs/J/job.json, lock, events.jsonl, logs/
 //   jobs/J/staging/<seq>/ + <seq>.lock     in flight: the lock is held by its writer
@@ -295,40 +333,8 @@ class ChunkStore : public Store {
     std::map<std::string, std::array<uint64_t, 3>> per_unit;  // raw, new, stored
     std::vector<uint8_t> block(kBlockBytes);
     for (auto& f : files) {
-      int fd = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-      if (fd < 0) throw_errno("opening image '" + f.path.string() + "'");
-      std::unique_ptr<int, void (*)(int*)> closer(&fd, [](int* p) { ::close(*p); });
       uint64_t before_new = writer.new_bytes(), before_stored = writer.stored_bytes();
-      uint64_t offset = 0;
-      while (offset < f.image.size) {
-        size_t want = static_cast<size_t>(std::min<uint64_t>(kBlockBytes, f.image.size - offset));
-        size_t got = 0;
-        while (got < want) {
-          ssize_t r = ::pread(fd, block.data() + got, want - got, static_cast<off_t>(offset + got));
-          if (r < 0 && errno == EINTR) continue;
-          if (r < 0) throw_errno("reading image '" + f.path.string() + "'");
-          if (r == 0) throw Error(Exit::kFailed, "image '" + f.path.string() + "' shrank while being stored");
-          got += static_cast<size_t>(r);
-        }
-        size_t n = (want + f.image.chunk_size - 1) / f.image.chunk_size;
-        std::vector<chunks::Hash> hashes(n);
-        auto piece = [&](size_t i) {
-          size_t off = i * f.image.chunk_size;
-          return std::span<const uint8_t>(block.data() + off, std::min<size_t>(f.image.chunk_size, want - off));
-        };
-        unsigned threads = chunks::workers();
-        chunks::parallel_for(threads, threads, [&](size_t t) {
-          for (size_t i = t * n / threads; i < (t + 1) * n / threads; ++i) hashes[i] = chunks::hash_of(piece(i));
-        });
-        for (size_t i = 0; i < n; ++i) {
-          writer.add(hashes[i], piece(i));
-          f.image.chunks += hashes[i].hex();
-        }
-        writer.flush();  // compressed and written in the background while the next block is hashed
-        offset += want;
-        progress.add(want);
-      }
-      writer.wait();
+      ingest_file(f.path, f.image, writer, block, progress);
       auto& u = per_unit[f.unit->name];
       u[0] += f.image.size;
       u[1] += writer.new_bytes() - before_new;
