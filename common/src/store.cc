@@ -712,7 +712,17 @@ void ChunkStore::collect_owner(uid_t owner, const std::vector<std::string>& jobs
   std::unordered_set<chunks::Hash, chunks::HashHasher> referenced;
   for (const auto& job : jobs) {
     for (uint64_t seq : checkpoints(job)) {
-      for (const auto& u : load_checkpoint(job, seq).units) {
+      manifest::Checkpoint cp;
+      try {
+        cp = load_checkpoint(job, seq);
+      } catch (const Error& e) {
+        // What it references is unknown: nothing of this owner may go.
+        throw Error(Exit::kFailed, "gc: " + std::string(e.what()) + "; no chunk of uid " +
+                                       std::to_string(owner) + " was removed",
+                    "remove that checkpoint with 'gcp-store rm " + job + " --seq " + std::to_string(seq) +
+                        "', then run gc again");
+      }
+      for (const auto& u : cp.units) {
         for (const auto& image : u.images) {
           for (size_t i = 0; i < image.chunk_count(); ++i) {
             if (auto h = chunks::Hash::from_hex(image.chunk(i))) referenced.insert(*h);

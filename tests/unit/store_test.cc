@@ -385,6 +385,13 @@ TEST_CASE("the chunk hashes live in chunks.bin beside the manifest, checked when
   e = error_from([&] { f.s->load_checkpoint("j", 1); });
   REQUIRE(e.has_value());
   CHECK_CONTAINS(e->what(), "is missing");
+  // gc cannot know what such a checkpoint references: it removes none of the owner's chunks.
+  auto packs = f.packs();
+  e = error_from([&] { f.s->gc(std::chrono::seconds(0)); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "no chunk of uid 0 was removed");
+  CHECK_CONTAINS(e->hint(), "gcp-store rm j --seq 1");
+  CHECK(f.packs() == packs);
 }
 
 TEST_CASE("remove_job removes the record and its checkpoints") {
