@@ -113,15 +113,20 @@ std::vector<uint8_t> compress(std::span<const uint8_t> raw, int level) {
   return out;
 }
 
-std::optional<std::vector<uint8_t>> decompress(std::span<const uint8_t> frame) {
+bool decompress_into(std::span<const uint8_t> frame, std::vector<uint8_t>& out) {
   unsigned long long size = ZSTD_getFrameContentSize(frame.data(), frame.size());
   if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN ||
       size > 4 * kFrameBytes + kFileChunk) {
-    return std::nullopt;
+    return false;
   }
-  std::vector<uint8_t> out(size);
+  out.resize(size);
   size_t n = ZSTD_decompress(out.data(), out.size(), frame.data(), frame.size());
-  if (ZSTD_isError(n) || n != size) return std::nullopt;
+  return !ZSTD_isError(n) && n == size;
+}
+
+std::optional<std::vector<uint8_t>> decompress(std::span<const uint8_t> frame) {
+  std::vector<uint8_t> out;
+  if (!decompress_into(frame, out)) return std::nullopt;
   return out;
 }
 
@@ -414,23 +419,26 @@ const std::vector<uint8_t>* ChunkReader::frame(const Location& loc, std::string&
   }
   int fd = pack_fd(loc.pack, why);
   if (fd < 0) return nullptr;
-  std::string pack = index_.packs().at(loc.pack);
-  std::vector<uint8_t> compressed(loc.frame_length);
+  auto where = [&] { return "pack " + index_.packs().at(loc.pack) + " at offset " + std::to_string(loc.frame_offset); };
+  compressed_.resize(loc.frame_length);
   try {
-    pread_all(fd, compressed.data(), compressed.size(), loc.frame_offset,
-              "pack " + pack + " at offset " + std::to_string(loc.frame_offset));
+    pread_all(fd, compressed_.data(), compressed_.size(), loc.frame_offset, "the frame");
   } catch (const Error& e) {
-    why = e.what();
+    why = "reading " + where() + std::string(e.what()).substr(std::string("reading the frame").size());
     return nullptr;
   }
-  auto raw = decompress(compressed);
-  if (!raw) {
-    why = "pack " + pack + ": the frame at offset " + std::to_string(loc.frame_offset) +
+  // The oldest of 8 cached frames gives its buffer to the new one.
+  Cached slot{loc.pack, loc.frame_offset, {}};
+  if (cache_.size() >= 8) {
+    slot.data = std::move(cache_.front().data);
+    cache_.erase(cache_.begin());
+  }
+  if (!decompress_into(compressed_, slot.data)) {
+    why = "pack " + index_.packs().at(loc.pack) + ": the frame at offset " + std::to_string(loc.frame_offset) +
           " does not decompress";
     return nullptr;
   }
-  if (cache_.size() >= 8) cache_.erase(cache_.begin());
-  cache_.push_back({loc.pack, loc.frame_offset, std::move(*raw)});
+  cache_.push_back(std::move(slot));
   return &cache_.back().data;
 }
 

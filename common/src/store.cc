@@ -106,46 +106,52 @@ std::optional<std::string> read_image(const chunks::Index& index, const manifest
   std::mutex m;
   std::optional<std::pair<size_t, std::string>> first;  // lowest bad chunk and why
   std::atomic<size_t> first_bad{n};                      // its index, read without the lock
-  // A segment is read, verified chunk by chunk into one buffer and written with one pwrite.
-  chunks::parallel_for(segments, chunks::workers(), [&](size_t s) {
+  // Each worker takes a contiguous range of chunks, with one reader and one buffer that
+  // it fills segment by segment (verified chunk by chunk) and writes with one pwrite.
+  const unsigned threads = static_cast<unsigned>(std::min<size_t>(chunks::workers(), std::max<size_t>(1, segments)));
+  chunks::parallel_for(threads, threads, [&](size_t t) {
     chunks::ChunkReader reader(index);
-    const size_t begin = s * per_segment, end = std::min(n, (s + 1) * per_segment);
-    const uint64_t offset = static_cast<uint64_t>(begin) * image.chunk_size;
-    uint64_t length = 0;
-    for (size_t i = begin; i < end; ++i) length += image.chunk_length(i);
-    std::vector<uint8_t> buf(length);
-    size_t at = 0;
-    for (size_t i = begin; i < end; ++i) {
-      if (first_bad.load(std::memory_order_relaxed) < i) return;
-      std::string why;
-      auto hash = chunks::Hash::from_hex(image.chunk(i));
-      std::span<uint8_t> out(buf.data() + at, image.chunk_length(i));
-      auto result = hash ? reader.read(*hash, out, why) : chunks::ChunkReader::Result::kMissing;
-      if (result != chunks::ChunkReader::Result::kOk) {
-        std::lock_guard lock(m);
-        if (!first || i < first->first) {
-          const char* what = result == chunks::ChunkReader::Result::kMissing  ? "is missing"
-                             : result == chunks::ChunkReader::Result::kMismatch ? "is corrupt"
-                                                                                 : "is unreadable";
-          first = {i, std::string(what) + " (" + why + ")"};
-          first_bad = i;
+    std::vector<uint8_t> buf;
+    const size_t range_end = (t + 1) * segments / threads;
+    for (size_t s = t * segments / threads; s < range_end; ++s) {
+      const size_t begin = s * per_segment, end = std::min(n, (s + 1) * per_segment);
+      const uint64_t offset = static_cast<uint64_t>(begin) * image.chunk_size;
+      uint64_t length = 0;
+      for (size_t i = begin; i < end; ++i) length += image.chunk_length(i);
+      buf.resize(length);
+      size_t at = 0;
+      for (size_t i = begin; i < end; ++i) {
+        if (first_bad.load(std::memory_order_relaxed) < i) return;
+        std::string why;
+        auto hash = chunks::Hash::from_hex(image.chunk(i));
+        std::span<uint8_t> out(buf.data() + at, image.chunk_length(i));
+        auto result = hash ? reader.read(*hash, out, why) : chunks::ChunkReader::Result::kMissing;
+        if (result != chunks::ChunkReader::Result::kOk) {
+          std::lock_guard lock(m);
+          if (!first || i < first->first) {
+            const char* what = result == chunks::ChunkReader::Result::kMissing  ? "is missing"
+                               : result == chunks::ChunkReader::Result::kMismatch ? "is corrupt"
+                                                                                   : "is unreadable";
+            first = {i, std::string(what) + " (" + why + ")"};
+            first_bad = i;
+          }
+          return;
         }
-        return;
+        at += out.size();
       }
-      at += out.size();
-    }
-    for (size_t done = 0; fd >= 0 && done < buf.size();) {
-      ssize_t w = ::pwrite(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) {
-        throw_errno("writing image '" + image.path + "'", Exit::kFailed,
-                    errno == ENOSPC ? "free space in " + scratch_root().string() +
-                                          " or set GCP_SCRATCH to a larger disk"
-                                    : "");
+      for (size_t done = 0; fd >= 0 && done < buf.size();) {
+        ssize_t w = ::pwrite(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) {
+          throw_errno("writing image '" + image.path + "'", Exit::kFailed,
+                      errno == ENOSPC ? "free space in " + scratch_root().string() +
+                                            " or set GCP_SCRATCH to a larger disk"
+                                      : "");
+        }
+        done += static_cast<size_t>(w);
       }
-      done += static_cast<size_t>(w);
+      if (progress) progress->add(buf.size());
     }
-    if (progress) progress->add(buf.size());
   });
   if (!first) return std::nullopt;
   return "chunk " + std::to_string(first->first) + " (" + std::string(image.chunk(first->first).substr(0, 12)) +

@@ -183,12 +183,15 @@ class ChunkReader {
     std::vector<uint8_t> data;
   };
   std::vector<Cached> cache_;  // most recent last
+  std::vector<uint8_t> compressed_;  // reused: fresh buffers cost page faults, not copies
 };
 
 /// Compresses one buffer as a zstd frame at `level`.
 std::vector<uint8_t> compress(std::span<const uint8_t> raw, int level);
 /// Decompresses one zstd frame; nullopt when it is not a valid frame.
 std::optional<std::vector<uint8_t>> decompress(std::span<const uint8_t> frame);
+/// The same into `out` (resized; its memory is reused); false when it is not a valid frame.
+bool decompress_into(std::span<const uint8_t> frame, std::vector<uint8_t>& out);
 
 /// Runs fn(i) for i in [0, n) on up to `threads` threads (the calling one included).
 void parallel_for(size_t n, unsigned threads, const std::function<void(size_t)>& fn);
