@@ -124,12 +124,6 @@ bool decompress_into(std::span<const uint8_t> frame, std::vector<uint8_t>& out) 
   return !ZSTD_isError(n) && n == size;
 }
 
-std::optional<std::vector<uint8_t>> decompress(std::span<const uint8_t> frame) {
-  std::vector<uint8_t> out;
-  if (!decompress_into(frame, out)) return std::nullopt;
-  return out;
-}
-
 unsigned workers() { return std::max(1u, std::thread::hardware_concurrency()); }
 
 void parallel_for(size_t n, unsigned threads, const std::function<void(size_t)>& fn) {
@@ -294,7 +288,6 @@ bool PackWriter::add(const Hash& h, std::span<const uint8_t> data) {
   f.chunks.push_back({h, {static_cast<uint32_t>(f.raw.size()), static_cast<uint32_t>(data.size())}});
   f.raw.insert(f.raw.end(), data.begin(), data.end());
   new_bytes_ += data.size();
-  ++new_chunks_;
   return true;
 }
 

@@ -325,14 +325,18 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   cp.timings["downtimeMs"] = round_ms(ms_between(t_start, t_thawed));
   log::phase("checkpoint {} of job '{}': {}, storing the images", staging.seq, job_name,
              options.stop ? "job stays frozen until stopped" : "job thawed");
+  // Any failure of the store (an Error, a file system or allocation error alike) must
+  // thaw a job kept frozen for --stop and remove the staging.
   try {
     store.commit(staging, cp);
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {
     if (options.stop) thaw_all(cgroups, units);
+    auto* err = dynamic_cast<const Error*>(&e);
     fail("checkpoint " + std::to_string(cp.seq) + " of job '" + job_name +
              "' not committed: " + e.what(),
-         e.hint().empty() ? "the job keeps running; the previous checkpoint is still the latest"
-                          : e.hint());
+         err && !err->hint().empty()
+             ? err->hint()
+             : "the job keeps running; the previous checkpoint is still the latest");
   }
   // The committed manifest has every timing but the total, which ends with the commit;
   // the copy printed on stdout adds it.

@@ -387,7 +387,6 @@ class ChunkStore : public Store {
   }
 
   void abort(Staging& staging) noexcept override {
-    std::error_code ec;
     auto staged = root_ / "jobs" / staging.job / "staging" / std::to_string(staging.seq);
     abort_dirs(staged, staging.dir);
     staging.held.reset();

@@ -503,3 +503,23 @@ TEST_CASE("retention keeps the last N checkpoints: --keep, else the job's policy
   f.store->remove_checkpoint("j", 5);
   CHECK(jobs::checkpoint(*f.store, f.cgroups, "j", f.options).seq == 6);
 }
+
+TEST_CASE("a store failure that is not a gcp::Error still thaws a job kept frozen for --stop") {
+  JobFixture f;
+  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  gcp::store::Options failing;
+  failing.before_commit = [] { throw std::runtime_error("the store's disk went away"); };
+  f.store = gcp::store::open((f.tmp.path()).string(), failing);
+  f.options.stop = true;
+  auto e = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kFailed);
+  CHECK_CONTAINS(e->what(), "checkpoint 2 of job 'j' not committed: the store's disk went away");
+  CHECK_CONTAINS(e->hint(), "the job keeps running");
+  CHECK(f.cgroups.group("gcp/j/a").state == FreezeState::kThawed);
+  CHECK(f.cgroups.group("gcp/j/b").state == FreezeState::kThawed);
+  CHECK(f.staging_dirs().empty());
+  CHECK(f.store->checkpoints("j") == std::vector<uint64_t>{1});
+  CHECK(f.events().back()["event"] == "checkpoint-failed");
+  CHECK(f.stored_job().units[0].state == "running");  // not marked stopped
+}

@@ -79,9 +79,6 @@ class Index {
   const std::vector<std::string>& packs() const { return packs_; }
   uint32_t add_pack(const std::string& id);
   const stdfs::path& packs_dir() const { return packs_dir_; }
-  size_t size() const { return map_.size(); }
-  /// Every entry, for gc and verify.
-  const std::unordered_map<Hash, Location, HashHasher>& entries() const { return map_; }
 
  private:
   stdfs::path packs_dir_, index_dir_;
@@ -127,7 +124,6 @@ class PackWriter {
 
   uint64_t new_bytes() const { return new_bytes_; }
   uint64_t stored_bytes() const { return stored_bytes_; }
-  uint64_t new_chunks() const { return new_chunks_; }
 
  private:
   struct Frame {
@@ -154,7 +150,7 @@ class PackWriter {
   // Packs published by the writer, added to index_ by the caller's thread in wait().
   std::vector<std::pair<std::string, std::vector<IndexEntry>>> published_;
   std::future<void> inflight_;
-  uint64_t new_bytes_ = 0, stored_bytes_ = 0, new_chunks_ = 0;
+  uint64_t new_bytes_ = 0, stored_bytes_ = 0;
 };
 
 /// Reads chunks back: fetches and decompresses frames (a few kept per reader) and
@@ -188,9 +184,8 @@ class ChunkReader {
 
 /// Compresses one buffer as a zstd frame at `level`.
 std::vector<uint8_t> compress(std::span<const uint8_t> raw, int level);
-/// Decompresses one zstd frame; nullopt when it is not a valid frame.
-std::optional<std::vector<uint8_t>> decompress(std::span<const uint8_t> frame);
-/// The same into `out` (resized; its memory is reused); false when it is not a valid frame.
+/// Decompresses one zstd frame into `out` (resized; its memory is reused); false when
+/// it is not a valid frame.
 bool decompress_into(std::span<const uint8_t> frame, std::vector<uint8_t>& out);
 
 /// Runs fn(i) for i in [0, n) on up to `threads` threads (the calling one included).
