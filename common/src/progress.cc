@@ -4,18 +4,31 @@
 #include "gcp/log.h"
 
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 namespace gcp::log {
 
 Progress::Progress(std::string label, uint64_t total)
     : label_(std::move(label)), total_(total), start_(std::chrono::steady_clock::now()) {
   if (!stderr_is_tty() || total_ == 0) return;
-  thread_ = std::thread([this] {
+  auto delay = std::chrono::milliseconds(delay_ms());
+  if (delay.count() == 0) draw(false);
+  thread_ = std::thread([this, delay] {
     std::unique_lock lock(m_);
     while (!cv_.wait_for(lock, std::chrono::milliseconds(500), [this] { return stop_; })) {
-      if (std::chrono::steady_clock::now() - start_ >= std::chrono::seconds(1)) draw(false);
+      if (std::chrono::steady_clock::now() - start_ >= delay) draw(false);
     }
   });
+}
+
+long Progress::delay_ms() {
+  // A value that is not a number is ignored: a progress line is not worth a failed step.
+  const char* env = std::getenv("GCP_PROGRESS_DELAY_MS");
+  if (env == nullptr || *env == '\0') return 1000;
+  char* end = nullptr;
+  long ms = std::strtol(env, &end, 10);
+  return (*end != '\0' || ms < 0) ? 1000 : ms;
 }
 
 Progress::~Progress() {

@@ -13,7 +13,8 @@ namespace gcp::log {
 
 /// A progress line on stderr for long steps (ingest, materialize): bytes done of the
 /// total, MiB/s and the time left, redrawn twice a second. Only on a terminal and only
-/// once the step has taken a second; elsewhere it prints nothing.
+/// once the step has taken GCP_PROGRESS_DELAY_MS (default 1000; 0 draws at once);
+/// elsewhere it prints nothing.
 class Progress {
  public:
   Progress(std::string label, uint64_t total);
@@ -24,6 +25,7 @@ class Progress {
   void add(uint64_t bytes) { done_.fetch_add(bytes, std::memory_order_relaxed); }
 
  private:
+  static long delay_ms();
   void draw(bool final);
 
   std::string label_;
