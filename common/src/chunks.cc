@@ -5,6 +5,7 @@
 #include "gcp/fs.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -67,22 +68,6 @@ std::string Hash::hex() const {
     out[2 * i + 1] = digits[bytes[i] & 15];
   }
   return out;
-}
-
-std::optional<Hash> Hash::from_hex(std::string_view hex) {
-  if (hex.size() != 64) return std::nullopt;
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  Hash h;
-  for (size_t i = 0; i < 32; ++i) {
-    int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    h.bytes[i] = static_cast<uint8_t>(hi << 4 | lo);
-  }
-  return h;
 }
 
 Hash hash_of(std::span<const uint8_t> data) {
@@ -163,6 +148,22 @@ std::string random_id() {
 
 // ---- index files ----
 
+struct Index::Mapped {
+  const uint8_t* base = nullptr;
+  size_t length = 0;
+  size_t count = 0;
+  uint32_t pack = 0;
+  const uint8_t* entry(size_t i) const { return base + 16 + i * kEntryBytes; }
+  ~Mapped() {
+    if (base) ::munmap(const_cast<uint8_t*>(base), length);
+  }
+};
+
+Index::Index() = default;
+Index::~Index() = default;
+Index::Index(Index&&) noexcept = default;
+Index& Index::operator=(Index&&) noexcept = default;
+
 std::vector<IndexEntry> read_index_file(const stdfs::path& path) {
   std::string data = fs::read_file(path);
   auto damaged = [&](const std::string& why) {
@@ -194,6 +195,40 @@ std::vector<IndexEntry> read_index_file(const stdfs::path& path) {
   return entries;
 }
 
+std::unique_ptr<Index::Mapped> Index::map_file(const stdfs::path& path) {
+  auto damaged = [&](const std::string& why) {
+    return Error(Exit::kFailed, "index file '" + path.string() + "' is damaged: " + why,
+                 "run 'gcp-store verify' and 'gcp-store gc'");
+  };
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) throw_errno("reading '" + path.string() + "'");
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    throw_errno("reading '" + path.string() + "'");
+  }
+  auto m = std::make_unique<Index::Mapped>();
+  m->length = static_cast<size_t>(st.st_size);
+  if (m->length < 8 + 8 + 32) {
+    ::close(fd);
+    throw damaged("bad header");
+  }
+  void* base = ::mmap(nullptr, m->length, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+  ::close(fd);
+  if (base == MAP_FAILED) throw_errno("mapping '" + path.string() + "'");
+  m->base = static_cast<const uint8_t*>(base);
+  const uint8_t* p = m->base;
+  if (std::memcmp(p, kIndexMagic, 8) != 0) throw damaged("bad header");
+  uint64_t count = get<uint64_t>(p + 8);
+  if (count > (m->length - 48) / kEntryBytes || 16 + count * kEntryBytes + 32 != m->length) {
+    throw damaged("its length does not match its entry count");
+  }
+  size_t body = m->length - 32;
+  if (std::memcmp(hash_of({p, body}).bytes.data(), p + body, 32) != 0) throw damaged("checksum mismatch");
+  m->count = static_cast<size_t>(count);
+  return m;
+}
+
 void write_index_file(const stdfs::path& path, const std::vector<IndexEntry>& entries,
                       uid_t owner) {
   std::vector<uint8_t> out(kIndexMagic, kIndexMagic + 8);
@@ -212,6 +247,13 @@ void write_index_file(const stdfs::path& path, const std::vector<IndexEntry>& en
   fs::grant_read(path, owner);
 }
 
+
+namespace {
+
+constexpr uint32_t kAdded = 0xffffffffu;
+
+}  // namespace
+
 Index Index::load(const stdfs::path& packs_dir, const stdfs::path& index_dir) {
   Index index;
   index.packs_dir_ = packs_dir;
@@ -224,34 +266,106 @@ Index Index::load(const stdfs::path& packs_dir, const stdfs::path& index_dir) {
     }
   }
   std::sort(files.begin(), files.end());
-  for (const auto& file : files) {
-    std::string id = file.stem();
+  // Mapped and checked in parallel (a GiB of checkpoints has ~260,000 entries), then
+  // entered in order.
+  std::vector<std::unique_ptr<Mapped>> mapped(files.size());
+  parallel_for(files.size(), workers(), [&](size_t i) {
+    std::error_code missing;
     // An index whose pack is gone must not be deduplicated against: a checkpoint
     // would then reference chunks that nobody can read.
-    if (!stdfs::exists(packs_dir / (id + ".pack"), ec)) {
+    if (!stdfs::exists(packs_dir / (files[i].stem().string() + ".pack"), missing)) {
       spdlog::warn("index '{}' has no pack: its chunks count as missing ('gcp-store gc' removes it)",
-                   file.string());
-      continue;
+                   files[i].string());
+      return;
     }
-    std::vector<IndexEntry> entries;
     try {
-      entries = read_index_file(file);
+      mapped[i] = map_file(files[i]);
     } catch (const Error& e) {
       spdlog::warn("{}", e.what());
-      continue;
     }
-    uint32_t pack = index.add_pack(id);
-    for (auto& entry : entries) {
-      entry.loc.pack = pack;
-      index.map_.emplace(entry.hash, entry.loc);
+  });
+  size_t total = 0;
+  for (const auto& m : mapped) total += m ? m->count : 0;
+  index.reserve(total);
+  for (size_t i = 0; i < files.size(); ++i) {
+    if (!mapped[i]) continue;
+    mapped[i]->pack = index.add_pack(files[i].stem());
+    index.files_.push_back(std::move(mapped[i]));
+    const Mapped& m = *index.files_.back();
+    const auto file = static_cast<uint64_t>(index.files_.size());  // slots count files from 1
+    for (size_t e = 0; e < m.count; ++e) {
+      Hash h;
+      std::memcpy(h.bytes.data(), m.entry(e), 32);
+      index.insert(h, (file << 32) | e);
     }
   }
   return index;
 }
 
-const Location* Index::find(const Hash& h) const {
-  auto it = map_.find(h);
-  return it == map_.end() ? nullptr : &it->second;
+const uint8_t* Index::hash_at(Slot slot) const {
+  auto file = static_cast<uint32_t>(slot >> 32);
+  auto i = static_cast<size_t>(slot & 0xffffffffu);
+  return file == kAdded ? added_[i].first.bytes.data() : files_[file - 1]->entry(i);
+}
+
+Location Index::location_at(Slot slot) const {
+  auto file = static_cast<uint32_t>(slot >> 32);
+  auto i = static_cast<size_t>(slot & 0xffffffffu);
+  if (file == kAdded) return added_[i].second;
+  const Mapped& m = *files_[file - 1];
+  const uint8_t* e = m.entry(i);
+  Location loc;
+  loc.pack = m.pack;
+  loc.frame_offset = get<uint64_t>(e + 32);
+  loc.frame_length = get<uint32_t>(e + 40);
+  loc.offset = get<uint32_t>(e + 44);
+  loc.length = get<uint32_t>(e + 48);
+  return loc;
+}
+
+std::optional<Location> Index::find(const Hash& h) const {
+  if (slots_.empty()) return std::nullopt;
+  const size_t mask = slots_.size() - 1;
+  for (size_t i = HashHasher{}(h) & mask;; i = (i + 1) & mask) {
+    if (slots_[i] == 0) return std::nullopt;
+    if (std::memcmp(hash_at(slots_[i]), h.bytes.data(), 32) == 0) return location_at(slots_[i]);
+  }
+}
+
+void Index::add(const Hash& h, const Location& loc) {
+  if (find(h)) return;
+  added_.emplace_back(h, loc);
+  insert(h, (static_cast<uint64_t>(kAdded) << 32) | (added_.size() - 1));
+}
+
+void Index::insert(const Hash& h, Slot slot) {
+  if ((size_ + 1) * 4 > slots_.size() * 3) reserve(std::max<size_t>(size_ + 1, 2 * size_));
+  const size_t mask = slots_.size() - 1;
+  for (size_t i = HashHasher{}(h) & mask;; i = (i + 1) & mask) {
+    if (slots_[i] == 0) {
+      slots_[i] = slot;
+      ++size_;
+      return;
+    }
+    if (std::memcmp(hash_at(slots_[i]), h.bytes.data(), 32) == 0) return;  // the first one stays
+  }
+}
+
+void Index::reserve(size_t entries) {
+  size_t want = 16;
+  while (want * 3 < entries * 4 + 4) want *= 2;
+  if (want <= slots_.size()) return;
+  std::vector<Slot> old = std::move(slots_);
+  slots_.assign(want, 0);
+  const size_t mask = want - 1;
+  for (Slot slot : old) {
+    if (slot == 0) continue;
+    Hash h;
+    std::memcpy(h.bytes.data(), hash_at(slot), 32);
+    size_t i = HashHasher{}(h) & mask;
+    while (slots_[i] != 0) i = (i + 1) & mask;
+    slots_[i] = slot;
+  }
 }
 
 uint32_t Index::add_pack(const std::string& id) {
@@ -436,7 +550,7 @@ const std::vector<uint8_t>* ChunkReader::frame(const Location& loc, std::string&
 }
 
 ChunkReader::Result ChunkReader::read(const Hash& h, std::span<uint8_t> out, std::string& why) {
-  const Location* loc = index_.find(h);
+  const auto loc = index_.find(h);
   if (!loc) {
     why = "no pack holds it";
     return Result::kMissing;

@@ -11,21 +11,35 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <memory>
 #include <fstream>
 #include <sstream>
 
 namespace gcp::fs {
 
 std::optional<std::string> try_read_file(const stdfs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
     if (errno == ENOENT) return std::nullopt;
     throw_errno("reading '" + path.string() + "'");
   }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw_errno("reading '" + path.string() + "'");
-  return ss.str();
+  std::unique_ptr<int, void (*)(int*)> closer(&fd, [](int* p) { ::close(*p); });
+  // One read of the whole file when its size is known; files of /proc say 0 and are
+  // read until their end.
+  struct stat st {};
+  std::string out;
+  out.resize(::fstat(fd, &st) == 0 && st.st_size > 0 ? static_cast<size_t>(st.st_size) + 1 : 4096);
+  size_t got = 0;
+  for (;;) {
+    if (got == out.size()) out.resize(out.size() * 2);
+    ssize_t r = ::read(fd, out.data() + got, out.size() - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) throw_errno("reading '" + path.string() + "'");
+    if (r == 0) break;
+    got += static_cast<size_t>(r);
+  }
+  out.resize(got);
+  return out;
 }
 
 std::string read_file(const stdfs::path& path) {
@@ -34,7 +48,7 @@ std::string read_file(const stdfs::path& path) {
     errno = ENOENT;
     throw_errno("reading '" + path.string() + "'");
   }
-  return *content;
+  return std::move(*content);
 }
 
 void fsync_path(const stdfs::path& path) {

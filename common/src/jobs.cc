@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <future>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -14,6 +15,7 @@
 #include <thread>
 
 #include "gcp/error.h"
+#include "gcp/image_server.h"
 #include "gcp/log.h"
 #include "gcp/proc.h"
 #include "gcp/translib_loader.h"
@@ -62,30 +64,44 @@ fs::FileLock lock(store::Store& store, const std::string& job) {
   return std::move(*held);
 }
 
-// One loaded and probed translib per name, for the units of one round.
+// One loaded and probed translib per name, for the units of one round. prefetch() loads
+// and probes in the background (a probe runs the checkpointer's own checks, e.g.
+// `criu check`, ~0.2 s) while the caller does other work, e.g. reads the images back.
 class Translibs {
  public:
-  /// What the translib's probe said: {checkpointer, version, path}.
-  const json& probed(const std::string& name) {
-    get(name);
-    return loaded_.at(name).second;
+  using Loaded = std::pair<translib::Translib, json>;
+
+  void prefetch(const std::string& name) {
+    if (loaded_.count(name) || pending_.count(name)) return;
+    pending_.emplace(name, std::async(std::launch::async, [name] { return load_and_probe(name); }));
   }
 
-  const translib::Translib& get(const std::string& name) {
-    auto it = loaded_.find(name);
-    if (it == loaded_.end()) {
-      auto lib = translib::Translib::load(name);
-      json info = lib.probe();
-      spdlog::debug("translib '{}' {}: {} {} at {}", name, lib.version(),
-                    info.value("checkpointer", "?"), info.value("version", "?"),
-                    info.value("path", "?"));
-      it = loaded_.emplace(name, std::make_pair(std::move(lib), info)).first;
-    }
-    return it->second.first;
-  }
+  /// What the translib's probe said: {checkpointer, version, path}.
+  const json& probed(const std::string& name) { return entry(name).second; }
+
+  const translib::Translib& get(const std::string& name) { return entry(name).first; }
 
  private:
-  std::map<std::string, std::pair<translib::Translib, json>> loaded_;
+  static Loaded load_and_probe(const std::string& name) {
+    auto lib = translib::Translib::load(name);
+    json info = lib.probe();
+    spdlog::debug("translib '{}' {}: {} {} at {}", name, lib.version(), info.value("checkpointer", "?"),
+                  info.value("version", "?"), info.value("path", "?"));
+    return {std::move(lib), std::move(info)};
+  }
+
+  Loaded& entry(const std::string& name) {
+    auto it = loaded_.find(name);
+    if (it != loaded_.end()) return it->second;
+    auto pending = pending_.find(name);
+    if (pending == pending_.end()) return loaded_.emplace(name, load_and_probe(name)).first->second;
+    auto future = std::move(pending->second);
+    pending_.erase(pending);
+    return loaded_.emplace(name, future.get()).first->second;  // rethrows what the probe threw
+  }
+
+  std::map<std::string, Loaded> loaded_;
+  std::map<std::string, std::future<Loaded>> pending_;  // joined by their destructors
 };
 
 // The staging directory goes away with an aborted round; the checkpointer's log of a
@@ -390,36 +406,103 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
                 "take one with 'gcp-checkpoint " + job_name + "'");
   }
   uint64_t seq = options.seq.value_or(all.back());
-  manifest::Checkpoint cp;
-  auto what = [&] { return "restarting checkpoint " + std::to_string(seq) + " of job '" + job_name + "'"; };
+  auto what = [&](uint64_t s) { return "restarting checkpoint " + std::to_string(s) + " of job '" + job_name + "'"; };
 
-  // Check everything before restoring anything: all or nothing.
+  // The checkpointers are probed (`criu check`: ~0.1-0.2 s) while the checkpoint loads.
   Translibs translibs;
-  auto check = [&](const manifest::Checkpoint& c) {
+  for (const auto& u : job.units) translibs.prefetch(u.translib);
+  store.prepare_read(job_name);
+  store::ScratchDir scratch("restore-" + job_name);
+
+  // Restores every unit of checkpoint c, all or nothing, and throws Corrupt before any
+  // unit runs when a chunk does not verify. A checkpoint of one unit whose checkpointer
+  // reads a stream (criu restore --stream) gets its images from the image server, every
+  // chunk verified just before the checkpointer reads it: a bad one fails the restore
+  // before the restored tasks resume. Any other checkpoint (or --materialize) is read
+  // back into scratch, every chunk verified, before anything is restored.
+  auto restore = [&](const manifest::Checkpoint& c) {
     for (const auto& cu : c.units) {
       manifest::Unit* u = job.find_unit(cu.name);
-      if (!u) throw Error(Exit::kFailed, what() + ": the job has no unit '" + cu.name + "' any more");
+      if (!u) throw Error(Exit::kFailed, what(c.seq) + ": the job has no unit '" + cu.name + "' any more");
       if (!cgroups.procs(u->cgroup).empty()) {
-        throw Error(Exit::kFailed, what() + ": unit '" + cu.name + "' is still running",
+        throw Error(Exit::kFailed, what(c.seq) + ": unit '" + cu.name + "' is still running",
                     "stop it first with 'gcp-isolate kill " + job_name + " --unit " + cu.name + "'");
       }
-      check_versions(translibs, cu, what());
+      translibs.prefetch(cu.translib);
     }
-  };
-  // Every chunk is read back and verified before a unit is restored from it.
-  store::ScratchDir scratch("restore-" + job_name);
-  auto materialize = [&](const manifest::Checkpoint& c) {
     auto dir = scratch.path() / std::to_string(c.seq);
+    const bool stream = !options.materialize && c.units.size() == 1 &&
+                        translibs.probed(c.units[0].translib).value("streams", false) &&
+                        store::ImageServer::fits(dir / c.units[0].name);
+    if (!stream) {
+      for (const auto& cu : c.units) {
+        log::phase("{}: reading the images of unit '{}'", what(c.seq), cu.name);
+        store.materialize(c, cu.name, dir / cu.name);
+      }
+    }
+    for (const auto& cu : c.units) check_versions(translibs, cu, what(c.seq));
+
+    std::vector<manifest::Unit*> restored;
     for (const auto& cu : c.units) {
-      log::phase("restarting checkpoint {} of job '{}': reading the images of unit '{}'", c.seq,
-                 job_name, cu.name);
-      store.materialize(c, cu.name, dir / cu.name);
+      manifest::Unit* u = job.find_unit(cu.name);
+      log::phase("{}: restoring unit '{}'{}", what(c.seq), cu.name, stream ? ", its images streamed from the store" : "");
+      try {
+        cgroups.create(u->cgroup);
+        auto work = store.job_dir(job_name) / "logs" / ("restore-" + std::to_string(c.seq) + "-" + cu.name);
+        json request = {{"imagesDir", (dir / cu.name).string()},
+                        {"workDir", work.string()},
+                        {"grouping", cu.grouping},
+                        {"joinCgroups", json::array({cgroups.freezer_dir(u->cgroup) + "/cgroup.procs"})}};
+        std::unique_ptr<store::ImageServer> server;
+        if (stream) {
+          server = std::make_unique<store::ImageServer>(store, c, cu.name, dir / cu.name);
+          request["stream"] = true;
+        }
+        json result;
+        try {
+          result = translibs.get(cu.translib).restart(request);
+        } catch (const std::exception&) {
+          if (server) {
+            if (auto bad = server->finish()) throw *bad;  // the checkpointer stopped at it
+            if (server->failure()) spdlog::warn("serving the images of unit '{}': {}", cu.name, server->failure()->what());
+          }
+          throw;
+        }
+        if (server) {
+          if (auto bad = server->finish()) {
+            spdlog::warn("{}: {} (the checkpointer did not need that part)", what(c.seq), bad->what());
+          }
+        }
+        u->pid = result.at("pid").get<pid_t>();
+        u->node = proc::node_name();
+        u->state = "running";
+        u->restored_from = c.seq;
+        restored.push_back(u);
+      } catch (const std::exception& e) {
+        for (auto* r : restored) {
+          try {
+            cgroup::kill_all(cgroups, r->cgroup, std::chrono::seconds(10));
+          } catch (const std::exception& k) {
+            spdlog::warn("stopping restored unit '{}': {}", r->name, k.what());
+          }
+        }
+        try {
+          cgroup::kill_all(cgroups, u->cgroup, std::chrono::seconds(10));
+        } catch (const std::exception&) {
+        }
+        if (dynamic_cast<const store::Corrupt*>(&e)) throw;
+        store.append_event(job_name,
+                           {{"event", "restart-failed"}, {"seq", c.seq}, {"unit", cu.name}, {"error", e.what()}});
+        auto* err = dynamic_cast<const Error*>(&e);
+        throw Error(Exit::kFailed, what(c.seq) + ": unit '" + cu.name + "': " + e.what(),
+                    err && !err->hint().empty() ? err->hint()
+                                                : "no unit of the job was left running; the checkpoint is unchanged");
+      }
     }
   };
+
   try {
-    cp = store.load_checkpoint(job_name, seq);
-    check(cp);
-    materialize(cp);
+    restore(store.load_checkpoint(job_name, seq));
   } catch (const store::Corrupt& bad) {
     store.append_event(job_name, {{"event", "restart-refused"}, {"seq", seq}, {"error", bad.what()}});
     std::error_code ec;
@@ -431,9 +514,7 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
       try {
         auto earlier = store.load_checkpoint(job_name, *it);
         if (options.fallback) {
-          check(earlier);
-          materialize(earlier);
-          cp = earlier;
+          restore(earlier);
           good = *it;
         } else if (store.verify(earlier).problems.empty()) {
           good = *it;
@@ -453,56 +534,9 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
                   "checkpoint " + std::to_string(*good) + " verifies: restart it with '--seq " +
                       std::to_string(*good) + "', or pass --fallback");
     }
-    spdlog::warn("checkpoint {} of job '{}' does not verify; restarting checkpoint {}, the newest that does",
-                 seq, job_name, *good);
+    spdlog::warn("checkpoint {} of job '{}' does not verify; restarted checkpoint {}, the newest that does", seq,
+                 job_name, *good);
     seq = *good;
-  }
-  std::vector<std::pair<const manifest::CheckpointUnit*, std::string>> plan;
-  for (const auto& cu : cp.units) {
-    plan.emplace_back(&cu, (scratch.path() / std::to_string(seq) / cu.name).string());
-  }
-
-  std::vector<manifest::Unit*> restored;
-  for (const auto& [cu, images] : plan) {
-    manifest::Unit* u = job.find_unit(cu->name);
-    log::phase("{}: restoring unit '{}'", what(), cu->name);
-    try {
-      cgroups.create(u->cgroup);
-      auto work =
-          store.job_dir(job_name) / "logs" / ("restore-" + std::to_string(seq) + "-" + cu->name);
-      json result =
-          translibs.get(cu->translib)
-              .restart({{"imagesDir", images},
-                        {"workDir", work.string()},
-                        {"grouping", cu->grouping},
-                        {"joinCgroups",
-                         json::array({cgroups.freezer_dir(u->cgroup) + "/cgroup.procs"})}});
-      u->pid = result.at("pid").get<pid_t>();
-      u->node = proc::node_name();
-      u->state = "running";
-      u->restored_from = seq;
-      restored.push_back(u);
-    } catch (const std::exception& e) {
-      for (auto* r : restored) {
-        try {
-          cgroup::kill_all(cgroups, r->cgroup, std::chrono::seconds(10));
-        } catch (const std::exception& k) {
-          spdlog::warn("stopping restored unit '{}': {}", r->name, k.what());
-        }
-      }
-      try {
-        cgroup::kill_all(cgroups, u->cgroup, std::chrono::seconds(10));
-      } catch (const std::exception&) {
-      }
-      store.append_event(
-          job_name,
-          {{"event", "restart-failed"}, {"seq", seq}, {"unit", cu->name}, {"error", e.what()}});
-      auto* err = dynamic_cast<const Error*>(&e);
-      throw Error(Exit::kFailed, what() + ": unit '" + cu->name + "': " + e.what(),
-                  err && !err->hint().empty()
-                      ? err->hint()
-                      : "no unit of the job was left running; the checkpoint is unchanged");
-    }
   }
   store.save_job(job);
   store.append_event(job_name, {{"event", "restart"}, {"seq", seq}});

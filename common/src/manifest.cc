@@ -230,14 +230,19 @@ ImageFile image_from_json(const json& obj, const std::string& where, const std::
   if (f.required<uint64_t>("chunkCount") != expected) {
     f.fail(f.name("chunkCount"), "is not " + std::to_string(expected) + ", what size and chunkSize need");
   }
-  i.chunks = f.optional<std::string>("chunks", "");
-  if (!i.chunks.empty() && i.chunks.size() != expected * ImageFile::kHexDigits) {
-    f.fail(f.name("chunks"), "has " + std::to_string(i.chunks.size()) + " hex digits, size and chunkSize need " +
+  auto hex = f.optional<std::string>("chunks", "");
+  if (!hex.empty() && hex.size() != expected * 2 * ImageFile::kDigestBytes) {
+    f.fail(f.name("chunks"), "has " + std::to_string(hex.size()) + " hex digits, size and chunkSize need " +
                                  std::to_string(expected) + " hashes of 64");
   }
-  if (auto bad = i.chunks.find_first_not_of("0123456789abcdef"); bad != std::string::npos) {
+  auto nibble = [](char c) { return c <= '9' ? c - '0' : c - 'a' + 10; };
+  if (auto bad = hex.find_first_not_of("0123456789abcdef"); bad != std::string::npos) {
     f.fail(f.name("chunks"), "is not SHA-256 digests in lowercase hex (hash " +
-                                 std::to_string(bad / ImageFile::kHexDigits) + ")");
+                                 std::to_string(bad / (2 * ImageFile::kDigestBytes)) + ")");
+  }
+  i.digests.resize(hex.size() / 2);
+  for (size_t b = 0; b < i.digests.size(); ++b) {
+    i.digests[b] = static_cast<char>(nibble(hex[2 * b]) << 4 | nibble(hex[2 * b + 1]));
   }
   i.extra = f.extra();
   return i;
@@ -350,7 +355,12 @@ json to_json(const Checkpoint& c, bool chunk_lists) {
     ju["images"] = json::array();
     for (const auto& i : u.images) {
       json ji = image_to_json(i);
-      if (chunk_lists && !i.chunks.empty()) ji["chunks"] = i.chunks;
+      if (chunk_lists && !i.digests.empty()) {
+        std::string hex;
+        hex.reserve(2 * i.digests.size());
+        for (size_t c = 0; c < i.chunk_count(); ++c) hex += i.digest_hex(c);
+        ji["chunks"] = std::move(hex);
+      }
       ju["images"].push_back(std::move(ji));
     }
     put_extra(ju, u.extra);
@@ -438,6 +448,16 @@ std::string now_rfc3339() {
   char out[48];
   std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(ms.count()));
   return out;
+}
+
+std::string ImageFile::digest_hex(size_t i, size_t digits) const {
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : digest(i)) {
+    out += hex[c >> 4];
+    out += hex[c & 15];
+  }
+  return out.substr(0, digits);
 }
 
 }  // namespace gcp::manifest

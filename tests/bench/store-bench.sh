@@ -191,6 +191,7 @@ for line in open(sys.argv[1]):
     if "reading the images" in line: t.setdefault("read", s)
     elif "restoring unit" in line: t.setdefault("restore", s)
     t["end"] = s
+t.setdefault("read", t.get("restore"))  # images streamed to criu: nothing read beforehand
 if {"start", "read", "restore", "end"} <= t.keys():
     print("gcp.restart.setupMs", round((t["read"] - t["start"]) * 1000, 1))
     print("gcp.restart.materializeMs", round((t["restore"] - t["read"]) * 1000, 1))

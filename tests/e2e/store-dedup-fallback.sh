@@ -57,10 +57,17 @@ restart_from() {
   pid=$(json "$work/r.json" 'd["units"][0]["pid"]')
 }
 
-restart_from --seq 1
+# A job of one unit is streamed to criu; --materialize reads it into scratch first.
+restart_from --seq 1 -v
+grep -q "restoring unit 'main', its images streamed from the store" "$work/r.err" ||
+  fail "the restart of one unit was not streamed: $(cat "$work/r.err")"
 [ "$(verify_memory)" = "$d1" ] || fail "memory restored from checkpoint 1 differs from what was dumped"
-restart_from --seq 2
+restart_from --seq 2 --materialize -v
+grep -q "reading the images of unit 'main'" "$work/r.err" || fail "--materialize did not read the images first: $(cat "$work/r.err")"
+! grep -q "streamed" "$work/r.err" || fail "--materialize streamed: $(cat "$work/r.err")"
 [ "$(verify_memory)" = "$d2" ] || fail "memory restored from checkpoint 2 differs from what was dumped"
+restart_from --seq 2
+[ "$(verify_memory)" = "$d2" ] || fail "memory streamed from checkpoint 2 differs from what was dumped"
 
 # A flipped byte in a pack that only checkpoint 2 uses: refused, 1 is offered.
 "$bin/gcp-isolate" kill hog >/dev/null
@@ -72,14 +79,19 @@ done
 cp "$victim" "$work/victim.pack"
 size=$(stat -c %s "$victim")
 printf '\xff\x00\xff' | dd of="$victim" bs=1 seek=$((size / 2)) conv=notrunc status=none
-expect_exit 1 gcp-restart hog
-expect_stderr "checkpoint 2 of job 'hog', unit 'main', file 'pages-[0-9]*.img': chunk [0-9]* (.*) is \(corrupt\|unreadable\)"
-expect_stderr "hint: checkpoint 1 verifies: restart it with '--seq 1', or pass --fallback"
-[ "$(cgroup_procs hog main)" -eq 0 ] || fail "a refused restart left processes"
+# Streamed: criu gets the pages up to the bad chunk, and its restore fails before the
+# restored process runs. Materialized: nothing is restored at all.
+for how in "" --materialize; do
+  expect_exit 1 gcp-restart hog $how
+  expect_stderr "checkpoint 2 of job 'hog', unit 'main', file 'pages-[0-9]*.img': chunk [0-9]* (.*) is \(corrupt\|unreadable\)"
+  expect_stderr "hint: checkpoint 1 verifies: restart it with '--seq 1', or pass --fallback"
+  [ "$(cgroup_procs hog main)" -eq 0 ] || fail "a refused restart ${how:-(streamed)} left processes"
+  [ "$(grep -c '"restart-refused"' "$GCP_STORE/jobs/hog/events.jsonl")" -ge 1 ] || fail "no restart-refused event"
+done
 run_tool "$work/v.json" "$work/last.err" gcp-store verify hog --seq 2 && fail "verify of the damaged checkpoint passed"
 expect_stderr "checkpoint 2 of job .hog.: unit .main.*is \\(corrupt\\|unreadable\\)"
 run_tool "$work/r.json" "$work/r.err" gcp-restart hog --fallback || fail "restart --fallback failed: $(cat "$work/r.err")"
-grep -q "restarting checkpoint 1, the newest that does" "$work/r.err" || fail "--fallback did not say what it took: $(cat "$work/r.err")"
+grep -q "restarted checkpoint 1, the newest that does" "$work/r.err" || fail "--fallback did not say what it took: $(cat "$work/r.err")"
 [ "$(json "$work/r.json" 'd["units"][0]["restoredFrom"]')" = 1 ] || fail "--fallback did not restore checkpoint 1"
 pid=$(json "$work/r.json" 'd["units"][0]["pid"]')
 [ "$(verify_memory)" = "$d1" ] || fail "memory after --fallback differs from checkpoint 1"

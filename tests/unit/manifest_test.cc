@@ -52,7 +52,7 @@ manifest::Checkpoint sample_checkpoint() {
   u.translib_version = "0.1.0";
   u.checkpointer = "criu";
   u.checkpointer_version = "4.2.1";
-  u.images = {{"pages-1.img", 10, 4096, std::string(64, 'a'), json::object()},
+  u.images = {{"pages-1.img", 10, 4096, std::string(32, '\xaa'), json::object()},
               {"sub/core.img", 0, 1 << 20, {}, json::object()}};
   u.stats = {{"pages", 3}};
   c.units = {u};
@@ -125,9 +125,10 @@ TEST_CASE("a checkpoint survives to_json and checkpoint_from_json unchanged") {
   CHECK(u.images[1].path == "sub/core.img");
   CHECK(u.images[0].size == 10);
   CHECK(u.images[0].chunk_size == 4096);
-  CHECK(u.images[0].chunks == std::string(64, 'a'));
+  CHECK(u.images[0].digests == std::string(32, '\xaa'));
+  CHECK(u.images[0].digest_hex(0) == std::string(64, 'a'));
   CHECK(u.images[0].chunk_count() == 1);
-  CHECK(u.images[1].chunks.empty());
+  CHECK(u.images[1].digests.empty());
   CHECK(manifest::to_json(back) == doc);
 }
 

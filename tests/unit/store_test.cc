@@ -2,14 +2,21 @@
 #include "gcp/store.h"
 
 #include "gcp/chunks.h"
+#include "gcp/image_server.h"
 #include "gcp/fs.h"
 #include "gcp/names.h"
 #include "testing.h"
 
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
 #include <sys/acl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
 
 #include <filesystem>
 #include <fstream>
@@ -357,10 +364,10 @@ TEST_CASE("the chunk hashes live in chunks.bin beside the manifest, checked when
   auto cp = f.checkpoint("j", {{"pages.img", data}});
   auto dir = f.tmp.path() / "store/jobs/j/checkpoints/1";
   auto manifest_text = gcp::fs::read_file(dir / "manifest.json");
-  CHECK(manifest_text.find(cp.units[0].images[0].chunk(0)) == std::string::npos);
+  CHECK(manifest_text.find(cp.units[0].images[0].digest_hex(0)) == std::string::npos);
   CHECK(stdfs::file_size(dir / "chunks.bin") == 16 + 10 * 32 + 32);
   auto loaded = f.s->load_checkpoint("j", 1);
-  CHECK(loaded.units[0].images[0].chunks == cp.units[0].images[0].chunks);
+  CHECK(loaded.units[0].images[0].digests == cp.units[0].images[0].digests);
   CHECK(loaded.chunk_list["count"] == 10);
   // A flipped byte in the list is caught before any chunk is read.
   {
@@ -470,4 +477,145 @@ TEST_CASE("events are appended one JSON line each") {
   CHECK(events[0]["event"] == "checkpoint");
   CHECK(events[1]["event"] == "restart");
   CHECK(events[1].contains("time"));
+}
+
+namespace {
+
+// What `criu restore --stream` does to get an image from the image server: its name,
+// the answer whether it exists, then the write end of a pipe to read it from.
+class StreamClient {
+ public:
+  explicit StreamClient(const stdfs::path& dir) {
+    sock_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(sock_ >= 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, (dir / store::ImageServer::kSocketName).c_str(), sizeof addr.sun_path - 1);
+    REQUIRE(::connect(sock_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  }
+  ~StreamClient() { close(); }
+  void close() {
+    if (sock_ >= 0) ::close(sock_);
+    sock_ = -1;
+  }
+
+  // The image's bytes (at most `limit` of them: then the pipe is closed early), or
+  // nullopt when the server says it does not exist.
+  std::optional<std::string> fetch(const std::string& name, size_t limit = SIZE_MAX) {
+    std::string msg = "\x0a" + std::string(1, static_cast<char>(name.size())) + name;
+    uint32_t len = static_cast<uint32_t>(msg.size());
+    std::string request(reinterpret_cast<const char*>(&len), 4);
+    request += msg;
+    REQUIRE(::write(sock_, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
+    uint8_t reply[6];
+    REQUIRE(::recv(sock_, reply, sizeof reply, MSG_WAITALL) == 6);
+    CHECK(reply[0] == 2);
+    CHECK(reply[4] == 0x08);
+    if (reply[5] == 0) return std::nullopt;
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    char byte = 0;
+    iovec iov{&byte, 1};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr m{};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = control;
+    m.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &fds[1], sizeof(int));
+    REQUIRE(::sendmsg(sock_, &m, 0) == 1);
+    ::close(fds[1]);
+    std::string out;
+    char buf[65536];
+    while (out.size() < limit) {
+      ssize_t r = ::read(fds[0], buf, std::min(sizeof buf, limit - out.size()));
+      REQUIRE(r >= 0);
+      if (r == 0) break;
+      out.append(buf, static_cast<size_t>(r));
+    }
+    ::close(fds[0]);
+    return out;
+  }
+
+ private:
+  int sock_ = -1;
+};
+
+}  // namespace
+
+TEST_CASE("the image server streams each image whole, verified, and says which it does not have") {
+  Fixture f;
+  auto pages = random_pages(600, 21);  // more than one 1 MiB piece
+  auto core = text_pages(3).substr(0, 9000);
+  auto cp = f.checkpoint("j", {{"pages.img", pages}, {"core-1.img", core}});
+  auto loaded = f.s->load_checkpoint("j", cp.seq);
+  auto dir = f.tmp.path() / "serve";
+  store::ImageServer server(*f.s, loaded, "u", dir);
+  {
+    StreamClient criu(dir);
+    CHECK(criu.fetch("core-1.img") == core);
+    CHECK(criu.fetch("inventory.img") == std::nullopt);
+    CHECK(criu.fetch("pages.img") == pages);
+    CHECK(criu.fetch("core-1.img", 100) == core.substr(0, 100));  // read in part, then closed
+  }
+  CHECK(server.finish() == std::nullopt);
+  CHECK(!server.failure());
+  CHECK(server.served() == std::vector<std::string>{"core-1.img", "pages.img", "core-1.img"});
+  CHECK(!stdfs::exists(dir / store::ImageServer::kSocketName));
+}
+
+TEST_CASE("the image server stops an image before a damaged chunk and names it") {
+  Fixture f;
+  auto pages = random_pages(600, 22);
+  auto cp = f.checkpoint("j", {{"pages.img", pages}});
+  // Damage a byte well into the pack: the chunks before it still arrive.
+  auto pack = f.packs().at(0);
+  {
+    std::fstream io(pack, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekg(2'000'000);
+    char c;
+    io.get(c);
+    io.seekp(2'000'000);
+    io.put(static_cast<char>(c ^ 0x01));
+  }
+  f.reopen();
+  auto loaded = f.s->load_checkpoint("j", cp.seq);
+  auto dir = f.tmp.path() / "serve";
+  store::ImageServer server(*f.s, loaded, "u", dir);
+  std::optional<std::string> got;
+  {
+    StreamClient criu(dir);
+    got = criu.fetch("pages.img");
+  }
+  REQUIRE(got.has_value());
+  CHECK(got->size() < pages.size());
+  CHECK(got->size() % (1 << 20) == 0);  // whole verified pieces only
+  CHECK(pages.compare(0, got->size(), *got) == 0);
+  auto bad = server.finish();
+  REQUIRE(bad.has_value());
+  CHECK_CONTAINS(bad->what(), "checkpoint 1 of job 'j', unit 'u', file 'pages.img': chunk ");
+  CHECK_CONTAINS(bad->hint(), "--fallback");
+}
+
+TEST_CASE("the image server ends at once when nobody connected, and refuses a path too long for a socket") {
+  Fixture f;
+  auto cp = f.checkpoint("j", {{"pages.img", random_pages(2, 23)}});
+  auto loaded = f.s->load_checkpoint("j", cp.seq);
+  {
+    store::ImageServer server(*f.s, loaded, "u", f.tmp.path() / "serve");
+    CHECK(server.finish() == std::nullopt);
+    CHECK(server.served().empty());
+  }
+  auto deep = f.tmp.path() / std::string(120, 'd');
+  CHECK(!store::ImageServer::fits(deep));
+  auto e = error_from([&] { store::ImageServer server(*f.s, loaded, "u", deep); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "too long for a unix socket path");
+  auto e2 = error_from([&] { store::ImageServer server(*f.s, loaded, "nope", f.tmp.path() / "s2"); });
+  REQUIRE(e2.has_value());
+  CHECK_CONTAINS(e2->what(), "has no unit 'nope'");
 }

@@ -10,6 +10,9 @@ int main(int argc, char** argv) {
   app.add_option(gcp::names::kOptSeq, opt.seq, "Checkpoint sequence number (default: the latest)");
   app.add_flag("--fallback", opt.fallback,
                "When the checkpoint does not verify, restart the newest earlier one that does");
+  app.add_flag("--materialize", opt.materialize,
+               "Read every image back into scratch, verified, before restoring anything "
+               "(default for jobs of several units; one unit is streamed to criu)");
   app.add_option(gcp::names::kOptStore, opt.store, gcp::names::kStoreHelp);
   return gcp::run_main("gcp-restart", app, argc, argv, [&] { gcp::restart_tool::run(opt); });
 }

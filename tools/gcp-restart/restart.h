@@ -13,6 +13,7 @@ struct Options {
   std::optional<uint64_t> seq;  ///< empty: the latest committed checkpoint
   std::string store;            ///< empty: the default store
   bool fallback = false;        ///< take the newest earlier checkpoint that verifies
+  bool materialize = false;     ///< read all images back to scratch before restoring
 };
 
 /// Restarts the job and prints its Job manifest with the new host PIDs.

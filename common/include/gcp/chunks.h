@@ -33,8 +33,6 @@ struct Hash {
   std::array<uint8_t, 32> bytes{};
   bool operator==(const Hash&) const = default;
   std::string hex() const;
-  /// Parses 64 hex digits; nullopt on anything else.
-  static std::optional<Hash> from_hex(std::string_view hex);
 };
 
 struct HashHasher {
@@ -69,21 +67,45 @@ struct Location {
 /// The chunks of one owner: hash -> location, loaded from index/<owner>/*.idx.
 class Index {
  public:
+  Index();
+  ~Index();
+  Index(Index&&) noexcept;
+  Index& operator=(Index&&) noexcept;
+
   /// Loads every index file of the owner's directories; a damaged index file is
   /// skipped with a warning (its chunks then count as missing).
   static Index load(const stdfs::path& packs_dir, const stdfs::path& index_dir);
 
-  const Location* find(const Hash& h) const;
-  void add(const Hash& h, const Location& loc) { map_.emplace(h, loc); }
+  std::optional<Location> find(const Hash& h) const;
+  /// Enters a chunk; a hash already entered keeps its first location.
+  void add(const Hash& h, const Location& loc);
+  size_t size() const { return size_; }
   /// Pack ids, in the order Location::pack refers to them.
   const std::vector<std::string>& packs() const { return packs_; }
   uint32_t add_pack(const std::string& id);
   const stdfs::path& packs_dir() const { return packs_dir_; }
 
  private:
+  struct Mapped;  // one .idx file, mapped read-only
+  /// Maps one .idx file and checks its header, length and checksum.
+  static std::unique_ptr<Mapped> map_file(const stdfs::path& path);
+  using Slot = uint64_t;
+  const uint8_t* hash_at(Slot slot) const;
+  Location location_at(Slot slot) const;
+  void insert(const Hash& h, Slot slot);
+  void reserve(size_t entries);
+
   stdfs::path packs_dir_, index_dir_;
   std::vector<std::string> packs_;
-  std::unordered_map<Hash, Location, HashHasher> map_;
+  // The entries stay where they are, in the mapped index files (no fresh memory to
+  // fill: in this VM a first touch of a page costs ~10 us) and in added_; the table
+  // is open addressing with linear probing over a power of two, at most 3/4 full,
+  // keyed by the hash's first bytes (SHA-256 needs no further hashing). A slot is 0
+  // when empty, else (file + 1) << 32 | entry, file kAdded meaning added_.
+  std::vector<std::unique_ptr<Mapped>> files_;
+  std::vector<std::pair<Hash, Location>> added_;
+  std::vector<Slot> slots_;
+  size_t size_ = 0;
 };
 
 /// One index entry as stored in an .idx file.

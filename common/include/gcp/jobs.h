@@ -29,6 +29,9 @@ struct RestartOptions {
   std::optional<uint64_t> seq;  ///< the checkpoint to restart; empty: the latest
   /// When the chosen checkpoint does not verify, take the newest earlier one that does.
   bool fallback = false;
+  /// Read every image back into scratch before restoring anything, even where the
+  /// checkpointer could read them as a stream from the store.
+  bool materialize = false;
 };
 
 /// The job checkpointer on one node: freeze every unit, dump all in parallel, thaw,

@@ -54,19 +54,23 @@ struct ImageFile {
   std::string path;     ///< relative to the unit's image directory
   uint64_t size = 0;    ///< bytes
   uint32_t chunk_size = 4096;  ///< every chunk has this size but the last
-  /// The SHA-256 of each chunk in file order, 64 lowercase hex digits each, one after
-  /// the other. The store keeps them in a binary chunk list beside the manifest (a
-  /// JSON list of 262,144 hashes per GiB takes most of a second to parse) and fills
-  /// them in when it loads a checkpoint; empty when not loaded.
-  std::string chunks;
+  /// The SHA-256 of each chunk in file order, 32 bytes each, one after the other. The
+  /// store keeps them in a binary chunk list beside the manifest (a JSON list of 262,144
+  /// hashes per GiB takes most of a second to parse) and fills them in when it loads a
+  /// checkpoint; empty when not loaded. In JSON ("chunks", only inline when asked
+  /// for), the same digests in lowercase hex.
+  std::string digests;
   json extra = json::object();
 
-  static constexpr size_t kHexDigits = 64;
+  static constexpr size_t kDigestBytes = 32;
   /// ceil(size / chunk_size): how many chunks the file has.
   size_t chunk_count() const { return static_cast<size_t>((size + chunk_size - 1) / chunk_size); }
-  std::string_view chunk(size_t i) const {
-    return std::string_view(chunks).substr(i * kHexDigits, kHexDigits);
+  /// The 32 bytes of chunk i's SHA-256.
+  std::string_view digest(size_t i) const {
+    return std::string_view(digests).substr(i * kDigestBytes, kDigestBytes);
   }
+  /// Chunk i's SHA-256 in hex, or its first `digits` hex digits.
+  std::string digest_hex(size_t i, size_t digits = 2 * kDigestBytes) const;
 
   /// Length of chunk i.
   uint64_t chunk_length(size_t i) const {

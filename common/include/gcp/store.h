@@ -16,6 +16,10 @@
 #include <string>
 #include <vector>
 
+namespace gcp::log {
+class Progress;
+}
+
 namespace gcp::store {
 
 namespace stdfs = std::filesystem;
@@ -118,11 +122,21 @@ class Store {
   virtual std::vector<uint64_t> checkpoints(const std::string& job) = 0;
   /// The manifest of a committed checkpoint; throws Error naming job and seq when absent.
   virtual manifest::Checkpoint load_checkpoint(const std::string& job, uint64_t seq) = 0;
+  /// Loads what reading the job's checkpoints needs (its owner's chunk index) now, so
+  /// that the first read does not wait for it.
+  virtual void prepare_read(const std::string& job) = 0;
   /// Writes the unit's images into `into` (created), every chunk verified against its
   /// hash; throws Corrupt naming the checkpoint, unit and file when one is missing or
   /// damaged.
   virtual void materialize(const manifest::Checkpoint& checkpoint, const std::string& unit,
                            const stdfs::path& into) = 0;
+  /// Writes one image of a unit, in order, to `fd` (a pipe), each chunk verified before
+  /// any of its bytes is written. Stops at the first chunk that is missing or damaged and
+  /// returns the Corrupt error naming it; a reader that closes the pipe ends it quietly.
+  /// Adds the bytes written to `progress` when given. Callable from several threads.
+  virtual std::optional<Corrupt> stream_image(const manifest::Checkpoint& checkpoint, const std::string& unit,
+                                              const manifest::ImageFile& image, int fd,
+                                              log::Progress* progress) = 0;
   /// Reads every chunk of a checkpoint and checks it; never throws for bad data.
   virtual VerifyReport verify(const manifest::Checkpoint& checkpoint) = 0;
 

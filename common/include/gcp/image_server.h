@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include "gcp/manifest.h"
+#include "gcp/store.h"
+
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace gcp::log {
+class Progress;
+}
+
+namespace gcp::store {
+
+/// Serves the images of one unit of a committed checkpoint straight from the store to
+/// a checkpointer that reads them through CRIU's image-streamer protocol (`criu restore
+/// --stream`), so that restoring starts at once instead of after every image has been
+/// written to scratch. The checkpointer connects to DIR/streamer-serve.sock and, per
+/// image, sends its name ([u32 length][protobuf: 1 = filename]), gets whether it exists
+/// ([u32 length][protobuf: 1 = exists]) and, when it does, passes the write end of a
+/// pipe (SCM_RIGHTS, one byte of data) into which the image is written. Every chunk is verified before
+/// any of its bytes goes into a pipe: a missing or damaged chunk ends that image early,
+/// the checkpointer's restore fails before the restored tasks run, and finish() returns
+/// the Corrupt error naming checkpoint, unit, file and chunk.
+class ImageServer {
+ public:
+  static constexpr const char* kSocketName = "streamer-serve.sock";
+
+  /// Whether a socket in `dir` fits a unix socket address (108 bytes).
+  static bool fits(const std::filesystem::path& dir);
+
+  /// Creates `dir` and listens in it; serves on a thread of its own until finish().
+  ImageServer(Store& store, const manifest::Checkpoint& checkpoint, const std::string& unit,
+              const std::filesystem::path& dir);
+  ~ImageServer();  // finish() when not called
+  ImageServer(const ImageServer&) = delete;
+  ImageServer& operator=(const ImageServer&) = delete;
+
+  /// Stops serving and waits until every image being written has ended (call it once
+  /// the checkpointer has exited). The first image that did not verify, if any.
+  std::optional<Corrupt> finish();
+
+  /// Images served so far (names as the checkpointer asked for them).
+  std::vector<std::string> served();
+
+  /// What went wrong in serving itself (the protocol, a pipe), after finish().
+  const std::optional<Error>& failure() const { return failure_; }
+
+ private:
+  void serve();
+  bool handle_request(int conn);
+  void stream(const manifest::ImageFile* image, int pipe_fd);
+
+  Store& store_;
+  const manifest::Checkpoint& checkpoint_;
+  const manifest::CheckpointUnit* unit_ = nullptr;
+  std::filesystem::path dir_;
+  int listen_fd_ = -1;
+  int stop_fd_ = -1;  // an eventfd: finish() wakes the serving thread with it
+  std::unique_ptr<log::Progress> progress_;
+  std::thread server_;
+  std::mutex m_;
+  std::vector<std::thread> streams_;
+  std::vector<std::string> served_;
+  std::optional<Corrupt> problem_;
+  std::optional<Error> failure_;  // the serving thread's own failure (protocol, I/O)
+  bool finished_ = false;
+};
+
+}  // namespace gcp::store

@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: MIT
+#include "gcp/image_server.h"
+
+#include "gcp/fs.h"
+#include "gcp/progress.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace gcp::store {
+
+namespace {
+
+constexpr uint32_t kMaxRequest = 4096;  // a file name and its protobuf framing
+
+// Waits until `fd` is readable; false when `stop` fired first.
+bool wait_readable(int fd, int stop) {
+  pollfd fds[2] = {{fd, POLLIN, 0}, {stop, POLLIN, 0}};
+  for (;;) {
+    int n = ::poll(fds, 2, -1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno("waiting for the checkpointer");
+    if (fds[1].revents) return false;
+    return true;
+  }
+}
+
+// Reads exactly `len` bytes; false at end of file before the first byte.
+bool read_exact(int fd, int stop, void* buf, size_t len) {
+  auto* p = static_cast<uint8_t*>(buf);
+  for (size_t got = 0; got < len;) {
+    if (!wait_readable(fd, stop)) return false;
+    ssize_t r = ::recv(fd, p + got, len - got, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) throw_errno("reading a request of the checkpointer");
+    if (r == 0) {
+      if (got == 0) return false;
+      throw Error(Exit::kFailed, "the checkpointer closed its image-streamer connection in the middle of a request");
+    }
+    got += static_cast<size_t>(r);
+  }
+  return true;
+}
+
+// img_streamer_request_entry { required string filename = 1; }
+std::string parse_filename(const std::vector<uint8_t>& msg) {
+  auto bad = [] { return Error(Exit::kFailed, "the checkpointer sent an image-streamer request this gcp cannot read"); };
+  if (msg.empty() || msg[0] != 0x0a) throw bad();
+  uint64_t len = 0;
+  size_t i = 1;
+  for (int shift = 0;; shift += 7) {
+    if (i >= msg.size() || shift > 28) throw bad();
+    uint8_t b = msg[i++];
+    len |= static_cast<uint64_t>(b & 0x7f) << shift;
+    if (!(b & 0x80)) break;
+  }
+  if (len != msg.size() - i) throw bad();
+  return std::string(msg.begin() + static_cast<long>(i), msg.end());
+}
+
+void send_reply(int conn, bool exists) {
+  // [u32 length = 2][img_streamer_reply_entry { required bool exists = 1; }]
+  uint8_t reply[6] = {2, 0, 0, 0, 0x08, static_cast<uint8_t>(exists ? 1 : 0)};
+  for (size_t done = 0; done < sizeof reply;) {
+    ssize_t w = ::send(conn, reply + done, sizeof reply - done, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) throw_errno("answering the checkpointer");
+    done += static_cast<size_t>(w);
+  }
+}
+
+// The write end of the checkpointer's pipe: one byte of data with one descriptor.
+int receive_fd(int conn, int stop) {
+  if (!wait_readable(conn, stop)) return -1;
+  char byte;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t r;
+  do {
+    r = ::recvmsg(conn, &msg, MSG_CMSG_CLOEXEC);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) throw_errno("receiving a pipe from the checkpointer");
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  if (r != 1 || !c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+      c->cmsg_len != CMSG_LEN(sizeof(int))) {
+    throw Error(Exit::kFailed, "the checkpointer did not pass a pipe for the image it asked for");
+  }
+  int fd;
+  std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  return fd;
+}
+
+}  // namespace
+
+bool ImageServer::fits(const std::filesystem::path& dir) {
+  return (dir / kSocketName).string().size() < sizeof(sockaddr_un::sun_path);
+}
+
+ImageServer::ImageServer(Store& store, const manifest::Checkpoint& checkpoint, const std::string& unit,
+                         const std::filesystem::path& dir)
+    : store_(store), checkpoint_(checkpoint), dir_(dir) {
+  for (const auto& cu : checkpoint.units) {
+    if (cu.name == unit) unit_ = &cu;
+  }
+  if (!unit_) {
+    throw Error(Exit::kFailed, "checkpoint " + std::to_string(checkpoint.seq) + " of job '" + checkpoint.job +
+                                   "' has no unit '" + unit + "'");
+  }
+  if (!fits(dir)) throw Error(Exit::kFailed, "'" + dir.string() + "' is too long for a unix socket path");
+  fs::make_dirs(dir, 0700);
+  auto path = dir / kSocketName;
+  listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listen_fd_ < 0) throw_errno("creating the image-streamer socket");
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  ::unlink(path.c_str());
+  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(listen_fd_, 1) != 0) {
+    int e = errno;
+    ::close(listen_fd_);
+    errno = e;
+    throw_errno("listening on '" + path.string() + "'");
+  }
+  stop_fd_ = ::eventfd(0, EFD_CLOEXEC);
+  if (stop_fd_ < 0) {
+    ::close(listen_fd_);
+    throw_errno("creating an eventfd");
+  }
+  uint64_t total = 0;
+  for (const auto& image : unit_->images) total += image.size;
+  progress_ = std::make_unique<log::Progress>("reading unit '" + unit + "' of checkpoint " +
+                                                  std::to_string(checkpoint.seq) + " of job '" + checkpoint.job + "'",
+                                              total);
+  server_ = std::thread([this] { serve(); });
+}
+
+ImageServer::~ImageServer() {
+  try {
+    finish();
+  } catch (...) {
+  }
+}
+
+void ImageServer::serve() {
+  int conn = -1;
+  try {
+    // One checkpointer, one connection: it asks for its images one after the other.
+    if (wait_readable(listen_fd_, stop_fd_)) {
+      conn = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (conn < 0) throw_errno("accepting the checkpointer's connection");
+      while (handle_request(conn)) {
+      }
+    }
+  } catch (const Error& e) {
+    std::lock_guard lock(m_);
+    failure_ = e;
+  } catch (const std::exception& e) {
+    std::lock_guard lock(m_);
+    failure_ = Error(Exit::kFailed, std::string("serving images: ") + e.what());
+  }
+  if (conn >= 0) ::close(conn);
+}
+
+bool ImageServer::handle_request(int conn) {
+  uint32_t len;
+  if (!read_exact(conn, stop_fd_, &len, sizeof len)) return false;  // the checkpointer is done
+  if (len == 0 || len > kMaxRequest) {
+    throw Error(Exit::kFailed, "the checkpointer sent an image-streamer request of " + std::to_string(len) + " bytes");
+  }
+  std::vector<uint8_t> msg(len);
+  if (!read_exact(conn, stop_fd_, msg.data(), len)) {
+    throw Error(Exit::kFailed, "the checkpointer closed its image-streamer connection in the middle of a request");
+  }
+  std::string name = parse_filename(msg);
+  const manifest::ImageFile* image = nullptr;
+  for (const auto& i : unit_->images) {
+    if (i.path == name) image = &i;
+  }
+  send_reply(conn, image != nullptr);
+  if (!image) {
+    spdlog::trace("image server: '{}' is not in the checkpoint", name);
+    return true;
+  }
+  int pipe_fd = receive_fd(conn, stop_fd_);
+  if (pipe_fd < 0) return false;
+  std::lock_guard lock(m_);
+  served_.push_back(name);
+  streams_.emplace_back([this, image, pipe_fd] { stream(image, pipe_fd); });
+  return true;
+}
+
+void ImageServer::stream(const manifest::ImageFile* image, int pipe_fd) {
+  // A checkpointer that stops reading early closes its end: that is EPIPE here, not a
+  // signal that ends gcp. (A SIGPIPE raised by this thread's write stays pending on the
+  // thread and goes away with it.)
+  sigset_t pipe_only;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_only, nullptr);
+  // A larger pipe: fewer wake-ups of the checkpointer (1 MiB is what unprivileged users
+  // may ask for by default; a refusal leaves the default 64 KiB).
+  (void)::fcntl(pipe_fd, F_SETPIPE_SZ, 1 << 20);
+  try {
+    auto bad = store_.stream_image(checkpoint_, unit_->name, *image, pipe_fd, progress_.get());
+    if (bad) {
+      std::lock_guard lock(m_);
+      if (!problem_) problem_ = std::move(bad);
+    }
+  } catch (const Error& e) {
+    std::lock_guard lock(m_);
+    if (!failure_) failure_ = e;
+  } catch (const std::exception& e) {
+    std::lock_guard lock(m_);
+    if (!failure_) failure_ = Error(Exit::kFailed, "streaming '" + image->path + "': " + e.what());
+  }
+  ::close(pipe_fd);
+}
+
+std::optional<Corrupt> ImageServer::finish() {
+  if (finished_) return problem_;
+  finished_ = true;
+  uint64_t one = 1;
+  if (::write(stop_fd_, &one, sizeof one) < 0) {
+    spdlog::warn("stopping the image server: {}", std::strerror(errno));
+  }
+  if (server_.joinable()) server_.join();
+  // The serving thread is gone: streams_ no longer grows.
+  for (auto& t : streams_) t.join();
+  progress_.reset();
+  ::close(listen_fd_);
+  ::close(stop_fd_);
+  std::error_code ec;
+  std::filesystem::remove(dir_ / kSocketName, ec);
+  return problem_;
+}
+
+std::vector<std::string> ImageServer::served() {
+  std::lock_guard lock(m_);
+  return served_;
+}
+
+}  // namespace gcp::store
