@@ -2,14 +2,14 @@
 # SPDX-License-Identifier: MIT
 # Benchmark (a report, not a timed test): gcp with its deduplicating chunk store against
 # plain `criu dump` to a directory and `criu restore` from it, side by side in one run,
-# alternating gcp and plain, median of RUNS, for each workload size and kind of memory
+# alternating gcp and plain (and which goes first), median of RUNS, for each workload size and kind of memory
 # (memhog, random or compressible). Per workload, both sides take a first checkpoint,
 # let memhog rewrite 5% of its pages, take a second one and restart from it. Also measures
 # the store's file system (dd with fsync) and zstd on the same pages, so that gcp's ingest
 # speed can be put against them. Writes $BUILD/bench/store-bench.{json,md}. (Its per-workload
 # tables hold what criu-vs-gcp.sh reported for the counter: checkpoint end to end and on disk,
 # downtime, dump throughput and restart, each against plain CRIU.)
-#   MIBS="256 1024" KINDS="random compressible" RUNS=3 tests/bench/store-bench.sh
+#   MIBS="256 1024" KINDS="random compressible" RUNS=4 tests/bench/store-bench.sh
 # Targets: downtime within 1.1x of plain criu dump; a second checkpoint (5% rewritten)
 # stores at most 10% of a full one; compressible memory is stored in at most a third of
 # its raw size; restart within 1.3x of plain criu restore.
@@ -21,7 +21,7 @@ bin=$BUILD/bin
 memhog=$BUILD/tests/workloads/memhog
 mibs=${MIBS:-256 1024}
 kinds=${KINDS:-random compressible}
-runs=${RUNS:-3}
+runs=${RUNS:-4}  # even: as many runs with gcp first as with plain CRIU first
 criu=${GCP_CRIU:-$(command -v criu || echo /usr/local/sbin/criu)}
 job=store-bench
 work=$(mktemp -d /tmp/gcp-bench.XXXXXX)
@@ -159,28 +159,26 @@ print(f"gcp downtime {v['gcp.cp1.downtimeMs']:.0f}/{v['gcp.cp2.downtimeMs']:.0f}
 PY
 }
 
-rev=$(git -C "$top" describe --always --dirty 2>/dev/null || echo unknown)  # of the sources, at the start
-t_start=$(now)
-for mib in $mibs; do
-  for kind in $kinds; do
-    for run in $(seq 1 "$runs"); do
-      quiesce
-      # --- through gcp, into a store of its own (a first checkpoint deduplicates against nothing)
-      st=$work/gcp.state
-      rm -rf "$GCP_STORE" "$st"
-      "$bin/gcp-isolate" run --job "$job" -- "$memhog" "$st" "$mib" "$kind" >"$work/job.json" 2>"$work/run.err" ||
-        { cat "$work/run.err" >&2; exit 1; }
-      hpid=$(field "$work/job.json" 'd["units"][0]["pid"]')
-      wait_key "$st" count 2 "the gcp workload did not fill its memory"
-      gcp_checkpoint 1
-      dirty "$st" "$hpid"
-      gcp_checkpoint 2
-      quiet "$bin/gcp-isolate" kill "$job"
-      settle
-      t0=$(now); "$bin/gcp-restart" -v "$job" >/dev/null 2>"$work/restart.err" || { cat "$work/restart.err" >&2; exit 1; }; t1=$(now)
-      rec gcp.restartMs "$(elapsed_ms "$t0" "$t1")"
-      # The phases, from the debug lines' clock: start to the images, materializing them, criu restore.
-      python3 - "$work/restart.err" <<'PY' | while read -r k v; do rec "$k" "$v"; done
+# gcp_side / plain_side: one workload through gcp, and the same through plain CRIU. A
+# run does both, alternating which goes first (the VM's first touch of memory is dear,
+# and the side that runs second may reuse what the first freed).
+gcp_side() {
+  # --- through gcp, into a store of its own (a first checkpoint deduplicates against nothing)
+  st=$work/gcp.state
+  rm -rf "$GCP_STORE" "$st"
+  "$bin/gcp-isolate" run --job "$job" -- "$memhog" "$st" "$mib" "$kind" >"$work/job.json" 2>"$work/run.err" ||
+    { cat "$work/run.err" >&2; exit 1; }
+  hpid=$(field "$work/job.json" 'd["units"][0]["pid"]')
+  wait_key "$st" count 2 "the gcp workload did not fill its memory"
+  gcp_checkpoint 1
+  dirty "$st" "$hpid"
+  gcp_checkpoint 2
+  quiet "$bin/gcp-isolate" kill "$job"
+  settle
+  t0=$(now); "$bin/gcp-restart" -v "$job" >/dev/null 2>"$work/restart.err" || { cat "$work/restart.err" >&2; exit 1; }; t1=$(now)
+  rec gcp.restartMs "$(elapsed_ms "$t0" "$t1")"
+  # The phases, from the debug lines' clock: start to the images, materializing them, criu restore.
+  python3 - "$work/restart.err" <<'PY' | while read -r k v; do rec "$k" "$v"; done
 import re, sys
 t = {}
 for line in open(sys.argv[1]):
@@ -197,49 +195,59 @@ if {"start", "read", "restore", "end"} <= t.keys():
     print("gcp.restart.materializeMs", round((t["restore"] - t["read"]) * 1000, 1))
     print("gcp.restart.criuRestoreMs", round((t["end"] - t["restore"]) * 1000, 1))
 PY
-      running "$st"
-      quiet "$bin/gcp-isolate" kill "$job"
+  running "$st"
+  quiet "$bin/gcp-isolate" kill "$job"
+}
+plain_side() {
+  # --- plain CRIU, the same workload in the same kind of namespace
+  st=$work/plain.state img1=$work/plain-img1 img2=$work/plain-img2
+  rm -rf "$img1" "$img2" "$st"
+  setsid unshare --pid --mount --fork --propagation slave \
+    sh -c "exec setsid '$memhog' '$st' '$mib' '$kind' >'$work/plain.out' 2>&1 </dev/null" \
+    </dev/null >/dev/null 2>&1 &
+  wait_key "$st" count 2 "the plain workload did not fill its memory"
+  pid=$(plain_pid "$st")
+  [ -n "$pid" ] || { echo "bench: cannot find the plain workload" >&2; exit 1; }
+  plain_dump 1 "$img1"
+  # zstd on the same data: the page image of the first dump, read from the page cache.
+  pages=$(ls -S "$img1"/pages-*.img | head -n1)
+  cat "$pages" >/dev/null
+  t0=$(now); zstd -3 -T0 -q -c "$pages" >/dev/null; t1=$(now)
+  rec zstd.bytes "$(stat -c %s "$pages")"
+  rec zstd.ms "$(elapsed_ms "$t0" "$t1")"
+  rec zstd.out "$(zstd -3 -T0 -q -c "$pages" | wc -c)"
+  # The disk: as many bytes as the image, written to the store's file system and fsynced.
+  mkdir -p "$GCP_STORE"
+  n4m=$(( ($(bytes_in "$img1") + (4 << 20) - 1) >> 22 ))
+  settle
+  t0=$(now); dd if=/dev/zero of="$GCP_STORE/dd.bin" bs=4M count="$n4m" conv=fsync status=none; t1=$(now)
+  rm -f "$GCP_STORE/dd.bin"
+  rec dd.bytes $((n4m << 22))
+  rec dd.ms "$(elapsed_ms "$t0" "$t1")"
+  dirty "$st" "$pid"
+  plain_dump 2 "$img2"
+  kill_plain "$st"
+  sleep 0.5
+  settle
+  t0=$(now)
+  "$criu" restore -D "$img2" -o restore.log --ext-mount-map auto --enable-external-masters --root / \
+    --restore-detached --manage-cgroups=ignore ||
+    { echo "bench: criu restore failed:" >&2; tail -n 20 "$img2/restore.log" >&2; exit 1; }
+  t1=$(now)
+  rec criu.restoreMs "$(elapsed_ms "$t0" "$t1")"
+  running "$st"
+  kill_plain "$st"
+  rm -rf "$img1" "$img2"
+  sleep 0.5
+}
 
-      # --- plain CRIU, the same workload in the same kind of namespace
-      st=$work/plain.state img1=$work/plain-img1 img2=$work/plain-img2
-      rm -rf "$img1" "$img2" "$st"
-      setsid unshare --pid --mount --fork --propagation slave \
-        sh -c "exec setsid '$memhog' '$st' '$mib' '$kind' >'$work/plain.out' 2>&1 </dev/null" \
-        </dev/null >/dev/null 2>&1 &
-      wait_key "$st" count 2 "the plain workload did not fill its memory"
-      pid=$(plain_pid "$st")
-      [ -n "$pid" ] || { echo "bench: cannot find the plain workload" >&2; exit 1; }
-      plain_dump 1 "$img1"
-      # zstd on the same data: the page image of the first dump, read from the page cache.
-      pages=$(ls -S "$img1"/pages-*.img | head -n1)
-      cat "$pages" >/dev/null
-      t0=$(now); zstd -3 -T0 -q -c "$pages" >/dev/null; t1=$(now)
-      rec zstd.bytes "$(stat -c %s "$pages")"
-      rec zstd.ms "$(elapsed_ms "$t0" "$t1")"
-      rec zstd.out "$(zstd -3 -T0 -q -c "$pages" | wc -c)"
-      # The disk: as many bytes as the image, written to the store's file system and fsynced.
-      mkdir -p "$GCP_STORE"
-      n4m=$(( ($(bytes_in "$img1") + (4 << 20) - 1) >> 22 ))
-      settle
-      t0=$(now); dd if=/dev/zero of="$GCP_STORE/dd.bin" bs=4M count="$n4m" conv=fsync status=none; t1=$(now)
-      rm -f "$GCP_STORE/dd.bin"
-      rec dd.bytes $((n4m << 22))
-      rec dd.ms "$(elapsed_ms "$t0" "$t1")"
-      dirty "$st" "$pid"
-      plain_dump 2 "$img2"
-      kill_plain "$st"
-      sleep 0.5
-      settle
-      t0=$(now)
-      "$criu" restore -D "$img2" -o restore.log --ext-mount-map auto --enable-external-masters --root / \
-        --restore-detached --manage-cgroups=ignore ||
-        { echo "bench: criu restore failed:" >&2; tail -n 20 "$img2/restore.log" >&2; exit 1; }
-      t1=$(now)
-      rec criu.restoreMs "$(elapsed_ms "$t0" "$t1")"
-      running "$st"
-      kill_plain "$st"
-      rm -rf "$img1" "$img2"
-      sleep 0.5
+rev=$(git -C "$top" describe --always --dirty 2>/dev/null || echo unknown)  # of the sources, at the start
+t_start=$(now)
+for mib in $mibs; do
+  for kind in $kinds; do
+    for run in $(seq 1 "$runs"); do
+      quiesce
+      if [ $((run % 2)) -eq 1 ]; then gcp_side; plain_side; else plain_side; gcp_side; fi
       say "$mib MiB $kind, run $run: $(summary)"
     done
   done
@@ -368,12 +376,14 @@ for cf in configs:
                 f"before the freeze and after the commit {other:.0f} ms")
     md += ["", f"Where gcp's time goes: 1st checkpoint: {phases(g1)}; 2nd: {phases(g2)}."]
     if rs["materializeMs"] is not None:
-        md[-1] += (f" Restart: start up to reading the images {rs['setupMs']:.0f}, materializing the images from chunks "
-                   f"{rs['materializeMs']:.0f}, criu restore and the rest {rs['criuRestoreMs']:.0f} ms.")
+        md[-1] += (f" Restart: start up (lock, manifest, chunk list, index, probe) {rs['setupMs']:.0f}, reading the "
+                   f"images back before restoring {rs['materializeMs']:.0f} (0: streamed to criu), criu restore "
+                   f"and the rest {rs['criuRestoreMs']:.0f} ms.")
 md += ["", "Page cache dropped before every measured step, on both sides (zstd reads its input from the page cache). "
        "gcp's checkpoint adds freezing the cgroup, chunking (SHA-256 per 4 KiB), deduplicating, compressing, writing "
-       "and fsyncing the packs and the atomic commit; plain criu dump neither syncs nor compresses. Its restart adds "
-       "materializing every image from its chunks, verifying each hash. Each run starts from an empty store.",
+       "and fsyncing the packs and the atomic commit; plain criu dump neither syncs nor compresses. Its restart reads "
+       "every chunk back from the packs and verifies its hash as it streams the images to criu restore --stream. "
+       "Each run starts from an empty store; odd runs measure gcp first, even runs plain CRIU first.",
        "", f"Total time of the benchmark: {float(elapsed_ms) / 60000:.1f} min. CPU idle before the runs (other work on "
        f"the machine skews every number): at least {min(cf['idlePctMin'] for cf in configs):.0f}%."]
 text = "\n".join(md) + "\n"
