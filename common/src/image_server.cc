@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "gcp/image_server.h"
 
+#include "gcp/chunks.h"
 #include "gcp/fs.h"
 #include "gcp/progress.h"
 
@@ -14,7 +15,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <span>
 
 namespace gcp::store {
 
@@ -104,7 +108,123 @@ int receive_fd(int conn, int stop) {
   return fd;
 }
 
+// A checkpointer that stops reading early closes its end of the pipe: that is EPIPE
+// here, not a signal that ends gcp. (A SIGPIPE raised by this thread's write stays
+// pending on the thread and goes away with it.)
+void block_sigpipe() {
+  sigset_t pipe_only;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_only, nullptr);
+}
+
+// Writes all of `data` to a pipe; false when its reader has gone.
+bool write_pipe(int fd, std::span<const uint8_t> data) {
+  for (size_t done = 0; done < data.size();) {
+    ssize_t w = ::write(fd, data.data() + done, data.size() - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && errno == EPIPE) return false;
+    if (w < 0) throw_errno("writing an image to the checkpointer");
+    done += static_cast<size_t>(w);
+  }
+  return true;
+}
+
 }  // namespace
+
+// One page image read and verified ahead, piece by piece, into a few reused buffers
+// (fresh memory is dear here: a first touch of a page costs ~10 us).
+class ImageServer::ReadAhead {
+ public:
+  static constexpr size_t kBuffers = 8;  // 1 MiB pieces
+
+  ReadAhead(Store& store, const manifest::Checkpoint& cp, const std::string& unit,
+            const manifest::ImageFile& image, log::Progress* progress)
+      : image_(image) {
+    thread_ = std::thread([this, &store, &cp, unit, progress] {
+      std::optional<Corrupt> bad;
+      std::optional<Error> error;
+      try {
+        bad = store.stream_image(cp, unit, image_, [this](std::span<const uint8_t> piece) { return put(piece); },
+                                 progress);
+      } catch (const Error& e) {
+        error = e;
+      } catch (const std::exception& e) {
+        error = Error(Exit::kFailed, "reading '" + image_.path + "' ahead: " + e.what());
+      }
+      std::lock_guard lock(m_);
+      bad_ = std::move(bad);
+      error_ = std::move(error);
+      done_ = true;
+      cv_.notify_all();
+    });
+  }
+
+  ~ReadAhead() {
+    cancel();
+    thread_.join();
+  }
+
+  void cancel() {
+    std::lock_guard lock(m_);
+    cancelled_ = true;
+    cv_.notify_all();
+  }
+
+  /// Writes the image to the pipe as it is read; the Corrupt error where reading stopped.
+  std::optional<Corrupt> drain(int fd) {
+    for (;;) {
+      std::vector<uint8_t> piece;
+      {
+        std::unique_lock lock(m_);
+        cv_.wait(lock, [this] { return !ready_.empty() || done_ || cancelled_; });
+        if (ready_.empty()) {
+          if (error_) throw *error_;
+          return cancelled_ ? std::nullopt : bad_;
+        }
+        piece = std::move(ready_.front());
+        ready_.pop_front();
+      }
+      bool reader_there = write_pipe(fd, piece);
+      std::lock_guard lock(m_);
+      free_.push_back(std::move(piece));
+      cv_.notify_all();
+      if (!reader_there) {
+        cancelled_ = true;
+        return std::nullopt;
+      }
+    }
+  }
+
+ private:
+  bool put(std::span<const uint8_t> piece) {
+    std::unique_lock lock(m_);
+    cv_.wait(lock, [this] { return cancelled_ || !free_.empty() || allocated_ < kBuffers; });
+    if (cancelled_) return false;
+    std::vector<uint8_t> buf;
+    if (!free_.empty()) {
+      buf = std::move(free_.back());
+      free_.pop_back();
+    } else {
+      ++allocated_;
+    }
+    buf.assign(piece.begin(), piece.end());
+    ready_.push_back(std::move(buf));
+    cv_.notify_all();
+    return true;
+  }
+
+  const manifest::ImageFile& image_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::deque<std::vector<uint8_t>> ready_;
+  std::vector<std::vector<uint8_t>> free_;
+  size_t allocated_ = 0;
+  bool done_ = false, cancelled_ = false;
+  std::optional<Corrupt> bad_;
+  std::optional<Error> error_;
+  std::thread thread_;
+};
 
 bool ImageServer::fits(const std::filesystem::path& dir) {
   return (dir / kSocketName).string().size() < sizeof(sockaddr_un::sun_path);
@@ -145,6 +265,12 @@ ImageServer::ImageServer(Store& store, const manifest::Checkpoint& checkpoint, c
   progress_ = std::make_unique<log::Progress>("reading unit '" + unit + "' of checkpoint " +
                                                   std::to_string(checkpoint.seq) + " of job '" + checkpoint.job + "'",
                                               total);
+  for (const auto& image : unit_->images) {
+    bool pages = image.chunk_size == chunks::kPageChunk && image.size >= (1u << 20);
+    read_aheads_.push_back(pages ? std::make_unique<ReadAhead>(store_, checkpoint_, unit_->name, image, progress_.get())
+                                 : nullptr);
+  }
+  claimed_.assign(unit_->images.size(), false);
   server_ = std::thread([this] { serve(); });
 }
 
@@ -187,8 +313,9 @@ bool ImageServer::handle_request(int conn) {
   }
   std::string name = parse_filename(msg);
   const manifest::ImageFile* image = nullptr;
-  for (const auto& i : unit_->images) {
-    if (i.path == name) image = &i;
+  size_t index = 0;
+  for (size_t i = 0; i < unit_->images.size(); ++i) {
+    if (unit_->images[i].path == name) image = &unit_->images[index = i];
   }
   send_reply(conn, image != nullptr);
   if (!image) {
@@ -197,29 +324,47 @@ bool ImageServer::handle_request(int conn) {
   }
   int pipe_fd = receive_fd(conn, stop_fd_);
   if (pipe_fd < 0) return false;
-  std::lock_guard lock(m_);
-  served_.push_back(name);
-  streams_.emplace_back([this, image, pipe_fd] { stream(image, pipe_fd); });
-  return true;
-}
-
-void ImageServer::stream(const manifest::ImageFile* image, int pipe_fd) {
-  // A checkpointer that stops reading early closes its end: that is EPIPE here, not a
-  // signal that ends gcp. (A SIGPIPE raised by this thread's write stays pending on the
-  // thread and goes away with it.)
-  sigset_t pipe_only;
-  sigemptyset(&pipe_only);
-  sigaddset(&pipe_only, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe_only, nullptr);
   // A larger pipe: fewer wake-ups of the checkpointer (1 MiB is what unprivileged users
   // may ask for by default; a refusal leaves the default 64 KiB).
   (void)::fcntl(pipe_fd, F_SETPIPE_SZ, 1 << 20);
-  try {
-    auto bad = store_.stream_image(checkpoint_, unit_->name, *image, pipe_fd, progress_.get());
-    if (bad) {
-      std::lock_guard lock(m_);
-      if (!problem_) problem_ = std::move(bad);
+  std::lock_guard lock(m_);
+  served_.push_back(name);
+  // The first request for a page image drains what was read ahead for it; any other
+  // request reads the image itself.
+  ReadAhead* ahead = nullptr;
+  if (read_aheads_[index] && !claimed_[index]) {
+    ahead = read_aheads_[index].get();
+    claimed_[index] = true;
+  }
+  streams_.emplace_back([this, image, ahead, pipe_fd] {
+    if (ahead) {
+      block_sigpipe();
+      try {
+        note(ahead->drain(pipe_fd));
+      } catch (const Error& e) {
+        std::lock_guard lock(m_);
+        if (!failure_) failure_ = e;
+      }
+      ::close(pipe_fd);
+    } else {
+      stream(image, pipe_fd);
     }
+  });
+  return true;
+}
+
+void ImageServer::note(std::optional<Corrupt> bad) {
+  if (!bad) return;
+  std::lock_guard lock(m_);
+  if (!problem_) problem_ = std::move(bad);
+}
+
+void ImageServer::stream(const manifest::ImageFile* image, int pipe_fd) {
+  block_sigpipe();
+  try {
+    note(store_.stream_image(
+        checkpoint_, unit_->name, *image, [pipe_fd](std::span<const uint8_t> piece) { return write_pipe(pipe_fd, piece); },
+        progress_.get()));
   } catch (const Error& e) {
     std::lock_guard lock(m_);
     if (!failure_) failure_ = e;
@@ -238,8 +383,14 @@ std::optional<Corrupt> ImageServer::finish() {
     spdlog::warn("stopping the image server: {}", std::strerror(errno));
   }
   if (server_.joinable()) server_.join();
-  // The serving thread is gone: streams_ no longer grows.
+  // The serving thread is gone: streams_ no longer grows. The checkpointer has exited,
+  // so a stream still running ends at its next write; images nobody asked for stop
+  // being read ahead.
+  for (auto& ahead : read_aheads_) {
+    if (ahead) ahead->cancel();
+  }
   for (auto& t : streams_) t.join();
+  read_aheads_.clear();
   progress_.reset();
   ::close(listen_fd_);
   ::close(stop_fd_);

@@ -145,14 +145,11 @@ size_t chunks_per_segment(const manifest::ImageFile& image) {
   return std::max<size_t>(1, kReadSegmentBytes / image.chunk_size);
 }
 
-// Writes `buf` at `offset` of a file, or appends it to a pipe when there is no offset;
-// false when the pipe's reader has gone.
-bool write_all(int fd, const std::vector<uint8_t>& buf, std::optional<uint64_t> offset, const std::string& path) {
+// Writes `buf` at `offset` of a file.
+void write_at(int fd, const std::vector<uint8_t>& buf, uint64_t offset, const std::string& path) {
   for (size_t done = 0; done < buf.size();) {
-    ssize_t w = offset ? ::pwrite(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(*offset + done))
-                       : ::write(fd, buf.data() + done, buf.size() - done);
+    ssize_t w = ::pwrite(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
     if (w < 0 && errno == EINTR) continue;
-    if (w < 0 && errno == EPIPE && !offset) return false;
     if (w < 0) {
       throw_errno("writing image '" + path + "'", Exit::kFailed,
                   errno == ENOSPC ? "free space in " + scratch_root().string() +
@@ -161,7 +158,6 @@ bool write_all(int fd, const std::vector<uint8_t>& buf, std::optional<uint64_t> 
     }
     done += static_cast<size_t>(w);
   }
-  return true;
 }
 
 // Reads every chunk of an image and verifies it; writes the image to `fd` unless it is -1.
@@ -191,7 +187,7 @@ std::optional<std::string> read_image(const chunks::Index& index, const manifest
         return;
       }
       if (first_bad.load(std::memory_order_relaxed) < end) return;
-      if (fd >= 0) write_all(fd, buf, static_cast<uint64_t>(begin) * image.chunk_size, image.path);
+      if (fd >= 0) write_at(fd, buf, static_cast<uint64_t>(begin) * image.chunk_size, image.path);
       if (progress) progress->add(buf.size());
     }
   });
@@ -199,11 +195,11 @@ std::optional<std::string> read_image(const chunks::Index& index, const manifest
   return describe_bad_chunk(image, *first);
 }
 
-// Writes an image to `fd` (a pipe) in order, every chunk verified before its bytes go
-// out. Returns what is wrong with the first bad chunk, where it stops; a reader that
-// went away (EPIPE) ends it quietly.
-std::optional<std::string> stream_image(const chunks::Index& index, const manifest::ImageFile& image, int fd,
-                                        log::Progress* progress) {
+// Hands an image to `sink` in order, every chunk verified before its bytes go out.
+// Returns what is wrong with the first bad chunk, where it stops; a sink that says its
+// reader went away ends it quietly.
+std::optional<std::string> stream_image(const chunks::Index& index, const manifest::ImageFile& image,
+                                        const Store::Sink& sink, log::Progress* progress) {
   const size_t per_segment = chunks_per_segment(image);
   const size_t n = image.chunk_count();
   chunks::ChunkReader reader(index);
@@ -212,7 +208,7 @@ std::optional<std::string> stream_image(const chunks::Index& index, const manife
     if (auto bad = read_chunks(reader, image, begin, std::min(n, begin + per_segment), buf)) {
       return describe_bad_chunk(image, *bad);
     }
-    if (!write_all(fd, buf, std::nullopt, image.path)) return std::nullopt;
+    if (!sink(buf)) return std::nullopt;
     if (progress) progress->add(buf.size());
   }
   return std::nullopt;
@@ -512,14 +508,14 @@ class ChunkStore : public Store {
   }
 
   std::optional<Corrupt> stream_image(const manifest::Checkpoint& cp, const std::string& unit,
-                                      const manifest::ImageFile& image, int fd,
+                                      const manifest::ImageFile& image, const Sink& sink,
                                       log::Progress* progress) override {
     const chunks::Index* index;
     {
       std::lock_guard lock(readers_m_);  // images of a unit are streamed side by side
       index = &reader_index(owner_of(cp.job));
     }
-    if (auto problem = store::stream_image(*index, image, fd, progress)) return bad_image(cp, unit, image, *problem);
+    if (auto problem = store::stream_image(*index, image, sink, progress)) return bad_image(cp, unit, image, *problem);
     return std::nullopt;
   }
 

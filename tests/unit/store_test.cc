@@ -559,12 +559,13 @@ TEST_CASE("the image server streams each image whole, verified, and says which i
     StreamClient criu(dir);
     CHECK(criu.fetch("core-1.img") == core);
     CHECK(criu.fetch("inventory.img") == std::nullopt);
-    CHECK(criu.fetch("pages.img") == pages);
+    CHECK(criu.fetch("pages.img") == pages);                      // read ahead
+    CHECK(criu.fetch("pages.img") == pages);                      // again: read anew
     CHECK(criu.fetch("core-1.img", 100) == core.substr(0, 100));  // read in part, then closed
   }
   CHECK(server.finish() == std::nullopt);
   CHECK(!server.failure());
-  CHECK(server.served() == std::vector<std::string>{"core-1.img", "pages.img", "core-1.img"});
+  CHECK(server.served() == std::vector<std::string>{"core-1.img", "pages.img", "pages.img", "core-1.img"});
   CHECK(!stdfs::exists(dir / store::ImageServer::kSocketName));
 }
 
@@ -599,6 +600,21 @@ TEST_CASE("the image server stops an image before a damaged chunk and names it")
   REQUIRE(bad.has_value());
   CHECK_CONTAINS(bad->what(), "checkpoint 1 of job 'j', unit 'u', file 'pages.img': chunk ");
   CHECK_CONTAINS(bad->hint(), "--fallback");
+}
+
+TEST_CASE("the image server copes with a page image read in part, and with one never asked for") {
+  Fixture f;
+  auto pages = random_pages(3000, 24);  // 12 MiB: more than the read-ahead buffers hold
+  auto cp = f.checkpoint("j", {{"pages.img", pages}, {"pages-2.img", random_pages(600, 25)}});
+  auto loaded = f.s->load_checkpoint("j", cp.seq);
+  auto dir = f.tmp.path() / "serve";
+  store::ImageServer server(*f.s, loaded, "u", dir);
+  {
+    StreamClient criu(dir);
+    CHECK(criu.fetch("pages.img", 3 << 20) == pages.substr(0, 3 << 20));
+  }
+  CHECK(server.finish() == std::nullopt);
+  CHECK(!server.failure());
 }
 
 TEST_CASE("the image server ends at once when nobody connected, and refuses a path too long for a socket") {

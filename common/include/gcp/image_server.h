@@ -27,7 +27,9 @@ namespace gcp::store {
 /// pipe (SCM_RIGHTS, one byte of data) into which the image is written. Every chunk is verified before
 /// any of its bytes goes into a pipe: a missing or damaged chunk ends that image early,
 /// the checkpointer's restore fails before the restored tasks run, and finish() returns
-/// the Corrupt error naming checkpoint, unit, file and chunk.
+/// the Corrupt error naming checkpoint, unit, file and chunk. Page images are read
+/// ahead from the start (CRIU asks for them last, after ~0.1 s of its own start), into
+/// a few buffers that the first request for each drains.
 class ImageServer {
  public:
   static constexpr const char* kSocketName = "streamer-serve.sock";
@@ -53,9 +55,12 @@ class ImageServer {
   const std::optional<Error>& failure() const { return failure_; }
 
  private:
+  class ReadAhead;
+
   void serve();
   bool handle_request(int conn);
   void stream(const manifest::ImageFile* image, int pipe_fd);
+  void note(std::optional<Corrupt> bad);
 
   Store& store_;
   const manifest::Checkpoint& checkpoint_;
@@ -67,6 +72,8 @@ class ImageServer {
   std::thread server_;
   std::mutex m_;
   std::vector<std::thread> streams_;
+  std::vector<std::unique_ptr<ReadAhead>> read_aheads_;  // one per page image, claimed once
+  std::vector<bool> claimed_;
   std::vector<std::string> served_;
   std::optional<Corrupt> problem_;
   std::optional<Error> failure_;  // the serving thread's own failure (protocol, I/O)

@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -130,12 +131,14 @@ class Store {
   /// damaged.
   virtual void materialize(const manifest::Checkpoint& checkpoint, const std::string& unit,
                            const stdfs::path& into) = 0;
-  /// Writes one image of a unit, in order, to `fd` (a pipe), each chunk verified before
-  /// any of its bytes is written. Stops at the first chunk that is missing or damaged and
-  /// returns the Corrupt error naming it; a reader that closes the pipe ends it quietly.
-  /// Adds the bytes written to `progress` when given. Callable from several threads.
+  /// Hands one image of a unit to `sink` in order, in pieces of up to 1 MiB, each chunk
+  /// verified before any of its bytes is handed over. Stops at the first chunk that is
+  /// missing or damaged and returns the Corrupt error naming it; a sink that returns
+  /// false (its reader has gone) ends it quietly. Adds the bytes handed over to
+  /// `progress` when given. Callable from several threads.
+  using Sink = std::function<bool(std::span<const uint8_t>)>;
   virtual std::optional<Corrupt> stream_image(const manifest::Checkpoint& checkpoint, const std::string& unit,
-                                              const manifest::ImageFile& image, int fd,
+                                              const manifest::ImageFile& image, const Sink& sink,
                                               log::Progress* progress) = 0;
   /// Reads every chunk of a checkpoint and checks it; never throws for bad data.
   virtual VerifyReport verify(const manifest::Checkpoint& checkpoint) = 0;
