@@ -14,6 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -265,10 +266,19 @@ ImageServer::ImageServer(Store& store, const manifest::Checkpoint& checkpoint, c
   progress_ = std::make_unique<log::Progress>("reading unit '" + unit + "' of checkpoint " +
                                                   std::to_string(checkpoint.seq) + " of job '" + checkpoint.job + "'",
                                               total);
-  for (const auto& image : unit_->images) {
-    bool pages = image.chunk_size == chunks::kPageChunk && image.size >= (1u << 20);
-    read_aheads_.push_back(pages ? std::make_unique<ReadAhead>(store_, checkpoint_, unit_->name, image, progress_.get())
-                                 : nullptr);
+  // Read ahead: the largest page images of 1 MiB or more, at most kReadAheads of them
+  // (a unit of many processes has a page image per process; 8 MiB and a thread each).
+  std::vector<size_t> order;
+  for (size_t i = 0; i < unit_->images.size(); ++i) {
+    const auto& image = unit_->images[i];
+    if (image.chunk_size == chunks::kPageChunk && image.size >= (1u << 20)) order.push_back(i);
+  }
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return unit_->images[a].size > unit_->images[b].size; });
+  if (order.size() > kReadAheads) order.resize(kReadAheads);
+  read_aheads_.resize(unit_->images.size());
+  for (size_t i : order) {
+    read_aheads_[i] = std::make_unique<ReadAhead>(store_, checkpoint_, unit_->name, unit_->images[i], progress_.get());
   }
   claimed_.assign(unit_->images.size(), false);
   server_ = std::thread([this] { serve(); });

@@ -89,12 +89,13 @@ struct Fixture {
   explicit Fixture(std::optional<store::Options> options = {}) { reopen(options); }
   void reopen(std::optional<store::Options> options = {}) { s = store::open(tmp.path() / "store", options); }
 
-  // Checkpoints unit "u" of `job` with the given files; pages.img is page-aligned.
-  manifest::Checkpoint checkpoint(const std::string& job, const std::map<std::string, std::string>& files) {
+  // Checkpoints unit "u" of `job` with the given files; `aligned` are page-aligned.
+  manifest::Checkpoint checkpoint(const std::string& job, const std::map<std::string, std::string>& files,
+                                  const std::set<std::string>& aligned = {"pages.img"}) {
     if (!s->load_job(job)) s->save_job(sample_job(job));
     auto staging = s->begin(job);
     for (const auto& [name, content] : files) write(staging.unit_dir("u") / name, content);
-    staging.page_aligned["u"] = {"pages.img"};
+    staging.page_aligned["u"] = aligned;
     manifest::Checkpoint cp;
     cp.job = job;
     cp.seq = staging.seq;
@@ -615,6 +616,27 @@ TEST_CASE("the image server copes with a page image read in part, and with one n
   }
   CHECK(server.finish() == std::nullopt);
   CHECK(!server.failure());
+}
+
+TEST_CASE("the image server reads the largest page images ahead and the others when asked") {
+  Fixture f;
+  std::map<std::string, std::string> files;
+  std::set<std::string> names;
+  for (int i = 1; i <= 6; ++i) {
+    auto name = "pages-" + std::to_string(i) + ".img";
+    files[name] = random_pages(256 + 16 * i, 30 + i);
+    names.insert(name);
+  }
+  auto cp = f.checkpoint("j", files, names);
+  auto loaded = f.s->load_checkpoint("j", cp.seq);
+  auto dir = f.tmp.path() / "serve";
+  store::ImageServer server(*f.s, loaded, "u", dir);
+  {
+    StreamClient criu(dir);
+    for (const auto& [name, content] : files) CHECK(criu.fetch(name) == content);
+  }
+  CHECK(server.finish() == std::nullopt);
+  CHECK(server.served().size() == 6);
 }
 
 TEST_CASE("the image server ends at once when nobody connected, and refuses a path too long for a socket") {

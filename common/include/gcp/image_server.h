@@ -27,12 +27,13 @@ namespace gcp::store {
 /// pipe (SCM_RIGHTS, one byte of data) into which the image is written. Every chunk is verified before
 /// any of its bytes goes into a pipe: a missing or damaged chunk ends that image early,
 /// the checkpointer's restore fails before the restored tasks run, and finish() returns
-/// the Corrupt error naming checkpoint, unit, file and chunk. Page images are read
-/// ahead from the start (CRIU asks for them last, after ~0.1 s of its own start), into
-/// a few buffers that the first request for each drains.
+/// the Corrupt error naming checkpoint, unit, file and chunk. The largest page images
+/// are read ahead from the start (CRIU asks for them last, after ~0.1 s of its own
+/// start), into a few buffers that the first request for each drains.
 class ImageServer {
  public:
   static constexpr const char* kSocketName = "streamer-serve.sock";
+  static constexpr size_t kReadAheads = 4;  ///< page images read ahead at most
 
   /// Whether a socket in `dir` fits a unix socket address (108 bytes).
   static bool fits(const std::filesystem::path& dir);
