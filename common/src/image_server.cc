@@ -261,10 +261,21 @@ ImageServer::ImageServer(Store& store, const manifest::Checkpoint& checkpoint, c
     ::close(listen_fd_);
     throw_errno("creating an eventfd");
   }
+  try {
+    start();
+  } catch (...) {
+    // The threads already started are joined by their owners' destructors.
+    ::close(listen_fd_);
+    ::close(stop_fd_);
+    throw;
+  }
+}
+
+void ImageServer::start() {
   uint64_t total = 0;
   for (const auto& image : unit_->images) total += image.size;
-  progress_ = std::make_unique<log::Progress>("reading unit '" + unit + "' of checkpoint " +
-                                                  std::to_string(checkpoint.seq) + " of job '" + checkpoint.job + "'",
+  progress_ = std::make_unique<log::Progress>("reading unit '" + unit_->name + "' of checkpoint " +
+                                                  std::to_string(checkpoint_.seq) + " of job '" + checkpoint_.job + "'",
                                               total);
   // Read ahead: the largest page images of 1 MiB or more, at most kReadAheads of them
   // (a unit of many processes has a page image per process; 8 MiB and a thread each).

@@ -58,6 +58,7 @@ class ImageServer {
  private:
   class ReadAhead;
 
+  void start();  // the progress line, the read-aheads, the serving thread
   void serve();
   bool handle_request(int conn);
   void stream(const manifest::ImageFile* image, int pipe_fd);
@@ -73,7 +74,7 @@ class ImageServer {
   std::thread server_;
   std::mutex m_;
   std::vector<std::thread> streams_;
-  std::vector<std::unique_ptr<ReadAhead>> read_aheads_;  // one per page image, claimed once
+  std::vector<std::unique_ptr<ReadAhead>> read_aheads_;  // by image index; null: not read ahead
   std::vector<bool> claimed_;
   std::vector<std::string> served_;
   std::optional<Corrupt> problem_;
