@@ -45,19 +45,6 @@ T get(const uint8_t* p) {
   return v;
 }
 
-void pread_all(int fd, void* buf, size_t n, uint64_t offset, const std::string& what) {
-  auto* p = static_cast<uint8_t*>(buf);
-  while (n > 0) {
-    ssize_t r = ::pread(fd, p, n, static_cast<off_t>(offset));
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) throw_errno("reading " + what);
-    if (r == 0) throw Error(Exit::kFailed, "reading " + what + ": it ends early (truncated?)");
-    p += r;
-    n -= static_cast<size_t>(r);
-    offset += static_cast<uint64_t>(r);
-  }
-}
-
 }  // namespace
 
 std::string Hash::hex() const {
@@ -526,12 +513,12 @@ const std::vector<uint8_t>* ChunkReader::frame(const Location& loc, std::string&
   }
   int fd = pack_fd(loc.pack, why);
   if (fd < 0) return nullptr;
-  auto where = [&] { return "pack " + index_.packs().at(loc.pack) + " at offset " + std::to_string(loc.frame_offset); };
   compressed_.resize(loc.frame_length);
   try {
-    pread_all(fd, compressed_.data(), compressed_.size(), loc.frame_offset, "the frame");
+    fs::pread_all(fd, compressed_.data(), compressed_.size(), loc.frame_offset,
+                  "pack " + index_.packs().at(loc.pack) + " at offset " + std::to_string(loc.frame_offset));
   } catch (const Error& e) {
-    why = "reading " + where() + std::string(e.what()).substr(std::string("reading the frame").size());
+    why = e.what();
     return nullptr;
   }
   // The oldest of 8 cached frames gives its buffer to the new one.

@@ -12,8 +12,6 @@
 
 #include <cerrno>
 #include <memory>
-#include <fstream>
-#include <sstream>
 
 namespace gcp::fs {
 
@@ -40,6 +38,19 @@ std::optional<std::string> try_read_file(const stdfs::path& path) {
   }
   out.resize(got);
   return out;
+}
+
+void pread_all(int fd, void* buf, size_t n, uint64_t offset, const std::string& what) {
+  auto* p = static_cast<uint8_t*>(buf);
+  while (n > 0) {
+    ssize_t r = ::pread(fd, p, n, static_cast<off_t>(offset));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) throw_errno("reading " + what);
+    if (r == 0) throw Error(Exit::kFailed, "reading " + what + ": it ends early (truncated?)");
+    p += r;
+    n -= static_cast<size_t>(r);
+    offset += static_cast<uint64_t>(r);
+  }
 }
 
 std::string read_file(const stdfs::path& path) {

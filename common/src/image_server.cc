@@ -234,13 +234,8 @@ bool ImageServer::fits(const std::filesystem::path& dir) {
 ImageServer::ImageServer(Store& store, const manifest::Checkpoint& checkpoint, const std::string& unit,
                          const std::filesystem::path& dir)
     : store_(store), checkpoint_(checkpoint), dir_(dir) {
-  for (const auto& cu : checkpoint.units) {
-    if (cu.name == unit) unit_ = &cu;
-  }
-  if (!unit_) {
-    throw Error(Exit::kFailed, "checkpoint " + std::to_string(checkpoint.seq) + " of job '" + checkpoint.job +
-                                   "' has no unit '" + unit + "'");
-  }
+  unit_ = checkpoint.find_unit(unit);
+  if (!unit_) throw Error(Exit::kFailed, checkpoint.name() + " has no unit '" + unit + "'");
   if (!fits(dir)) throw Error(Exit::kFailed, "'" + dir.string() + "' is too long for a unix socket path");
   fs::make_dirs(dir, 0700);
   auto path = dir / kSocketName;
@@ -274,9 +269,7 @@ ImageServer::ImageServer(Store& store, const manifest::Checkpoint& checkpoint, c
 void ImageServer::start() {
   uint64_t total = 0;
   for (const auto& image : unit_->images) total += image.size;
-  progress_ = std::make_unique<log::Progress>("reading unit '" + unit_->name + "' of checkpoint " +
-                                                  std::to_string(checkpoint_.seq) + " of job '" + checkpoint_.job + "'",
-                                              total);
+  progress_ = std::make_unique<log::Progress>("reading unit '" + unit_->name + "' of " + checkpoint_.name(), total);
   // Read ahead: the largest page images of 1 MiB or more, at most kReadAheads of them
   // (a unit of many processes has a page image per process; 8 MiB and a thread each).
   std::vector<size_t> order;

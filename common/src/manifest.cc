@@ -276,6 +276,15 @@ const Unit* Job::find_unit(const std::string& unit) const {
   return const_cast<Job*>(this)->find_unit(unit);
 }
 
+const CheckpointUnit* Checkpoint::find_unit(const std::string& unit) const {
+  for (const auto& u : units) {
+    if (u.name == unit) return &u;
+  }
+  return nullptr;
+}
+
+std::string Checkpoint::name() const { return "checkpoint " + std::to_string(seq) + " of job '" + job + "'"; }
+
 json to_json(const Job& job) {
   json j;
   j["apiVersion"] = kApiVersion;

@@ -97,8 +97,6 @@ struct InFlight {
   std::optional<ScratchDir> scratch;
 };
 
-// Reads one image file back from its chunks into `fd` (or only checks it when fd < 0).
-// Returns what is wrong with it, or nullopt.
 chunks::Hash digest_of(const manifest::ImageFile& image, size_t i) {
   chunks::Hash h;
   std::memcpy(h.bytes.data(), image.digest(i).data(), h.bytes.size());
@@ -224,13 +222,7 @@ void ingest_file(const stdfs::path& path, manifest::ImageFile& image, chunks::Pa
   std::unique_ptr<int, void (*)(int*)> closer(&fd, [](int* p) { ::close(*p); });
   for (uint64_t offset = 0; offset < image.size;) {
     size_t want = static_cast<size_t>(std::min<uint64_t>(block.size(), image.size - offset));
-    for (size_t got = 0; got < want;) {
-      ssize_t r = ::pread(fd, block.data() + got, want - got, static_cast<off_t>(offset + got));
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0) throw_errno("reading image '" + path.string() + "'");
-      if (r == 0) throw Error(Exit::kFailed, "image '" + path.string() + "' shrank while being stored");
-      got += static_cast<size_t>(r);
-    }
+    fs::pread_all(fd, block.data(), want, offset, "image '" + path.string() + "'");
     size_t n = (want + image.chunk_size - 1) / image.chunk_size;
     std::vector<chunks::Hash> hashes(n);
     auto piece = [&](size_t i) {
@@ -477,16 +469,12 @@ class ChunkStore : public Store {
 
   void materialize(const manifest::Checkpoint& cp, const std::string& unit,
                    const stdfs::path& into) override {
-    const manifest::CheckpointUnit* u = nullptr;
-    for (const auto& cu : cp.units) {
-      if (cu.name == unit) u = &cu;
-    }
-    std::string what = "checkpoint " + std::to_string(cp.seq) + " of job '" + cp.job + "'";
-    if (!u) throw Error(Exit::kFailed, what + " has no unit '" + unit + "'");
+    const manifest::CheckpointUnit* u = cp.find_unit(unit);
+    if (!u) throw Error(Exit::kFailed, cp.name() + " has no unit '" + unit + "'");
     const auto& index = reader_index(owner_of(cp.job));
     uint64_t total = 0;
     for (const auto& image : u->images) total += image.size;
-    log::Progress progress("reading unit '" + unit + "' of " + what, total);
+    log::Progress progress("reading unit '" + unit + "' of " + cp.name(), total);
     fs::make_dirs(into, 0700);
     for (const auto& image : u->images) {
       auto path = into / image.path;
@@ -502,28 +490,20 @@ class ChunkStore : public Store {
     }
   }
 
-  void prepare_read(const std::string& job) override {
-    std::lock_guard lock(readers_m_);
-    reader_index(owner_of(job));
-  }
+  void prepare_read(const std::string& job) override { reader_index(owner_of(job)); }
 
   std::optional<Corrupt> stream_image(const manifest::Checkpoint& cp, const std::string& unit,
                                       const manifest::ImageFile& image, const Sink& sink,
                                       log::Progress* progress) override {
-    const chunks::Index* index;
-    {
-      std::lock_guard lock(readers_m_);  // images of a unit are streamed side by side
-      index = &reader_index(owner_of(cp.job));
-    }
-    if (auto problem = store::stream_image(*index, image, sink, progress)) return bad_image(cp, unit, image, *problem);
+    const auto& index = reader_index(owner_of(cp.job));
+    if (auto problem = store::stream_image(index, image, sink, progress)) return bad_image(cp, unit, image, *problem);
     return std::nullopt;
   }
 
   static Corrupt bad_image(const manifest::Checkpoint& cp, const std::string& unit,
                            const manifest::ImageFile& image, const std::string& problem) {
     return Corrupt(Exit::kFailed,
-                   "checkpoint " + std::to_string(cp.seq) + " of job '" + cp.job + "', unit '" + unit +
-                       "', file '" + image.path + "': " + problem,
+                   cp.name() + ", unit '" + unit + "', file '" + image.path + "': " + problem,
                    "restart an earlier checkpoint with --seq N or --fallback; "
                    "'gcp-store verify " + cp.job + "' checks them all");
   }
@@ -618,7 +598,7 @@ class ChunkStore : public Store {
 
   // Fills in every image's chunks from chunks.bin; Corrupt when it does not match.
   void read_chunk_list(const stdfs::path& dir, manifest::Checkpoint& cp) {
-    std::string what = "checkpoint " + std::to_string(cp.seq) + " of job '" + cp.job + "'";
+    std::string what = cp.name();
     if (cp.chunk_list.empty()) {
       for (const auto& u : cp.units) {
         for (const auto& image : u.images) {
@@ -688,8 +668,10 @@ class ChunkStore : public Store {
     return lock;
   }
 
-  // Readers keep the owner's lock (shared) as long as this store object lives.
+  // Readers keep the owner's lock (shared) as long as this store object lives. Images are
+  // streamed side by side: the map is locked; an index, once loaded, is only read.
   const chunks::Index& reader_index(uid_t owner) {
+    std::lock_guard lock(readers_m_);
     auto it = readers_.find(owner);
     if (it == readers_.end()) {
       auto lock = lock_owner(owner, true, std::chrono::milliseconds(-1));
@@ -724,7 +706,10 @@ class ChunkStore : public Store {
 };
 
 GcReport ChunkStore::gc(std::chrono::seconds wait) {
-  readers_.clear();  // this object's own shared locks would keep gc out
+  {
+    std::lock_guard lock(readers_m_);
+    readers_.clear();  // this object's own shared locks would keep gc out
+  }
   GcReport report;
   std::error_code ec;
   // Staging whose writer is gone: its lock is free.

@@ -19,6 +19,10 @@ std::string read_file(const stdfs::path& path);
 /// Reads a whole file; nullopt when it does not exist.
 std::optional<std::string> try_read_file(const stdfs::path& path);
 
+/// Reads exactly `n` bytes at `offset`; throws Error naming `what` ("reading WHAT: ...")
+/// on an I/O error or when the file ends first.
+void pread_all(int fd, void* buf, size_t n, uint64_t offset, const std::string& what);
+
 /// Writes `data` to `path` as temp + fsync + rename + fsync of the directory, so a
 /// reader sees the old content or the new one, never a part.
 void write_file_atomic(const stdfs::path& path, const std::string& data, mode_t mode = 0644);

@@ -109,6 +109,11 @@ struct Checkpoint {
   /// empty when the images carry their chunks inline. Serialised as chunkList.
   json chunk_list = json::object();
   json extra = json::object();
+
+  /// The unit with this name; nullptr when there is none.
+  const CheckpointUnit* find_unit(const std::string& unit) const;
+  /// "checkpoint SEQ of job 'JOB'", for messages.
+  std::string name() const;
 };
 
 /// Throws Error(kUsage) unless `name` can be a job or unit name: 1 to 64 characters
