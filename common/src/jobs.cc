@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "gcp/jobs.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include <system_error>
 #include <thread>
 
+#include "gcp/deps.h"
 #include "gcp/error.h"
 #include "gcp/image_server.h"
 #include "gcp/log.h"
@@ -182,6 +184,106 @@ manifest::Job load(store::Store& store, const std::string& job) {
   return *loaded;
 }
 
+std::string adopt(store::Store& store, cgroup::Cgroups& cgroups, std::string job_name,
+                  const std::string& unit_name, const grouping::Spec& spec) {
+  using grouping::Kind;
+  auto all = grouping::snapshot();
+  grouping::Members members = grouping::resolve(spec, all);
+  if (!members.root) {
+    std::string tops;
+    for (size_t i = 0; i < members.tops.size() && i < 4; ++i) {
+      pid_t p = members.tops[i];
+      tops += (i ? ", " : "") + std::to_string(p) + " (" + all.at(p).comm + ")";
+    }
+    throw Error(Exit::kUsage,
+                grouping::describe(spec) + " is not one process tree: pids " + tops +
+                    " have no parent in it, and the checkpointer dumps one tree",
+                "give the PID of their common parent with --pid");
+  }
+  pid_t root = *members.root;
+  if (job_name.empty()) {
+    job_name = grouping::name(spec.kind) + "-" +
+               (spec.kind == Kind::kCgroup ? std::filesystem::path(spec.cgroup).filename().string()
+                                           : std::to_string(spec.pid));
+  }
+  manifest::check_name("job", job_name);
+  manifest::check_name("unit", unit_name);
+  uid_t owner = all.at(root).uid;
+  uid_t me = ::geteuid();
+  std::vector<pid_t> tree = grouping::resolve({Kind::kTree, root, {}}, all).pids;
+  for (pid_t pid : tree) {
+    if (me != 0 && all.at(pid).uid != me) {
+      throw Error(Exit::kNotPermitted, "pid " + std::to_string(pid) + " (" + all.at(pid).comm +
+                                           ") belongs to uid " + std::to_string(all.at(pid).uid) +
+                                           ", not to you (uid " + std::to_string(me) + ")");
+    }
+  }
+  if (tree.size() > members.pids.size()) {
+    spdlog::warn("{} has {} process(es); the unit takes in the whole tree of pid {} ({}): {} process(es)",
+                 grouping::describe(spec), members.pids.size(), root, all.at(root).comm, tree.size());
+  }
+  // A freezer cgroup named by the spec stays the unit's (a batch system may track the
+  // job by it); everything else moves into gcp's own.
+  std::string cg = cgroup::unit_path(job_name, unit_name);
+  if (spec.kind == Kind::kCgroup) {
+    auto file = grouping::cgroup_procs_file(spec.cgroup);
+    std::string freezer = cgroups.freezer_dir("");
+    while (!freezer.empty() && freezer.back() == '/') freezer.pop_back();
+    if (file && file->rfind(freezer + "/", 0) == 0) {
+      cg = file->substr(freezer.size() + 1, file->size() - freezer.size() - 1 - std::string("/cgroup.procs").size());
+    }
+  }
+
+  auto held = store.try_lock_job(job_name);
+  if (!held) throw Error(Exit::kBusy, "job '" + job_name + "' is busy (checkpoint or restart running)", "retry later");
+  if (store.load_job(job_name)) {
+    manifest::Job existing = load(store, job_name);
+    const manifest::Unit* u = existing.find_unit(unit_name);
+    if (existing.units.size() == 1 && u && u->grouping == grouping::name(spec.kind) && u->pid == root &&
+        u->cgroup == cg) {
+      return job_name;  // registered before, e.g. by the previous run of the same cron line
+    }
+    throw Error(Exit::kUsage,
+                "job '" + job_name + "' exists and is not " + grouping::describe(spec) + " (root pid " +
+                    std::to_string(root) + ")",
+                "name the job (gcp-checkpoint NAME --pid ...), or remove the old one with 'gcp-store rm " + job_name + "'");
+  }
+  cgroups.create(cg);
+  // cgroup.procs moves every thread of a process (the tasks file would move one).
+  std::string procs = cgroups.freezer_dir(cg) + "/cgroup.procs";
+  for (pid_t pid : tree) {
+    int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
+    std::string text = std::to_string(pid);
+    bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    int err = errno;
+    if (fd >= 0) ::close(fd);
+    if (!ok && proc::alive(pid)) {
+      errno = err;
+      throw_errno("moving pid " + text + " into cgroup '" + cg + "' (" + procs + ")");
+    }
+  }
+  manifest::Job job;
+  job.name = job_name;
+  job.owner = owner;
+  job.created = manifest::now_rfc3339();
+  manifest::Unit u;
+  u.name = unit_name;
+  u.node = proc::node_name();
+  u.grouping = grouping::name(spec.kind);
+  u.cgroup = cg;
+  u.translib = "criu";
+  u.command = {proc::cmdline(root)};
+  u.pid = root;
+  u.state = "running";
+  u.extra["adopted"] = {{"spec", grouping::describe(spec)}, {"at", job.created}};
+  job.units.push_back(u);
+  store.save_job(job);
+  store.append_event(job_name, {{"event", "adopted"}, {"unit", unit_name}, {"root", root}, {"processes", tree.size()}});
+  spdlog::info("registered {} as job '{}' (unit '{}', {} process(es), root pid {})", grouping::describe(spec),
+               job_name, unit_name, tree.size(), root);
+  return job_name;
+}
+
 manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
                                 const std::string& job_name, const CheckpointOptions& options) {
   auto held = lock(store, job_name);
@@ -225,6 +327,26 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
                 "restart it with 'gcp-restart " + job_name + "'");
   }
 
+  // Before anything is frozen: a unit tied to the outside would restart broken.
+  auto t_deps = Clock::now();
+  std::vector<deps::UnitSpec> specs;
+  for (const auto* u : units) specs.push_back({u->name, deps::spec_of(*u)});
+  deps::Graph graph = options.graph ? options.graph(job_name, specs) : deps::build(job_name, specs);
+  for (size_t i = 0; i < units.size(); ++i) {
+    auto bad = graph.breaking(i);
+    if (bad.empty()) continue;
+    const deps::Tie& t = *bad.front();
+    std::string what = "unit '" + units[i]->name + "' of job '" + job_name + "' would restart broken: " +
+                       t.kind + " " + t.object + ": " + t.advice +
+                       (bad.size() > 1 ? " (and " + std::to_string(bad.size() - 1) + " more)" : "");
+    if (!options.force) {
+      throw Error(Exit::kFailed, what + "; nothing was checkpointed",
+                  "'gcp-deps " + job_name + " --format text' shows every tie; --force checkpoints anyway");
+    }
+    spdlog::warn("{} (checkpointing anyway: --force)", what);
+  }
+  double deps_ms = ms_between(t_deps, Clock::now());
+
   Translibs translibs;
   for (const auto* u : units) translibs.get(u->translib);
 
@@ -236,6 +358,12 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   cp.mode = "coordinated";
   cp.kernel = proc::kernel_release();
   std::vector<json> results(units.size());
+  std::vector<std::vector<std::string>> unit_options(units.size());
+  for (size_t i = 0; i < units.size(); ++i) {
+    auto o = graph.options(i);
+    unit_options[i].assign(o.begin(), o.end());
+    if (!o.empty()) spdlog::debug("unit '{}': checkpointer options from its ties: {}", units[i]->name, fmt::join(o, " "));
+  }
   std::vector<double> freeze_ms(units.size()), dump_ms(units.size());
   std::vector<std::optional<Error>> errors(units.size());
 
@@ -285,7 +413,8 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
                                           {"imagesDir", staging.unit_dir(u->name).string()},
                                           {"grouping", u->grouping},
                                           {"freezeCgroup", cgroups.freezer_dir(u->cgroup)},
-                                          {"leaveRunning", true}});
+                                          {"leaveRunning", true},
+                                          {"options", unit_options[i]}});
           } catch (const Error& e) {
             errors[i] = e;
           } catch (const std::exception& e) {
@@ -332,9 +461,11 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
     cu.checkpointer = results[i].value("checkpointer", lib.name());
     cu.checkpointer_version = results[i].value("version", "");
     cu.stats = results[i].value("stats", json::object());
+    cu.options = unit_options[i];
     cu.timings = {{"freezeMs", round_ms(freeze_ms[i])}, {"dumpMs", round_ms(dump_ms[i])}};
     cp.units.push_back(std::move(cu));
   }
+  cp.timings["depsMs"] = round_ms(deps_ms);
   cp.timings["freezeMs"] = round_ms(ms_between(t_start, t_frozen));
   cp.timings["dumpMs"] = round_ms(ms_between(t_frozen, t_dumped));
   cp.timings["thawMs"] = round_ms(ms_between(t_dumped, t_thawed));
@@ -452,6 +583,7 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
         json request = {{"imagesDir", (dir / cu.name).string()},
                         {"workDir", work.string()},
                         {"grouping", cu.grouping},
+                        {"options", cu.options},
                         {"joinCgroups", json::array({cgroups.freezer_dir(u->cgroup) + "/cgroup.procs"})}};
         std::unique_ptr<store::ImageServer> server;
         if (stream) {

@@ -2,6 +2,7 @@
 #include "gcp/manifest.h"
 
 #include "gcp/error.h"
+#include "gcp/grouping.h"
 
 #include <spdlog/spdlog.h>
 
@@ -118,8 +119,9 @@ void valid_name(const Fields& f, const std::string& what, const std::string& nam
 }
 
 void valid_grouping(const Fields& f, const std::string& grouping) {
-  if (grouping != "pidns" && grouping != "tree") {
-    f.fail(f.name("grouping"), "is '" + grouping + "', expected 'pidns' or 'tree'");
+  if (!grouping::parse(grouping)) {
+    f.fail(f.name("grouping"),
+           "is '" + grouping + "', expected 'pidns', 'tree', 'pgid', 'sid' or 'cgroup'");
   }
 }
 
@@ -358,6 +360,7 @@ json to_json(const Checkpoint& c, bool chunk_lists) {
     ju["grouping"] = u.grouping;
     ju["translib"] = json{{"name", u.translib}, {"version", u.translib_version}};
     ju["checkpointer"] = json{{"name", u.checkpointer}, {"version", u.checkpointer_version}};
+    if (!u.options.empty()) ju["checkpointerOptions"] = u.options;
     ju["timings"] = u.timings;
     ju["bytes"] = u.bytes;
     ju["stats"] = u.stats;
@@ -419,6 +422,16 @@ Checkpoint checkpoint_from_json(const json& doc, const std::string& source) {
     Fields cp(cp_obj, where + ".checkpointer", source);
     u.checkpointer = cp.optional<std::string>("name", "");
     u.checkpointer_version = cp.optional<std::string>("version", "");
+    for (const auto& o : fu.array("checkpointerOptions", false)) {
+      // Only what gcp-deps asks for: a manifest must not smuggle options (an action
+      // script, say) into a checkpointer that runs as root.
+      static const std::set<std::string> kAllowed = {"--tcp-established", "--shell-job", "--ext-unix-sk"};
+      if (!o.is_string() || !kAllowed.count(o.get<std::string>())) {
+        fu.fail(fu.name("checkpointerOptions"),
+                "holds " + o.dump() + ", expected --tcp-established, --shell-job or --ext-unix-sk");
+      }
+      u.options.push_back(o.get<std::string>());
+    }
     u.timings = fu.object("timings");
     u.bytes = fu.object("bytes");
     u.stats = fu.object("stats");

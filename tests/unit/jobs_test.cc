@@ -75,6 +75,27 @@ struct JobFixture {
       job.units.push_back(u);
     }
     store->save_job(job);
+    // The units' ties as a test says they are, instead of this machine's /proc.
+    options.graph = [this](const std::string& name, const std::vector<gcp::deps::UnitSpec>& specs) {
+      gcp::deps::Graph g;
+      g.job = name;
+      for (const auto& s : specs) g.units.push_back({s.name, s.spec, {}});
+      g.ties = ties;
+      return g;
+    };
+  }
+
+  // A tie of unit `unit` (its index) with the given verdict.
+  void tie(size_t unit, gcp::deps::Verdict verdict, const std::string& option = "") {
+    gcp::deps::Tie t;
+    t.kind = verdict == gcp::deps::Verdict::kBreaks ? "pipe" : "tcp";
+    t.object = "pipe:[42]";
+    t.ends = {{sleeper.pid(), 1, "w", unit}, {1, 0, "r", std::nullopt}};
+    t.scope = gcp::deps::Scope::kExternal;
+    t.verdict = verdict;
+    t.option = option;
+    t.advice = "widen the unit to take in pid 1 (init)";
+    ties.push_back(t);
   }
 
   manifest::Job stored_job() {
@@ -119,6 +140,7 @@ struct JobFixture {
   Sleeper sleeper;
   manifest::Job job;
   jobs::CheckpointOptions options;
+  std::vector<gcp::deps::Tie> ties;
 };
 
 }  // namespace
@@ -522,4 +544,54 @@ TEST_CASE("a store failure that is not a gcp::Error still thaws a job kept froze
   CHECK(f.store->checkpoints("j") == std::vector<uint64_t>{1});
   CHECK(f.events().back()["event"] == "checkpoint-failed");
   CHECK(f.stored_job().units[0].state == "running");  // not marked stopped
+}
+
+TEST_CASE("a unit whose ties would break its restart is refused before anything is frozen") {
+  JobFixture f;
+  f.tie(1, gcp::deps::Verdict::kBreaks);
+  try {
+    jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+    FAIL("the checkpoint was not refused");
+  } catch (const gcp::Error& e) {
+    CHECK(e.code() == gcp::Exit::kFailed);
+    std::string what = e.what();
+    CHECK(what.find("unit 'b' of job 'j' would restart broken: pipe pipe:[42]") != std::string::npos);
+    CHECK(what.find("widen the unit") != std::string::npos);
+    CHECK(e.hint().find("gcp-deps j") != std::string::npos);
+    CHECK(e.hint().find("--force") != std::string::npos);
+  }
+  CHECK_FALSE(f.called("freeze gcp/j/a"));
+  CHECK_FALSE(f.called("freeze gcp/j/b"));
+  CHECK(f.store->checkpoints("j").empty());
+  CHECK(f.staging_dirs().empty());
+
+  f.options.force = true;
+  auto cp = jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  CHECK(cp.seq == 1);
+  CHECK(f.called("freeze gcp/j/b"));
+}
+
+TEST_CASE("options the ties need go to the checkpointer, into the manifest, and to the restart") {
+  JobFixture f;
+  f.tie(0, gcp::deps::Verdict::kNeedsOption, "--tcp-established");
+  f.tie(0, gcp::deps::Verdict::kNeedsOption, "--shell-job");
+  f.tie(0, gcp::deps::Verdict::kNeedsOption, "--tcp-established");
+  auto cp = jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  const auto* a = cp.find_unit("a");
+  const auto* b = cp.find_unit("b");
+  REQUIRE(a);
+  REQUIRE(b);
+  CHECK(a->options == std::vector<std::string>{"--shell-job", "--tcp-established"});
+  CHECK(b->options.empty());
+  CHECK(cp.timings.contains("depsMs"));
+  auto doc = manifest::to_json(cp);
+  CHECK(doc["units"][0]["checkpointerOptions"] == json::array({"--shell-job", "--tcp-established"}));
+  CHECK_FALSE(doc["units"][1].contains("checkpointerOptions"));
+  auto back = manifest::checkpoint_from_json(doc, "test");
+  CHECK(back.units[0].options == a->options);
+
+  // A manifest may not carry any other option into a checkpointer that runs as root.
+  doc["units"][0]["checkpointerOptions"] = json::array({"--action-script=/tmp/x"});
+  CHECK_THROWS_WITH_AS(manifest::checkpoint_from_json(doc, "test"),
+                       doctest::Contains("units[0].checkpointerOptions"), gcp::Error);
 }

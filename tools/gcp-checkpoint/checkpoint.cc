@@ -2,6 +2,7 @@
 #include "checkpoint.h"
 
 #include "gcp/cgroup.h"
+#include "gcp/error.h"
 #include "gcp/jobs.h"
 #include "gcp/main.h"
 #include "gcp/store.h"
@@ -22,7 +23,14 @@ void run(const Options& opt) {
   options.stop = opt.stop;
   options.freeze_timeout = std::chrono::milliseconds(opt.freeze_timeout_ms);
   options.keep = opt.keep;
-  auto cp = jobs::checkpoint(*store, *cgroups, opt.job, options);
+  options.force = opt.force;
+  std::string job = opt.job;
+  if (auto spec = opt.grouping.spec()) {
+    job = jobs::adopt(*store, *cgroups, job, opt.unit, *spec);
+  } else if (job.empty()) {
+    throw Error(Exit::kUsage, "no job given", "name a JOB, or an ad-hoc unit with --pid, --pgid, --sid, --cgroup or --pidns");
+  }
+  auto cp = jobs::checkpoint(*store, *cgroups, job, options);
   auto mib = [&](const char* key) { return cp.bytes.value(key, 0.0) / (1024.0 * 1024.0); };
   spdlog::info("checkpoint {} of job '{}' committed: {} unit(s), {:.1f} MiB, {:.1f} MiB new, {:.1f} MiB stored; "
                "downtime {} ms, total {} ms{}",

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include "gcp/grouping_cli.h"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -15,6 +17,9 @@ struct Options {
   int freeze_timeout_ms = 10000;
   std::optional<uint64_t> keep;   ///< overrides the job's policy.keep
   std::optional<long> level;      ///< zstd level of new chunks
+  bool force = false;             ///< checkpoint even when the unit's ties say it breaks
+  grouping::CliOptions grouping;  ///< an ad-hoc unit, registered as job `job`
+  std::string unit = "main";      ///< the name of the ad-hoc unit
 };
 
 /// Checkpoints the job, prints the Checkpoint manifest and a summary on stderr.

@@ -6,7 +6,7 @@
 int main(int argc, char** argv) {
   CLI::App app{"Checkpoint every unit of a job consistently (freeze all, dump all, commit, thaw)"};
   gcp::checkpoint_tool::Options opt;
-  app.add_option("job", opt.job, "Job name")->required();
+  app.add_option("job", opt.job, "Job name (with an ad-hoc unit: the name to register it as; default e.g. pid-1234)");
   app.add_option(gcp::names::kOptStore, opt.store, gcp::names::kStoreHelp);
   app.add_flag("--stop", opt.stop, "Kill the job once the checkpoint is committed");
   app.add_option("--freeze-timeout", opt.freeze_timeout_ms, "Milliseconds to wait for a unit to freeze")
@@ -15,5 +15,8 @@ int main(int argc, char** argv) {
   app.add_option("--keep", opt.keep, "Keep this many committed checkpoints (default: the job's policy, else all)")
       ->check(CLI::PositiveNumber);
   app.add_option("--level", opt.level, "zstd level of new chunks, 1 to 19 or -7 to -1 (default: $GCP_ZSTD_LEVEL, else 3)");
+  app.add_flag("--force", opt.force, "Checkpoint even a unit whose ties (gcp-deps) say it would restart broken");
+  opt.grouping.add(app);
+  app.add_option(gcp::names::kOptUnit, opt.unit, "The name of the ad-hoc unit")->default_val("main");
   return gcp::run_main("gcp-checkpoint", app, argc, argv, [&] { gcp::checkpoint_tool::run(opt); });
 }

@@ -238,8 +238,8 @@ json checkpoint(const json& req) {
   // refuses such a dump ("Use link-remap option"), and the job keeps running.
   if (grouping == "pidns") {
     argv.insert(argv.end(), kNamespaceOptions.begin(), kNamespaceOptions.end());
-  } else if (grouping != "tree") {
-    unsupported("grouping '" + grouping + "' (this translib dumps 'pidns' and 'tree')");
+  } else if (grouping != "tree" && grouping != "pgid" && grouping != "sid" && grouping != "cgroup") {
+    unsupported("grouping '" + grouping + "' (this translib dumps 'pidns', 'tree', 'pgid', 'sid' and 'cgroup')");
   }
   if (auto cg = req.value("freezeCgroup", std::string()); !cg.empty()) {
     argv.insert(argv.end(), {"--freeze-cgroup", cg});
@@ -294,7 +294,7 @@ json restart(const json& req) {
   if (!r.ok()) {
     std::string why = first_error(log, r);
     std::string hint;
-    if (grouping == "tree" && why.find("File exists") != std::string::npos) {
+    if (grouping != "pidns" && why.find("File exists") != std::string::npos) {
       hint = "\nhint: a plain process tree comes back only with its own PIDs and one is taken; "
              "stop what holds it, or start the job with gcp-isolate so it gets its own PID namespace";
     }

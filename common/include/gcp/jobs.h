@@ -2,10 +2,12 @@
 #pragma once
 
 #include "gcp/cgroup.h"
+#include "gcp/deps.h"
 #include "gcp/manifest.h"
 #include "gcp/store.h"
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -22,6 +24,11 @@ struct CheckpointOptions {
   /// Committed checkpoints to keep after this one (overrides the job's policy.keep);
   /// the older ones are removed once this one is committed. Empty: the job's policy.
   std::optional<uint64_t> keep;
+  /// Checkpoint a unit even when its ties say it would restart broken (gcp-deps).
+  bool force = false;
+  /// Builds the dependency graph of the units about to be frozen; empty: deps::build
+  /// on this machine's /proc. A seam for tests.
+  std::function<deps::Graph(const std::string& job, const std::vector<deps::UnitSpec>&)> graph;
 };
 
 /// How to restart a job.
@@ -33,6 +40,16 @@ struct RestartOptions {
   /// checkpointer could read them as a stream from the store.
   bool materialize = false;
 };
+
+/// Registers processes that gcp did not start as a one-unit job (an ad-hoc unit of
+/// gcp-checkpoint --pid/--pgid/--sid/--cgroup/--pidns). They must be one process tree:
+/// the unit is the whole tree of their common root (the checkpointer dumps trees),
+/// owned by the root's user. Its processes move into the freezer cgroup
+/// gcp/<job>/<unit>, unless the spec names a freezer cgroup, which is then the unit's.
+/// A job that exists already must be the same unit (the same grouping and root), as
+/// when cron checkpoints it again; anything else is Error(kUsage). Returns the job name.
+std::string adopt(store::Store& store, cgroup::Cgroups& cgroups, std::string job,
+                  const std::string& unit, const grouping::Spec& spec);
 
 /// The job checkpointer on one node: freeze every unit, dump all in parallel, thaw,
 /// store and commit one Checkpoint manifest. Any failure thaws every unit, removes

@@ -22,7 +22,7 @@ inline constexpr const char* kApiVersion = "gcp/v1";
 struct Unit {
   std::string name;                  ///< unique within the job
   std::string node;                  ///< host the unit runs on
-  std::string grouping = "pidns";    ///< how its processes are found: "pidns" or "tree"
+  std::string grouping = "pidns";    ///< how its processes are found: "pidns", "tree", "pgid", "sid", "cgroup"
   std::string cgroup;                ///< relative cgroup path, "gcp/<job>/<unit>"
   std::string translib = "criu";     ///< checkpointer used for it
   std::vector<std::string> command;  ///< what was started
@@ -89,6 +89,9 @@ struct CheckpointUnit {
   std::string checkpointer;        ///< e.g. "criu"
   std::string checkpointer_version;///< e.g. "4.2.1"
   std::vector<ImageFile> images;
+  /// Options the checkpointer was given because of the unit's ties (gcp-deps), e.g.
+  /// "--tcp-established"; the restart passes them again. Serialised as checkpointerOptions.
+  std::vector<std::string> options;
   json timings = json::object();   ///< milliseconds: freeze, dump, store
   json bytes = json::object();     ///< raw, stored, new
   json stats = json::object();     ///< the checkpointer's own numbers

@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include "gcp/grouping.h"
+#include "gcp/manifest.h"
+
+#include <sys/types.h>
+
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+// The dependency graph of a job's units: which processes they hold, and what ties
+// those processes to each other and to the outside (DESIGN.md, Dependencies). Read
+// from /proc and netlink sock_diag; says per tie that crosses a unit's boundary
+// whether a checkpoint stays consistent, needs a checkpointer option, or breaks.
+namespace gcp::deps {
+
+/// One unit to look at: its name and how to find its processes.
+struct UnitSpec {
+  std::string name;
+  grouping::Spec spec;
+};
+
+/// Where the other ends of a tie are.
+enum class Scope {
+  kProcess,   ///< one process (an eventfd, a file it writes, a listening socket)
+  kInside,    ///< processes of one unit
+  kJob,       ///< processes of two or more units of the job
+  kExternal,  ///< a process outside every unit, or a remote endpoint
+};
+
+/// What a tie means for a checkpoint of its unit.
+enum class Verdict {
+  kHarmless,     ///< restores as it was
+  kNeedsOption,  ///< restores when the checkpointer gets `option`
+  kBreaks,       ///< the unit would restart broken: `advice` says what to do
+};
+
+/// One end of a tie held by a local process.
+struct End {
+  pid_t pid = 0;
+  int fd = -1;            ///< -1 when the tie is not a descriptor (a mapping, a parent)
+  std::string mode;       ///< "r", "w", "rw" for descriptors; the role otherwise
+  std::optional<size_t> unit;  ///< index into Graph::units; nullopt: outside every unit
+};
+
+/// A shared object or relation that ties processes together.
+struct Tie {
+  std::string kind;     ///< "parent", "pgid", "sid", "tty", "pipe", "fifo", "unix", "tcp", ...
+  std::string object;   ///< what it is: "pipe:[123]", "127.0.0.1:5000 -> 127.0.0.1:40122", ...
+  std::vector<End> ends;
+  std::string remote;   ///< a network peer no local process holds, else empty
+  Scope scope = Scope::kProcess;
+  Verdict verdict = Verdict::kHarmless;
+  std::string option;   ///< kNeedsOption: the checkpointer option, e.g. "--tcp-established"
+  std::string advice;   ///< why, and what to do
+  /// True when the tie touches more than one unit or the outside.
+  bool crossing() const { return scope == Scope::kJob || scope == Scope::kExternal; }
+};
+
+/// A resolved unit of the graph.
+struct GraphUnit {
+  std::string name;
+  grouping::Spec spec;
+  grouping::Members members;
+};
+
+/// The dependency graph of one or more units.
+struct Graph {
+  std::string job;  ///< may be empty for ad-hoc units
+  std::string node;
+  std::string created;
+  std::vector<GraphUnit> units;
+  std::map<pid_t, grouping::Process> processes;  ///< every process that is an end of a tie
+  std::vector<Tie> ties;
+  size_t descriptors = 0;  ///< descriptors looked at in the units
+  double build_ms = 0;
+
+  /// The options the checkpointer needs for unit i (sorted, no duplicates).
+  std::set<std::string> options(size_t unit) const;
+  /// Ties of unit i that break its checkpoint.
+  std::vector<const Tie*> breaking(size_t unit) const;
+};
+
+/// How a job is checkpointed: a tie between two units holds in a coordinated
+/// checkpoint (both ends are dumped in one round) and breaks in an uncoordinated one.
+struct Context {
+  bool coordinated = true;
+};
+
+/// How a unit of a Job manifest is found: a PID namespace by its init, a tree by its
+/// root, and a unit registered from a process group, a session or a cgroup by the
+/// cgroup its processes were put into when it was registered.
+grouping::Spec spec_of(const manifest::Unit& unit);
+
+/// Builds the graph of `units` (resolved now). Throws Error(kUsage) when a unit
+/// cannot be resolved.
+Graph build(const std::string& job, const std::vector<UnitSpec>& units, const Context& context = {});
+
+std::string scope_name(Scope scope);
+std::string verdict_name(Verdict verdict);
+
+/// The DependencyGraph manifest.
+manifest::json to_json(const Graph& graph);
+/// Graphviz: processes as nodes, units as clusters, ties as labelled edges, crossing
+/// ties in red (breaking) or orange (needing an option).
+std::string to_dot(const Graph& graph);
+/// A short summary for people: per unit its processes, the crossing ties and verdicts.
+std::string to_text(const Graph& graph);
+
+}  // namespace gcp::deps
