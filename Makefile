@@ -50,7 +50,7 @@ help:
 	@echo "make unit       build and run the unit tests only (no root needed)"
 	@echo "make e2e        run the end-to-end tests only (root, real CRIU)"
 	@echo "make demo       install what is missing, build, checkpoint and restart a sample job"
-	@echo "make bench      hash speeds; gcp's store vs plain criu (256 MiB, 1 GiB); reports in $(BUILD)/bench/"
+	@echo "make bench      hash speeds; gcp-deps on 1,000 processes; gcp's store vs plain criu (256 MiB, 1 GiB); reports in $(BUILD)/bench/"
 	@echo "make install    install under PREFIX=$(PREFIX) (DESTDIR honoured)"
 	@echo "SANITIZE=address,undefined  build with sanitizers"
 
@@ -130,10 +130,15 @@ $(BUILD)/bench/hash-speed: tests/bench/hash-speed.cc
 	@mkdir -p $(@D)
 	$(CXX) -std=c++20 -O2 $(WARN) $< -o $@ $$(pkg-config --cflags --libs libcrypto libsodium) -lb2 -lxxhash
 
+$(BUILD)/bench/fanout: tests/bench/fanout.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -O2 $(WARN) -o $@ $<
+
 bench:
 	@scripts/install-deps.sh --bench
-	@$(MAKE) --no-print-directory -j$(JOBS) all $(WORKLOADS) $(BUILD)/bench/hash-speed
+	@$(MAKE) --no-print-directory -j$(JOBS) all $(WORKLOADS) $(BUILD)/bench/hash-speed $(BUILD)/bench/fanout
 	$(BUILD)/bench/hash-speed > $(BUILD)/bench/hash-speed.md
+	@BUILD=$(BUILD) tests/bench/deps-bench.sh
 	@BUILD=$(BUILD) tests/bench/store-bench.sh
 
 MANPAGES := $(wildcard man/*.[1-8])

@@ -143,7 +143,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   wl_init(&s, "tcppair", argv[1]);
-  if (argc == 4) port = (unsigned)wl_parse_ulong("tcppair", "port", argv[3], 1, 65535);
+  if (argc == 4) port = (unsigned)wl_parse_ulong("tcppair", "port", argv[3], 0, 65535); /* 0: any */
   if (strcmp(argv[2], "client") == 0) {
     wl_set_extra(&s, "role=client\n");
     wl_announce(&s, "pid=%ld client of port %u", (long)getpid(), port);

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# What gcp-deps finds changes the checkpoint: a TCP pair inside one unit is dumped
+# with the option its tie needs (--tcp-established, recorded in the manifest), killed
+# and restarted, and its connection goes on with no byte lost or duplicated in either
+# direction. A session that gcp did not start is registered as an ad-hoc unit
+# (gcp-checkpoint --sid), stopped, and restarted with its own PIDs.
+source "$(dirname "$0")/lib.sh"
+requires root criu freezer python3
+
+st=$work/pair.state
+start_job tcpjob main "$workloads/tcppair" "$st" pair
+wait_for "the TCP pair to exchange numbers" 20 count_at_least "$st" 5000
+started=$(state "$st" started)
+run_tool "$work/cp.json" "$work/cp.err" gcp-checkpoint tcpjob || fail "checkpoint failed: $(cat "$work/cp.err")"
+[ "$(json "$work/cp.json" 'd["units"][0].get("checkpointerOptions")')" = "['--tcp-established']" ] ||
+  fail "the checkpoint does not record --tcp-established: $(json "$work/cp.json" 'd["units"][0].get("checkpointerOptions")')"
+[ "$(json "$work/cp.json" '"depsMs" in d["timings"]')" = True ] || fail "the checkpoint has no depsMs timing"
+at_checkpoint=$(state "$st" count)
+wait_for "the pair to go on after the checkpoint" 20 count_at_least "$st" $((at_checkpoint + 5000))
+expect_ok "$st"
+"$bin/gcp-isolate" kill tcpjob >/dev/null || fail "kill failed"
+killed=$(state "$st" count)
+run_tool "$work/r.json" "$work/r.err" gcp-restart tcpjob || fail "restart failed: $(cat "$work/r.err")"
+wait_for "the restored pair to exchange numbers past the kill" 30 count_at_least "$st" $((killed + 5000))
+expect_ok "$st"
+[ "$(state "$st" started)" = "$started" ] || fail "the TCP pair started over"
+say "TCP pair checkpointed with --tcp-established; after kill and restart it went on past $killed with every echo in order"
+
+# An ad-hoc unit: a session started outside gcp, its own stdio, no other descriptors.
+sst=$work/session.state
+(
+  for fd in $(ls /proc/$BASHPID/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
+  exec setsid "$workloads/pipeline" "$sst" </dev/null >"$work/session.out" 2>&1
+) &
+root=$!
+jobs_started+=("sid-$root")
+wait_for "the session's pipeline to run" 20 count_at_least "$sst" 50000
+sstarted=$(state "$sst" started)
+run_tool "$work/acp.json" "$work/acp.err" gcp-checkpoint --sid "$root" --stop || fail "ad-hoc checkpoint failed: $(cat "$work/acp.err")"
+grep -q "registered session $root as job 'sid-$root'" "$work/acp.err" || fail "no registration line: $(cat "$work/acp.err")"
+[ "$(json "$work/acp.json" 'd["units"][0]["grouping"]')" = sid ] || fail "the checkpoint does not record grouping sid"
+grep -q '"event":"adopted".*"root":'"$root"'' "$GCP_STORE/jobs/sid-$root/events.jsonl" ||
+  fail "the job's events do not record the adopted root $root: $(cat "$GCP_STORE/jobs/sid-$root/events.jsonl")"
+wait "$root" 2>/dev/null || true
+killed=$(state "$sst" count)
+session_gone() { [ -z "$(ps -o pid= -s "$root" 2>/dev/null)" ]; }
+wait_for "PID 1 to reap the stopped session" 60 session_gone
+# Registered once: the same ad-hoc spec names the same job again, another does not.
+expect_exit 2 gcp-checkpoint "sid-$root" --pid $$
+expect_stderr "job 'sid-$root' exists and is not the process tree of pid $$"
+run_tool "$work/ar.json" "$work/ar.err" gcp-restart "sid-$root" || fail "restart of the ad-hoc job failed: $(cat "$work/ar.err")"
+[ "$(json "$work/ar.json" 'd["units"][0]["pid"]')" = "$root" ] || fail "the session came back with root pid $(json "$work/ar.json" 'd["units"][0]["pid"]'), not $root"
+wait_for "the restored pipeline to receive more" 30 count_at_least "$sst" $((killed + 50000))
+expect_ok "$sst"
+[ "$(state "$sst" started)" = "$sstarted" ] || fail "the session's pipeline started over"
+say "ad-hoc session $root registered, stopped and restarted with its own PIDs; pipe intact past $killed"
