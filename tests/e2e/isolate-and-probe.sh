@@ -33,6 +33,8 @@ wait_for "the short unit to end" 10 bash -c "[ \$(wc -l </sys/fs/cgroup/freezer/
 "$bin/gcp-isolate" status iso >"$work/status.json"
 [ "$(json "$work/status.json" '[u["state"] for u in d["units"]]')" = "['running', 'exited']" ] ||
   fail "status says $(json "$work/status.json" '[u["state"] for u in d["units"]]')"
+[ "$(json "$work/status.json" '[d["units"][0].get("processes"), d["units"][0].get("threads"), "processes" in d["units"][1]]')" = "[2, 2, False]" ] ||
+  fail "status counts gcp-init and sleep (2 processes, 2 threads) for the running unit and nothing for the exited one: $(json "$work/status.json" '[(u.get("processes"), u.get("threads")) for u in d["units"]]')"
 "$bin/gcp-isolate" list >"$work/list.json"
 [ "$(json "$work/list.json" 'd[0]["units"]["main"]')" = running ] || fail "list does not show iso/main running"
 

@@ -2,7 +2,9 @@
 #include "isolate.h"
 
 #include "gcp/cgroup.h"
+#include "gcp/deps.h"
 #include "gcp/error.h"
+#include "gcp/grouping.h"
 #include "gcp/jobs.h"
 #include "gcp/main.h"
 #include "gcp/proc.h"
@@ -104,7 +106,19 @@ void list(const Options& opt) {
 void status(const Options& opt) {
   auto store = store::open(opt.store);
   auto cgroups = cgroup::system_cgroups();
-  print_json(manifest::to_json(jobs::status(*store, *cgroups, opt.job)).dump(2));
+  auto job = jobs::status(*store, *cgroups, opt.job);
+  auto all = grouping::snapshot();
+  for (auto& u : job.units) {
+    if (u.state != "running" && u.state != "frozen") continue;
+    try {
+      auto members = grouping::resolve(deps::spec_of(u), all);
+      u.extra["processes"] = members.pids.size();
+      u.extra["threads"] = members.threads();
+    } catch (const Error& e) {
+      spdlog::warn("unit '{}': {}", u.name, e.what());  // ended meanwhile
+    }
+  }
+  print_json(manifest::to_json(job).dump(2));
 }
 
 void kill(const Options& opt) {

@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: MIT
+#include "gcp/deps.h"
+#include "gcp/grouping.h"
+
+#include "testing.h"
+
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+namespace deps = gcp::deps;
+namespace grouping = gcp::grouping;
+using gcp::testing::error_from;
+
+namespace {
+
+// A child of this test process that makes a grandchild; both sleep until killed.
+// They share a unix socket pair and hold the write end of a pipe whose read end this
+// process keeps, so the tree has one tie inside and one to the outside.
+class Family {
+ public:
+  Family() {
+    int ready[2];
+    REQUIRE(::pipe(ready) == 0);
+    REQUIRE(::pipe(outside_) == 0);
+    child_ = ::fork();
+    REQUIRE(child_ >= 0);
+    if (child_ == 0) {
+      ::close(ready[0]);
+      ::close(outside_[0]);
+      int pair[2];
+      if (::socketpair(AF_UNIX, SOCK_STREAM, 0, pair) != 0) ::_exit(1);
+      pid_t grandchild = ::fork();
+      if (grandchild == 0) {
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        ::close(pair[0]);
+        ::close(ready[1]);
+        ::close(outside_[1]);
+        for (;;) ::pause();
+      }
+      ::close(pair[1]);
+      if (::write(ready[1], &grandchild, sizeof(grandchild)) != sizeof(grandchild)) ::_exit(1);
+      for (;;) ::pause();
+    }
+    ::close(ready[1]);
+    ::close(outside_[1]);
+    REQUIRE(::read(ready[0], &grandchild_, sizeof(grandchild_)) == sizeof(grandchild_));
+    ::close(ready[0]);
+    // The grandchild is there once the child has written; wait until it shows in /proc.
+    for (int i = 0; i < 200 && !grouping::snapshot().count(grandchild_); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  ~Family() {
+    ::kill(child_, SIGKILL);
+    ::waitpid(child_, nullptr, 0);
+    ::close(outside_[0]);
+  }
+  Family(const Family&) = delete;
+  Family& operator=(const Family&) = delete;
+
+  pid_t child() const { return child_; }
+  pid_t grandchild() const { return grandchild_; }
+
+ private:
+  pid_t child_ = -1, grandchild_ = -1;
+  int outside_[2] = {-1, -1};
+};
+
+const deps::Tie* find_tie(const deps::Graph& g, const std::string& kind, pid_t pid) {
+  for (const auto& t : g.ties) {
+    if (t.kind != kind) continue;
+    for (const auto& e : t.ends) {
+      if (e.pid == pid) return &t;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("grouping kinds have one spelling each") {
+  for (auto k : {grouping::Kind::kTree, grouping::Kind::kPgid, grouping::Kind::kSid,
+                 grouping::Kind::kCgroup, grouping::Kind::kPidns}) {
+    CHECK(grouping::parse(grouping::name(k)) == k);
+  }
+  CHECK_FALSE(grouping::parse("session").has_value());
+  CHECK(grouping::describe({grouping::Kind::kPgid, 7, {}}) == "process group 7");
+}
+
+TEST_CASE("a tree resolves to the process and its descendants, parents first, with threads") {
+  Family f;
+  auto all = grouping::snapshot();
+  auto m = grouping::resolve({grouping::Kind::kTree, f.child(), {}}, all);
+  CHECK(m.pids == std::vector<pid_t>{f.child(), f.grandchild()});
+  CHECK(m.root == f.child());
+  CHECK(m.tids.at(f.child()).front() == f.child());
+  CHECK(m.threads() == 2);
+  // This process's own tree holds the family too, below it.
+  auto mine = grouping::resolve({grouping::Kind::kTree, ::getpid(), {}}, all);
+  CHECK(mine.pids.front() == ::getpid());
+  CHECK(std::find(mine.pids.begin(), mine.pids.end(), f.grandchild()) != mine.pids.end());
+}
+
+TEST_CASE("resolving what does not exist is a usage error that says what") {
+  auto all = grouping::snapshot();
+  auto e = error_from([&] { grouping::resolve({grouping::Kind::kTree, 999999999, {}}, all); });
+  REQUIRE(e);
+  CHECK(e->code() == gcp::Exit::kUsage);
+  CHECK_CONTAINS(e->what(), "no process 999999999");
+  e = error_from([&] { grouping::resolve({grouping::Kind::kCgroup, 0, "no/such/cgroup"}, all); });
+  REQUIRE(e);
+  CHECK_CONTAINS(e->what(), "no cgroup 'no/such/cgroup'");
+  e = error_from([&] { grouping::resolve({grouping::Kind::kCgroup, 0, "/etc"}, all); });
+  REQUIRE(e);  // only directories under /sys/fs/cgroup are cgroups
+}
+
+TEST_CASE("a socket pair inside the unit is harmless; a pipe to the outside breaks it, naming the reader") {
+  Family f;
+  auto g = deps::build("fam", {{"main", {grouping::Kind::kTree, f.child(), {}}}});
+  REQUIRE(g.units.size() == 1);
+  CHECK(g.units[0].members.pids.size() == 2);
+
+  const deps::Tie* pair = find_tie(g, "unix-stream", f.child());
+  REQUIRE(pair);
+  CHECK(pair->scope == deps::Scope::kInside);
+  CHECK(pair->verdict == deps::Verdict::kHarmless);
+  CHECK(pair->ends.size() == 2);
+
+  const deps::Tie* pipe = nullptr;
+  for (const auto& t : g.ties) {
+    bool ours = std::any_of(t.ends.begin(), t.ends.end(), [](const deps::End& e) { return e.pid == ::getpid(); });
+    if (t.kind == "pipe" && ours) pipe = &t;
+  }
+  REQUIRE(pipe);
+  CHECK(pipe->scope == deps::Scope::kExternal);
+  CHECK(pipe->verdict == deps::Verdict::kBreaks);
+  CHECK_CONTAINS(pipe->advice, "pid " + std::to_string(::getpid()));
+  CHECK_FALSE(g.breaking(0).empty());
+
+  const deps::Tie* parent = find_tie(g, "parent", f.grandchild());
+  REQUIRE(parent);
+  CHECK(parent->scope == deps::Scope::kInside);
+
+  auto doc = deps::to_json(g);
+  CHECK(doc["kind"] == "DependencyGraph");
+  CHECK(doc["units"][0]["consistent"] == false);
+  CHECK(doc["units"][0]["root"] == f.child());
+  CHECK(doc["summary"]["breaking"].get<size_t>() >= 1);
+
+  std::string dot = deps::to_dot(g);
+  CHECK_CONTAINS(dot, "subgraph \"cluster_0\"");
+  CHECK_CONTAINS(dot, "p" + std::to_string(f.child()) + " -> p" + std::to_string(f.grandchild()));
+  CHECK_CONTAINS(dot, "color=red");
+
+  std::string text = deps::to_text(g);
+  CHECK_CONTAINS(text, "BREAKS: pipe");
+  CHECK_CONTAINS(text, "would restart broken");
+}
+
+TEST_CASE("a process in two units is refused") {
+  Family f;
+  auto e = error_from([&] {
+    deps::build("fam", {{"a", {grouping::Kind::kTree, f.child(), {}}},
+                        {"b", {grouping::Kind::kTree, f.grandchild(), {}}}});
+  });
+  REQUIRE(e);
+  CHECK(e->code() == gcp::Exit::kUsage);
+  CHECK_CONTAINS(e->what(), "belongs to unit 'a' and to unit 'b'");
+}
+
+TEST_CASE("a Job manifest unit is found by its init, its root, or the cgroup it was put into") {
+  gcp::manifest::Unit u;
+  u.pid = 42;
+  u.cgroup = "gcp/j/u";
+  u.grouping = "pidns";
+  CHECK(deps::spec_of(u).kind == grouping::Kind::kPidns);
+  CHECK(deps::spec_of(u).pid == 42);
+  u.grouping = "tree";
+  CHECK(deps::spec_of(u).kind == grouping::Kind::kTree);
+  for (const char* g : {"pgid", "sid", "cgroup"}) {
+    u.grouping = g;
+    CHECK(deps::spec_of(u).kind == grouping::Kind::kCgroup);
+    CHECK(deps::spec_of(u).cgroup == "gcp/j/u");
+  }
+}
