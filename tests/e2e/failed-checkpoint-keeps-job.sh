@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# A checkpoint that CRIU cannot take (a unit holds a TCP connection to a peer outside
-# the job) aborts the whole round: every unit is thawed and keeps running, no staging
+# A unit that holds a TCP connection to a peer outside the job is refused before
+# anything is frozen; forced, CRIU cannot take it, and that aborts the whole round: every unit is thawed and keeps running, no staging
 # is left, and the previous checkpoint stays the latest, whole and restartable.
 source "$(dirname "$0")/lib.sh"
 requires root criu freezer python3
@@ -29,6 +29,10 @@ run_tool "$work/cp1.json" "$work/cp1.err" gcp-checkpoint flaky || fail "first ch
 touch "$go"
 wait_for "the client to connect out" 10 test -e "$go.connected"
 expect_exit 1 gcp-checkpoint flaky
+expect_stderr "unit 'client' of job 'flaky' would restart broken: tcp 127.0.0.1:[0-9]* -> 127.0.0.1:$port"
+expect_stderr "nothing was checkpointed"
+[ -z "$(ls -A "$GCP_STORE/jobs/flaky/staging")" ] || fail "a refused checkpoint left staging: $(ls "$GCP_STORE/jobs/flaky/staging")"
+expect_exit 1 gcp-checkpoint flaky --force
 expect_stderr "checkpoint of job 'flaky' aborted: unit 'client'"
 expect_stderr "criu dump of pid [0-9]* failed: .*TCP"
 expect_stderr "log: $GCP_STORE/jobs/flaky/logs/failed-2-client-dump.log"
