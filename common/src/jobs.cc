@@ -11,6 +11,7 @@
 #include <future>
 #include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <system_error>
 #include <thread>
@@ -249,17 +250,31 @@ std::string adopt(store::Store& store, cgroup::Cgroups& cgroups, std::string job
                 "name the job (gcp-checkpoint NAME --pid ...), or remove the old one with 'gcp-store rm " + job_name + "'");
   }
   cgroups.create(cg);
-  // cgroup.procs moves every thread of a process (the tasks file would move one).
+  // cgroup.procs moves every thread of a process (the tasks file would move one). A
+  // child forked meanwhile by a process not yet moved is not in the cgroup: look again
+  // until the tree holds nothing new.
   std::string procs = cgroups.freezer_dir(cg) + "/cgroup.procs";
-  for (pid_t pid : tree) {
-    int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
-    std::string text = std::to_string(pid);
-    bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-    int err = errno;
-    if (fd >= 0) ::close(fd);
-    if (!ok && proc::alive(pid)) {
-      errno = err;
-      throw_errno("moving pid " + text + " into cgroup '" + cg + "' (" + procs + ")");
+  std::set<pid_t> moved;
+  for (int pass = 0; pass < 5; ++pass) {
+    bool more = false;
+    for (pid_t pid : tree) {
+      if (!moved.insert(pid).second) continue;
+      more = true;
+      int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
+      std::string text = std::to_string(pid);
+      bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+      int err = errno;
+      if (fd >= 0) ::close(fd);
+      if (!ok && proc::alive(pid)) {
+        errno = err;
+        throw_errno("moving pid " + text + " into cgroup '" + cg + "' (" + procs + ")");
+      }
+    }
+    if (!more) break;
+    try {
+      tree = grouping::resolve({Kind::kTree, root, {}}, grouping::snapshot()).pids;
+    } catch (const Error&) {
+      break;  // the root is gone; the checkpoint will say so
     }
   }
   manifest::Job job;
@@ -278,9 +293,9 @@ std::string adopt(store::Store& store, cgroup::Cgroups& cgroups, std::string job
   u.extra["adopted"] = {{"spec", grouping::describe(spec)}, {"at", job.created}};
   job.units.push_back(u);
   store.save_job(job);
-  store.append_event(job_name, {{"event", "adopted"}, {"unit", unit_name}, {"root", root}, {"processes", tree.size()}});
+  store.append_event(job_name, {{"event", "adopted"}, {"unit", unit_name}, {"root", root}, {"processes", moved.size()}});
   spdlog::info("registered {} as job '{}' (unit '{}', {} process(es), root pid {})", grouping::describe(spec),
-               job_name, unit_name, tree.size(), root);
+               job_name, unit_name, moved.size(), root);
   return job_name;
 }
 
