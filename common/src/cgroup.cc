@@ -5,11 +5,17 @@
 #include "gcp/fs.h"
 #include "gcp/manifest.h"
 
+#include <fcntl.h>
 #include <libcgroup.h>
+#include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <ctime>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -167,6 +173,86 @@ void thaw_quietly(Cgroups& cgroups, const std::string& path) noexcept {
     cgroups.set_frozen(path, false);
   } catch (const std::exception& e) {
     spdlog::warn("thawing cgroup '{}': {}", path, e.what());
+  }
+}
+
+ThawWatchdog::ThawWatchdog(const std::vector<std::string>& freezer_dirs, std::chrono::seconds deadline) {
+  // Everything the child needs is made before fork(): after it, in a process that may
+  // have threads, the child calls only async-signal-safe functions.
+  std::vector<std::string> files;
+  for (const auto& d : freezer_dirs) files.push_back(d + "/freezer.state");
+  std::vector<const char*> paths;
+  for (const auto& f : files) paths.push_back(f.c_str());
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("creating the thaw watchdog's pipe");
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    throw_errno("starting the thaw watchdog");
+  }
+  if (pid == 0) {
+    ::setsid();
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) ::sigaction(sig, &ignore, nullptr);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    // No descriptor of the tool's stays open here: a caller reading its stdout or
+    // stderr to the end must not wait for the watchdog.
+    int devnull = ::open("/dev/null", O_RDWR);
+    if (devnull >= 0) {
+      ::dup2(devnull, 1);
+      ::dup2(devnull, 2);
+    }
+    ::dup2(fds[0], 0);
+    ::close_range(3, ~0U, 0);
+    timespec now{};
+    ::clock_gettime(CLOCK_MONOTONIC, &now);
+    long long end_ms = now.tv_sec * 1000LL + now.tv_nsec / 1000000 + deadline.count() * 1000LL;
+    for (;;) {
+      ::clock_gettime(CLOCK_MONOTONIC, &now);
+      long long left = end_ms - (now.tv_sec * 1000LL + now.tv_nsec / 1000000);
+      if (left <= 0) break;
+      pollfd p{0, POLLIN, 0};
+      int n = ::poll(&p, 1, static_cast<int>(std::min(left, 60000LL)));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) continue;
+      char c;
+      ssize_t r = ::read(0, &c, 1);
+      if (r < 0 && errno == EINTR) continue;
+      if (r == 1) ::_exit(0);  // released
+      break;                   // end of file: the creator is gone
+    }
+    for (const char* path : paths) {
+      int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+      if (fd < 0) continue;
+      ssize_t w = ::write(fd, "THAWED", 6);
+      (void)w;
+      ::close(fd);
+    }
+    ::_exit(0);
+  }
+  ::close(fds[0]);
+  pid_ = pid;
+  fd_ = fds[1];
+}
+
+void ThawWatchdog::release() noexcept {
+  if (fd_ < 0) return;
+  ssize_t w = ::write(fd_, "r", 1);
+  (void)w;
+  ::close(fd_);
+  fd_ = -1;
+  while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+  }
+}
+
+ThawWatchdog::~ThawWatchdog() {
+  if (fd_ < 0) return;
+  ::close(fd_);
+  while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
   }
 }
 

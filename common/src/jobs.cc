@@ -390,6 +390,18 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   };
 
   Clock::time_point t_start, t_frozen, t_dumped, t_thawed;
+  // Units never stay frozen for good: if this process dies (even by SIGKILL) or hangs
+  // while they are, the watchdog thaws them.
+  std::optional<cgroup::ThawWatchdog> watchdog;
+  {
+    std::vector<std::string> dirs;
+    for (const auto* u : units) dirs.push_back(cgroups.freezer_dir(u->cgroup));
+    try {
+      watchdog.emplace(dirs, options.max_frozen);
+    } catch (const Error& e) {
+      fail("checkpoint of job '" + job_name + "' not started: " + e.what(), "nothing was frozen; retry");
+    }
+  }
   log::phase("checkpoint {} of job '{}': freezing and dumping {} unit(s)", staging.seq, job_name,
              units.size());
   {
@@ -457,7 +469,10 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
       }
     }
     // With --stop the units stay frozen until the checkpoint is committed, then die.
-    if (!options.stop) thaw_all(cgroups, units);
+    if (!options.stop) {
+      thaw_all(cgroups, units);
+      watchdog->release();
+    }
     t_thawed = Clock::now();
   }
 
@@ -530,6 +545,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
         mine->state = "stopped";
         mine->pid.reset();
       }
+      watchdog->release();
     } catch (const Error& e) {
       store.save_job(job);
       throw Error(Exit::kFailed,

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # gcp-checkpoint is sent SIGTERM while the job is held for its dump: the signal waits until every
 # unit is thawed, the tool then dies without committing, the job keeps running and the
-# previous checkpoint stays the latest and restartable.
+# previous checkpoint stays the latest and restartable. Killed with SIGKILL while the job
+# is frozen, or hanging (SIGSTOP) past --max-frozen, its watchdog thaws the job.
 source "$(dirname "$0")/lib.sh"
 requires root criu freezer
 
@@ -28,9 +29,43 @@ wait_for "the counter to keep running" 20 count_at_least "$st" $((c + 5))
 [ "$(ls "$GCP_STORE/jobs/interrupted/checkpoints")" = 1 ] || fail "checkpoints are now: $(ls "$GCP_STORE/jobs/interrupted/checkpoints")"
 no_criu_left
 
+# A criu that waits before it dumps keeps the unit frozen by gcp (and not yet seized by
+# criu) long enough to kill gcp-checkpoint in the middle.
+real_criu=${GCP_CRIU:-$(command -v criu || echo /usr/local/sbin/criu)}
+cat >"$work/slow-criu" <<SH
+#!/bin/sh
+[ "\$1" = dump ] && sleep 30
+exec "$real_criu" "\$@"
+SH
+chmod +x "$work/slow-criu"
+frozen() { [ "$(freezer_state interrupted main)" = FROZEN ]; }
+thawed() { [ "$(freezer_state interrupted main)" = THAWED ]; }
+
+GCP_CRIU=$work/slow-criu "$bin/gcp-checkpoint" interrupted >"$work/cp3.json" 2>"$work/cp3.err" &
+tool=$!
+wait_for "gcp-checkpoint to freeze the job" 20 frozen
+kill -KILL "$tool"
+wait "$tool" 2>/dev/null || true
+wait_for "the watchdog to thaw the job of a killed gcp-checkpoint" 10 thawed
+c=$(state "$st" count)
+wait_for "the counter to run on after gcp-checkpoint was killed" 20 count_at_least "$st" $((c + 5))
+
+GCP_CRIU=$work/slow-criu "$bin/gcp-checkpoint" interrupted --max-frozen 2 >"$work/cp4.json" 2>"$work/cp4.err" &
+tool=$!
+wait_for "gcp-checkpoint to freeze the job again" 20 frozen
+kill -STOP "$tool"
+wait_for "the watchdog to thaw the job of a hanging gcp-checkpoint after 2 s" 15 thawed
+c=$(state "$st" count)
+wait_for "the counter to run on while gcp-checkpoint hangs" 20 count_at_least "$st" $((c + 5))
+kill -KILL "$tool"
+kill -CONT "$tool" 2>/dev/null || true
+wait "$tool" 2>/dev/null || true
+pkill -f "$work/slow-criu" 2>/dev/null || true
+[ "$(ls "$GCP_STORE/jobs/interrupted/checkpoints")" = 1 ] || fail "checkpoints are now: $(ls "$GCP_STORE/jobs/interrupted/checkpoints")"
+
 "$bin/gcp-isolate" kill interrupted >/dev/null
 run_tool "$work/r.json" "$work/r.err" gcp-restart interrupted || fail "restart of checkpoint 1 failed: $(cat "$work/r.err")"
 c=$(state "$st" count)
 wait_for "the restored counter" 30 count_at_least "$st" $((c + 3))
 expect_ok "$st"
-say "SIGTERM during the freeze: job thawed first, nothing committed, checkpoint 1 intact"
+say "SIGTERM during the freeze: job thawed first; SIGKILL and a hang: thawed by the watchdog; nothing committed, checkpoint 1 intact"

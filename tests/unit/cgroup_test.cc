@@ -6,7 +6,14 @@
 
 #include <doctest/doctest.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
 
 using gcp::Exit;
 using gcp::cgroup::FreezeState;
@@ -84,4 +91,69 @@ TEST_CASE("the fake cgroups record what was created, attached, frozen and remove
   CHECK(cgroups.calls == std::vector<std::string>{"create gcp/j/u", "attach gcp/j/u 4242",
                                                   "freeze gcp/j/u", "thaw gcp/j/u",
                                                   "remove gcp/j/u"});
+}
+
+namespace {
+
+// A stand-in for a freezer directory: freezer.state holds FROZEN until someone writes.
+std::string frozen_dir(const std::filesystem::path& root, const std::string& name) {
+  auto dir = root / name;
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "freezer.state") << "FROZEN\n";
+  return dir.string();
+}
+
+std::string state_of(const std::string& dir) {
+  std::ifstream in(dir + "/freezer.state");
+  std::string s;
+  in >> s;
+  return s;
+}
+
+// Polls (up to 10 s) until the state is THAWED.
+bool thawed_soon(const std::string& dir) {
+  for (int i = 0; i < 1000; ++i) {
+    if (state_of(dir) == "THAWED") return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("the thaw watchdog thaws when its creator dies, even by SIGKILL, and not when released") {
+  gcp::testing::TempDir tmp;
+  auto a = frozen_dir(tmp.path(), "a"), b = frozen_dir(tmp.path(), "b");
+  pid_t creator = ::fork();
+  REQUIRE(creator >= 0);
+  if (creator == 0) {
+    gcp::cgroup::ThawWatchdog w({a, b}, 600s);
+    ::kill(::getpid(), SIGKILL);
+    ::_exit(1);
+  }
+  ::waitpid(creator, nullptr, 0);
+  CHECK(thawed_soon(a));
+  CHECK(thawed_soon(b));
+
+  auto c = frozen_dir(tmp.path(), "c");
+  {
+    gcp::cgroup::ThawWatchdog w({c}, 600s);
+    w.release();
+  }
+  CHECK(state_of(c) == "FROZEN");
+
+  // Destroyed without release (an aborted round): it thaws too.
+  auto d = frozen_dir(tmp.path(), "d");
+  { gcp::cgroup::ThawWatchdog w({d}, 600s); }
+  CHECK(state_of(d) == "THAWED");
+}
+
+TEST_CASE("the thaw watchdog thaws at its deadline while its creator hangs") {
+  gcp::testing::TempDir tmp;
+  auto a = frozen_dir(tmp.path(), "a");
+  gcp::cgroup::ThawWatchdog w({a, (tmp.path() / "gone").string()}, 1s);
+  CHECK(state_of(a) == "FROZEN");
+  CHECK(thawed_soon(a));
+  // Its session is its own: a signal to this process's group does not reach it.
+  CHECK(::getsid(w.pid()) == w.pid());
 }

@@ -22,6 +22,7 @@ void run(const Options& opt) {
   jobs::CheckpointOptions options;
   options.stop = opt.stop;
   options.freeze_timeout = std::chrono::milliseconds(opt.freeze_timeout_ms);
+  options.max_frozen = std::chrono::seconds(opt.max_frozen_s);
   options.keep = opt.keep;
   options.force = opt.force;
   std::string job = opt.job;

@@ -15,6 +15,7 @@ struct Options {
   std::string store;  ///< empty: the default store
   bool stop = false;
   int freeze_timeout_ms = 10000;
+  int max_frozen_s = 900;         ///< the watchdog thaws the units after this
   std::optional<uint64_t> keep;   ///< overrides the job's policy.keep
   std::optional<long> level;      ///< zstd level of new chunks
   bool force = false;             ///< checkpoint even when the unit's ties say it breaks

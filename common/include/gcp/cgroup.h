@@ -53,6 +53,33 @@ void freeze(Cgroups& cgroups, const std::string& path, std::chrono::milliseconds
 /// Thaws a cgroup; never throws (it runs on failure paths), logs a failure.
 void thaw_quietly(Cgroups& cgroups, const std::string& path) noexcept;
 
+/// Thaws frozen cgroups when the process that froze them cannot: a child process of
+/// its own session (so a signal to the tool's process group does not reach it) waits
+/// on a pipe from its creator, and writes THAWED into the freezer.state of each
+/// directory when the pipe closes without release() (its creator died, even by
+/// SIGKILL) or when `deadline` passes (its creator hangs). Create it before freezing.
+class ThawWatchdog {
+ public:
+  /// Starts the watchdog for these freezer directories (absolute paths). Throws
+  /// Error when it cannot be started.
+  ThawWatchdog(const std::vector<std::string>& freezer_dirs, std::chrono::seconds deadline);
+  /// Closes the pipe: unless released, the watchdog thaws the cgroups (harmless when
+  /// they are thawed already) and exits; waits for it.
+  ~ThawWatchdog();
+  ThawWatchdog(const ThawWatchdog&) = delete;
+  ThawWatchdog& operator=(const ThawWatchdog&) = delete;
+
+  /// The cgroups are thawed, or their processes killed, as intended: the watchdog
+  /// leaves them as they are and exits.
+  void release() noexcept;
+  /// The watchdog's PID (for tests).
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+  int fd_ = -1;
+};
+
 /// Kills every process of a cgroup (SIGKILL, thawing so the kill lands) and waits
 /// until it is empty; throws Error(kFailed) when processes remain after `timeout`.
 void kill_all(Cgroups& cgroups, const std::string& path, std::chrono::milliseconds timeout);

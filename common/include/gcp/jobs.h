@@ -21,6 +21,9 @@ manifest::Job load(store::Store& store, const std::string& job);
 struct CheckpointOptions {
   bool stop = false;  ///< kill the units once the checkpoint is committed
   std::chrono::milliseconds freeze_timeout{10000};  ///< per unit
+  /// Longest the units may stay frozen: if gcp-checkpoint dies or hangs, a watchdog
+  /// thaws them after this (at once when it dies). Longer than the longest dump.
+  std::chrono::seconds max_frozen{900};
   /// Committed checkpoints to keep after this one (overrides the job's policy.keep);
   /// the older ones are removed once this one is committed. Empty: the job's policy.
   std::optional<uint64_t> keep;
