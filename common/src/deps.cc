@@ -394,15 +394,17 @@ class Builder {
     }
   }
 
-  void add_shared(const std::string& kind, const std::string& object, const std::vector<Fd>& holders) {
+  // A tie of everything that holds one object, when a unit holds it; nullptr otherwise.
+  Tie* add_shared(const std::string& kind, const std::string& object, const std::vector<Fd>& holders) {
     bool touches = false;
     for (const auto& f : holders) touches = touches || in_units(f.pid);
-    if (!touches) return;
+    if (!touches) return nullptr;
     Tie tie;
     tie.kind = kind;
     tie.object = object;
     for (const auto& f : holders) tie.ends.push_back(end(f.pid, f.fd, f.mode));
     g_.ties.push_back(std::move(tie));
+    return &g_.ties.back();
   }
 
   void pipe_and_file_ties() {
@@ -436,10 +438,8 @@ class Builder {
       int idx = std::atoi(object.c_str() + 9);
       std::vector<Fd> all = holders;
       if (auto m = masters_.find(idx); m != masters_.end()) all.insert(all.end(), m->second.begin(), m->second.end());
-      add_shared("pty", object, all);
-      if (!g_.ties.empty() && g_.ties.back().object == object && !masters_.count(idx)) {
-        g_.ties.back().remote = "terminal master not held by any process here";
-      }
+      Tie* t = add_shared("pty", object, all);
+      if (t && !masters_.count(idx)) t->remote = "terminal master not held by any process here";
     }
     for (size_t i = 0; i < g_.units.size(); ++i) {
       std::map<unsigned, std::vector<pid_t>> ttys;
