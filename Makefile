@@ -104,9 +104,10 @@ $(UNIT_BIN): $(UNIT_SRCS:%.cc=$(BUILD)/obj/%.o) $(LIBGCP)
 	@mkdir -p $(@D)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS_GCP)
 
-$(BUILD)/tests/workloads/%: tests/workloads/%.c tests/workloads/state.h
+# Workloads may include the callback client (gcp/callbacks.h), as an application would.
+$(BUILD)/tests/workloads/%: tests/workloads/%.c tests/workloads/state.h common/include/gcp/callbacks.h
 	@mkdir -p $(@D)
-	$(CC) -std=gnu11 -O2 $(WARN) -pthread -o $@ $<
+	$(CC) -std=gnu11 -O2 $(WARN) -Icommon/include -pthread -o $@ $<
 
 # `make test` is what CI runs: it installs what is missing first.
 test: deps

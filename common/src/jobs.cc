@@ -138,6 +138,25 @@ bool version_less(const std::string& a, const std::string& b) {
   }
 }
 
+// One event to every unit at once; a unit without an endpoint (a job from before
+// callbacks) gets nothing.
+std::vector<events::Result> deliver(const std::vector<const manifest::Unit*>& units, events::Event event,
+                                    const std::string& job, uint64_t seq, std::chrono::milliseconds deadline) {
+  std::vector<std::pair<manifest::Callbacks, events::Request>> batch;
+  for (const auto* u : units) batch.push_back({u->callbacks, {event, job, u->name, seq, deadline, u->pid}});
+  return events::deliver_all(batch);
+}
+
+bool has_callbacks(const manifest::Unit& u) { return !u.callbacks.socket.empty() || !u.callbacks.hooks.empty(); }
+
+// Events after which the application goes on anyway: a failure is logged, not fatal.
+void warn_failed(const std::vector<const manifest::Unit*>& units, const std::vector<events::Result>& results,
+                 const std::string& what) {
+  for (size_t i = 0; i < units.size(); ++i) {
+    if (!results[i].ok) spdlog::warn("{}: unit '{}': {}", what, units[i]->name, results[i].message);
+  }
+}
+
 void thaw_all(cgroup::Cgroups& cgroups, const std::vector<const manifest::Unit*>& units) {
   for (const auto* u : units) cgroup::thaw_quietly(cgroups, u->cgroup);
 }
@@ -238,8 +257,17 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   std::vector<json> results(units.size());
   std::vector<double> freeze_ms(units.size()), dump_ms(units.size());
   std::vector<std::optional<Error>> errors(units.size());
+  const bool callbacks = std::any_of(units.begin(), units.end(), [](auto* u) { return has_callbacks(*u); });
+  std::vector<events::Result> pre(units.size()), post(units.size());
+  // Set while the applications have been told to quiesce and not yet to resume.
+  bool quiesced = false;
 
-  auto fail = [&](const std::string& message, const std::string& hint) {
+  auto fail = [&](const std::string& message, std::string hint) {
+    if (quiesced) {
+      warn_failed(units, deliver(units, events::Event::kAbort, job_name, staging.seq, options.callback_timeout),
+                  "delivering abort");
+      if (hint.empty()) hint = "the job keeps running and was told to resume (abort); the previous checkpoint is still the latest";
+    }
     store.abort(staging);
     store.append_event(job_name,
                        {{"event", "checkpoint-failed"}, {"seq", staging.seq}, {"error", message}});
@@ -247,6 +275,18 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   };
 
   Clock::time_point t_start, t_frozen, t_dumped, t_thawed;
+  if (callbacks) {
+    log::phase("checkpoint {} of job '{}': pre-checkpoint callbacks of {} unit(s)", staging.seq, job_name, units.size());
+    auto t = Clock::now();
+    quiesced = true;
+    pre = deliver(units, events::Event::kPreCheckpoint, job_name, staging.seq, options.callback_timeout);
+    cp.timings["preCheckpointMs"] = round_ms(ms_between(t, Clock::now()));
+    for (size_t i = 0; i < units.size(); ++i) {
+      if (!pre[i].ok) {
+        fail("checkpoint of job '" + job_name + "' aborted: unit '" + units[i]->name + "': " + pre[i].message, "");
+      }
+    }
+  }
   log::phase("checkpoint {} of job '{}': freezing and dumping {} unit(s)", staging.seq, job_name,
              units.size());
   {
@@ -316,6 +356,15 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
     if (!options.stop) thaw_all(cgroups, units);
     t_thawed = Clock::now();
   }
+  // The dump is done: the applications resume while the images are stored (a failed
+  // commit then needs no abort: they resumed already). With --stop they never do.
+  if (callbacks && !options.stop) {
+    quiesced = false;
+    post = deliver(units, events::Event::kPostCheckpoint, job_name, staging.seq, options.callback_timeout);
+    cp.timings["postCheckpointMs"] = round_ms(ms_between(t_thawed, Clock::now()));
+    warn_failed(units, post, "checkpoint " + std::to_string(staging.seq) + " of job '" + job_name +
+                                 "' goes on, but post-checkpoint failed");
+  }
 
   for (size_t i = 0; i < units.size(); ++i) {
     const auto* u = units[i];
@@ -333,6 +382,12 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
     cu.checkpointer_version = results[i].value("version", "");
     cu.stats = results[i].value("stats", json::object());
     cu.timings = {{"freezeMs", round_ms(freeze_ms[i])}, {"dumpMs", round_ms(dump_ms[i])}};
+    if (has_callbacks(*u)) {
+      cu.callbacks = pre[i].via;
+      json per_event = {{"pre-checkpoint", round_ms(pre[i].ms)}};
+      if (callbacks && !options.stop) per_event["post-checkpoint"] = round_ms(post[i].ms);
+      cu.timings["callbacks"] = per_event;
+    }
     cp.units.push_back(std::move(cu));
   }
   cp.timings["freezeMs"] = round_ms(ms_between(t_start, t_frozen));
@@ -458,6 +513,9 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
           server = std::make_unique<store::ImageServer>(store, c, cu.name, dir / cu.name);
           request["stream"] = true;
         }
+        // CRIU binds the unit's listening callback socket again at its path: the
+        // directory must exist (/run is empty after a reboot).
+        if (!u->callbacks.socket.empty()) events::prepare_socket(u->callbacks.socket, job.owner);
         json result;
         try {
           result = translibs.get(cu.translib).restart(request);
@@ -539,7 +597,23 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
     seq = *good;
   }
   store.save_job(job);
-  store.append_event(job_name, {{"event", "restart"}, {"seq", seq}});
+  json event = {{"event", "restart"}, {"seq", seq}};
+  std::vector<const manifest::Unit*> running;
+  for (const auto& u : job.units) {
+    if (u.restored_from == seq && has_callbacks(u)) running.push_back(&u);
+  }
+  if (!running.empty()) {
+    log::phase("{}: post-restart callbacks of {} unit(s)", what(seq), running.size());
+    auto results = deliver(running, events::Event::kPostRestart, job_name, seq, options.callback_timeout);
+    warn_failed(running, results, what(seq) + ": the job runs, but post-restart failed");
+    json cbs = json::object();
+    for (size_t i = 0; i < running.size(); ++i) {
+      cbs[running[i]->name] = {{"via", results[i].via}, {"ms", round_ms(results[i].ms)}};
+      if (!results[i].ok) cbs[running[i]->name]["error"] = results[i].message;
+    }
+    event["callbacks"] = cbs;
+  }
+  store.append_event(job_name, event);
   return job;
 }
 

@@ -170,6 +170,13 @@ json unit_to_json(const Unit& u) {
   j["state"] = u.state;
   if (u.pid) j["pid"] = *u.pid;
   if (u.restored_from) j["restoredFrom"] = *u.restored_from;
+  if (!u.callbacks.socket.empty() || !u.callbacks.hooks.empty() || !u.callbacks.extra.empty()) {
+    json cb = json::object();
+    if (!u.callbacks.socket.empty()) cb["socket"] = u.callbacks.socket;
+    if (!u.callbacks.hooks.empty()) cb["hooks"] = u.callbacks.hooks;
+    put_extra(cb, u.callbacks.extra);
+    j["callbacks"] = cb;
+  }
   put_extra(j, u.extra);
   return j;
 }
@@ -202,6 +209,17 @@ Unit unit_from_json(const json& obj, const std::string& where, const std::string
   u.state = f.optional<std::string>("state", "running");
   u.pid = f.maybe<pid_t>("pid");
   u.restored_from = f.maybe<uint64_t>("restoredFrom");
+  json cb_obj = f.object("callbacks");
+  Fields cb(cb_obj, where + ".callbacks", source);
+  u.callbacks.socket = cb.optional<std::string>("socket", "");
+  u.callbacks.hooks = cb.optional<std::string>("hooks", "");
+  for (const auto* path : {&u.callbacks.socket, &u.callbacks.hooks}) {
+    if (!path->empty() && (*path)[0] != '/') {
+      cb.fail(cb.name(path == &u.callbacks.socket ? "socket" : "hooks"), "must be an absolute path");
+    }
+  }
+  if (u.callbacks.socket.size() >= 108) cb.fail(cb.name("socket"), "is longer than 107 bytes (sun_path)");
+  u.callbacks.extra = cb.extra();
   u.extra = f.extra();
   return u;
 }
@@ -359,6 +377,7 @@ json to_json(const Checkpoint& c, bool chunk_lists) {
     ju["translib"] = json{{"name", u.translib}, {"version", u.translib_version}};
     ju["checkpointer"] = json{{"name", u.checkpointer}, {"version", u.checkpointer_version}};
     ju["timings"] = u.timings;
+    if (!u.callbacks.empty()) ju["callbacks"] = u.callbacks;
     ju["bytes"] = u.bytes;
     ju["stats"] = u.stats;
     ju["images"] = json::array();
@@ -420,6 +439,7 @@ Checkpoint checkpoint_from_json(const json& doc, const std::string& source) {
     u.checkpointer = cp.optional<std::string>("name", "");
     u.checkpointer_version = cp.optional<std::string>("version", "");
     u.timings = fu.object("timings");
+    u.callbacks = fu.optional<std::string>("callbacks", "");
     u.bytes = fu.object("bytes");
     u.stats = fu.object("stats");
     const json& images = fu.array("images", true);

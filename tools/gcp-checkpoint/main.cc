@@ -12,6 +12,10 @@ int main(int argc, char** argv) {
   app.add_option("--freeze-timeout", opt.freeze_timeout_ms, "Milliseconds to wait for a unit to freeze")
       ->default_val(10000)
       ->check(CLI::PositiveNumber);
+  app.add_option(gcp::names::kOptCallbackTimeout, opt.callback_timeout_ms,
+                 "Milliseconds each unit has to answer a callback event (gcp-callbacks(7))")
+      ->default_val(10000)
+      ->check(CLI::PositiveNumber);
   app.add_option("--keep", opt.keep, "Keep this many committed checkpoints (default: the job's policy, else all)")
       ->check(CLI::PositiveNumber);
   app.add_option("--level", opt.level, "zstd level of new chunks, 1 to 19 or -7 to -1 (default: $GCP_ZSTD_LEVEL, else 3)");

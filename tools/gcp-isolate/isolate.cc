@@ -3,6 +3,7 @@
 
 #include "gcp/cgroup.h"
 #include "gcp/error.h"
+#include "gcp/events.h"
 #include "gcp/jobs.h"
 #include "gcp/main.h"
 #include "gcp/proc.h"
@@ -30,6 +31,11 @@ void run(const Options& opt) {
     job.created = manifest::now_rfc3339();
   }
   if (opt.keep) job.keep = opt.keep;
+  std::string hooks;
+  if (!opt.hooks.empty()) {
+    hooks = std::filesystem::absolute(opt.hooks).lexically_normal().string();
+    events::check_hooks_dir(hooks, job.owner);
+  }
   manifest::Unit* unit = job.find_unit(opt.unit);
   if (unit) {
     std::string state = unit::live_state(*cgroups, *unit);
@@ -51,10 +57,13 @@ void run(const Options& opt) {
   unit->command = opt.command;
   unit->output = (store->job_dir(opt.job) / "logs" / (opt.unit + ".out")).string();
   unit->restored_from.reset();
+  unit->callbacks.socket = events::socket_path(store->root(), opt.job, opt.unit);
+  unit->callbacks.hooks = hooks;
+  events::prepare_socket(unit->callbacks.socket, job.owner);
   // The job directory must exist before the unit's output file is opened in it.
   store->save_job(job);
   try {
-    unit->pid = unit::launch(*cgroups, {opt.job, opt.unit, opt.command, cg, unit->output});
+    unit->pid = unit::launch(*cgroups, {opt.job, opt.unit, opt.command, cg, unit->output, unit->callbacks.socket});
   } catch (const Error&) {
     // Leave the store as it was: a unit that never started is not part of the job.
     if (new_job) {

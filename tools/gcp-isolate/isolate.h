@@ -16,6 +16,7 @@ struct Options {
   std::vector<std::string> command;
   std::optional<std::string> kill_unit;
   std::optional<uint64_t> keep;      ///< run: the job's retention policy
+  std::string hooks;                 ///< run: directory of hook executables for the unit
 };
 
 /// gcp-isolate run: starts a unit and prints the Job manifest.

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "gcp/cgroup.h"
+#include "gcp/events.h"
 #include "gcp/manifest.h"
 #include "gcp/store.h"
 
@@ -19,6 +20,8 @@ manifest::Job load(store::Store& store, const std::string& job);
 struct CheckpointOptions {
   bool stop = false;  ///< kill the units once the checkpoint is committed
   std::chrono::milliseconds freeze_timeout{10000};  ///< per unit
+  /// Deadline of each callback event (pre-checkpoint, post-checkpoint, abort) per unit.
+  std::chrono::milliseconds callback_timeout = events::kDefaultDeadline;
   /// Committed checkpoints to keep after this one (overrides the job's policy.keep);
   /// the older ones are removed once this one is committed. Empty: the job's policy.
   std::optional<uint64_t> keep;
@@ -32,11 +35,16 @@ struct RestartOptions {
   /// Read every image back into scratch before restoring anything, even where the
   /// checkpointer could read them as a stream from the store.
   bool materialize = false;
+  /// Deadline of the post-restart callback per unit.
+  std::chrono::milliseconds callback_timeout = events::kDefaultDeadline;
 };
 
-/// The job checkpointer on one node: freeze every unit, dump all in parallel, thaw,
-/// store and commit one Checkpoint manifest. Any failure thaws every unit, removes
-/// the staging directory and throws; the previous checkpoint stays the latest.
+/// The job checkpointer on one node: deliver pre-checkpoint to every unit (all at once),
+/// freeze every unit, dump all in parallel, thaw, deliver post-checkpoint, store and
+/// commit one Checkpoint manifest. Any failure before the commit (a callback's error or
+/// missed deadline included) thaws every unit, delivers abort, removes the staging
+/// directory and throws Error(kFailed); the previous checkpoint stays the latest. A
+/// failed post-checkpoint is a warning: the checkpoint is good.
 manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
                                 const std::string& job, const CheckpointOptions& options);
 
@@ -44,8 +52,9 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
 /// a fresh PID namespace and its cgroup. Every image is read back and verified before
 /// any unit is restored; a checkpoint that does not verify is refused with the newest
 /// earlier one that does named in the hint (or taken, with `fallback`). All or
-/// nothing: when one unit fails, the units already restored are killed. Returns the
-/// Job manifest with the new host PIDs.
+/// nothing: when one unit fails, the units already restored are killed. Once all run,
+/// each gets post-restart; a failed one is a warning (the unit runs; the application
+/// decides whether it can go on). Returns the Job manifest with the new host PIDs.
 manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::string& job,
                       const RestartOptions& options);
 
