@@ -205,6 +205,12 @@ void prepare_socket(const std::string& socket, uid_t owner) {
   if (::lstat(socket.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(socket.c_str());
 }
 
+void remove_socket(const std::string& socket) {
+  if (socket.empty()) return;
+  ::unlink(socket.c_str());
+  ::rmdir(std::filesystem::path(socket).parent_path().c_str());
+}
+
 void check_hooks_dir(const std::string& dir, uid_t owner) {
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0) {

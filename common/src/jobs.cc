@@ -435,6 +435,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
       for (const auto* u : units) {
         cgroup::kill_all(cgroups, u->cgroup, std::chrono::seconds(10));
         cgroups.remove(u->cgroup);
+        events::remove_socket(u->callbacks.socket);
         auto* mine = job.find_unit(u->name);
         mine->state = "stopped";
         mine->pid.reset();
@@ -627,6 +628,7 @@ manifest::Job kill(store::Store& store, cgroup::Cgroups& cgroups, const std::str
     if (unit && u.name != *unit) continue;
     cgroup::kill_all(cgroups, u.cgroup, std::chrono::seconds(10));
     cgroups.remove(u.cgroup);
+    events::remove_socket(u.callbacks.socket);
     u.state = "stopped";
     u.pid.reset();
   }

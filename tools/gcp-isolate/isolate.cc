@@ -18,6 +18,12 @@ void run(const Options& opt) {
   auto store = store::open(opt.store);
   auto cgroups = cgroup::system_cgroups();
   std::string cg = cgroup::unit_path(opt.job, opt.unit);
+  // Checked before the lock, which would leave the job's directory behind.
+  std::string hooks;
+  if (!opt.hooks.empty()) {
+    hooks = std::filesystem::absolute(opt.hooks).lexically_normal().string();
+    events::check_hooks_dir(hooks, ::geteuid());
+  }
   auto lock = store->try_lock_job(opt.job);
   if (!lock) throw Error(Exit::kBusy, "job '" + opt.job + "' is busy (checkpoint or restart running)", "retry later");
 
@@ -31,11 +37,6 @@ void run(const Options& opt) {
     job.created = manifest::now_rfc3339();
   }
   if (opt.keep) job.keep = opt.keep;
-  std::string hooks;
-  if (!opt.hooks.empty()) {
-    hooks = std::filesystem::absolute(opt.hooks).lexically_normal().string();
-    events::check_hooks_dir(hooks, job.owner);
-  }
   manifest::Unit* unit = job.find_unit(opt.unit);
   if (unit) {
     std::string state = unit::live_state(*cgroups, *unit);

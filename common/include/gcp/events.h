@@ -58,6 +58,9 @@ std::string socket_path(const std::filesystem::path& store_root, const std::stri
 /// socket file left in it, so that the application (or CRIU on restore) can bind there.
 void prepare_socket(const std::string& socket, uid_t owner);
 
+/// Removes a stopped unit's socket file and, when empty, its directory; quietly.
+void remove_socket(const std::string& socket);
+
 /// Throws Error(kUsage) unless `dir` is a directory that only root or `owner` can
 /// write to (its hooks run with gcp's privileges).
 void check_hooks_dir(const std::string& dir, uid_t owner);
