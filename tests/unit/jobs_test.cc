@@ -523,3 +523,96 @@ TEST_CASE("a store failure that is not a gcp::Error still thaws a job kept froze
   CHECK(f.events().back()["event"] == "checkpoint-failed");
   CHECK(f.stored_job().units[0].state == "running");  // not marked stopped
 }
+
+namespace {
+
+// Gives every unit of the fixture a hooks directory whose one hook logs
+// "EVENT SEQ UNIT" to `log` and fails pre-checkpoint of the units in `failing`.
+void add_hooks(JobFixture& f, const stdfs::path& log, const std::string& failing = "") {
+  auto dir = f.tmp.path() / "hooks";
+  stdfs::create_directories(dir);
+  std::ofstream(dir / "10-log") << "#!/bin/sh\necho \"$GCP_EVENT $GCP_SEQ $GCP_UNIT\" >> " << log.string()
+                                << "\ncase \" " << failing << " \" in *\" $GCP_UNIT \"*) [ \"$GCP_EVENT\" = pre-checkpoint ] && "
+                                << "{ echo \"unit $GCP_UNIT is busy\" >&2; exit 1; };; esac\nexit 0\n";
+  stdfs::permissions(dir / "10-log", stdfs::perms(0755));
+  for (auto& u : f.job.units) u.callbacks.hooks = dir.string();
+  f.store->save_job(f.job);
+}
+
+std::vector<std::string> lines_of(const stdfs::path& path) {
+  std::vector<std::string> out;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  std::sort(out.begin(), out.end());  // units run at once: their order is free
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("callbacks: pre-checkpoint and post-checkpoint reach every unit, with timings in the manifest") {
+  JobFixture f;
+  auto log = f.tmp.path() / "events.log";
+  add_hooks(f, log);
+  auto cp = jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  CHECK(lines_of(log) == std::vector<std::string>{"post-checkpoint 1 a", "post-checkpoint 1 b", "pre-checkpoint 1 a",
+                                                  "pre-checkpoint 1 b"});
+  for (const auto& u : cp.units) {
+    CHECK(u.callbacks == "hooks");
+    CHECK(u.timings["callbacks"]["pre-checkpoint"].get<double>() > 0);
+    CHECK(u.timings["callbacks"]["post-checkpoint"].get<double>() > 0);
+  }
+  CHECK(cp.timings.contains("preCheckpointMs"));
+  auto stored = f.store->load_checkpoint("j", 1);
+  CHECK(stored.units[0].callbacks == "hooks");
+}
+
+TEST_CASE("callbacks: a failed pre-checkpoint aborts before anything is frozen and every unit gets abort") {
+  JobFixture f;
+  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  f.cgroups.calls.clear();
+  auto log = f.tmp.path() / "events.log";
+  add_hooks(f, log, "b");
+  auto e = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kFailed);
+  CHECK_CONTAINS(e->what(), "checkpoint of job 'j' aborted: unit 'b': hook '");
+  CHECK_CONTAINS(e->what(), "failed (exit status 1): unit b is busy");
+  CHECK_CONTAINS(e->hint(), "told to resume (abort)");
+  CHECK_FALSE(f.called("freeze gcp/j/a"));
+  CHECK_FALSE(f.called("freeze gcp/j/b"));
+  CHECK(lines_of(log) == std::vector<std::string>{"abort 2 a", "abort 2 b", "pre-checkpoint 2 a", "pre-checkpoint 2 b"});
+  CHECK(f.store->checkpoints("j") == std::vector<uint64_t>{1});
+  CHECK(f.staging_dirs().empty());
+  CHECK(f.events().back()["event"] == "checkpoint-failed");
+}
+
+TEST_CASE("callbacks: a failed dump thaws, then sends abort instead of post-checkpoint") {
+  JobFixture f;
+  auto log = f.tmp.path() / "events.log";
+  add_hooks(f, log);
+  ScopedEnv fail{"FAKE_TRANSLIB_FAIL", "checkpoint"};
+  CHECK(error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); }));
+  CHECK(f.cgroups.group("gcp/j/a").state == FreezeState::kThawed);
+  CHECK(lines_of(log) == std::vector<std::string>{"abort 1 a", "abort 1 b", "pre-checkpoint 1 a", "pre-checkpoint 1 b"});
+}
+
+TEST_CASE("callbacks: with --stop there is no post-checkpoint: the job is killed") {
+  JobFixture f;
+  auto log = f.tmp.path() / "events.log";
+  add_hooks(f, log);
+  auto options = f.options;
+  options.stop = true;
+  // The fake cgroups cannot kill the sleeper, so stopping itself fails after the commit.
+  error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", options); });
+  REQUIRE(f.store->checkpoints("j") == std::vector<uint64_t>{1});
+  CHECK(lines_of(log) == std::vector<std::string>{"pre-checkpoint 1 a", "pre-checkpoint 1 b"});
+  CHECK_FALSE(f.store->load_checkpoint("j", 1).units[0].timings["callbacks"].contains("post-checkpoint"));
+}
+
+TEST_CASE("callbacks: a job from before callbacks has none and no callback timings") {
+  JobFixture f;
+  auto cp = jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  CHECK(cp.units[0].callbacks.empty());
+  CHECK_FALSE(cp.units[0].timings.contains("callbacks"));
+  CHECK_FALSE(cp.timings.contains("preCheckpointMs"));
+}
