@@ -131,10 +131,16 @@ $(BUILD)/bench/hash-speed: tests/bench/hash-speed.cc
 	@mkdir -p $(@D)
 	$(CXX) -std=c++20 -O2 $(WARN) $< -o $@ $$(pkg-config --cflags --libs libcrypto libsodium) -lb2 -lxxhash
 
+$(BUILD)/bench/callbacks-overhead: tests/bench/callbacks-overhead.cc $(LIBGCP)
+	@mkdir -p $(@D)
+	$(CXX) $(ALL_CXXFLAGS) $(LDFLAGS) -o $@ $< $(LIBGCP) $(LDLIBS_GCP)
+
 bench:
 	@scripts/install-deps.sh --bench
-	@$(MAKE) --no-print-directory -j$(JOBS) all $(WORKLOADS) $(BUILD)/bench/hash-speed
+	@$(MAKE) --no-print-directory -j$(JOBS) all $(WORKLOADS) $(BUILD)/bench/hash-speed $(BUILD)/bench/callbacks-overhead
 	$(BUILD)/bench/hash-speed > $(BUILD)/bench/hash-speed.md
+	$(BUILD)/bench/callbacks-overhead > $(BUILD)/bench/callbacks-overhead.md
+	@BUILD=$(BUILD) tests/bench/callbacks-checkpoint.sh
 	@BUILD=$(BUILD) tests/bench/store-bench.sh
 
 MANPAGES := $(wildcard man/*.[1-8])

@@ -264,6 +264,7 @@ Result deliver(const manifest::Callbacks& endpoint, const Request& request) {
 }
 
 std::vector<Result> deliver_all(const std::vector<std::pair<manifest::Callbacks, Request>>& events) {
+  if (events.size() == 1) return {deliver(events[0].first, events[0].second)};
   std::vector<Result> results(events.size());
   std::vector<std::thread> threads;
   for (size_t i = 0; i < events.size(); ++i) {
