@@ -527,12 +527,13 @@ TEST_CASE("a store failure that is not a gcp::Error still thaws a job kept froze
 namespace {
 
 // Gives every unit of the fixture a hooks directory whose one hook logs
-// "EVENT SEQ UNIT" to `log` and fails pre-checkpoint of the units in `failing`.
-void add_hooks(JobFixture& f, const stdfs::path& log, const std::string& failing = "") {
+// "EVENT SEQ UNIT" to `log` and fails `event` for the units in `failing`.
+void add_hooks(JobFixture& f, const stdfs::path& log, const std::string& failing = "",
+               const std::string& event = "pre-checkpoint") {
   auto dir = f.tmp.path() / "hooks";
   stdfs::create_directories(dir);
   std::ofstream(dir / "10-log") << "#!/bin/sh\necho \"$GCP_EVENT $GCP_SEQ $GCP_UNIT\" >> " << log.string()
-                                << "\ncase \" " << failing << " \" in *\" $GCP_UNIT \"*) [ \"$GCP_EVENT\" = pre-checkpoint ] && "
+                                << "\ncase \" " << failing << " \" in *\" $GCP_UNIT \"*) [ \"$GCP_EVENT\" = " << event << " ] && "
                                 << "{ echo \"unit $GCP_UNIT is busy\" >&2; exit 1; };; esac\nexit 0\n";
   stdfs::permissions(dir / "10-log", stdfs::perms(0755));
   for (auto& u : f.job.units) u.callbacks.hooks = dir.string();
@@ -615,4 +616,24 @@ TEST_CASE("callbacks: a job from before callbacks has none and no callback timin
   CHECK(cp.units[0].callbacks.empty());
   CHECK_FALSE(cp.units[0].timings.contains("callbacks"));
   CHECK_FALSE(cp.timings.contains("preCheckpointMs"));
+}
+
+TEST_CASE("callbacks: post-restart reaches every restored unit; a failed one is a warning, the units run") {
+  JobFixture f;
+  auto log = f.tmp.path() / "events.log";
+  add_hooks(f, log, "a", "post-restart");
+  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  f.cgroups.clear_pids("gcp/j/a");
+  f.cgroups.clear_pids("gcp/j/b");
+  jobs::kill(*f.store, f.cgroups, "j", std::nullopt);
+  stdfs::remove(log);
+  gcp::testing::CapturedLog captured;
+  auto job = jobs::restart(*f.store, f.cgroups, "j", {});
+  CHECK(lines_of(log) == std::vector<std::string>{"post-restart 1 a", "post-restart 1 b"});
+  for (const auto& u : job.units) CHECK(u.state == "running");
+  CHECK_CONTAINS(captured.text(), "warning: restarting checkpoint 1 of job 'j': the job runs, but post-restart failed: unit 'a': hook '");
+  auto event = f.events().back();
+  CHECK(event["event"] == "restart");
+  CHECK(event["callbacks"]["b"]["via"] == "hooks");
+  CHECK_CONTAINS(event["callbacks"]["a"]["error"].get<std::string>(), "unit a is busy");
 }
