@@ -275,7 +275,11 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   };
 
   Clock::time_point t_start, t_frozen, t_dumped, t_thawed;
+  // Once told to quiesce, the applications must hear post-checkpoint or abort: an
+  // operator's Ctrl-C waits for that too.
+  std::optional<DeferSignals> until_resumed;
   if (callbacks) {
+    until_resumed.emplace();
     log::phase("checkpoint {} of job '{}': pre-checkpoint callbacks of {} unit(s)", staging.seq, job_name, units.size());
     auto t = Clock::now();
     quiesced = true;
@@ -365,6 +369,8 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
     warn_failed(units, post, "checkpoint " + std::to_string(staging.seq) + " of job '" + job_name +
                                  "' goes on, but post-checkpoint failed");
   }
+  // With --stop they are killed after the commit, or thawed and told abort if it fails.
+  if (!options.stop) until_resumed.reset();
 
   for (size_t i = 0; i < units.size(); ++i) {
     const auto* u = units[i];

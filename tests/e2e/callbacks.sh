@@ -5,7 +5,8 @@
 # pre-checkpoint, post-checkpoint and post-restart in order, with the results and
 # timings in the Checkpoint manifest. A handler that never answers and one that answers
 # an error abort the checkpoint: exit 1, the job thawed and running, abort delivered,
-# the application's message in the error line, no checkpoint committed.
+# the application's message in the error line, no checkpoint committed. SIGTERM while gcp
+# waits for pre-checkpoint takes effect only after abort was delivered.
 source "$(dirname "$0")/lib.sh"
 requires root criu freezer python3
 
@@ -70,6 +71,16 @@ wait_for "the application to keep running" 10 count_at_least "$work/hang.state" 
 [ -z "$(ls -A "$GCP_STORE/jobs/$job/checkpoints" 2>/dev/null)" ] || fail "a checkpoint was committed: $(ls "$GCP_STORE/jobs/$job/checkpoints")"
 [ -z "$(ls -A "$GCP_STORE/jobs/$job/staging" 2>/dev/null)" ] || fail "staging left behind"
 grep -q '"event":"checkpoint-failed"' "$GCP_STORE/jobs/$job/events.jsonl" || fail "no checkpoint-failed event"
+
+# SIGTERM (or Ctrl-C) while gcp waits for pre-checkpoint is held until abort was delivered.
+"$bin/gcp-checkpoint" "$job" --callback-timeout 2000 >/dev/null 2>"$work/int.err" &
+cp_pid=$!
+wait_for "the second pre-checkpoint" 10 bash -c "[ \$(grep -c '^pre-checkpoint' '$work/hang.log') -ge 2 ]"
+kill -TERM $cp_pid
+rc=0; wait $cp_pid || rc=$?
+[ "$rc" -eq 143 ] || fail "gcp-checkpoint interrupted during pre-checkpoint exited $rc, expected death by SIGTERM (143)"
+[ "$(grep -c "^abort" "$work/hang.log")" -ge 2 ] || fail "no abort after the interrupted round: $(cat "$work/hang.log")"
+[ "$(freezer_state "$job" main)" = THAWED ] || fail "unit left $(freezer_state "$job" main)"
 
 # 3. A handler that answers an error: its message in gcp's error line; the rest as above.
 job=cb-error-$tag

@@ -235,9 +235,14 @@ TEST_CASE("a hook past the deadline is killed with what it started") {
   CHECK_FALSE(r.ok);
   CHECK_CONTAINS(r.message, "no answer to pre-checkpoint within its deadline of 300 ms");
   pid_t child = std::stoi(read(pidfile));
-  // The background sleep went with its group: gone, or a zombie until its new parent reaps it.
-  auto stat = read("/proc/" + std::to_string(child) + "/stat");
-  CHECK_MESSAGE((stat.empty() || stat.find(") Z ") != std::string::npos), stat);
+  // The background sleep went with its group: gone, or a zombie until its new parent
+  // reaps it, once the SIGKILL has been taken.
+  auto gone = [&] {
+    auto stat = read("/proc/" + std::to_string(child) + "/stat");
+    return stat.empty() || stat.find(") Z ") != std::string::npos;
+  };
+  for (int i = 0; i < 200 && !gone(); ++i) std::this_thread::sleep_for(10ms);
+  CHECK(gone());
 }
 
 TEST_CASE("socket and hooks both deliver, the socket first") {
