@@ -100,7 +100,12 @@ $(FAKES): translibs/fake/fake.c common/include/gcp/translib.h translibs/translib
 	$(CC) -std=gnu11 $(WARN) $(CFLAGS) -Icommon/include -fPIC -fvisibility=hidden -shared \
 	  -Wl,--version-script=translibs/translib.map $(FAKE_FLAGS) -o $@ $<
 
-$(UNIT_BIN): $(UNIT_SRCS:%.cc=$(BUILD)/obj/%.o) $(LIBGCP)
+# The application's client header must also build as strict ISO C11.
+$(BUILD)/obj/tests/unit/callbacks_c11.o: tests/unit/callbacks_c11.c common/include/gcp/callbacks.h
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -pedantic $(WARN) -Icommon/include $(CFLAGS) -c $< -o $@
+
+$(UNIT_BIN): $(UNIT_SRCS:%.cc=$(BUILD)/obj/%.o) $(BUILD)/obj/tests/unit/callbacks_c11.o $(LIBGCP)
 	@mkdir -p $(@D)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS_GCP)
 

@@ -29,6 +29,8 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 namespace events = gcp::events;
 
+extern "C" const char* callbacks_c11_event_name(int event);
+
 namespace {
 
 // An application: listens through the header and records what it got, in a thread.
@@ -292,4 +294,11 @@ TEST_CASE("a hooks directory others may write to is refused") {
   ::chmod(dir.path().c_str(), 0755);
   CHECK_FALSE(gcp::testing::error_from([&] { events::check_hooks_dir(dir.path().string(), ::geteuid()); }));
   CHECK(gcp::testing::error_from([&] { events::check_hooks_dir((dir.path() / "nope").string(), 0); }));
+}
+
+TEST_CASE("the client header builds as strict C11 and names the events the same") {
+  CHECK(std::string(callbacks_c11_event_name(GCP_EVENT_POST_RESTART)) == events::name(Event::kPostRestart));
+  CHECK(std::string(callbacks_c11_event_name(GCP_EVENT_PRE_CHECKPOINT)) == events::name(Event::kPreCheckpoint));
+  CHECK(std::string(callbacks_c11_event_name(GCP_EVENT_POST_CHECKPOINT)) == events::name(Event::kPostCheckpoint));
+  CHECK(std::string(callbacks_c11_event_name(GCP_EVENT_ABORT)) == events::name(Event::kAbort));
 }
