@@ -147,6 +147,14 @@ std::vector<events::Result> deliver(const std::vector<const manifest::Unit*>& un
   return events::deliver_all(batch);
 }
 
+// The option, else the job's policy, else the default.
+std::chrono::milliseconds callback_deadline(const std::optional<std::chrono::milliseconds>& option,
+                                            const manifest::Job& job) {
+  if (option) return *option;
+  if (job.callback_timeout_ms) return std::chrono::milliseconds(*job.callback_timeout_ms);
+  return events::kDefaultDeadline;
+}
+
 bool has_callbacks(const manifest::Unit& u) { return !u.callbacks.socket.empty() || !u.callbacks.hooks.empty(); }
 
 // Events after which the application goes on anyway: a failure is logged, not fatal.
@@ -258,13 +266,14 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   std::vector<double> freeze_ms(units.size()), dump_ms(units.size());
   std::vector<std::optional<Error>> errors(units.size());
   const bool callbacks = std::any_of(units.begin(), units.end(), [](auto* u) { return has_callbacks(*u); });
+  const auto deadline = callback_deadline(options.callback_timeout, job);
   std::vector<events::Result> pre(units.size()), post(units.size());
   // Set while the applications have been told to quiesce and not yet to resume.
   bool quiesced = false;
 
   auto fail = [&](const std::string& message, std::string hint) {
     if (quiesced) {
-      warn_failed(units, deliver(units, events::Event::kAbort, job_name, staging.seq, options.callback_timeout),
+      warn_failed(units, deliver(units, events::Event::kAbort, job_name, staging.seq, deadline),
                   "delivering abort");
       if (hint.empty()) hint = "the job keeps running and was told to resume (abort); the previous checkpoint is still the latest";
     }
@@ -283,7 +292,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
     log::phase("checkpoint {} of job '{}': pre-checkpoint callbacks of {} unit(s)", staging.seq, job_name, units.size());
     auto t = Clock::now();
     quiesced = true;
-    pre = deliver(units, events::Event::kPreCheckpoint, job_name, staging.seq, options.callback_timeout);
+    pre = deliver(units, events::Event::kPreCheckpoint, job_name, staging.seq, deadline);
     cp.timings["preCheckpointMs"] = round_ms(ms_between(t, Clock::now()));
     for (size_t i = 0; i < units.size(); ++i) {
       if (!pre[i].ok) {
@@ -364,7 +373,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   // commit then needs no abort: they resumed already). With --stop they never do.
   if (callbacks && !options.stop) {
     quiesced = false;
-    post = deliver(units, events::Event::kPostCheckpoint, job_name, staging.seq, options.callback_timeout);
+    post = deliver(units, events::Event::kPostCheckpoint, job_name, staging.seq, deadline);
     cp.timings["postCheckpointMs"] = round_ms(ms_between(t_thawed, Clock::now()));
     warn_failed(units, post, "checkpoint " + std::to_string(staging.seq) + " of job '" + job_name +
                                  "' goes on, but post-checkpoint failed");
@@ -611,7 +620,8 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
   }
   if (!running.empty()) {
     log::phase("{}: post-restart callbacks of {} unit(s)", what(seq), running.size());
-    auto results = deliver(running, events::Event::kPostRestart, job_name, seq, options.callback_timeout);
+    auto results = deliver(running, events::Event::kPostRestart, job_name, seq,
+                           callback_deadline(options.callback_timeout, job));
     warn_failed(running, results, what(seq) + ": the job runs, but post-restart failed");
     json cbs = json::object();
     for (size_t i = 0; i < running.size(); ++i) {

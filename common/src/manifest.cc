@@ -313,9 +313,10 @@ json to_json(const Job& job) {
   // Policy fields this gcp does not know stay as they were.
   json policy = json::object();
   if (job.keep) policy["keep"] = *job.keep;
+  if (job.callback_timeout_ms) policy["callbackTimeoutMs"] = *job.callback_timeout_ms;
   if (job.extra.contains("policy") && job.extra["policy"].is_object()) {
     for (const auto& [key, value] : job.extra["policy"].items()) {
-      if (key != "keep") policy[key] = value;
+      if (key != "keep" && key != "callbackTimeoutMs") policy[key] = value;
     }
   }
   if (!policy.empty()) j["policy"] = policy;
@@ -341,6 +342,10 @@ Job job_from_json(const json& doc, const std::string& source) {
   Fields policy(policy_obj, "policy", source);
   job.keep = policy.maybe<uint64_t>("keep");
   if (job.keep && *job.keep == 0) policy.fail("policy.keep", "must be at least 1");
+  job.callback_timeout_ms = policy.maybe<uint64_t>("callbackTimeoutMs");
+  if (job.callback_timeout_ms && *job.callback_timeout_ms == 0) {
+    policy.fail("policy.callbackTimeoutMs", "must be at least 1");
+  }
   json unknown_policy = policy.extra();
   const json& units = f.array("units", true);
   for (size_t i = 0; i < units.size(); ++i) {

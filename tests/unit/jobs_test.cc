@@ -637,3 +637,20 @@ TEST_CASE("callbacks: post-restart reaches every restored unit; a failed one is 
   CHECK(event["callbacks"]["b"]["via"] == "hooks");
   CHECK_CONTAINS(event["callbacks"]["a"]["error"].get<std::string>(), "unit a is busy");
 }
+
+TEST_CASE("callbacks: the job's policy.callbackTimeoutMs is the deadline unless the option overrides it") {
+  JobFixture f({"a"});
+  auto dir = f.tmp.path() / "slow";
+  stdfs::create_directories(dir);
+  std::ofstream(dir / "10-slow") << "#!/bin/sh\n[ \"$GCP_EVENT\" = pre-checkpoint ] && sleep 1\nexit 0\n";
+  stdfs::permissions(dir / "10-slow", stdfs::perms(0755));
+  f.job.units[0].callbacks.hooks = dir.string();
+  f.job.callback_timeout_ms = 200;
+  f.store->save_job(f.job);
+  auto e = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "no answer to pre-checkpoint within its deadline of 200 ms");
+  auto options = f.options;
+  options.callback_timeout = std::chrono::milliseconds(5000);
+  CHECK(jobs::checkpoint(*f.store, f.cgroups, "j", options).seq == 2);
+}

@@ -432,3 +432,15 @@ TEST_CASE("a checkpoint unit's callback form survives a round trip") {
   auto back = manifest::checkpoint_from_json(manifest::to_json(c), "test");
   CHECK(back.units[0].callbacks == "socket+hooks");
 }
+
+TEST_CASE("policy.callbackTimeoutMs survives a round trip and 0 is refused") {
+  auto job = sample_job();
+  job.callback_timeout_ms = 2500;
+  json doc = manifest::to_json(job);
+  CHECK(doc["policy"]["callbackTimeoutMs"] == 2500);
+  CHECK(manifest::job_from_json(doc, "test").callback_timeout_ms == 2500u);
+  doc["policy"]["callbackTimeoutMs"] = 0;
+  auto e = error_from([&] { manifest::job_from_json(doc, "job.json"); });
+  REQUIRE(e);
+  CHECK_CONTAINS(e->what(), "field 'policy.callbackTimeoutMs' must be at least 1");
+}

@@ -22,7 +22,7 @@ void run(const Options& opt) {
   options.stop = opt.stop;
   options.freeze_timeout = std::chrono::milliseconds(opt.freeze_timeout_ms);
   options.keep = opt.keep;
-  options.callback_timeout = std::chrono::milliseconds(opt.callback_timeout_ms);
+  if (opt.callback_timeout_ms) options.callback_timeout = std::chrono::milliseconds(*opt.callback_timeout_ms);
   auto cp = jobs::checkpoint(*store, *cgroups, opt.job, options);
   auto mib = [&](const char* key) { return cp.bytes.value(key, 0.0) / (1024.0 * 1024.0); };
   spdlog::info("checkpoint {} of job '{}' committed: {} unit(s), {:.1f} MiB, {:.1f} MiB new, {:.1f} MiB stored; "

@@ -13,7 +13,7 @@ struct Options {
   std::string store;  ///< empty: the default store
   bool stop = false;
   int freeze_timeout_ms = 10000;
-  int callback_timeout_ms = 10000;  ///< deadline of each callback event per unit
+  std::optional<int> callback_timeout_ms;  ///< deadline of each callback event per unit
   std::optional<uint64_t> keep;   ///< overrides the job's policy.keep
   std::optional<long> level;      ///< zstd level of new chunks
 };

@@ -37,6 +37,7 @@ void run(const Options& opt) {
     job.created = manifest::now_rfc3339();
   }
   if (opt.keep) job.keep = opt.keep;
+  if (opt.callback_timeout_ms) job.callback_timeout_ms = opt.callback_timeout_ms;
   manifest::Unit* unit = job.find_unit(opt.unit);
   if (unit) {
     std::string state = unit::live_state(*cgroups, *unit);

@@ -14,9 +14,8 @@ int main(int argc, char** argv) {
                "Read every image back into scratch, verified, before restoring anything "
                "(default for jobs of several units; one unit is streamed to criu)");
   app.add_option(gcp::names::kOptCallbackTimeout, opt.callback_timeout_ms,
-                 "Milliseconds each unit has to answer post-restart (gcp-callbacks(7))")
-      ->default_val(10000)
-      ->check(CLI::PositiveNumber);
+                 "Milliseconds each unit has to answer post-restart (default: the job's policy, else 10000)")
+      ->check(CLI::Range(1, 86400000));
   app.add_option(gcp::names::kOptStore, opt.store, gcp::names::kStoreHelp);
   return gcp::run_main("gcp-restart", app, argc, argv, [&] { gcp::restart_tool::run(opt); });
 }

@@ -20,8 +20,9 @@ manifest::Job load(store::Store& store, const std::string& job);
 struct CheckpointOptions {
   bool stop = false;  ///< kill the units once the checkpoint is committed
   std::chrono::milliseconds freeze_timeout{10000};  ///< per unit
-  /// Deadline of each callback event (pre-checkpoint, post-checkpoint, abort) per unit.
-  std::chrono::milliseconds callback_timeout = events::kDefaultDeadline;
+  /// Deadline of each callback event (pre-checkpoint, post-checkpoint, abort) per unit;
+  /// empty: the job's policy.callbackTimeoutMs, else events::kDefaultDeadline.
+  std::optional<std::chrono::milliseconds> callback_timeout{};
   /// Committed checkpoints to keep after this one (overrides the job's policy.keep);
   /// the older ones are removed once this one is committed. Empty: the job's policy.
   std::optional<uint64_t> keep;
@@ -35,8 +36,8 @@ struct RestartOptions {
   /// Read every image back into scratch before restoring anything, even where the
   /// checkpointer could read them as a stream from the store.
   bool materialize = false;
-  /// Deadline of the post-restart callback per unit.
-  std::chrono::milliseconds callback_timeout = events::kDefaultDeadline;
+  /// Deadline of the post-restart callback per unit; empty: as for CheckpointOptions.
+  std::optional<std::chrono::milliseconds> callback_timeout{};
 };
 
 /// The job checkpointer on one node: deliver pre-checkpoint to every unit (all at once),

@@ -51,6 +51,9 @@ struct Job {
   /// Retention: committed checkpoints to keep (the oldest go after a new commit);
   /// nullopt keeps all. Serialised as policy.keep.
   std::optional<uint64_t> keep;
+  /// Deadline in ms of each callback event per unit, unless a tool's --callback-timeout
+  /// says otherwise; nullopt: 10000. Serialised as policy.callbackTimeoutMs.
+  std::optional<uint64_t> callback_timeout_ms;
   json extra = json::object();
 
   /// The unit with this name; nullptr when there is none.
