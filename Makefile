@@ -100,13 +100,19 @@ $(FAKES): translibs/fake/fake.c common/include/gcp/translib.h translibs/translib
 	$(CC) -std=gnu11 $(WARN) $(CFLAGS) -Icommon/include -fPIC -fvisibility=hidden -shared \
 	  -Wl,--version-script=translibs/translib.map $(FAKE_FLAGS) -o $@ $<
 
-$(UNIT_BIN): $(UNIT_SRCS:%.cc=$(BUILD)/obj/%.o) $(LIBGCP)
+# The application's client header must also build as strict ISO C11.
+$(BUILD)/obj/tests/unit/callbacks_c11.o: tests/unit/callbacks_c11.c common/include/gcp/callbacks.h
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -pedantic $(WARN) -Icommon/include $(CFLAGS) -c $< -o $@
+
+$(UNIT_BIN): $(UNIT_SRCS:%.cc=$(BUILD)/obj/%.o) $(BUILD)/obj/tests/unit/callbacks_c11.o $(LIBGCP)
 	@mkdir -p $(@D)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS_GCP)
 
-$(BUILD)/tests/workloads/%: tests/workloads/%.c tests/workloads/state.h
+# Workloads may include the callback client (gcp/callbacks.h), as an application would.
+$(BUILD)/tests/workloads/%: tests/workloads/%.c tests/workloads/state.h common/include/gcp/callbacks.h
 	@mkdir -p $(@D)
-	$(CC) -std=gnu11 -O2 $(WARN) -pthread -o $@ $<
+	$(CC) -std=gnu11 -O2 $(WARN) -Icommon/include -pthread -o $@ $<
 
 # `make test` is what CI runs: it installs what is missing first.
 test: deps
@@ -134,10 +140,16 @@ $(BUILD)/bench/fanout: tests/bench/fanout.c
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 -O2 $(WARN) -o $@ $<
 
+$(BUILD)/bench/callbacks-overhead: tests/bench/callbacks-overhead.cc $(LIBGCP)
+	@mkdir -p $(@D)
+	$(CXX) $(ALL_CXXFLAGS) $(LDFLAGS) -o $@ $< $(LIBGCP) $(LDLIBS_GCP)
+
 bench:
 	@scripts/install-deps.sh --bench
-	@$(MAKE) --no-print-directory -j$(JOBS) all $(WORKLOADS) $(BUILD)/bench/hash-speed $(BUILD)/bench/fanout
+	@$(MAKE) --no-print-directory -j$(JOBS) all $(WORKLOADS) $(BUILD)/bench/hash-speed $(BUILD)/bench/fanout $(BUILD)/bench/callbacks-overhead
 	$(BUILD)/bench/hash-speed > $(BUILD)/bench/hash-speed.md
+	$(BUILD)/bench/callbacks-overhead > $(BUILD)/bench/callbacks-overhead.md
+	@BUILD=$(BUILD) tests/bench/callbacks-checkpoint.sh
 	@BUILD=$(BUILD) tests/bench/deps-bench.sh
 	@BUILD=$(BUILD) tests/bench/store-bench.sh
 
@@ -150,6 +162,8 @@ install: all
 	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
 	install -m 0755 $(INIT) $(DESTDIR)$(LIBEXECDIR)/gcp/
 	install -m 0755 $(TRANSLIBS) $(DESTDIR)$(LIBDIR)/gcp/translibs/
+	install -d $(DESTDIR)$(PREFIX)/include/gcp
+	install -m 0644 common/include/gcp/callbacks.h $(DESTDIR)$(PREFIX)/include/gcp/
 	for m in $(MANPAGES); do s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; \
 	  install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
 

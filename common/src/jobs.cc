@@ -141,6 +141,33 @@ bool version_less(const std::string& a, const std::string& b) {
   }
 }
 
+// One event to every unit at once; a unit without an endpoint (a job from before
+// callbacks) gets nothing.
+std::vector<events::Result> deliver(const std::vector<const manifest::Unit*>& units, events::Event event,
+                                    const std::string& job, uint64_t seq, std::chrono::milliseconds deadline) {
+  std::vector<std::pair<manifest::Callbacks, events::Request>> batch;
+  for (const auto* u : units) batch.push_back({u->callbacks, {event, job, u->name, seq, deadline, u->pid}});
+  return events::deliver_all(batch);
+}
+
+// The option, else the job's policy, else the default.
+std::chrono::milliseconds callback_deadline(const std::optional<std::chrono::milliseconds>& option,
+                                            const manifest::Job& job) {
+  if (option) return *option;
+  if (job.callback_timeout_ms) return std::chrono::milliseconds(*job.callback_timeout_ms);
+  return events::kDefaultDeadline;
+}
+
+bool has_callbacks(const manifest::Unit& u) { return !u.callbacks.socket.empty() || !u.callbacks.hooks.empty(); }
+
+// Events after which the application goes on anyway: a failure is logged, not fatal.
+void warn_failed(const std::vector<const manifest::Unit*>& units, const std::vector<events::Result>& results,
+                 const std::string& what) {
+  for (size_t i = 0; i < units.size(); ++i) {
+    if (!results[i].ok) spdlog::warn("{}: unit '{}': {}", what, units[i]->name, results[i].message);
+  }
+}
+
 void thaw_all(cgroup::Cgroups& cgroups, const std::vector<const manifest::Unit*>& units) {
   for (const auto* u : units) cgroup::thaw_quietly(cgroups, u->cgroup);
 }
@@ -342,26 +369,6 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
                 "restart it with 'gcp-restart " + job_name + "'");
   }
 
-  // Before anything is frozen: a unit tied to the outside would restart broken.
-  auto t_deps = Clock::now();
-  std::vector<deps::UnitSpec> specs;
-  for (const auto* u : units) specs.push_back({u->name, deps::spec_of(*u)});
-  deps::Graph graph = options.graph ? options.graph(job_name, specs) : deps::build(job_name, specs);
-  for (size_t i = 0; i < units.size(); ++i) {
-    auto bad = graph.breaking(i);
-    if (bad.empty()) continue;
-    const deps::Tie& t = *bad.front();
-    std::string what = "unit '" + units[i]->name + "' of job '" + job_name + "' would restart broken: " +
-                       t.kind + " " + t.object + ": " + t.advice +
-                       (bad.size() > 1 ? " (and " + std::to_string(bad.size() - 1) + " more)" : "");
-    if (!options.force) {
-      throw Error(Exit::kFailed, what + "; nothing was checkpointed",
-                  "'gcp-deps " + job_name + " --format text' shows every tie; --force checkpoints anyway");
-    }
-    spdlog::warn("{} (checkpointing anyway: --force)", what);
-  }
-  double deps_ms = ms_between(t_deps, Clock::now());
-
   Translibs translibs;
   for (const auto* u : units) translibs.get(u->translib);
 
@@ -373,16 +380,20 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   cp.mode = "coordinated";
   cp.kernel = proc::kernel_release();
   std::vector<json> results(units.size());
-  std::vector<std::vector<std::string>> unit_options(units.size());
-  for (size_t i = 0; i < units.size(); ++i) {
-    auto o = graph.options(i);
-    unit_options[i].assign(o.begin(), o.end());
-    if (!o.empty()) spdlog::debug("unit '{}': checkpointer options from its ties: {}", units[i]->name, fmt::join(o, " "));
-  }
   std::vector<double> freeze_ms(units.size()), dump_ms(units.size());
   std::vector<std::optional<Error>> errors(units.size());
+  const bool callbacks = std::any_of(units.begin(), units.end(), [](auto* u) { return has_callbacks(*u); });
+  const auto deadline = callback_deadline(options.callback_timeout, job);
+  std::vector<events::Result> pre(units.size()), post(units.size());
+  // Set while the applications have been told to quiesce and not yet to resume.
+  bool quiesced = false;
 
-  auto fail = [&](const std::string& message, const std::string& hint) {
+  auto fail = [&](const std::string& message, std::string hint) {
+    if (quiesced) {
+      warn_failed(units, deliver(units, events::Event::kAbort, job_name, staging.seq, deadline),
+                  "delivering abort");
+      if (hint.empty()) hint = "the job keeps running and was told to resume (abort); the previous checkpoint is still the latest";
+    }
     store.abort(staging);
     store.append_event(job_name,
                        {{"event", "checkpoint-failed"}, {"seq", staging.seq}, {"error", message}});
@@ -390,6 +401,55 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   };
 
   Clock::time_point t_start, t_frozen, t_dumped, t_thawed;
+  // Once told to quiesce, the applications must hear post-checkpoint or abort: an
+  // operator's Ctrl-C waits for that too.
+  std::optional<DeferSignals> until_resumed;
+  if (callbacks) {
+    until_resumed.emplace();
+    log::phase("checkpoint {} of job '{}': pre-checkpoint callbacks of {} unit(s)", staging.seq, job_name, units.size());
+    auto t = Clock::now();
+    quiesced = true;
+    pre = deliver(units, events::Event::kPreCheckpoint, job_name, staging.seq, deadline);
+    cp.timings["preCheckpointMs"] = round_ms(ms_between(t, Clock::now()));
+    for (size_t i = 0; i < units.size(); ++i) {
+      if (!pre[i].ok) {
+        fail("checkpoint of job '" + job_name + "' aborted: unit '" + units[i]->name + "': " + pre[i].message, "");
+      }
+    }
+  }
+
+  // After the applications have drained (a connection closed in pre-checkpoint is no
+  // tie) and before anything is frozen: a unit tied to the outside would restart broken.
+  auto t_deps = Clock::now();
+  std::vector<deps::UnitSpec> specs;
+  for (const auto* u : units) specs.push_back({u->name, deps::spec_of(*u)});
+  std::optional<deps::Graph> graph;
+  try {
+    graph = options.graph ? options.graph(job_name, specs) : deps::build(job_name, specs);
+  } catch (const Error& e) {
+    fail("checkpoint of job '" + job_name + "' aborted: " + e.what(), e.hint());
+  }
+  for (size_t i = 0; i < units.size(); ++i) {
+    auto bad = graph->breaking(i);
+    if (bad.empty()) continue;
+    const deps::Tie& t = *bad.front();
+    std::string what = "unit '" + units[i]->name + "' of job '" + job_name + "' would restart broken: " +
+                       t.kind + " " + t.object + ": " + t.advice +
+                       (bad.size() > 1 ? " (and " + std::to_string(bad.size() - 1) + " more)" : "");
+    if (!options.force) {
+      fail(what + "; nothing was checkpointed",
+           "'gcp-deps " + job_name + " --format text' shows every tie; --force checkpoints anyway");
+    }
+    spdlog::warn("{} (checkpointing anyway: --force)", what);
+  }
+  std::vector<std::vector<std::string>> unit_options(units.size());
+  for (size_t i = 0; i < units.size(); ++i) {
+    auto o = graph->options(i);
+    unit_options[i].assign(o.begin(), o.end());
+    if (!o.empty()) spdlog::debug("unit '{}': checkpointer options from its ties: {}", units[i]->name, fmt::join(o, " "));
+  }
+  cp.timings["depsMs"] = round_ms(ms_between(t_deps, Clock::now()));
+
   // Units never stay frozen for good: if this process dies (even by SIGKILL) or hangs
   // while they are, the watchdog thaws them.
   std::optional<cgroup::ThawWatchdog> watchdog;
@@ -475,6 +535,17 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
     }
     t_thawed = Clock::now();
   }
+  // The dump is done: the applications resume while the images are stored (a failed
+  // commit then needs no abort: they resumed already). With --stop they never do.
+  if (callbacks && !options.stop) {
+    quiesced = false;
+    post = deliver(units, events::Event::kPostCheckpoint, job_name, staging.seq, deadline);
+    cp.timings["postCheckpointMs"] = round_ms(ms_between(t_thawed, Clock::now()));
+    warn_failed(units, post, "checkpoint " + std::to_string(staging.seq) + " of job '" + job_name +
+                                 "' goes on, but post-checkpoint failed");
+  }
+  // With --stop they are killed after the commit, or thawed and told abort if it fails.
+  if (!options.stop) until_resumed.reset();
 
   for (size_t i = 0; i < units.size(); ++i) {
     const auto* u = units[i];
@@ -493,9 +564,14 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
     cu.stats = results[i].value("stats", json::object());
     cu.options = unit_options[i];
     cu.timings = {{"freezeMs", round_ms(freeze_ms[i])}, {"dumpMs", round_ms(dump_ms[i])}};
+    if (has_callbacks(*u)) {
+      cu.callbacks = pre[i].via;
+      json per_event = {{"pre-checkpoint", round_ms(pre[i].ms)}};
+      if (callbacks && !options.stop) per_event["post-checkpoint"] = round_ms(post[i].ms);
+      cu.timings["callbacks"] = per_event;
+    }
     cp.units.push_back(std::move(cu));
   }
-  cp.timings["depsMs"] = round_ms(deps_ms);
   cp.timings["freezeMs"] = round_ms(ms_between(t_start, t_frozen));
   cp.timings["dumpMs"] = round_ms(ms_between(t_frozen, t_dumped));
   cp.timings["thawMs"] = round_ms(ms_between(t_dumped, t_thawed));
@@ -541,6 +617,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
       for (const auto* u : units) {
         cgroup::kill_all(cgroups, u->cgroup, std::chrono::seconds(10));
         cgroups.remove(u->cgroup);
+        events::remove_socket(u->callbacks.socket);
         auto* mine = job.find_unit(u->name);
         mine->state = "stopped";
         mine->pid.reset();
@@ -621,6 +698,9 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
           server = std::make_unique<store::ImageServer>(store, c, cu.name, dir / cu.name);
           request["stream"] = true;
         }
+        // CRIU binds the unit's listening callback socket again at its path: the
+        // directory must exist (/run is empty after a reboot).
+        if (!u->callbacks.socket.empty()) events::prepare_socket(u->callbacks.socket, job.owner);
         json result;
         try {
           result = translibs.get(cu.translib).restart(request);
@@ -702,7 +782,24 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
     seq = *good;
   }
   store.save_job(job);
-  store.append_event(job_name, {{"event", "restart"}, {"seq", seq}});
+  json event = {{"event", "restart"}, {"seq", seq}};
+  std::vector<const manifest::Unit*> running;
+  for (const auto& u : job.units) {
+    if (u.restored_from == seq && has_callbacks(u)) running.push_back(&u);
+  }
+  if (!running.empty()) {
+    log::phase("{}: post-restart callbacks of {} unit(s)", what(seq), running.size());
+    auto results = deliver(running, events::Event::kPostRestart, job_name, seq,
+                           callback_deadline(options.callback_timeout, job));
+    warn_failed(running, results, what(seq) + ": the job runs, but post-restart failed");
+    json cbs = json::object();
+    for (size_t i = 0; i < running.size(); ++i) {
+      cbs[running[i]->name] = {{"via", results[i].via}, {"ms", round_ms(results[i].ms)}};
+      if (!results[i].ok) cbs[running[i]->name]["error"] = results[i].message;
+    }
+    event["callbacks"] = cbs;
+  }
+  store.append_event(job_name, event);
   return job;
 }
 
@@ -716,6 +813,7 @@ manifest::Job kill(store::Store& store, cgroup::Cgroups& cgroups, const std::str
     if (unit && u.name != *unit) continue;
     cgroup::kill_all(cgroups, u.cgroup, std::chrono::seconds(10));
     cgroups.remove(u.cgroup);
+    events::remove_socket(u.callbacks.socket);
     u.state = "stopped";
     u.pid.reset();
   }

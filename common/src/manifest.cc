@@ -172,6 +172,13 @@ json unit_to_json(const Unit& u) {
   j["state"] = u.state;
   if (u.pid) j["pid"] = *u.pid;
   if (u.restored_from) j["restoredFrom"] = *u.restored_from;
+  if (!u.callbacks.socket.empty() || !u.callbacks.hooks.empty() || !u.callbacks.extra.empty()) {
+    json cb = json::object();
+    if (!u.callbacks.socket.empty()) cb["socket"] = u.callbacks.socket;
+    if (!u.callbacks.hooks.empty()) cb["hooks"] = u.callbacks.hooks;
+    put_extra(cb, u.callbacks.extra);
+    j["callbacks"] = cb;
+  }
   put_extra(j, u.extra);
   return j;
 }
@@ -204,6 +211,17 @@ Unit unit_from_json(const json& obj, const std::string& where, const std::string
   u.state = f.optional<std::string>("state", "running");
   u.pid = f.maybe<pid_t>("pid");
   u.restored_from = f.maybe<uint64_t>("restoredFrom");
+  json cb_obj = f.object("callbacks");
+  Fields cb(cb_obj, where + ".callbacks", source);
+  u.callbacks.socket = cb.optional<std::string>("socket", "");
+  u.callbacks.hooks = cb.optional<std::string>("hooks", "");
+  for (const auto* path : {&u.callbacks.socket, &u.callbacks.hooks}) {
+    if (!path->empty() && (*path)[0] != '/') {
+      cb.fail(cb.name(path == &u.callbacks.socket ? "socket" : "hooks"), "must be an absolute path");
+    }
+  }
+  if (u.callbacks.socket.size() >= 108) cb.fail(cb.name("socket"), "is longer than 107 bytes (sun_path)");
+  u.callbacks.extra = cb.extra();
   u.extra = f.extra();
   return u;
 }
@@ -297,9 +315,10 @@ json to_json(const Job& job) {
   // Policy fields this gcp does not know stay as they were.
   json policy = json::object();
   if (job.keep) policy["keep"] = *job.keep;
+  if (job.callback_timeout_ms) policy["callbackTimeoutMs"] = *job.callback_timeout_ms;
   if (job.extra.contains("policy") && job.extra["policy"].is_object()) {
     for (const auto& [key, value] : job.extra["policy"].items()) {
-      if (key != "keep") policy[key] = value;
+      if (key != "keep" && key != "callbackTimeoutMs") policy[key] = value;
     }
   }
   if (!policy.empty()) j["policy"] = policy;
@@ -325,6 +344,10 @@ Job job_from_json(const json& doc, const std::string& source) {
   Fields policy(policy_obj, "policy", source);
   job.keep = policy.maybe<uint64_t>("keep");
   if (job.keep && *job.keep == 0) policy.fail("policy.keep", "must be at least 1");
+  job.callback_timeout_ms = policy.maybe<uint64_t>("callbackTimeoutMs");
+  if (job.callback_timeout_ms && *job.callback_timeout_ms == 0) {
+    policy.fail("policy.callbackTimeoutMs", "must be at least 1");
+  }
   json unknown_policy = policy.extra();
   const json& units = f.array("units", true);
   for (size_t i = 0; i < units.size(); ++i) {
@@ -362,6 +385,7 @@ json to_json(const Checkpoint& c, bool chunk_lists) {
     ju["checkpointer"] = json{{"name", u.checkpointer}, {"version", u.checkpointer_version}};
     if (!u.options.empty()) ju["checkpointerOptions"] = u.options;
     ju["timings"] = u.timings;
+    if (!u.callbacks.empty()) ju["callbacks"] = u.callbacks;
     ju["bytes"] = u.bytes;
     ju["stats"] = u.stats;
     ju["images"] = json::array();
@@ -433,6 +457,7 @@ Checkpoint checkpoint_from_json(const json& doc, const std::string& source) {
       u.options.push_back(o.get<std::string>());
     }
     u.timings = fu.object("timings");
+    u.callbacks = fu.optional<std::string>("callbacks", "");
     u.bytes = fu.object("bytes");
     u.stats = fu.object("stats");
     const json& images = fu.array("images", true);

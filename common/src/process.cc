@@ -47,6 +47,7 @@ class Pipe {
                              const std::vector<char*>& envp, int in_fd, int out_fd, int err_fd) {
   // A checkpointer must not outlive the tool that drives it.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (spec.own_process_group) ::setpgid(0, 0);
   ::dup2(in_fd, STDIN_FILENO);
   ::dup2(out_fd, STDOUT_FILENO);
   ::dup2(err_fd, STDERR_FILENO);
@@ -128,6 +129,7 @@ Result run(const Spec& spec) {
   pid_t pid = ::fork();
   if (pid < 0) throw_errno("starting '" + spec.argv[0] + "'");
   if (pid == 0) exec_child(spec, argv, envp, in.read_end(), out.write_end(), err.write_end());
+  if (spec.own_process_group) ::setpgid(pid, pid);  // either side may win the race; both set it
   in.close_read();
   out.close_write();
   err.close_write();
@@ -177,7 +179,7 @@ Result run(const Spec& spec) {
       if (to_write.empty()) in.close_write();
     }
   }
-  if (result.timed_out) ::kill(pid, SIGKILL);
+  if (result.timed_out) ::kill(spec.own_process_group ? -pid : pid, SIGKILL);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }

@@ -91,6 +91,8 @@ std::string read_all(int fd) {
     ::syscall(SYS_close_range, 4U, ~0U, 0U);
     ::setenv(names::kEnvJob, spec.job.c_str(), 1);
     ::setenv(names::kEnvUnit, spec.unit.c_str(), 1);
+    if (!spec.callback_socket.empty()) ::setenv(names::kEnvCallbackSocket, spec.callback_socket.c_str(), 1);
+    else ::unsetenv(names::kEnvCallbackSocket);
     std::vector<char*> argv;
     argv.push_back(const_cast<char*>("gcp-init"));
     argv.push_back(const_cast<char*>("--report-fd=3"));

@@ -35,8 +35,8 @@ expect_stderr "nothing was checkpointed"
 expect_exit 1 gcp-checkpoint flaky --force
 expect_stderr "checkpoint of job 'flaky' aborted: unit 'client'"
 expect_stderr "criu dump of pid [0-9]* failed: .*TCP"
-expect_stderr "log: $GCP_STORE/jobs/flaky/logs/failed-2-client-dump.log"
-grep -q "Connected TCP socket" "$GCP_STORE/jobs/flaky/logs/failed-2-client-dump.log" || fail "the CRIU log of the failure was not kept"
+expect_stderr "log: $GCP_STORE/jobs/flaky/logs/failed-3-client-dump.log"
+grep -q "Connected TCP socket" "$GCP_STORE/jobs/flaky/logs/failed-3-client-dump.log" || fail "the CRIU log of the failure was not kept"
 for u in counter client; do
   [ "$(freezer_state flaky $u)" = THAWED ] || fail "unit $u left $(freezer_state flaky $u) after the failed checkpoint"
 done

@@ -565,9 +565,11 @@ TEST_CASE("a unit whose ties would break its restart is refused before anything 
   CHECK(f.store->checkpoints("j").empty());
   CHECK(f.staging_dirs().empty());
 
+  CHECK(f.events().back()["event"] == "checkpoint-failed");
+
   f.options.force = true;
   auto cp = jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
-  CHECK(cp.seq == 1);
+  CHECK(cp.seq == 2);  // the refused attempt had its number (its pre-checkpoint callbacks carry it)
   CHECK(f.called("freeze gcp/j/b"));
 }
 
@@ -594,4 +596,135 @@ TEST_CASE("options the ties need go to the checkpointer, into the manifest, and 
   doc["units"][0]["checkpointerOptions"] = json::array({"--action-script=/tmp/x"});
   CHECK_THROWS_WITH_AS(manifest::checkpoint_from_json(doc, "test"),
                        doctest::Contains("units[0].checkpointerOptions"), gcp::Error);
+}
+
+namespace {
+
+// Gives every unit of the fixture a hooks directory whose one hook logs
+// "EVENT SEQ UNIT" to `log` and fails `event` for the units in `failing`.
+void add_hooks(JobFixture& f, const stdfs::path& log, const std::string& failing = "",
+               const std::string& event = "pre-checkpoint") {
+  auto dir = f.tmp.path() / "hooks";
+  stdfs::create_directories(dir);
+  std::ofstream(dir / "10-log") << "#!/bin/sh\necho \"$GCP_EVENT $GCP_SEQ $GCP_UNIT\" >> " << log.string()
+                                << "\ncase \" " << failing << " \" in *\" $GCP_UNIT \"*) [ \"$GCP_EVENT\" = " << event << " ] && "
+                                << "{ echo \"unit $GCP_UNIT is busy\" >&2; exit 1; };; esac\nexit 0\n";
+  stdfs::permissions(dir / "10-log", stdfs::perms(0755));
+  for (auto& u : f.job.units) u.callbacks.hooks = dir.string();
+  f.store->save_job(f.job);
+}
+
+std::vector<std::string> lines_of(const stdfs::path& path) {
+  std::vector<std::string> out;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  std::sort(out.begin(), out.end());  // units run at once: their order is free
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("callbacks: pre-checkpoint and post-checkpoint reach every unit, with timings in the manifest") {
+  JobFixture f;
+  auto log = f.tmp.path() / "events.log";
+  add_hooks(f, log);
+  auto cp = jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  CHECK(lines_of(log) == std::vector<std::string>{"post-checkpoint 1 a", "post-checkpoint 1 b", "pre-checkpoint 1 a",
+                                                  "pre-checkpoint 1 b"});
+  for (const auto& u : cp.units) {
+    CHECK(u.callbacks == "hooks");
+    CHECK(u.timings["callbacks"]["pre-checkpoint"].get<double>() > 0);
+    CHECK(u.timings["callbacks"]["post-checkpoint"].get<double>() > 0);
+  }
+  CHECK(cp.timings.contains("preCheckpointMs"));
+  auto stored = f.store->load_checkpoint("j", 1);
+  CHECK(stored.units[0].callbacks == "hooks");
+}
+
+TEST_CASE("callbacks: a failed pre-checkpoint aborts before anything is frozen and every unit gets abort") {
+  JobFixture f;
+  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  f.cgroups.calls.clear();
+  auto log = f.tmp.path() / "events.log";
+  add_hooks(f, log, "b");
+  auto e = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kFailed);
+  CHECK_CONTAINS(e->what(), "checkpoint of job 'j' aborted: unit 'b': hook '");
+  CHECK_CONTAINS(e->what(), "failed (exit status 1): unit b is busy");
+  CHECK_CONTAINS(e->hint(), "told to resume (abort)");
+  CHECK_FALSE(f.called("freeze gcp/j/a"));
+  CHECK_FALSE(f.called("freeze gcp/j/b"));
+  CHECK(lines_of(log) == std::vector<std::string>{"abort 2 a", "abort 2 b", "pre-checkpoint 2 a", "pre-checkpoint 2 b"});
+  CHECK(f.store->checkpoints("j") == std::vector<uint64_t>{1});
+  CHECK(f.staging_dirs().empty());
+  CHECK(f.events().back()["event"] == "checkpoint-failed");
+}
+
+TEST_CASE("callbacks: a failed dump thaws, then sends abort instead of post-checkpoint") {
+  JobFixture f;
+  auto log = f.tmp.path() / "events.log";
+  add_hooks(f, log);
+  ScopedEnv fail{"FAKE_TRANSLIB_FAIL", "checkpoint"};
+  CHECK(error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); }));
+  CHECK(f.cgroups.group("gcp/j/a").state == FreezeState::kThawed);
+  CHECK(lines_of(log) == std::vector<std::string>{"abort 1 a", "abort 1 b", "pre-checkpoint 1 a", "pre-checkpoint 1 b"});
+}
+
+TEST_CASE("callbacks: with --stop there is no post-checkpoint: the job is killed") {
+  JobFixture f;
+  auto log = f.tmp.path() / "events.log";
+  add_hooks(f, log);
+  auto options = f.options;
+  options.stop = true;
+  // The fake cgroups cannot kill the sleeper, so stopping itself fails after the commit.
+  error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", options); });
+  REQUIRE(f.store->checkpoints("j") == std::vector<uint64_t>{1});
+  CHECK(lines_of(log) == std::vector<std::string>{"pre-checkpoint 1 a", "pre-checkpoint 1 b"});
+  CHECK_FALSE(f.store->load_checkpoint("j", 1).units[0].timings["callbacks"].contains("post-checkpoint"));
+}
+
+TEST_CASE("callbacks: a job from before callbacks has none and no callback timings") {
+  JobFixture f;
+  auto cp = jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  CHECK(cp.units[0].callbacks.empty());
+  CHECK_FALSE(cp.units[0].timings.contains("callbacks"));
+  CHECK_FALSE(cp.timings.contains("preCheckpointMs"));
+}
+
+TEST_CASE("callbacks: post-restart reaches every restored unit; a failed one is a warning, the units run") {
+  JobFixture f;
+  auto log = f.tmp.path() / "events.log";
+  add_hooks(f, log, "a", "post-restart");
+  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  f.cgroups.clear_pids("gcp/j/a");
+  f.cgroups.clear_pids("gcp/j/b");
+  jobs::kill(*f.store, f.cgroups, "j", std::nullopt);
+  stdfs::remove(log);
+  gcp::testing::CapturedLog captured;
+  auto job = jobs::restart(*f.store, f.cgroups, "j", {});
+  CHECK(lines_of(log) == std::vector<std::string>{"post-restart 1 a", "post-restart 1 b"});
+  for (const auto& u : job.units) CHECK(u.state == "running");
+  CHECK_CONTAINS(captured.text(), "warning: restarting checkpoint 1 of job 'j': the job runs, but post-restart failed: unit 'a': hook '");
+  auto event = f.events().back();
+  CHECK(event["event"] == "restart");
+  CHECK(event["callbacks"]["b"]["via"] == "hooks");
+  CHECK_CONTAINS(event["callbacks"]["a"]["error"].get<std::string>(), "unit a is busy");
+}
+
+TEST_CASE("callbacks: the job's policy.callbackTimeoutMs is the deadline unless the option overrides it") {
+  JobFixture f({"a"});
+  auto dir = f.tmp.path() / "slow";
+  stdfs::create_directories(dir);
+  std::ofstream(dir / "10-slow") << "#!/bin/sh\n[ \"$GCP_EVENT\" = pre-checkpoint ] && sleep 1\nexit 0\n";
+  stdfs::permissions(dir / "10-slow", stdfs::perms(0755));
+  f.job.units[0].callbacks.hooks = dir.string();
+  f.job.callback_timeout_ms = 200;
+  f.store->save_job(f.job);
+  auto e = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "no answer to pre-checkpoint within its deadline of 200 ms");
+  auto options = f.options;
+  options.callback_timeout = std::chrono::milliseconds(5000);
+  CHECK(jobs::checkpoint(*f.store, f.cgroups, "j", options).seq == 2);
 }

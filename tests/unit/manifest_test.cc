@@ -399,3 +399,48 @@ TEST_CASE("an image file name with two dots is fine, a path that climbs out is n
   REQUIRE(e.has_value());
   CHECK_CONTAINS(e->what(), "units[0].images[0].path");
 }
+
+TEST_CASE("a unit's callbacks endpoint survives a round trip, unknown keys in it kept") {
+  auto job = sample_job();
+  job.units[0].callbacks.socket = "/run/gcp/callbacks/0123456789abcdef/a.sock";
+  job.units[0].callbacks.hooks = "/etc/gcp/hooks";
+  json doc = manifest::to_json(job);
+  CHECK(doc["units"][0]["callbacks"] == json{{"socket", "/run/gcp/callbacks/0123456789abcdef/a.sock"}, {"hooks", "/etc/gcp/hooks"}});
+  CHECK_FALSE(doc["units"][1].contains("callbacks"));
+  doc["units"][0]["callbacks"]["future"] = 1;
+  auto back = manifest::job_from_json(doc, "test");
+  CHECK(back.units[0].callbacks.hooks == "/etc/gcp/hooks");
+  CHECK(manifest::to_json(back)["units"][0]["callbacks"]["future"] == 1);
+}
+
+TEST_CASE("a relative or too long callbacks path is refused naming the field") {
+  json doc = manifest::to_json(sample_job());
+  doc["units"][1]["callbacks"] = {{"hooks", "hooks.d"}};
+  auto e = error_from([&] { manifest::job_from_json(doc, "job.json"); });
+  REQUIRE(e);
+  CHECK(e->code() == Exit::kUsage);
+  CHECK_CONTAINS(e->what(), "field 'units[1].callbacks.hooks' must be an absolute path");
+  doc["units"][1]["callbacks"] = {{"socket", "/" + std::string(120, 's')}};
+  e = error_from([&] { manifest::job_from_json(doc, "job.json"); });
+  REQUIRE(e);
+  CHECK_CONTAINS(e->what(), "field 'units[1].callbacks.socket' is longer than 107 bytes");
+}
+
+TEST_CASE("a checkpoint unit's callback form survives a round trip") {
+  auto c = sample_checkpoint();
+  c.units[0].callbacks = "socket+hooks";
+  auto back = manifest::checkpoint_from_json(manifest::to_json(c), "test");
+  CHECK(back.units[0].callbacks == "socket+hooks");
+}
+
+TEST_CASE("policy.callbackTimeoutMs survives a round trip and 0 is refused") {
+  auto job = sample_job();
+  job.callback_timeout_ms = 2500;
+  json doc = manifest::to_json(job);
+  CHECK(doc["policy"]["callbackTimeoutMs"] == 2500);
+  CHECK(manifest::job_from_json(doc, "test").callback_timeout_ms == 2500u);
+  doc["policy"]["callbackTimeoutMs"] = 0;
+  auto e = error_from([&] { manifest::job_from_json(doc, "job.json"); });
+  REQUIRE(e);
+  CHECK_CONTAINS(e->what(), "field 'policy.callbackTimeoutMs' must be at least 1");
+}

@@ -31,6 +31,7 @@ void run(const Options& opt) {
   } else if (job.empty()) {
     throw Error(Exit::kUsage, "no job given", "name a JOB, or an ad-hoc unit with --pid, --pgid, --sid, --cgroup or --pidns");
   }
+  if (opt.callback_timeout_ms) options.callback_timeout = std::chrono::milliseconds(*opt.callback_timeout_ms);
   auto cp = jobs::checkpoint(*store, *cgroups, job, options);
   auto mib = [&](const char* key) { return cp.bytes.value(key, 0.0) / (1024.0 * 1024.0); };
   spdlog::info("checkpoint {} of job '{}' committed: {} unit(s), {:.1f} MiB, {:.1f} MiB new, {:.1f} MiB stored; "

@@ -16,6 +16,7 @@ struct Options {
   bool stop = false;
   int freeze_timeout_ms = 10000;
   int max_frozen_s = 900;         ///< the watchdog thaws the units after this
+  std::optional<int> callback_timeout_ms;  ///< deadline of each callback event per unit
   std::optional<uint64_t> keep;   ///< overrides the job's policy.keep
   std::optional<long> level;      ///< zstd level of new chunks
   bool force = false;             ///< checkpoint even when the unit's ties say it breaks

@@ -16,6 +16,9 @@ int main(int argc, char** argv) {
                  "Seconds after which a watchdog thaws the units if gcp-checkpoint hangs (at once if it dies)")
       ->default_val(900)
       ->check(CLI::PositiveNumber);
+  app.add_option(gcp::names::kOptCallbackTimeout, opt.callback_timeout_ms,
+                 "Milliseconds each unit has to answer a callback event (default: the job's policy, else 10000)")
+      ->check(CLI::Range(1, 86400000));
   app.add_option("--keep", opt.keep, "Keep this many committed checkpoints (default: the job's policy, else all)")
       ->check(CLI::PositiveNumber);
   app.add_option("--level", opt.level, "zstd level of new chunks, 1 to 19 or -7 to -1 (default: $GCP_ZSTD_LEVEL, else 3)");

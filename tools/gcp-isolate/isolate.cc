@@ -5,6 +5,7 @@
 #include "gcp/deps.h"
 #include "gcp/error.h"
 #include "gcp/grouping.h"
+#include "gcp/events.h"
 #include "gcp/jobs.h"
 #include "gcp/main.h"
 #include "gcp/proc.h"
@@ -19,6 +20,12 @@ void run(const Options& opt) {
   auto store = store::open(opt.store);
   auto cgroups = cgroup::system_cgroups();
   std::string cg = cgroup::unit_path(opt.job, opt.unit);
+  // Checked before the lock, which would leave the job's directory behind.
+  std::string hooks;
+  if (!opt.hooks.empty()) {
+    hooks = std::filesystem::absolute(opt.hooks).lexically_normal().string();
+    events::check_hooks_dir(hooks, ::geteuid());
+  }
   auto lock = store->try_lock_job(opt.job);
   if (!lock) throw Error(Exit::kBusy, "job '" + opt.job + "' is busy (checkpoint or restart running)", "retry later");
 
@@ -32,6 +39,7 @@ void run(const Options& opt) {
     job.created = manifest::now_rfc3339();
   }
   if (opt.keep) job.keep = opt.keep;
+  if (opt.callback_timeout_ms) job.callback_timeout_ms = opt.callback_timeout_ms;
   manifest::Unit* unit = job.find_unit(opt.unit);
   if (unit) {
     std::string state = unit::live_state(*cgroups, *unit);
@@ -53,10 +61,13 @@ void run(const Options& opt) {
   unit->command = opt.command;
   unit->output = (store->job_dir(opt.job) / "logs" / (opt.unit + ".out")).string();
   unit->restored_from.reset();
+  unit->callbacks.socket = events::socket_path(store->root(), opt.job, opt.unit);
+  unit->callbacks.hooks = hooks;
+  events::prepare_socket(unit->callbacks.socket, job.owner);
   // The job directory must exist before the unit's output file is opened in it.
   store->save_job(job);
   try {
-    unit->pid = unit::launch(*cgroups, {opt.job, opt.unit, opt.command, cg, unit->output});
+    unit->pid = unit::launch(*cgroups, {opt.job, opt.unit, opt.command, cg, unit->output, unit->callbacks.socket});
   } catch (const Error&) {
     // Leave the store as it was: a unit that never started is not part of the job.
     if (new_job) {

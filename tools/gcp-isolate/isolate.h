@@ -16,6 +16,8 @@ struct Options {
   std::vector<std::string> command;
   std::optional<std::string> kill_unit;
   std::optional<uint64_t> keep;      ///< run: the job's retention policy
+  std::string hooks;                 ///< run: directory of hook executables for the unit
+  std::optional<uint64_t> callback_timeout_ms;  ///< run: the job's policy.callbackTimeoutMs
 };
 
 /// gcp-isolate run: starts a unit and prints the Job manifest.

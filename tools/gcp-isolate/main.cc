@@ -14,6 +14,11 @@ int main(int argc, char** argv) {
   run->add_option(gcp::names::kOptUnit, opt.unit, "Unit name (default: main)");
   run->add_option("--keep", opt.keep, "Keep this many committed checkpoints of the job (policy.keep)")
       ->check(CLI::PositiveNumber);
+  run->add_option(gcp::names::kOptCallbackTimeout, opt.callback_timeout_ms,
+                  "Milliseconds each unit has to answer a callback event (policy.callbackTimeoutMs; default 10000)")
+      ->check(CLI::Range(1, 86400000));
+  run->add_option("--hooks", opt.hooks,
+                  "Directory of executables run on each callback event of the unit (gcp-callbacks(7))");
   run->add_option("command", opt.command, "Command and arguments, after --")->required();
   run->prefix_command(false);
   auto* list = app.add_subcommand("list", "List the jobs in the store with their state");

@@ -13,6 +13,9 @@ int main(int argc, char** argv) {
   app.add_flag("--materialize", opt.materialize,
                "Read every image back into scratch, verified, before restoring anything "
                "(default for jobs of several units; one unit is streamed to criu)");
+  app.add_option(gcp::names::kOptCallbackTimeout, opt.callback_timeout_ms,
+                 "Milliseconds each unit has to answer post-restart (default: the job's policy, else 10000)")
+      ->check(CLI::Range(1, 86400000));
   app.add_option(gcp::names::kOptStore, opt.store, gcp::names::kStoreHelp);
   return gcp::run_main("gcp-restart", app, argc, argv, [&] { gcp::restart_tool::run(opt); });
 }

@@ -13,7 +13,9 @@ namespace gcp::restart_tool {
 void run(const Options& opt) {
   auto store = store::open(opt.store);
   auto cgroups = cgroup::system_cgroups();
-  auto job = jobs::restart(*store, *cgroups, opt.job, {opt.seq, opt.fallback, opt.materialize});
+  jobs::RestartOptions options{opt.seq, opt.fallback, opt.materialize, {}};
+  if (opt.callback_timeout_ms) options.callback_timeout = std::chrono::milliseconds(*opt.callback_timeout_ms);
+  auto job = jobs::restart(*store, *cgroups, opt.job, options);
   std::string pids;
   for (const auto& u : job.units) pids += (pids.empty() ? "" : ", ") + u.name + "=" + std::to_string(u.pid.value_or(0));
   spdlog::info("job '{}' restarted from checkpoint {} (host pids: {})", job.name,

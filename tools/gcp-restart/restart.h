@@ -14,6 +14,7 @@ struct Options {
   std::string store;            ///< empty: the default store
   bool fallback = false;        ///< take the newest earlier checkpoint that verifies
   bool materialize = false;     ///< read all images back to scratch before restoring
+  std::optional<int> callback_timeout_ms;  ///< deadline of post-restart per unit
 };
 
 /// Restarts the job and prints its Job manifest with the new host PIDs.

@@ -3,6 +3,7 @@
 
 #include "gcp/cgroup.h"
 #include "gcp/deps.h"
+#include "gcp/events.h"
 #include "gcp/manifest.h"
 #include "gcp/store.h"
 
@@ -24,6 +25,9 @@ struct CheckpointOptions {
   /// Longest the units may stay frozen: if gcp-checkpoint dies or hangs, a watchdog
   /// thaws them after this (at once when it dies). Longer than the longest dump.
   std::chrono::seconds max_frozen{900};
+  /// Deadline of each callback event (pre-checkpoint, post-checkpoint, abort) per unit;
+  /// empty: the job's policy.callbackTimeoutMs, else events::kDefaultDeadline.
+  std::optional<std::chrono::milliseconds> callback_timeout{};
   /// Committed checkpoints to keep after this one (overrides the job's policy.keep);
   /// the older ones are removed once this one is committed. Empty: the job's policy.
   std::optional<uint64_t> keep;
@@ -42,6 +46,8 @@ struct RestartOptions {
   /// Read every image back into scratch before restoring anything, even where the
   /// checkpointer could read them as a stream from the store.
   bool materialize = false;
+  /// Deadline of the post-restart callback per unit; empty: as for CheckpointOptions.
+  std::optional<std::chrono::milliseconds> callback_timeout{};
 };
 
 /// Registers processes that gcp did not start as a one-unit job (an ad-hoc unit of
@@ -54,9 +60,12 @@ struct RestartOptions {
 std::string adopt(store::Store& store, cgroup::Cgroups& cgroups, std::string job,
                   const std::string& unit, const grouping::Spec& spec);
 
-/// The job checkpointer on one node: freeze every unit, dump all in parallel, thaw,
-/// store and commit one Checkpoint manifest. Any failure thaws every unit, removes
-/// the staging directory and throws; the previous checkpoint stays the latest.
+/// The job checkpointer on one node: deliver pre-checkpoint to every unit (all at once),
+/// freeze every unit, dump all in parallel, thaw, deliver post-checkpoint, store and
+/// commit one Checkpoint manifest. Any failure before the commit (a callback's error or
+/// missed deadline included) thaws every unit, delivers abort, removes the staging
+/// directory and throws Error(kFailed); the previous checkpoint stays the latest. A
+/// failed post-checkpoint is a warning: the checkpoint is good.
 manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
                                 const std::string& job, const CheckpointOptions& options);
 
@@ -64,8 +73,9 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
 /// a fresh PID namespace and its cgroup. Every image is read back and verified before
 /// any unit is restored; a checkpoint that does not verify is refused with the newest
 /// earlier one that does named in the hint (or taken, with `fallback`). All or
-/// nothing: when one unit fails, the units already restored are killed. Returns the
-/// Job manifest with the new host PIDs.
+/// nothing: when one unit fails, the units already restored are killed. Once all run,
+/// each gets post-restart; a failed one is a warning (the unit runs; the application
+/// decides whether it can go on). Returns the Job manifest with the new host PIDs.
 manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::string& job,
                       const RestartOptions& options);
 

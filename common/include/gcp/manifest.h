@@ -18,6 +18,14 @@ using json = nlohmann::ordered_json;
 /// The API version this gcp writes; readers accept the same major (v1).
 inline constexpr const char* kApiVersion = "gcp/v1";
 
+/// Where a unit's application hears of checkpoints (gcp-callbacks(7)). Serialised as
+/// "callbacks": {"socket", "hooks"}, left out when both are empty.
+struct Callbacks {
+  std::string socket;  ///< unix socket path the application may listen on
+  std::string hooks;   ///< directory of hook executables; empty: none
+  json extra = json::object();  ///< fields this gcp does not know
+};
+
 /// One job unit: the processes of a job on one node.
 struct Unit {
   std::string name;                  ///< unique within the job
@@ -30,6 +38,7 @@ struct Unit {
   std::optional<pid_t> pid;          ///< host PID of the unit's root (its init), while it runs
   std::string state = "running";     ///< "running", "stopped" or "exited" as last recorded
   std::optional<uint64_t> restored_from;  ///< checkpoint sequence it was last restarted from
+  Callbacks callbacks;               ///< its callback endpoints
   json extra = json::object();       ///< fields this gcp does not know, kept as they were
 };
 
@@ -42,6 +51,9 @@ struct Job {
   /// Retention: committed checkpoints to keep (the oldest go after a new commit);
   /// nullopt keeps all. Serialised as policy.keep.
   std::optional<uint64_t> keep;
+  /// Deadline in ms of each callback event per unit, unless a tool's --callback-timeout
+  /// says otherwise; nullopt: 10000. Serialised as policy.callbackTimeoutMs.
+  std::optional<uint64_t> callback_timeout_ms;
   json extra = json::object();
 
   /// The unit with this name; nullptr when there is none.
@@ -92,7 +104,10 @@ struct CheckpointUnit {
   /// Options the checkpointer was given because of the unit's ties (gcp-deps), e.g.
   /// "--tcp-established"; the restart passes them again. Serialised as checkpointerOptions.
   std::vector<std::string> options;
-  json timings = json::object();   ///< milliseconds: freeze, dump, store
+  json timings = json::object();   ///< milliseconds: freeze, dump, store, callbacks per event
+  /// How its callbacks were delivered: "socket", "hooks", "socket+hooks", "none"; empty
+  /// when the unit has no callback endpoint (a job from before callbacks).
+  std::string callbacks;
   json bytes = json::object();     ///< raw, stored, new
   json stats = json::object();     ///< the checkpointer's own numbers
   json extra = json::object();

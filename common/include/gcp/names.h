@@ -10,11 +10,14 @@ inline constexpr const char* kEnvTranslibPath = "GCP_TRANSLIB_PATH"; ///< extra 
 inline constexpr const char* kEnvInit = "GCP_INIT";                  ///< gcp-init binary to use
 inline constexpr const char* kEnvJob = "GCP_JOB";                    ///< set in a unit: its job
 inline constexpr const char* kEnvUnit = "GCP_UNIT";                  ///< set in a unit: its name
+/// Set in a unit: where its application may listen for callbacks (gcp-callbacks(7)).
+inline constexpr const char* kEnvCallbackSocket = "GCP_CALLBACK_SOCKET";
 
 inline constexpr const char* kOptStore = "--store";
 inline constexpr const char* kOptJob = "--job";
 inline constexpr const char* kOptUnit = "--unit";
 inline constexpr const char* kOptSeq = "--seq";
+inline constexpr const char* kOptCallbackTimeout = "--callback-timeout";
 
 /// The --help text of --store, the same in every tool.
 inline constexpr const char* kStoreHelp =

@@ -17,6 +17,9 @@ struct Spec {
   std::vector<std::string> env;           ///< extra "NAME=value" entries on top of ours
   std::vector<std::string> join_cgroups;  ///< cgroup.procs files the child joins before exec
   std::optional<std::chrono::milliseconds> timeout;  ///< killed (SIGKILL) when it runs longer
+  /// Start it in a process group of its own; a timeout then kills the whole group
+  /// (what a script started in the background too).
+  bool own_process_group = false;
 };
 
 /// What an external program did.

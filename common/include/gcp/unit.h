@@ -18,6 +18,7 @@ struct LaunchSpec {
   std::vector<std::string> command;  ///< program and arguments, looked up in PATH
   std::string cgroup;                ///< relative cgroup path ("gcp/<job>/<unit>")
   std::string output;                ///< file that gets the unit's stdout and stderr (appended)
+  std::string callback_socket;       ///< set as $GCP_CALLBACK_SOCKET in the unit; empty: not set
 };
 
 /// The gcp-init helper: $GCP_INIT, else <exe dir>/../libexec/gcp/gcp-init.
