@@ -26,6 +26,7 @@ open(f"{out}/root", "w").write(str(os.getpid()))
 time.sleep(1000)
 PY
 setsid python3 "$work/family.py" "$work" </dev/null >/dev/null 2>&1 &
+disown  # its death at cleanup is expected, not news
 for f in root stay mover leaver; do wait_for "the $f process" 20 test -s "$work/$f"; done
 root=$(cat "$work/root") stay=$(cat "$work/stay") mover=$(cat "$work/mover") leaver=$(cat "$work/leaver")
 cleanup_family() { kill -9 "$root" "$stay" "$mover" "$leaver" 2>/dev/null || true; }

@@ -29,6 +29,7 @@ deps pin pipe-in
   exec setsid sh -c 'while :; do echo x; sleep 0.1; done | cat >/dev/null' </dev/null >/dev/null 2>&1
 ) &
 outer=$!
+disown  # its death at cleanup is expected, not news
 outside=("$outer")
 finish() {
   local rc=$?
@@ -75,6 +76,7 @@ PY
 start_job socks main python3 "$work/socks.py" "$shm" "$work/socks.ready"
 python3 -c 'import mmap,sys,time; f=open(sys.argv[1],"r+b"); m=mmap.mmap(f.fileno(),65536); time.sleep(1000)' "$shm" &
 mapper=$!
+disown  # its death at cleanup is expected, not news
 outside+=("$mapper")
 wait_for "the socket pairs" 20 test -s "$work/socks.ready"
 sleep 0.3
@@ -109,6 +111,7 @@ deps tjobu tcp-job --uncoordinated
 
 "$workloads/tcppair" "$work/ext.state" server 0 >/dev/null 2>&1 &
 ext=$!
+disown  # its death at cleanup is expected, not news
 outside+=("$ext")
 wait_for "the outside server" 20 has_port "$work/ext.state"
 start_job tcp-ext main "$workloads/tcppair" "$work/extc.state" client "$(state "$work/ext.state" port)"
