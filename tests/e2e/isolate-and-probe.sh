@@ -58,18 +58,21 @@ GCP_CRIU=$work/broken-criu expect_exit 4 gcp-checkpoint iso
 expect_stderr "check' failed: vdso: bad"
 [ "$(freezer_state iso main)" = THAWED ] || fail "a refused checkpoint left the job $(freezer_state iso main)"
 [ ! -d "$GCP_STORE/jobs/iso/checkpoints/1" ] || fail "a refused checkpoint committed something"
-# A passing `criu check` is remembered per boot and criu binary: the second probe skips
-# it, a changed binary is checked again.
+# A passing `criu check` is remembered per boot and criu binary, with its version: the
+# second probe skips the check and `criu --version`, a changed binary is checked again.
 real_criu=$(command -v criu || echo /usr/local/sbin/criu)
 printf '#!/bin/sh\necho "$1" >>"%s"\nexec "%s" "$@"\n' "$work/criu-calls" "$real_criu" >"$work/counting-criu"
 chmod +x "$work/counting-criu"
 checks() { grep -cx check "$work/criu-calls" || true; }
+versions() { grep -cx -- --version "$work/criu-calls" || true; }
 GCP_CRIU=$work/counting-criu "$bin/gcp-checkpoint" iso >/dev/null 2>"$work/c1.err" || fail "checkpoint through the wrapper failed: $(cat "$work/c1.err")"
 [ "$(checks)" = 1 ] || fail "the first probe ran criu check $(checks) times"
 grep -q "counting-criu" /run/gcp/criu-checked.json || fail "the passing check was not remembered"
 GCP_CRIU=$work/counting-criu "$bin/gcp-checkpoint" iso >/dev/null 2>"$work/c2.err" || fail "second checkpoint failed: $(cat "$work/c2.err")"
 [ "$(checks)" = 1 ] || fail "the second probe ran criu check again"
+[ "$(versions)" = 1 ] || fail "the second probe asked criu --version again ($(versions) times in all)"
 touch -d '1 minute ago' "$work/counting-criu"
 GCP_CRIU=$work/counting-criu "$bin/gcp-checkpoint" iso >/dev/null 2>"$work/c3.err" || fail "third checkpoint failed: $(cat "$work/c3.err")"
 [ "$(checks)" = 2 ] || fail "a changed criu binary was not checked again"
+[ "$(versions)" = 2 ] || fail "a changed criu binary was not asked its version again"
 say "isolation, states, checkpointer refusals and the remembered criu check as documented"

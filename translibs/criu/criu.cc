@@ -145,53 +145,61 @@ json read_dump_stats(const stdfs::path& file) {
   return stats;
 }
 
-// Asked once per binary and process: a checkpoint must not start programs while
-// the job is frozen that it could have started before.
+// Asked once per binary and process (or taken from what a passing check remembered): a
+// checkpoint must not start programs while the job is frozen that it could have
+// started before.
+std::mutex versions_mutex;
+std::map<std::string, std::string> versions;
+
 std::string criu_version(const std::string& criu) {
-  static std::mutex mutex;
-  static std::map<std::string, std::string> known;
-  std::lock_guard<std::mutex> lock(mutex);
-  auto it = known.find(criu);
-  if (it == known.end()) it = known.emplace(criu, ask_criu_version(criu)).first;
+  std::lock_guard<std::mutex> lock(versions_mutex);
+  auto it = versions.find(criu);
+  if (it == versions.end()) it = versions.emplace(criu, ask_criu_version(criu)).first;
   return it->second;
 }
 
 // A passing `criu check` holds for this boot and this criu binary. It is remembered in
-// kCheckedFile (on /run, a tmpfs: gone at reboot) under a key of both, and a probe with
-// the same key skips the check (0.1-0.2 s of every checkpoint and restart). A failing
-// check is never remembered. Without root there is no /run/gcp, and nothing is kept.
+// kCheckedFile (on /run, a tmpfs: gone at reboot) under a key of both, with the version
+// the binary said, and a probe with the same key skips the check and `criu --version`
+// (0.1-0.2 s of every checkpoint and restart). A failing check is never remembered.
+// Without root there is no /run/gcp, and nothing is kept.
 constexpr const char* kCheckedFile = "/run/gcp/criu-checked.json";
 
-std::string check_key(const std::string& criu, const std::string& version) {
+std::string binary_key(const std::string& criu) {
   struct stat st;
   auto boot = gcp::fs::try_read_file("/proc/sys/kernel/random/boot_id");
   if (::stat(criu.c_str(), &st) != 0 || !boot) return "";
   while (!boot->empty() && std::isspace(static_cast<unsigned char>(boot->back()))) boot->pop_back();
-  return *boot + " " + criu + " " + version + " " + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) +
-         " " + std::to_string(st.st_size) + " " + std::to_string(st.st_mtim.tv_sec) + "." +
+  return *boot + " " + criu + " " + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + " " +
+         std::to_string(st.st_size) + " " + std::to_string(st.st_mtim.tv_sec) + "." +
          std::to_string(st.st_mtim.tv_nsec);
 }
 
-std::vector<std::string> checked_keys() {
+// [{"binary": key, "version": "4.2.1"}, ...]; anything else in the file is forgotten.
+std::vector<std::pair<std::string, std::string>> checked() {
   auto text = gcp::fs::try_read_file(kCheckedFile);
   if (!text) return {};
   json doc = json::parse(*text, nullptr, false);
   if (!doc.is_array()) return {};
-  std::vector<std::string> keys;
-  for (const auto& k : doc) {
-    if (k.is_string()) keys.push_back(k.get<std::string>());
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& e : doc) {
+    if (e.is_object() && e.value("binary", json()).is_string() && e.value("version", json()).is_string()) {
+      out.emplace_back(e["binary"].get<std::string>(), e["version"].get<std::string>());
+    }
   }
-  return keys;
+  return out;
 }
 
-void remember_checked(const std::string& key) {
+void remember_checked(const std::string& key, const std::string& version) {
   if (key.empty() || ::geteuid() != 0) return;
-  auto keys = checked_keys();
-  keys.push_back(key);
-  if (keys.size() > 16) keys.erase(keys.begin(), keys.end() - 16);  // other criu binaries, older boots
+  auto entries = checked();
+  entries.emplace_back(key, version);
+  if (entries.size() > 16) entries.erase(entries.begin(), entries.end() - 16);  // other binaries, older boots
+  json doc = json::array();
+  for (const auto& [k, v] : entries) doc.push_back({{"binary", k}, {"version", v}});
   try {
     gcp::fs::make_dirs(stdfs::path(kCheckedFile).parent_path(), 0755);
-    gcp::fs::write_file_atomic(kCheckedFile, json(keys).dump() + "\n", 0644);
+    gcp::fs::write_file_atomic(kCheckedFile, doc.dump() + "\n", 0644);
   } catch (const gcp::Error&) {
     // Not remembering costs the next probe 0.1-0.2 s, nothing else.
   }
@@ -199,17 +207,23 @@ void remember_checked(const std::string& key) {
 
 json probe(const json&) {
   std::string criu = find_criu();
-  std::string version = criu_version(criu);
-  std::string key = check_key(criu, version);
-  auto keys = key.empty() ? std::vector<std::string>{} : checked_keys();
-  if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
+  std::string key = binary_key(criu);
+  std::string version;
+  for (const auto& [k, v] : key.empty() ? decltype(checked()){} : checked()) {
+    if (k == key) version = v;
+  }
+  if (!version.empty()) {
+    std::lock_guard<std::mutex> lock(versions_mutex);
+    versions.emplace(criu, version);
+  } else {
+    version = criu_version(criu);
     auto r = run({criu, "check"}, std::chrono::seconds(60));
     if (!r.ok()) {
       auto lines = error_lines(r.err + r.out);
       unsupported("'" + criu + " check' failed: " + (lines.empty() ? r.describe() : lines.front()) +
                   "\nhint: " + kInstallHint);
     }
-    remember_checked(key);
+    remember_checked(key, version);
   }
   // "streams": restart can read the images through CRIU's image-streamer socket
   // (`criu restore --stream`) instead of from files.
