@@ -95,10 +95,19 @@ class SystemCgroups : public Cgroups {
     return std::filesystem::is_directory(freezer_dir(path), ec);
   }
 
+  // cgroup.procs moves every thread of the process (libcgroup's attach writes the
+  // tasks file, which moves one thread).
   void attach(const std::string& path, pid_t pid) override {
-    Handle h(path);
-    int rc = cgroup_attach_task_pid(h.get(), pid);
-    if (rc != 0) fail("moving process " + std::to_string(pid) + " into", path, rc);
+    std::string file = freezer_dir(path) + "/cgroup.procs";
+    std::string text = std::to_string(pid);
+    int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
+    bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    int err = errno;
+    if (fd >= 0) ::close(fd);
+    if (!ok) {
+      errno = err;
+      throw_errno("moving process " + text + " into cgroup '" + path + "' (" + file + ")");
+    }
   }
 
   std::vector<pid_t> procs(const std::string& path) override {

@@ -287,7 +287,8 @@ int pts_of_tty(unsigned tty_nr) {
 
 class Builder {
  public:
-  Builder(Graph& g, const Context& c) : g_(g), context_(c) {}
+  Builder(Graph& g, const Context& c, std::map<pid_t, grouping::Process> all)
+      : all_(std::move(all)), g_(g), context_(c) {}
 
   void run() {
     for (size_t i = 0; i < g_.units.size(); ++i) {
@@ -319,9 +320,8 @@ class Builder {
     g_.processes = std::move(kept);
   }
 
-  std::map<pid_t, grouping::Process> all_;
-
  private:
+  std::map<pid_t, grouping::Process> all_;  // every process of the node, at one moment
   std::optional<size_t> unit(pid_t pid) const {
     auto it = unit_of_.find(pid);
     if (it == unit_of_.end()) return std::nullopt;
@@ -772,16 +772,15 @@ Graph build(const std::string& job, const std::vector<UnitSpec>& units, const Co
   g.job = job;
   g.node = proc::node_name();
   g.created = manifest::now_rfc3339();
-  Builder b(g, context);
-  b.all_ = grouping::snapshot();
+  auto all = grouping::snapshot();
   for (const auto& u : units) {
     try {
-      g.units.push_back({u.name, u.spec, grouping::resolve(u.spec, b.all_)});
+      g.units.push_back({u.name, u.spec, grouping::resolve(u.spec, all)});
     } catch (const Error& e) {
       throw e.within("unit '" + u.name + "'");
     }
   }
-  b.run();
+  Builder(g, context, std::move(all)).run();
   g.build_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   return g;
 }

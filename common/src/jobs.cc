@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "gcp/jobs.h"
 
-#include <fcntl.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -277,24 +276,18 @@ std::string adopt(store::Store& store, cgroup::Cgroups& cgroups, std::string job
                 "name the job (gcp-checkpoint NAME --pid ...), or remove the old one with 'gcp-store rm " + job_name + "'");
   }
   cgroups.create(cg);
-  // cgroup.procs moves every thread of a process (the tasks file would move one). A
-  // child forked meanwhile by a process not yet moved is not in the cgroup: look again
-  // until the tree holds nothing new.
-  std::string procs = cgroups.freezer_dir(cg) + "/cgroup.procs";
+  // A child forked meanwhile by a process not yet moved is not in the cgroup: look
+  // again until the tree holds nothing new.
   std::set<pid_t> moved;
   for (int pass = 0; pass < 5; ++pass) {
     bool more = false;
     for (pid_t pid : tree) {
       if (!moved.insert(pid).second) continue;
       more = true;
-      int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
-      std::string text = std::to_string(pid);
-      bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-      int err = errno;
-      if (fd >= 0) ::close(fd);
-      if (!ok && proc::alive(pid)) {
-        errno = err;
-        throw_errno("moving pid " + text + " into cgroup '" + cg + "' (" + procs + ")");
+      try {
+        cgroups.attach(cg, pid);
+      } catch (const Error&) {
+        if (proc::alive(pid)) throw;  // one that ended meanwhile needs no cgroup
       }
     }
     if (!more) break;
