@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -144,6 +145,15 @@ std::string last_line(const std::string& text) {
   return text.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1) + 1);
 }
 
+// The user's primary group; the uid itself when the user has no passwd entry.
+gid_t primary_group(uid_t uid) {
+  passwd pw{};
+  passwd* found = nullptr;
+  std::vector<char> buf(16384);
+  if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found) return found->pw_gid;
+  return static_cast<gid_t>(uid);
+}
+
 std::optional<Result> deliver_hooks(const std::string& dir, const Request& r, Clock::time_point deadline) {
   auto hooks = hooks_in(dir);
   if (hooks.empty()) return std::nullopt;
@@ -154,6 +164,8 @@ std::optional<Result> deliver_hooks(const std::string& dir, const Request& r, Cl
     spec.argv = {hook, name(r.event)};
     spec.timeout = left;
     spec.own_process_group = true;
+    // A hook acts for the job's owner, never with more rights than the owner has.
+    if (r.owner != 0) spec.run_as = {r.owner, primary_group(r.owner)};
     spec.env = {std::string("GCP_EVENT=") + name(r.event),
                 "GCP_JOB=" + r.job,
                 "GCP_UNIT=" + r.unit,

@@ -143,9 +143,11 @@ bool version_less(const std::string& a, const std::string& b) {
 // One event to every unit at once; a unit without an endpoint (a job from before
 // callbacks) gets nothing.
 std::vector<events::Result> deliver(const std::vector<const manifest::Unit*>& units, events::Event event,
-                                    const std::string& job, uint64_t seq, std::chrono::milliseconds deadline) {
+                                    const manifest::Job& job, uint64_t seq, std::chrono::milliseconds deadline) {
   std::vector<std::pair<manifest::Callbacks, events::Request>> batch;
-  for (const auto* u : units) batch.push_back({u->callbacks, {event, job, u->name, seq, deadline, u->pid}});
+  for (const auto* u : units) {
+    batch.push_back({u->callbacks, {event, job.name, u->name, seq, deadline, u->pid, job.owner}});
+  }
   return events::deliver_all(batch);
 }
 
@@ -383,7 +385,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
 
   auto fail = [&](const std::string& message, std::string hint) {
     if (quiesced) {
-      warn_failed(units, deliver(units, events::Event::kAbort, job_name, staging.seq, deadline),
+      warn_failed(units, deliver(units, events::Event::kAbort, job, staging.seq, deadline),
                   "delivering abort");
       if (hint.empty()) hint = "the job keeps running and was told to resume (abort); the previous checkpoint is still the latest";
     }
@@ -402,7 +404,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
     log::phase("checkpoint {} of job '{}': pre-checkpoint callbacks of {} unit(s)", staging.seq, job_name, units.size());
     auto t = Clock::now();
     quiesced = true;
-    pre = deliver(units, events::Event::kPreCheckpoint, job_name, staging.seq, deadline);
+    pre = deliver(units, events::Event::kPreCheckpoint, job, staging.seq, deadline);
     cp.timings["preCheckpointMs"] = round_ms(ms_between(t, Clock::now()));
     for (size_t i = 0; i < units.size(); ++i) {
       if (!pre[i].ok) {
@@ -532,7 +534,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   // commit then needs no abort: they resumed already). With --stop they never do.
   if (callbacks && !options.stop) {
     quiesced = false;
-    post = deliver(units, events::Event::kPostCheckpoint, job_name, staging.seq, deadline);
+    post = deliver(units, events::Event::kPostCheckpoint, job, staging.seq, deadline);
     cp.timings["postCheckpointMs"] = round_ms(ms_between(t_thawed, Clock::now()));
     warn_failed(units, post, "checkpoint " + std::to_string(staging.seq) + " of job '" + job_name +
                                  "' goes on, but post-checkpoint failed");
@@ -782,7 +784,7 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
   }
   if (!running.empty()) {
     log::phase("{}: post-restart callbacks of {} unit(s)", what(seq), running.size());
-    auto results = deliver(running, events::Event::kPostRestart, job_name, seq,
+    auto results = deliver(running, events::Event::kPostRestart, job, seq,
                            callback_deadline(options.callback_timeout, job));
     warn_failed(running, results, what(seq) + ": the job runs, but post-restart failed");
     json cbs = json::object();

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <grp.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -69,6 +70,14 @@ class Pipe {
       ::_exit(126);
     }
     ::close(fd);
+  }
+  if (spec.run_as) {
+    if (::setgroups(0, nullptr) != 0 || ::setgid(spec.run_as->second) != 0 || ::setuid(spec.run_as->first) != 0) {
+      const char msg[] = "gcp: cannot change to the user to run as\n";
+      (void)!::write(STDERR_FILENO, msg, sizeof msg - 1);
+      ::_exit(126);
+    }
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a change of credentials clears it
   }
   ::execvpe(argv[0], argv.data(), envp.data());
   const char* why = std::strerror(errno);

@@ -217,6 +217,24 @@ TEST_CASE("hooks run in lexical order with the event in their environment; other
                      "20-b post-checkpoint job-1 unit.a 7 4242 callbacks/v1 post-checkpoint\n");
 }
 
+TEST_CASE("hooks run as the job's owner, with its rights only") {
+  if (::geteuid() != 0) {
+    MESSAGE("not root: a hook cannot be run as another user here");
+    return;
+  }
+  TempDir dir;
+  ::chmod(dir.path().c_str(), 0755);  // the owner must reach the hook
+  write_hook(dir.path() / "10-who", "echo \"uid $(id -u) gid $(id -g) groups $(id -G)\" >&2; exit 1");
+  auto req = request(Event::kPreCheckpoint);
+  req.owner = 65534;
+  auto r = events::deliver(at("", dir.path().string()), req);
+  CHECK_FALSE(r.ok);
+  CHECK_CONTAINS(r.message, "uid 65534 gid ");
+  CHECK_NOT_CONTAINS(r.message, "groups 0");
+  req.owner = 0;  // a job of root's: as gcp
+  CHECK_CONTAINS(events::deliver(at("", dir.path().string()), req).message, "uid 0 gid 0");
+}
+
 TEST_CASE("a failing hook stops the event with its last stderr line") {
   TempDir dir;
   write_hook(dir.path() / "10-no", "echo first >&2; echo 'disk full' >&2; exit 4");

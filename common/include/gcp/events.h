@@ -38,6 +38,7 @@ struct Request {
   uint64_t seq = 0;                                   ///< the checkpoint it is about
   std::chrono::milliseconds deadline = kDefaultDeadline;  ///< for the socket and the hooks together
   std::optional<pid_t> unit_pid;                      ///< host PID of the unit's init, for hooks
+  uid_t owner = 0;  ///< the job's owner: hooks run as this user (with its primary group)
 };
 
 /// What a unit did with an event.

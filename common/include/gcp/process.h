@@ -6,6 +6,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace gcp::process {
@@ -20,6 +21,8 @@ struct Spec {
   /// Start it in a process group of its own; a timeout then kills the whole group
   /// (what a script started in the background too).
   bool own_process_group = false;
+  /// Run as this user and group (no supplementary groups) instead of ours; needs root.
+  std::optional<std::pair<uid_t, gid_t>> run_as;
 };
 
 /// What an external program did.
