@@ -586,7 +586,8 @@ class Builder {
       t.verdict = Verdict::kBreaks;
       t.advice = std::move(what_to_do);
     };
-    std::string others = outsiders(t);
+    // Only a crossing tie's advice names what is outside.
+    std::string others = t.crossing() ? outsiders(t) : "";
     const std::string widen = "widen the unit to take in " + others;
     const std::string coordinated =
         "both ends are units of this job: a coordinated checkpoint (the default) dumps them in one round";

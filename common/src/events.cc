@@ -236,7 +236,8 @@ void check_hooks_dir(const std::string& dir, uid_t owner) {
   }
   if ((st.st_uid != 0 && st.st_uid != owner) || (st.st_mode & (S_IWGRP | S_IWOTH))) {
     throw Error(Exit::kUsage, "hooks directory '" + dir + "' may be written by others than root and the job's owner",
-                "its hooks run with gcp's privileges: 'chmod go-w " + dir + "'");
+                "its hooks run as the job's owner at every checkpoint, so no one else may put one there: "
+                "'chmod go-w " + dir + "' (and give it to root or the owner)");
   }
 }
 

@@ -6,7 +6,6 @@
 #include "gcp/jobs.h"
 #include "gcp/main.h"
 #include "gcp/store.h"
-#include "gcp/unit.h"
 
 #include <spdlog/spdlog.h>
 
@@ -25,12 +24,11 @@ void run(const Options& opt) {
     }
     auto store = store::open(opt.store);
     auto cgroups = cgroup::system_cgroups();
-    auto loaded = jobs::load(*store, job);
+    auto loaded = jobs::status(*store, *cgroups, job);  // states read from the system now
     for (const auto& u : loaded.units) {
       if (opt.unit && u.name != *opt.unit) continue;
-      std::string state = unit::live_state(*cgroups, u);
-      if (state != "running" && state != "frozen") {
-        spdlog::info("unit '{}' of job '{}' is {}: left out", u.name, job, state);
+      if (u.state != "running" && u.state != "frozen") {
+        spdlog::info("unit '{}' of job '{}' is {}: left out", u.name, job, u.state);
         continue;
       }
       units.push_back(deps::UnitSpec{u.name, deps::spec_of(u)});
