@@ -29,7 +29,7 @@ LDFLAGS      += -fsanitize=$(SANITIZE)
 endif
 
 JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
-TOOLS     := gcp-isolate gcp-checkpoint gcp-restart gcp-store gcp-deps
+TOOLS     := gcp-isolate gcp-checkpoint gcp-restart gcp-store gcp-deps gcp-migrate
 LIB_SRCS  := $(wildcard common/src/*.cc)
 LIB_OBJS  := $(LIB_SRCS:%.cc=$(BUILD)/obj/%.o)
 LIBGCP    := $(BUILD)/lib/libgcp.a

@@ -572,6 +572,17 @@ class Builder {
       if (e.unit) units.insert(*e.unit);
       else outside = true;
     }
+    // A TCP peer no local process holds, at the address of a unit of the job on
+    // another node, is inside the job.
+    if (t.kind == "tcp" && !t.remote.empty() &&
+        std::all_of(t.ends.begin(), t.ends.end(), [](const End& e) { return e.unit.has_value(); })) {
+      auto host = t.remote.substr(0, t.remote.rfind(':'));
+      if (auto p = context_.peers.find(host); p != context_.peers.end()) {
+        t.remote += " (unit '" + p->second + "')";
+        outside = false;
+        units.insert(g_.units.size());  // the peer's unit, which this graph does not hold
+      }
+    }
     if (outside) t.scope = Scope::kExternal;
     else if (units.size() > 1) t.scope = Scope::kJob;
     else if (pids.size() > 1) t.scope = Scope::kInside;

@@ -18,24 +18,19 @@
 #include "gcp/deps.h"
 #include "gcp/error.h"
 #include "gcp/image_server.h"
+#include "gcp/launcher.h"
 #include "gcp/log.h"
 #include "gcp/proc.h"
+#include "gcp/process.h"
 #include "gcp/translib_loader.h"
 #include "gcp/unit.h"
+
+#include "coordinator.h"
 
 namespace gcp::jobs {
 namespace {
 
 using manifest::json;
-using Clock = std::chrono::steady_clock;
-
-double ms_between(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-double round_ms(double ms) {
-  return static_cast<double>(static_cast<long long>(ms * 10 + 0.5)) / 10;
-}
 
 // Holds SIGINT, SIGTERM and SIGHUP while units may be frozen, so that an operator's
 // Ctrl-C lands after the job is thawed again instead of leaving it frozen.
@@ -55,16 +50,6 @@ class DeferSignals {
   sigset_t old_;
 };
 
-fs::FileLock lock(store::Store& store, const std::string& job) {
-  load(store, job);  // a job that does not exist or is not ours gets no lock file
-  auto held = store.try_lock_job(job);
-  if (!held) {
-    throw Error(Exit::kBusy,
-                "job '" + job + "' is busy: another checkpoint or restart holds its lock",
-                "retry when it has finished");
-  }
-  return std::move(*held);
-}
 
 // One loaded and probed translib per name, for the units of one round. prefetch() loads
 // and probes in the background (a probe runs the checkpointer's own checks, e.g.
@@ -173,6 +158,16 @@ void thaw_all(cgroup::Cgroups& cgroups, const std::vector<const manifest::Unit*>
   for (const auto* u : units) cgroup::thaw_quietly(cgroups, u->cgroup);
 }
 
+// Kills every process of the units (frozen ones too) and removes their cgroups and
+// callback sockets.
+void stop_units(cgroup::Cgroups& cgroups, const std::vector<const manifest::Unit*>& units) {
+  for (const auto* u : units) {
+    cgroup::kill_all(cgroups, u->cgroup, std::chrono::seconds(10));
+    cgroups.remove(u->cgroup);
+    events::remove_socket(u->callbacks.socket);
+  }
+}
+
 // A checkpoint records who wrote it; an older checkpointer than that may not read it.
 void check_versions(Translibs& translibs, const manifest::CheckpointUnit& cu,
                     const std::string& what) {
@@ -196,6 +191,46 @@ void check_versions(Translibs& translibs, const manifest::CheckpointUnit& cu,
 }
 
 }  // namespace
+
+fs::FileLock lock_job(store::Store& store, const std::string& job) {
+  load(store, job);  // a job that does not exist or is not ours gets no lock file
+  auto held = store.try_lock_job(job);
+  if (!held) {
+    throw Error(Exit::kBusy,
+                "job '" + job + "' is busy: another checkpoint or restart holds its lock",
+                "retry when it has finished");
+  }
+  return std::move(*held);
+}
+
+void apply_retention(store::Store& store, const std::string& job_name, std::optional<uint64_t> keep) {
+  if (!keep) return;
+  auto all = store.checkpoints(job_name);
+  for (size_t i = 0; i + *keep < all.size(); ++i) {
+    try {
+      store.remove_checkpoint(job_name, all[i]);
+      store.append_event(job_name, {{"event", "checkpoint-removed"}, {"seq", all[i]}, {"keep", *keep}});
+    } catch (const Error& e) {
+      spdlog::warn("keeping the last {} checkpoints of job '{}': {}", *keep, job_name, e.what());
+    }
+  }
+}
+
+std::vector<uint64_t> restartable(store::Store& store, const std::string& job_name) {
+  auto all = store.checkpoints(job_name);
+  if (all.empty()) {
+    throw Error(Exit::kUsage, "job '" + job_name + "' has no committed checkpoint to restart",
+                "take one with 'gcp-checkpoint " + job_name + "'");
+  }
+  return all;
+}
+
+uint64_t latest_whole(store::Store& store, const std::string& job_name, const std::vector<uint64_t>& all) {
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    if (!store.load_checkpoint(job_name, *it).extra.value("partial", false)) return *it;
+  }
+  return all.back();
+}
 
 manifest::Job load(store::Store& store, const std::string& job) {
   manifest::check_name("job", job);
@@ -323,11 +358,20 @@ std::string adopt(store::Store& store, cgroup::Cgroups& cgroups, std::string job
 
 manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
                                 const std::string& job_name, const CheckpointOptions& options) {
-  auto held = lock(store, job_name);
-  manifest::Job job = load(store, job_name);
+  const bool in_round = options.round != nullptr;
   std::string node = proc::node_name();
+  if (!in_round && spans_nodes(load(store, job_name), options.units)) {
+    return checkpoint_across(store, job_name, options);
+  }
+  // One node's part of a round runs under the job checkpointer's lock.
+  std::optional<fs::FileLock> held;
+  if (!in_round) held.emplace(lock_job(store, job_name));
+  manifest::Job job = load(store, job_name);
   std::vector<const manifest::Unit*> units;
   for (const auto& u : job.units) {
+    if (!options.units.empty() && std::find(options.units.begin(), options.units.end(), u.name) == options.units.end()) {
+      continue;
+    }
     if (u.node != node) {
       throw Error(Exit::kUsage,
                   "unit '" + u.name + "' of job '" + job_name + "' runs on node '" + u.node +
@@ -367,12 +411,12 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   Translibs translibs;
   for (const auto* u : units) translibs.get(u->translib);
 
-  store::Staging staging = store.begin(job_name);
+  store::Staging staging = in_round ? store.join(job_name, options.seq, node) : store.begin(job_name);
   manifest::Checkpoint cp;
   cp.job = job_name;
   cp.seq = staging.seq;
   cp.created = manifest::now_rfc3339();
-  cp.mode = "coordinated";
+  cp.mode = options.uncoordinated ? "uncoordinated" : "coordinated";
   cp.kernel = proc::kernel_release();
   std::vector<json> results(units.size());
   std::vector<double> freeze_ms(units.size()), dump_ms(units.size());
@@ -390,12 +434,15 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
       if (hint.empty()) hint = "the job keeps running and was told to resume (abort); the previous checkpoint is still the latest";
     }
     store.abort(staging);
-    store.append_event(job_name,
-                       {{"event", "checkpoint-failed"}, {"seq", staging.seq}, {"error", message}});
+    // The job checkpointer records the round's failure.
+    if (!in_round) {
+      store.append_event(job_name, {{"event", "checkpoint-failed"}, {"seq", staging.seq}, {"error", message}});
+    }
     throw Error(Exit::kFailed, message, hint);
   };
 
   Clock::time_point t_start, t_frozen, t_dumped, t_thawed;
+  bool keep_frozen = options.stop;
   // Once told to quiesce, the applications must hear post-checkpoint or abort: an
   // operator's Ctrl-C waits for that too.
   std::optional<DeferSignals> until_resumed;
@@ -420,12 +467,23 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   for (const auto* u : units) specs.push_back({u->name, deps::spec_of(*u)});
   std::optional<deps::Graph> graph;
   try {
-    graph = options.graph ? options.graph(job_name, specs) : deps::build(job_name, specs);
+    deps::Context context{.coordinated = !options.uncoordinated, .peers = options.peers};
+    graph = options.graph ? options.graph(job_name, specs) : deps::build(job_name, specs, context);
   } catch (const Error& e) {
     fail("checkpoint of job '" + job_name + "' aborted: " + e.what(), e.hint());
   }
+  std::vector<std::vector<std::string>> unit_warnings(units.size());
   for (size_t i = 0; i < units.size(); ++i) {
     auto bad = graph->breaking(i);
+    // Checkpointed one by one, units that talk to each other are not consistent with
+    // each other: the operator chose that; the restart warns.
+    if (options.uncoordinated) {
+      std::erase_if(bad, [&](const deps::Tie* t) {
+        if (t->scope != deps::Scope::kJob) return false;
+        unit_warnings[i].push_back(t->kind + " " + t->object + ": " + t->advice);
+        return true;
+      });
+    }
     if (bad.empty()) continue;
     const deps::Tie& t = *bad.front();
     std::string what = "unit '" + units[i]->name + "' of job '" + job_name + "' would restart broken: " +
@@ -477,6 +535,19 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
       freeze_ms[i] = ms_between(t, Clock::now());
     }
     t_frozen = Clock::now();
+    // The barrier: no unit of the job is dumped before every unit is frozen.
+    if (in_round) {
+      json report = json::object();
+      for (size_t i = 0; i < units.size(); ++i) {
+        report[units[i]->name] = {{"freezeMs", round_ms(freeze_ms[i])}, {"options", unit_options[i]}};
+      }
+      try {
+        options.round->frozen(report);
+      } catch (const Error& e) {
+        thaw_all(cgroups, units);
+        fail("checkpoint " + std::to_string(staging.seq) + " of job '" + job_name + "' aborted: " + e.what(), e.hint());
+      }
+    }
 
     // All units are frozen: dump them in parallel.
     std::vector<std::thread> workers;
@@ -523,8 +594,21 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
                                        : errors[i]->hint());
       }
     }
-    // With --stop the units stay frozen until the checkpoint is committed, then die.
-    if (!options.stop) {
+    // Thawed only once every unit of the job is dumped: a unit that ran on could send
+    // what a unit not yet dumped then holds, and sends again after a restart.
+    if (in_round) {
+      json report = json::object();
+      for (size_t i = 0; i < units.size(); ++i) report[units[i]->name] = {{"dumpMs", round_ms(dump_ms[i])}};
+      try {
+        keep_frozen = !options.round->dumped(report);
+      } catch (const Error& e) {
+        thaw_all(cgroups, units);
+        fail("checkpoint " + std::to_string(staging.seq) + " of job '" + job_name + "' aborted: " + e.what(), e.hint());
+      }
+    }
+    // With --stop (or a migration) the units stay frozen until the checkpoint is
+    // committed, then die.
+    if (!keep_frozen) {
       thaw_all(cgroups, units);
       watchdog->release();
     }
@@ -532,7 +616,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   }
   // The dump is done: the applications resume while the images are stored (a failed
   // commit then needs no abort: they resumed already). With --stop they never do.
-  if (callbacks && !options.stop) {
+  if (callbacks && !keep_frozen) {
     quiesced = false;
     post = deliver(units, events::Event::kPostCheckpoint, job, staging.seq, deadline);
     cp.timings["postCheckpointMs"] = round_ms(ms_between(t_thawed, Clock::now()));
@@ -540,7 +624,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
                                  "' goes on, but post-checkpoint failed");
   }
   // With --stop they are killed after the commit, or thawed and told abort if it fails.
-  if (!options.stop) until_resumed.reset();
+  if (!keep_frozen) until_resumed.reset();
 
   for (size_t i = 0; i < units.size(); ++i) {
     const auto* u = units[i];
@@ -562,9 +646,10 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
     if (has_callbacks(*u)) {
       cu.callbacks = pre[i].via;
       json per_event = {{"pre-checkpoint", round_ms(pre[i].ms)}};
-      if (callbacks && !options.stop) per_event["post-checkpoint"] = round_ms(post[i].ms);
+      if (callbacks && !keep_frozen) per_event["post-checkpoint"] = round_ms(post[i].ms);
       cu.timings["callbacks"] = per_event;
     }
+    if (!unit_warnings[i].empty()) cu.extra["jobTies"] = unit_warnings[i];
     cp.units.push_back(std::move(cu));
   }
   cp.timings["freezeMs"] = round_ms(ms_between(t_start, t_frozen));
@@ -572,19 +657,56 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   cp.timings["thawMs"] = round_ms(ms_between(t_dumped, t_thawed));
   cp.timings["downtimeMs"] = round_ms(ms_between(t_start, t_thawed));
   log::phase("checkpoint {} of job '{}': {}, storing the images", staging.seq, job_name,
-             options.stop ? "job stays frozen until stopped" : "job thawed");
+             keep_frozen ? "job stays frozen until stopped" : "job thawed");
+  if (in_round) {
+    json report = json::object();
+    for (const auto& cu : cp.units) report[cu.name] = cu.timings;
+    try {
+      options.round->resumed(report);
+    } catch (const Error& e) {
+      if (keep_frozen) thaw_all(cgroups, units);
+      fail("checkpoint " + std::to_string(staging.seq) + " of job '" + job_name + "' aborted: " + e.what(), e.hint());
+    }
+  }
   // Any failure of the store (an Error, a file system or allocation error alike) must
   // thaw a job kept frozen for --stop and remove the staging.
   try {
-    store.commit(staging, cp);
+    if (in_round) {
+      store.ingest(staging, cp);
+      options.round->stored(cp);
+    } else {
+      store.commit(staging, cp);
+    }
   } catch (const std::exception& e) {
-    if (options.stop) thaw_all(cgroups, units);
+    if (keep_frozen) thaw_all(cgroups, units);
     auto* err = dynamic_cast<const Error*>(&e);
     fail("checkpoint " + std::to_string(cp.seq) + " of job '" + job_name +
              "' not committed: " + e.what(),
          err && !err->hint().empty()
              ? err->hint()
              : "the job keeps running; the previous checkpoint is still the latest");
+  }
+  if (in_round) {
+    // Committed by the job checkpointer. Units kept frozen are stopped, or thawed when
+    // it says so (a migration whose restart failed) or is gone.
+    if (keep_frozen) {
+      bool stop = false;
+      try {
+        stop = options.round->release();
+      } catch (const Error& e) {
+        spdlog::warn("{}: thawing the units", e.what());
+      }
+      if (stop) {
+        stop_units(cgroups, units);
+        watchdog->release();
+      } else {
+        thaw_all(cgroups, units);
+        watchdog->release();
+        if (callbacks) deliver(units, events::Event::kPostCheckpoint, job, staging.seq, deadline);
+      }
+    }
+    store.abort(staging);  // the local directory
+    return cp;
   }
   // The committed manifest has every timing but the total, which ends with the commit;
   // the copy printed on stdout adds it.
@@ -595,24 +717,12 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
                                 {"downtimeMs", cp.timings["downtimeMs"]},
                                 {"totalMs", cp.timings["totalMs"]},
                                 {"bytes", cp.bytes}});
-  if (auto keep = options.keep ? options.keep : job.keep) {
-    auto all = store.checkpoints(job_name);
-    for (size_t i = 0; i + *keep < all.size(); ++i) {
-      try {
-        store.remove_checkpoint(job_name, all[i]);
-        store.append_event(job_name, {{"event", "checkpoint-removed"}, {"seq", all[i]}, {"keep", *keep}});
-      } catch (const Error& e) {
-        spdlog::warn("keeping the last {} checkpoints of job '{}': {}", *keep, job_name, e.what());
-      }
-    }
-  }
+  apply_retention(store, job_name, options.keep ? options.keep : job.keep);
 
   if (options.stop) {
     try {
+      stop_units(cgroups, units);
       for (const auto* u : units) {
-        cgroup::kill_all(cgroups, u->cgroup, std::chrono::seconds(10));
-        cgroups.remove(u->cgroup);
-        events::remove_socket(u->callbacks.socket);
         auto* mine = job.find_unit(u->name);
         mine->state = "stopped";
         mine->pid.reset();
@@ -632,14 +742,15 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
 
 manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::string& job_name,
                       const RestartOptions& options) {
-  auto held = lock(store, job_name);
-  manifest::Job job = load(store, job_name);
-  auto all = store.checkpoints(job_name);
-  if (all.empty()) {
-    throw Error(Exit::kUsage, "job '" + job_name + "' has no committed checkpoint to restart",
-                "take one with 'gcp-checkpoint " + job_name + "'");
+  const bool in_round = options.round != nullptr;
+  if (!in_round && restart_spans_nodes(load(store, job_name), options.place)) {
+    return restart_across(store, job_name, options);
   }
-  uint64_t seq = options.seq.value_or(all.back());
+  std::optional<fs::FileLock> held;
+  if (!in_round) held.emplace(lock_job(store, job_name));
+  manifest::Job job = load(store, job_name);
+  auto all = restartable(store, job_name);
+  uint64_t seq = options.seq.value_or(in_round ? all.back() : latest_whole(store, job_name, all));
   auto what = [&](uint64_t s) { return "restarting checkpoint " + std::to_string(s) + " of job '" + job_name + "'"; };
 
   // The checkpointers are probed (`criu check`: ~0.1-0.2 s) while the checkpoint loads.
@@ -654,30 +765,61 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
   // chunk verified just before the checkpointer reads it: a bad one fails the restore
   // before the restored tasks resume. Any other checkpoint (or --materialize) is read
   // back into scratch, every chunk verified, before anything is restored.
+  auto selected = [&](const std::string& unit) {
+    return options.units.empty() || std::find(options.units.begin(), options.units.end(), unit) != options.units.end();
+  };
   auto restore = [&](const manifest::Checkpoint& c) {
+    if (!options.units.empty()) {
+      for (const auto& name : options.units) {
+        if (!c.find_unit(name)) throw Error(Exit::kFailed, what(c.seq) + ": it has no unit '" + name + "'");
+      }
+    }
+    std::vector<const manifest::CheckpointUnit*> mine;
     for (const auto& cu : c.units) {
+      if (selected(cu.name)) mine.push_back(&cu);
+    }
+    for (const auto* cup : mine) {
+      const auto& cu = *cup;
       manifest::Unit* u = job.find_unit(cu.name);
       if (!u) throw Error(Exit::kFailed, what(c.seq) + ": the job has no unit '" + cu.name + "' any more");
       if (!cgroups.procs(u->cgroup).empty()) {
-        throw Error(Exit::kFailed, what(c.seq) + ": unit '" + cu.name + "' is still running",
-                    "stop it first with 'gcp-isolate kill " + job_name + " --unit " + cu.name + "'");
+        // A unit that moves here from another node finds its cgroup taken only where
+        // nodes share one kernel (test nodes): its source waits, frozen, until the
+        // move is done. It gets a cgroup of its own.
+        std::string moved = cgroup::unit_path(job_name, cu.name) + "." + std::to_string(c.seq);
+        if (in_round && u->node != proc::node_name() && cgroups.procs(moved).empty()) {
+          u->cgroup = moved;
+        } else {
+          throw Error(Exit::kFailed, what(c.seq) + ": unit '" + cu.name + "' is still running",
+                      "stop it first with 'gcp-isolate kill " + job_name + " --unit " + cu.name + "'");
+        }
       }
       translibs.prefetch(cu.translib);
     }
     auto dir = scratch.path() / std::to_string(c.seq);
-    const bool stream = !options.materialize && c.units.size() == 1 &&
-                        translibs.probed(c.units[0].translib).value("streams", false) &&
-                        store::ImageServer::fits(dir / c.units[0].name);
+    const bool stream = !options.materialize && mine.size() == 1 &&
+                        translibs.probed(mine[0]->translib).value("streams", false) &&
+                        store::ImageServer::fits(dir / mine[0]->name);
     if (!stream) {
-      for (const auto& cu : c.units) {
-        log::phase("{}: reading the images of unit '{}'", what(c.seq), cu.name);
-        store.materialize(c, cu.name, dir / cu.name);
+      for (const auto* cu : mine) {
+        log::phase("{}: reading the images of unit '{}'", what(c.seq), cu->name);
+        store.materialize(c, cu->name, dir / cu->name);
       }
     }
-    for (const auto& cu : c.units) check_versions(translibs, cu, what(c.seq));
+    for (const auto* cu : mine) check_versions(translibs, *cu, what(c.seq));
 
     std::vector<manifest::Unit*> restored;
-    for (const auto& cu : c.units) {
+    auto stop_restored = [&] {
+      for (auto* r : restored) {
+        try {
+          cgroup::kill_all(cgroups, r->cgroup, std::chrono::seconds(10));
+        } catch (const std::exception& k) {
+          spdlog::warn("stopping restored unit '{}': {}", r->name, k.what());
+        }
+      }
+    };
+    for (const auto* cup : mine) {
+      const auto& cu = *cup;
       manifest::Unit* u = job.find_unit(cu.name);
       log::phase("{}: restoring unit '{}'{}", what(c.seq), cu.name, stream ? ", its images streamed from the store" : "");
       try {
@@ -717,24 +859,31 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
         u->restored_from = c.seq;
         restored.push_back(u);
       } catch (const std::exception& e) {
-        for (auto* r : restored) {
-          try {
-            cgroup::kill_all(cgroups, r->cgroup, std::chrono::seconds(10));
-          } catch (const std::exception& k) {
-            spdlog::warn("stopping restored unit '{}': {}", r->name, k.what());
-          }
-        }
+        stop_restored();
         try {
           cgroup::kill_all(cgroups, u->cgroup, std::chrono::seconds(10));
         } catch (const std::exception&) {
         }
         if (dynamic_cast<const store::Corrupt*>(&e)) throw;
-        store.append_event(job_name,
-                           {{"event", "restart-failed"}, {"seq", c.seq}, {"unit", cu.name}, {"error", e.what()}});
+        if (!in_round) {
+          store.append_event(job_name,
+                             {{"event", "restart-failed"}, {"seq", c.seq}, {"unit", cu.name}, {"error", e.what()}});
+        }
         auto* err = dynamic_cast<const Error*>(&e);
         throw Error(Exit::kFailed, what(c.seq) + ": unit '" + cu.name + "': " + e.what(),
                     err && !err->hint().empty() ? err->hint()
                                                 : "no unit of the job was left running; the checkpoint is unchanged");
+      }
+    }
+    // All or nothing across nodes: this node's units wait for every other node's.
+    if (in_round) {
+      json report = json::object();
+      for (const auto* r : restored) report[r->name] = {{"pid", r->pid.value_or(0)}, {"cgroup", r->cgroup}};
+      try {
+        options.round->restored(report);
+      } catch (const Error& e) {
+        stop_restored();
+        throw Error(Exit::kFailed, what(c.seq) + ": " + e.what(), "this node's restored units were stopped again");
       }
     }
   };
@@ -742,6 +891,7 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
   try {
     restore(store.load_checkpoint(job_name, seq));
   } catch (const store::Corrupt& bad) {
+    if (in_round) throw;  // the job's restart decides about an earlier checkpoint
     store.append_event(job_name, {{"event", "restart-refused"}, {"seq", seq}, {"error", bad.what()}});
     std::error_code ec;
     std::filesystem::remove_all(scratch.path() / std::to_string(seq), ec);
@@ -776,11 +926,11 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
                  job_name, *good);
     seq = *good;
   }
-  store.save_job(job);
+  if (!in_round) store.save_job(job);  // else the job's restart records every node's units
   json event = {{"event", "restart"}, {"seq", seq}};
   std::vector<const manifest::Unit*> running;
   for (const auto& u : job.units) {
-    if (u.restored_from == seq && has_callbacks(u)) running.push_back(&u);
+    if (u.restored_from == seq && has_callbacks(u) && selected(u.name)) running.push_back(&u);
   }
   if (!running.empty()) {
     log::phase("{}: post-restart callbacks of {} unit(s)", what(seq), running.size());
@@ -794,7 +944,11 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
     }
     event["callbacks"] = cbs;
   }
-  store.append_event(job_name, event);
+  if (in_round) {
+    options.round->done(event);
+  } else {
+    store.append_event(job_name, event);
+  }
   return job;
 }
 
@@ -804,8 +958,32 @@ manifest::Job kill(store::Store& store, cgroup::Cgroups& cgroups, const std::str
   if (unit && !job.find_unit(*unit)) {
     throw Error(Exit::kUsage, "job '" + job_name + "' has no unit '" + *unit + "'");
   }
+  // Units on other nodes are killed there (gcp-isolate kill through the launcher),
+  // which records them; then this node's.
+  const std::string here = proc::node_name();
+  json cfg;
+  bool remote = false;
+  for (const auto& u : job.units) {
+    if ((unit && u.name != *unit) || u.node == here || u.state == "stopped") continue;
+    if (!remote) cfg = launcher::config();
+    remote = true;
+    auto argv = launcher::command_for(launcher::for_node(job, u.node, cfg), u.node,
+                                      {launcher::tool_path("gcp-isolate", cfg), "--store", store.root().string(), "kill",
+                                       job_name, "--unit", u.name},
+                                      launcher::forwarded_env());
+    process::Spec spec;
+    spec.argv = argv;
+    spec.timeout = std::chrono::seconds(60);
+    auto r = process::run(spec);
+    if (!r.ok()) {
+      throw Error(Exit::kFailed, "killing unit '" + u.name + "' of job '" + job_name + "' on node '" + u.node +
+                                     "' failed (" + r.describe() + "): " + r.err.substr(0, r.err.find('\n')));
+    }
+  }
+  if (remote) job = load(store, job_name);
   for (auto& u : job.units) {
     if (unit && u.name != *unit) continue;
+    if (u.node != here) continue;
     cgroup::kill_all(cgroups, u.cgroup, std::chrono::seconds(10));
     cgroups.remove(u.cgroup);
     events::remove_socket(u.callbacks.socket);
@@ -823,7 +1001,9 @@ manifest::Job kill(store::Store& store, cgroup::Cgroups& cgroups, const std::str
 
 manifest::Job status(store::Store& store, cgroup::Cgroups& cgroups, const std::string& job_name) {
   manifest::Job job = load(store, job_name);
+  const std::string here = proc::node_name();
   for (auto& u : job.units) {
+    if (u.node != here) continue;  // as recorded: this node cannot see it
     u.state = unit::live_state(cgroups, u);
     if (u.state != "running" && u.state != "frozen") u.pid.reset();
   }

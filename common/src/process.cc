@@ -86,9 +86,12 @@ class Pipe {
   ::_exit(127);
 }
 
+
+}  // namespace
+
 // A child may exit without reading all its input: the write must then fail with EPIPE
 // instead of killing this process with SIGPIPE (thread-directed, so it is taken here).
-ssize_t write_input(int fd, std::string_view data) {
+ssize_t write_quietly(int fd, std::string_view data) {
   sigset_t pipe_set, old;
   sigemptyset(&pipe_set);
   sigaddset(&pipe_set, SIGPIPE);
@@ -104,8 +107,6 @@ ssize_t write_input(int fd, std::string_view data) {
   errno = err;
   return put;
 }
-
-}  // namespace
 
 std::string Result::describe() const {
   if (timed_out) return "timed out and was killed";
@@ -182,7 +183,7 @@ Result run(const Spec& spec) {
     drain(out_i, out.read_end(), result.out, out_open);
     drain(err_i, err.read_end(), result.err, err_open);
     if (in_i >= 0 && (fds[in_i].revents & (POLLOUT | POLLERR | POLLHUP))) {
-      ssize_t put = write_input(in.write_end(), to_write);
+      ssize_t put = write_quietly(in.write_end(), to_write);
       if (put > 0) to_write.remove_prefix(static_cast<size_t>(put));
       else if (put < 0 && errno != EAGAIN && errno != EINTR) to_write = {};
       if (to_write.empty()) in.close_write();

@@ -94,6 +94,7 @@ void make_private_dir(const stdfs::path& dir, uid_t owner) {
 // Everything kept for a Staging while it is in flight.
 struct InFlight {
   std::optional<fs::FileLock> staging_lock;
+  std::optional<fs::FileLock> owner_lock;  // shared, from the first chunk stored until the end
   std::optional<ScratchDir> scratch;
 };
 
@@ -347,10 +348,31 @@ class ChunkStore : public Store {
     return staging;
   }
 
+  Staging join(const std::string& job, uint64_t seq, const std::string& part) override {
+    owner_of(job);  // the job must exist
+    auto held = std::make_shared<InFlight>();
+    held->scratch.emplace(job + "-" + std::to_string(seq) + "-" + part);
+    Staging staging;
+    staging.job = job;
+    staging.seq = seq;
+    staging.dir = held->scratch->path();
+    staging.joined = true;
+    staging.held = held;
+    return staging;
+  }
+
   void commit(Staging& staging, manifest::Checkpoint& cp) override {
+    ingest(staging, cp);
+    publish(staging, cp);
+  }
+
+  void ingest(Staging& staging, manifest::Checkpoint& cp) override {
     auto start = Clock::now();
     uid_t owner = owner_of(staging.job);
-    auto lock = lock_owner(owner, true, std::chrono::milliseconds(-1));
+    // Held until the checkpoint is committed or abandoned: gc must not take the chunks
+    // this checkpoint relies on for unreferenced in between.
+    auto* in_flight = static_cast<InFlight*>(staging.held.get());
+    if (!in_flight->owner_lock) in_flight->owner_lock = lock_owner(owner, true, std::chrono::milliseconds(-1));
     auto index = chunks::Index::load(packs_dir(owner), index_dir(owner));
     chunks::PackWriter writer(index, index_dir(owner), level(), owner);
 
@@ -415,7 +437,12 @@ class ChunkStore : public Store {
     cp.bytes["new"] = fresh;
     cp.bytes["stored"] = stored;
     cp.timings["storeMs"] = ms_since(start);
+  }
 
+  void publish(Staging& staging, manifest::Checkpoint& cp) override {
+    uid_t owner = owner_of(staging.job);
+    auto* in_flight = static_cast<InFlight*>(staging.held.get());
+    if (!in_flight->owner_lock) in_flight->owner_lock = lock_owner(owner, true, std::chrono::milliseconds(-1));
     if (options_.before_commit) options_.before_commit();
     auto staged = job_dir(staging.job) / "staging" / std::to_string(staging.seq);
     auto t_manifest = Clock::now();
@@ -435,7 +462,8 @@ class ChunkStore : public Store {
   }
 
   void abort(Staging& staging) noexcept override {
-    auto staged = root_ / "jobs" / staging.job / "staging" / std::to_string(staging.seq);
+    // A joined staging is only this node's part: the job checkpointer owns the rest.
+    auto staged = staging.joined ? stdfs::path() : root_ / "jobs" / staging.job / "staging" / std::to_string(staging.seq);
     abort_dirs(staged, staging.dir);
     staging.held.reset();
   }

@@ -239,17 +239,21 @@ TEST_CASE("a unit that does not freeze in time aborts the round and the others a
   CHECK(f.store->checkpoints("j").empty());
 }
 
-TEST_CASE("a unit on another node is refused before anything is frozen") {
+TEST_CASE("a unit on a node no launcher reaches is refused before anything is frozen") {
   JobFixture f;
   f.job.units[1].node = "elsewhere.example";
   f.store->save_job(f.job);
+  setenv("GCP_CONFIG", (f.store->root() / "no-such-gcp.json").c_str(), 1);
   auto e = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); });
+  unsetenv("GCP_CONFIG");
   REQUIRE(e.has_value());
   CHECK(e->code() == Exit::kUsage);
   CHECK_CONTAINS(e->what(), "unit 'b'");
   CHECK_CONTAINS(e->what(), "'elsewhere.example'");
+  CHECK_CONTAINS(e->what(), "no launcher");
   CHECK(f.cgroups.calls.empty());
   CHECK(f.store->checkpoints("j").empty());
+  CHECK(f.staging_dirs().empty());
 }
 
 TEST_CASE("a unit whose processes have ended is left out of the checkpoint with a warning") {
@@ -390,7 +394,9 @@ TEST_CASE("restart of a job without a checkpoint is refused") {
 TEST_CASE("restart of a checkpoint that does not exist is refused") {
   JobFixture f;
   jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
-  auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", {7}); });
+  jobs::RestartOptions seven;
+  seven.seq = 7;
+  auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", seven); });
   REQUIRE(e.has_value());
   CHECK_CONTAINS(e->what(), "no checkpoint 7");
 }
@@ -489,7 +495,10 @@ TEST_CASE("restart records the node it restored the units on") {
   f.store->save_job(job);
   f.cgroups.clear_pids("gcp/j/a");
   f.cgroups.clear_pids("gcp/j/b");
-  auto restored = jobs::restart(*f.store, f.cgroups, "j", {});
+  // Placed here: a unit restarts where --place puts it, and the manifest says so.
+  jobs::RestartOptions here;
+  for (const auto& u : job.units) here.place[u.name] = gcp::proc::node_name();
+  auto restored = jobs::restart(*f.store, f.cgroups, "j", here);
   for (const auto& u : restored.units) CHECK(u.node == gcp::proc::node_name());
 }
 

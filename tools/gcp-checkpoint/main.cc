@@ -1,5 +1,10 @@
 // SPDX-License-Identifier: MIT
 #include "checkpoint.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include "gcp/jobs.h"
 #include "gcp/main.h"
 #include "gcp/names.h"
 
@@ -25,5 +30,12 @@ int main(int argc, char** argv) {
   app.add_flag("--force", opt.force, "Checkpoint even a unit whose ties (gcp-deps) say it would restart broken");
   opt.grouping.add(app);
   app.add_option(gcp::names::kOptUnit, opt.unit, "The name of the ad-hoc unit")->default_val("main");
-  return gcp::run_main("gcp-checkpoint", app, argc, argv, [&] { gcp::checkpoint_tool::run(opt); });
+  bool agent = false;
+  app.add_flag("--agent", agent,
+               "Checkpoint this node's units for a job checkpointer on another node: JSON requests on stdin, "
+               "answers on stdout (gcp-launchers(7))");
+  return gcp::run_main("gcp-checkpoint", app, argc, argv, [&] {
+    if (agent) std::exit(gcp::jobs::serve_agent("gcp-checkpoint", spdlog::get_level() <= spdlog::level::debug));
+    gcp::checkpoint_tool::run(opt);
+  });
 }

@@ -7,17 +7,56 @@
 #include "gcp/grouping.h"
 #include "gcp/events.h"
 #include "gcp/jobs.h"
+#include "gcp/launcher.h"
+#include "gcp/process.h"
 #include "gcp/main.h"
 #include "gcp/proc.h"
 #include "gcp/store.h"
 #include "gcp/unit.h"
 
+#include <spdlog/fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 namespace gcp::isolate {
+namespace {
+
+// gcp-isolate run on another node, through its launcher: the Job manifest it prints is
+// passed on, and so are its messages and its exit status.
+void run_on(const Options& opt, store::Store& store) {
+  manifest::Job job;
+  job.name = opt.job;
+  if (auto existing = store.load_job(opt.job)) job = jobs::load(store, opt.job);
+  if (!opt.launcher.empty()) job.extra["launcher"] = {{"kind", opt.launcher}};
+  auto cfg = launcher::config();
+  auto how = launcher::for_node(job, opt.node, cfg);
+  std::vector<std::string> argv = {launcher::tool_path("gcp-isolate", cfg), "--store", store.root().string(), "run",
+                                   "--job", opt.job, "--unit", opt.unit};
+  if (opt.keep) argv.insert(argv.end(), {"--keep", std::to_string(*opt.keep)});
+  if (opt.callback_timeout_ms) argv.insert(argv.end(), {"--callback-timeout", std::to_string(*opt.callback_timeout_ms)});
+  if (!opt.hooks.empty()) argv.insert(argv.end(), {"--hooks", std::filesystem::absolute(opt.hooks).string()});
+  if (!opt.launcher.empty()) argv.insert(argv.end(), {"--launcher", opt.launcher});
+  argv.push_back("--");
+  argv.insert(argv.end(), opt.command.begin(), opt.command.end());
+  process::Spec spec;
+  spec.argv = launcher::command_for(how, opt.node, argv, launcher::forwarded_env());
+  spdlog::debug("starting unit '{}' on node '{}': {}", opt.unit, opt.node, fmt::join(spec.argv, " "));
+  auto r = process::run(spec);
+  std::fputs(r.err.c_str(), stderr);
+  if (!r.ok()) {
+    throw Error(r.exit_code > 0 ? static_cast<Exit>(r.exit_code) : Exit::kFailed,
+                "starting unit '" + opt.unit + "' of job '" + opt.job + "' on node '" + opt.node + "' failed (" +
+                    r.describe() + ")",
+                how.kind == "ssh" ? "check that 'ssh " + opt.node + " true' works without a password" : "");
+  }
+  std::fputs(r.out.c_str(), stdout);
+}
+
+}  // namespace
+
 void run(const Options& opt) {
   auto store = store::open(opt.store);
+  if (!opt.node.empty() && opt.node != proc::node_name()) return run_on(opt, *store);
   auto cgroups = cgroup::system_cgroups();
   std::string cg = cgroup::unit_path(opt.job, opt.unit);
   // Checked before the lock, which would leave the job's directory behind.
@@ -40,6 +79,7 @@ void run(const Options& opt) {
   }
   if (opt.keep) job.keep = opt.keep;
   if (opt.callback_timeout_ms) job.callback_timeout_ms = opt.callback_timeout_ms;
+  if (!opt.launcher.empty()) job.extra["launcher"] = {{"kind", opt.launcher}};
   manifest::Unit* unit = job.find_unit(opt.unit);
   if (unit) {
     std::string state = unit::live_state(*cgroups, *unit);

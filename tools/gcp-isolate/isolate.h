@@ -18,6 +18,8 @@ struct Options {
   std::optional<uint64_t> keep;      ///< run: the job's retention policy
   std::string hooks;                 ///< run: directory of hook executables for the unit
   std::optional<uint64_t> callback_timeout_ms;  ///< run: the job's policy.callbackTimeoutMs
+  std::string node;                  ///< run: start the unit on this node (through its launcher)
+  std::string launcher;              ///< run: the job's launcher kind (local, ssh, srun)
 };
 
 /// gcp-isolate run: starts a unit and prints the Job manifest.

@@ -19,6 +19,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 86400000));
   run->add_option("--hooks", opt.hooks,
                   "Directory of executables run on each callback event of the unit (gcp-callbacks(7))");
+  run->add_option("--node", opt.node, "Start the unit on this node, through its launcher (gcp-launchers(7))");
+  run->add_option("--launcher", opt.launcher,
+                  "How the job's nodes are reached: local, ssh or srun (recorded in the Job manifest; default: "
+                  "/etc/gcp/gcp.json)")
+      ->check(CLI::IsMember({"local", "ssh", "srun"}));
   run->add_option("command", opt.command, "Command and arguments, after --")->required();
   run->prefix_command(false);
   auto* list = app.add_subcommand("list", "List the jobs in the store with their state");

@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: MIT
+#include "gcp/jobs.h"
 #include "gcp/main.h"
 #include "gcp/names.h"
 #include "restart.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
 
 int main(int argc, char** argv) {
   CLI::App app{"Restart a job from its latest (or a given) committed checkpoint"};
@@ -17,5 +22,16 @@ int main(int argc, char** argv) {
                  "Milliseconds each unit has to answer post-restart (default: the job's policy, else 10000)")
       ->check(CLI::Range(1, 86400000));
   app.add_option(gcp::names::kOptStore, opt.store, gcp::names::kStoreHelp);
-  return gcp::run_main("gcp-restart", app, argc, argv, [&] { gcp::restart_tool::run(opt); });
+  app.add_option("--place", opt.place,
+                 "Restart unit U on node N instead of where it ran (U=N; repeatable; gcp-launchers(7))")
+      ->delimiter(',');
+  bool agent = false;
+  app.add_flag("--agent", agent,
+               "Restore this node's units for a job restart on another node: JSON requests on stdin, answers "
+               "on stdout (gcp-launchers(7))");
+  app.get_option("job")->required(false);
+  return gcp::run_main("gcp-restart", app, argc, argv, [&] {
+    if (agent) std::exit(gcp::jobs::serve_agent("gcp-restart", spdlog::get_level() <= spdlog::level::debug));
+    gcp::restart_tool::run(opt);
+  });
 }

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace gcp::restart_tool {
 
@@ -15,6 +16,7 @@ struct Options {
   bool fallback = false;        ///< take the newest earlier checkpoint that verifies
   bool materialize = false;     ///< read all images back to scratch before restoring
   std::optional<int> callback_timeout_ms;  ///< deadline of post-restart per unit
+  std::vector<std::string> place;  ///< "UNIT=NODE": restart the unit there
 };
 
 /// Restarts the job and prints its Job manifest with the new host PIDs.

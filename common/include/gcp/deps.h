@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -88,6 +89,10 @@ struct Graph {
 /// checkpoint (both ends are dumped in one round) and breaks in an uncoordinated one.
 struct Context {
   bool coordinated = true;
+  /// Addresses (IPv4 "10.0.0.5" or IPv6 "[fd00::5]") where other units of the job,
+  /// on other nodes, are reached, and the unit at each: a TCP peer there is a tie
+  /// within the job, not to the outside.
+  std::map<std::string, std::string> peers;
 };
 
 /// How a unit of a Job manifest is found: a PID namespace by its init, a tree by its

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -43,6 +44,10 @@ struct Result {
 /// reaped on every path and killed (SIGKILL) when this process dies first. Throws
 /// Error when the program cannot be started.
 Result run(const Spec& spec);
+
+/// write(2) to a pipe whose reader may have gone: fails with EPIPE instead of raising
+/// SIGPIPE (which would kill the caller).
+ssize_t write_quietly(int fd, std::string_view data);
 
 /// Looks a program up in PATH; nullopt when not found or not executable.
 std::optional<std::string> find_in_path(const std::string& name);

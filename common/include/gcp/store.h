@@ -60,6 +60,9 @@ struct Staging {
   /// are cut into page-sized chunks, other files are stored in larger pieces.
   std::map<std::string, std::set<std::string>> page_aligned;
   std::shared_ptr<void> held;  ///< the locks that mark it as in flight
+  /// This node's part of a checkpoint whose job checkpointer runs elsewhere (join()):
+  /// abort() removes only the local directory.
+  bool joined = false;
   /// Where the images of one unit go.
   stdfs::path unit_dir(const std::string& unit) const { return dir / unit; }
 };
@@ -111,11 +114,21 @@ class Store {
 
   /// Allocates the next sequence number and an empty local staging directory.
   virtual Staging begin(const std::string& job) = 0;
+  /// The local part of checkpoint `seq`, which a job checkpointer on another node
+  /// began: a local directory for the units of this node (`part` names it).
+  virtual Staging join(const std::string& job, uint64_t seq, const std::string& part) = 0;
   /// Stores the staged images (chunked, deduplicated against the owner's chunks,
   /// compressed), fills in each unit's images, the byte counts (raw, new, stored) and
   /// timings.storeMs, and commits the checkpoint atomically. Throws (and leaves the
   /// previous checkpoint the latest) when anything fails; the caller then calls abort().
+  /// The same as ingest() then publish().
   virtual void commit(Staging& staging, manifest::Checkpoint& checkpoint) = 0;
+  /// Stores the staged images of the units in `checkpoint` (as commit() does) without
+  /// committing: from here until abort() or the commit, gc leaves their chunks alone.
+  virtual void ingest(Staging& staging, manifest::Checkpoint& checkpoint) = 0;
+  /// Commits a checkpoint whose units' images were stored by ingest(), here or on the
+  /// nodes: writes the manifest and renames it into place.
+  virtual void publish(Staging& staging, manifest::Checkpoint& checkpoint) = 0;
   /// Removes a staging directory; never throws.
   virtual void abort(Staging& staging) noexcept = 0;
 
