@@ -446,6 +446,10 @@ down() {
   local i nodes=()
   lock
   if [ -d "$state" ]; then : >>"$log"; else log=/dev/null; fi
+  # A Slurm cluster on the nodes goes first: its controller and munged run on the host.
+  if [ -d "$state/slurm" ]; then
+    run "$(dirname "${BASH_SOURCE[0]}")/slurm.sh" down || say "warning: scripts/slurm.sh down failed; see $state/slurm/slurm.log"
+  fi
   for ((i = 1; i <= max_nodes; i++)); do
     if node_traces "$i"; then nodes+=("$i"); fi
   done
