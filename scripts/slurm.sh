@@ -266,6 +266,8 @@ usage() {
 }
 
 [ $# -eq 1 ] || usage
+# The daemons start from here and must not keep a test's directory busy.
+cd /
 case $1 in
 up) up ;;
 down) down ;;
