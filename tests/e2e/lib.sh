@@ -21,9 +21,20 @@ skip() {
   say "SKIP: $*"; exit 77
 }
 
+exit_hooks=()
+
+# on_exit CMD ARGS...: runs CMD when the test exits, after its jobs are killed and before $work
+# goes; the hook registered last runs first. A failing hook does not change the test's result.
+on_exit() {
+  local c
+  printf -v c '%q ' "$@"
+  exit_hooks=("$c" "${exit_hooks[@]}")
+}
+
 cleanup() {
-  local rc=$?
+  local rc=$? h
   for j in "${jobs_started[@]}"; do "$bin/gcp-isolate" kill "$j" >/dev/null 2>&1 || true; done
+  for h in "${exit_hooks[@]}"; do eval "$h" || say "cleanup step failed: $h"; done
   if [ $rc -eq 0 ] || [ $rc -eq 77 ]; then rm -rf "$work"; else say "kept $work for inspection"; fi
 }
 trap cleanup EXIT

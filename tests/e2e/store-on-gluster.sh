@@ -11,8 +11,7 @@ requires root criu freezer
 
 mnt=$work/gluster
 "$top/scripts/gluster.sh" up "$mnt" || skip "GlusterFS did not come up (scripts/gluster.sh up)"
-trap 'rc=$?; for j in "${jobs_started[@]}"; do "$bin/gcp-isolate" kill "$j" >/dev/null 2>&1 || true; done
-      "$top/scripts/gluster.sh" down "$mnt" || true; (exit $rc); cleanup' EXIT
+on_exit "$top/scripts/gluster.sh" down "$mnt"
 export GCP_STORE=$mnt/store
 
 st=$work/counter.state
