@@ -29,10 +29,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <condition_variable>
+#include <deque>
 #include <memory>
+#include <mutex>
+#include <thread>
 
 namespace gcp::jobs {
 namespace {
@@ -100,12 +105,42 @@ std::vector<manifest::CheckpointUnit> units_from_wire(const json& doc, const std
 
 // ---- the node's side ----
 
-// The job checkpointer on the other end of stdin and stdout.
+// The job checkpointer on the other end of stdin and stdout. Its input is read all
+// the time, not only between phases: when it ends (the job checkpointer died, or its
+// ssh connection did) while units are frozen and a dump runs, waiting for the dump to
+// end would keep them frozen for as long. So until the round is committed, the end of
+// input ends this process at once: the checkpointer dies with it and the thaw watchdog
+// thaws the units (the staging is left for gc).
 class Wire {
  public:
+  Wire() {
+    std::thread([this] {
+      std::string line;
+      while (std::getline(std::cin, line)) {
+        std::lock_guard lock(m_);
+        lines_.push_back(std::move(line));
+        cv_.notify_all();
+      }
+      if (abandon_on_eof_) {
+        spdlog::debug("the job checkpointer went away: ending this node's part of the round");
+        ::_exit(static_cast<int>(Exit::kFailed));
+      }
+      std::lock_guard lock(m_);
+      eof_ = true;
+      cv_.notify_all();
+    }).detach();
+  }
+
+  /// From now on (true) or no longer (false), the end of input ends this process.
+  void abandon_on_eof(bool on) { abandon_on_eof_ = on; }
+
   std::optional<json> next() {
-    std::string line;
-    while (std::getline(std::cin, line)) {
+    std::unique_lock lock(m_);
+    for (;;) {
+      cv_.wait(lock, [&] { return eof_ || !lines_.empty(); });
+      if (lines_.empty()) return std::nullopt;
+      std::string line = std::move(lines_.front());
+      lines_.pop_front();
       if (line.empty()) continue;
       json doc = json::parse(line, nullptr, false);
       if (doc.is_discarded() || !doc.is_object()) {
@@ -113,7 +148,6 @@ class Wire {
       }
       return doc;
     }
-    return std::nullopt;
   }
 
   void send(const json& message) {
@@ -138,6 +172,13 @@ class Wire {
     }
     throw Error(Exit::kFailed, "the job checkpointer sent '" + op + "' out of turn");
   }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::deque<std::string> lines_;
+  bool eof_ = false;
+  std::atomic<bool> abandon_on_eof_{false};
 };
 
 class CheckpointPart : public NodeRound {
@@ -155,6 +196,7 @@ class CheckpointPart : public NodeRound {
   void stored(const manifest::Checkpoint& part) override {
     wire_.send({{"phase", "stored"}, {"checkpoint", part_to_wire(part)}});
     wire_.await({"commit"});
+    wire_.abandon_on_eof(false);  // committed: units kept frozen are thawed on the end of input
   }
   bool release() override {
     wire_.send({{"phase", "held"}});
@@ -243,8 +285,12 @@ bool collect(std::vector<Node>& nodes, const std::string& phase, Clock::time_poi
     }
     std::string got = m->value("phase", "");
     if (got == "error") {
+      // "checkpoint of job 'j' aborted: unit 'u': why" says what the round's own error
+      // says already, but for the unit and why.
       n.error = m->value("message", "failed");
-      if (auto hint = m->value("hint", ""); !hint.empty()) n.error += " (" + hint + ")";
+      if (n.error.rfind("checkpoint", 0) == 0) {
+        if (auto at = n.error.find(" aborted: "); at != std::string::npos) n.error.erase(0, at + 10);
+      }
       n.corrupt = m->value("corrupt", false);
       ok = false;
     } else if (got != phase) {
@@ -291,6 +337,12 @@ std::map<std::string, std::string> peer_addresses(const manifest::Job& job) {
     if (u.extra.contains("network") && u.extra["network"].contains("address")) {
       std::string a = u.extra["network"]["address"].get<std::string>();
       peers[a.substr(0, a.find('/'))] = u.name;
+      continue;
+    }
+    if (u.extra.contains("nodeAddresses") && u.extra["nodeAddresses"].is_array()) {
+      for (const auto& a : u.extra["nodeAddresses"]) {
+        if (a.is_string()) peers.emplace(a.get<std::string>(), u.name);
+      }
       continue;
     }
     addrinfo hints{};
@@ -587,6 +639,7 @@ manifest::Job restart_across(store::Store& store, const std::string& job_name, c
         manifest::Unit* u = job.find_unit(unit);
         u->pid = info.value("pid", 0);
         u->cgroup = info.value("cgroup", u->cgroup);
+        if (info.contains("nodeAddresses")) u->extra["nodeAddresses"] = info["nodeAddresses"];
         u->node = r.value("node", n.name);
         u->state = "running";
         u->restored_from = seq;
@@ -685,6 +738,7 @@ int serve_agent(const std::string& tool, bool verbose) {
     std::string job = request.at("job").get<std::string>();
     std::string op = request.value("op", "");
     if (op == "checkpoint") {
+      wire.abandon_on_eof(true);
       CheckpointPart part(wire);
       CheckpointOptions o;
       o.round = &part;
@@ -711,7 +765,8 @@ int serve_agent(const std::string& tool, bool verbose) {
     }
     return 0;
   } catch (const Error& e) {
-    spdlog::error("{}", e.what());
+    // The job checkpointer reports it, once, for the whole round.
+    spdlog::debug("{}", e.what());
     wire.send({{"phase", "error"},
                {"message", e.what()},
                {"hint", e.hint()},
@@ -719,7 +774,7 @@ int serve_agent(const std::string& tool, bool verbose) {
                {"corrupt", dynamic_cast<const store::Corrupt*>(&e) != nullptr}});
     return static_cast<int>(e.code());
   } catch (const std::exception& e) {
-    spdlog::error("{}", e.what());
+    spdlog::debug("{}", e.what());
     wire.send({{"phase", "error"}, {"message", e.what()}, {"exit", 1}});
     return 1;
   }

@@ -855,6 +855,7 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
         }
         u->pid = result.at("pid").get<pid_t>();
         u->node = proc::node_name();
+        u->extra["nodeAddresses"] = proc::node_addresses();
         u->state = "running";
         u->restored_from = c.seq;
         restored.push_back(u);
@@ -878,7 +879,9 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
     // All or nothing across nodes: this node's units wait for every other node's.
     if (in_round) {
       json report = json::object();
-      for (const auto* r : restored) report[r->name] = {{"pid", r->pid.value_or(0)}, {"cgroup", r->cgroup}};
+      for (const auto* r : restored) {
+        report[r->name] = {{"pid", r->pid.value_or(0)}, {"cgroup", r->cgroup}, {"nodeAddresses", r->extra["nodeAddresses"]}};
+      }
       try {
         options.round->restored(report);
       } catch (const Error& e) {

@@ -3,6 +3,10 @@
 
 #include "gcp/fs.h"
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 
@@ -110,6 +114,27 @@ std::string kernel_release() {
   utsname u{};
   ::uname(&u);
   return u.release;
+}
+
+std::vector<std::string> node_addresses() {
+  std::vector<std::string> out;
+  ifaddrs* all = nullptr;
+  if (::getifaddrs(&all) != 0) return out;
+  for (auto* a = all; a; a = a->ifa_next) {
+    if (!a->ifa_addr || (a->ifa_flags & IFF_LOOPBACK)) continue;
+    char text[INET6_ADDRSTRLEN] = "";
+    if (a->ifa_addr->sa_family == AF_INET) {
+      ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr, text, sizeof text);
+      out.push_back(text);
+    } else if (a->ifa_addr->sa_family == AF_INET6) {
+      const auto* v6 = reinterpret_cast<sockaddr_in6*>(a->ifa_addr);
+      if (IN6_IS_ADDR_LINKLOCAL(&v6->sin6_addr)) continue;
+      ::inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
+      out.push_back("[" + std::string(text) + "]");
+    }
+  }
+  ::freeifaddrs(all);
+  return out;
 }
 
 std::string node_name() {

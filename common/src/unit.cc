@@ -69,7 +69,7 @@ std::string read_all(int fd) {
   if (init_pid == 0) {
     // PID 1 of the new namespace. Mounts made inside stay inside; the host's still
     // reach in (slave), which is what CRIU's external mount map expects.
-    if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0)
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
       child_fail(report_fd, "making the unit's mounts slaves");
     // A /proc of the unit's own PID namespace: its programs see their own PIDs there,
     // and CRIU's parasite finds /proc/self without making a proc mount point in the

@@ -95,6 +95,8 @@ void run(const Options& opt) {
     unit->name = opt.unit;
   }
   unit->node = proc::node_name();
+  // Where the job's other units reach this one (its TCP peers: gcp-deps).
+  unit->extra["nodeAddresses"] = proc::node_addresses();
   unit->grouping = "pidns";
   unit->cgroup = cg;
   unit->translib = "criu";

@@ -36,4 +36,8 @@ std::string kernel_release();
 /// The node name (uname -n).
 std::string node_name();
 
+/// This node's IP addresses in the caller's network namespace, loopback left out:
+/// "10.0.0.5", or "[fd00::5]" for IPv6 (as deps writes TCP ends).
+std::vector<std::string> node_addresses();
+
 }  // namespace gcp::proc

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# A job of three units on three test nodes (scripts/nodes.sh: own network, hostname and
+# mount namespace each, reached over real ssh), exchanging numbered messages over TCP in a
+# ring (tests/workloads/ring: any byte lost or repeated on any connection fails it):
+#  - started with gcp-isolate run --node through the ssh launcher of $GCP_CONFIG;
+#  - a coordinated checkpoint: one Checkpoint manifest, every unit with its node and
+#    --tcp-established (the dependency check knows the other units' addresses), per-phase
+#    timings; the ring runs on;
+#  - one unit's dump fails (a criu that refuses, on node 2 only): the round aborts, all three
+#    are thawed and still exchanging, nothing is committed, no staging is left;
+#  - the job checkpointer is killed (SIGKILL) while the units are frozen: every node thaws
+#    its units at once, the ring runs on, gc collects the abandoned staging;
+#  - everything is killed and the job restarted: each unit on its node, the ring resumes
+#    with no message lost or repeated;
+#  - a unit cannot move to a node whose store is not mounted: it keeps running on node 1;
+#  - a unit with no connections moves to another node (gcp-migrate) and runs on there.
+source "$(dirname "$0")/lib.sh"
+requires root criu freezer python3
+
+nodes=$top/scripts/nodes.sh
+[ ! -e /run/gcp-nodes/nodes ] || skip "test nodes are up already (scripts/nodes.sh down takes them down)"
+on_exit "$nodes" down
+"$nodes" up 3 "$GCP_STORE" || skip "the test nodes did not come up (scripts/nodes.sh up; log /run/gcp-nodes/nodes.log)"
+cfg=$("$nodes" ssh-config)
+export GCP_CONFIG=$work/gcp.json
+cat >"$GCP_CONFIG" <<JSON
+{"launcher": {"kind": "ssh", "command": ["ssh", "-F", "$cfg", "{node}"]}}
+JSON
+
+addr() { echo "10.77.0.$((10 + $1))"; }
+for i in 1 2 3; do
+  next=$((i % 3 + 1))
+  run_tool "$work/run$i.json" "$work/run$i.err" gcp-isolate run --job ring --unit "r$i" --node "gcpn$i" -- \
+    "$workloads/ring" "$work/r$i.state" $((7000 + i)) "$(addr $next)" $((7000 + next)) ||
+    fail "starting unit r$i on gcpn$i failed: $(cat "$work/run$i.err")"
+done
+jobs_started+=(ring)
+[ "$(json "$work/run3.json" '[u["node"] for u in d["units"]]')" = "['gcpn1', 'gcpn2', 'gcpn3']" ] ||
+  fail "the Job manifest does not put r1..r3 on gcpn1..gcpn3: $(cat "$work/run3.json")"
+
+ring_at_least() { for i in 1 2 3; do count_at_least "$work/r$i.state" "$1" || return 1; done; }
+ring_ok() { for i in 1 2 3; do expect_ok "$work/r$i.state"; done; }
+lowest() { local m=-1 c i; for i in 1 2 3; do c=$(state "$work/r$i.state" count); if [ $m -lt 0 ] || [ "$c" -lt $m ]; then m=$c; fi; done; echo $m; }
+thawed_all() { for i in 1 2 3; do [ "$(freezer_state ring "r$i")" = THAWED ] || return 1; done; }
+frozen_any() { for i in 1 2 3; do [ "$(freezer_state ring "r$i")" = FROZEN ] && return 0; done; return 1; }
+wait_for "the ring to exchange 100 messages on every connection" 60 ring_at_least 100
+
+# A coordinated checkpoint of the three nodes.
+run_tool "$work/cp1.json" "$work/cp1.err" gcp-checkpoint ring || fail "checkpoint failed: $(cat "$work/cp1.err")"
+[ "$(json "$work/cp1.json" 'd["mode"]')" = coordinated ] || fail "the checkpoint is not coordinated"
+[ "$(json "$work/cp1.json" '[(u["name"], u["node"]) for u in d["units"]]')" = "[('r1', 'gcpn1'), ('r2', 'gcpn2'), ('r3', 'gcpn3')]" ] ||
+  fail "the Checkpoint manifest's units and nodes: $(json "$work/cp1.json" '[(u["name"], u["node"]) for u in d["units"]]')"
+[ "$(json "$work/cp1.json" 'all("--tcp-established" in u["checkpointerOptions"] for u in d["units"])')" = True ] ||
+  fail "not every unit was dumped with --tcp-established"
+for t in freezeBarrierMs dumpMs thawMs downtimeMs storeMs commitMs totalMs; do
+  [ "$(json "$work/cp1.json" "d['timings']['$t'] > 0")" = True ] || fail "timings.$t missing or zero: $(json "$work/cp1.json" 'd["timings"]')"
+done
+[ "$(json "$work/cp1.json" 'all(u["timings"]["dumpMs"] > 0 and u["timings"]["freezeMs"] >= 0 for u in d["units"])')" = True ] ||
+  fail "per-unit timings missing"
+grep -q 'freeze barrier .* ms, dump .* ms' "$work/cp1.err" || fail "no phase summary on stderr: $(cat "$work/cp1.err")"
+thawed_all || fail "units left frozen after the checkpoint"
+c=$(lowest)
+wait_for "the ring to run on after the checkpoint" 20 ring_at_least $((c + 50))
+ring_ok
+
+# One unit's dump fails: the round aborts on every node.
+real_criu=${GCP_CRIU:-$(command -v criu || echo /usr/local/sbin/criu)}
+cat >"$work/refusing-criu" <<SH
+#!/bin/sh
+if [ "\$1" = dump ]; then echo "Error (criu/cr-dump.c:1): refusing to dump on \$(hostname)" >&2; exit 1; fi
+exec "$real_criu" "\$@"
+SH
+chmod +x "$work/refusing-criu"
+cat >"$work/gcp-bad2.json" <<JSON
+{"launcher": {"kind": "ssh", "command": ["ssh", "-F", "$cfg", "{node}"]},
+ "nodes": {"gcpn2": {"launcher": {"kind": "ssh", "command": ["ssh", "-F", "$cfg", "gcpn2", "GCP_CRIU=$work/refusing-criu"]}}}}
+JSON
+GCP_CONFIG=$work/gcp-bad2.json expect_exit 1 gcp-checkpoint ring
+expect_stderr "node 'gcpn2' (unit 'r2')"
+expect_stderr "refusing to dump"
+wait_for "every unit to be thawed after the failed round" 10 thawed_all
+c=$(lowest)
+wait_for "the ring to run on after the failed round" 20 ring_at_least $((c + 50))
+ring_ok
+[ "$(ls "$GCP_STORE/jobs/ring/checkpoints")" = 1 ] || fail "checkpoints after the failed round: $(ls "$GCP_STORE/jobs/ring/checkpoints")"
+[ -z "$(ls "$GCP_STORE/jobs/ring/staging" 2>/dev/null)" ] || fail "staging left after the failed round: $(ls "$GCP_STORE/jobs/ring/staging")"
+
+# The job checkpointer dies while the units are frozen: each node thaws its units.
+cat >"$work/slow-criu" <<SH
+#!/bin/sh
+[ "\$1" = dump ] && sleep 30
+exec "$real_criu" "\$@"
+SH
+chmod +x "$work/slow-criu"
+GCP_CRIU=$work/slow-criu "$bin/gcp-checkpoint" ring >"$work/cp2.json" 2>"$work/cp2.err" &
+tool=$!
+wait_for "gcp-checkpoint to freeze the units" 30 frozen_any
+sleep 0.5
+kill -KILL "$tool"
+wait "$tool" 2>/dev/null || true
+killed_at=$SECONDS
+wait_for "every node to thaw its units after the job checkpointer was killed" 15 thawed_all
+say "units thawed $((SECONDS - killed_at)) s after the job checkpointer was killed"
+c=$(lowest)
+wait_for "the ring to run on after the job checkpointer was killed" 20 ring_at_least $((c + 50))
+ring_ok
+for i in 1 2 3; do "$nodes" exec "gcpn$i" pkill -f "$work/slow-criu" 2>/dev/null || true; done
+[ "$(ls "$GCP_STORE/jobs/ring/checkpoints")" = 1 ] || fail "a killed round committed something: $(ls "$GCP_STORE/jobs/ring/checkpoints")"
+[ -n "$(ls "$GCP_STORE/jobs/ring/staging" 2>/dev/null)" ] || fail "the killed round left no staging (expected one for gc)"
+run_tool "$work/gc.json" "$work/gc.err" gcp-store gc || fail "gc failed: $(cat "$work/gc.err")"
+[ -z "$(ls "$GCP_STORE/jobs/ring/staging" 2>/dev/null | grep -v '\.lock$')" ] || fail "gc left the staging: $(ls "$GCP_STORE/jobs/ring/staging")"
+
+# Everything killed, then the whole job restarted on its nodes from checkpoint 1.
+"$bin/gcp-isolate" kill ring >/dev/null || fail "gcp-isolate kill of the job on three nodes failed"
+for i in 1 2 3; do [ "$(cgroup_procs ring "r$i")" -eq 0 ] || fail "processes of r$i left after kill"; done
+for i in 1 2 3; do killed[$i]=$(state "$work/r$i.state" count); done
+run_tool "$work/r.json" "$work/r.err" gcp-restart ring || fail "restart failed: $(cat "$work/r.err")"
+[ "$(json "$work/r.json" '[(u["name"], u["node"], u["state"]) for u in d["units"]]')" = "[('r1', 'gcpn1', 'running'), ('r2', 'gcpn2', 'running'), ('r3', 'gcpn3', 'running')]" ] ||
+  fail "restart did not put every unit back on its node: $(json "$work/r.json" '[(u["name"], u["node"], u["state"]) for u in d["units"]]')"
+restarted() { for i in 1 2 3; do [ "$(state "$work/r$i.state" count)" != "${killed[$i]}" ] || return 1; done; }
+wait_for "every restored unit to write its state" 30 restarted
+c=$(lowest)
+wait_for "the restored ring to exchange 100 more messages on every connection" 30 ring_at_least $((c + 100))
+ring_ok
+for i in 1 2 3; do
+  [ "$(state "$work/r$i.state" count)" -lt "${killed[$i]}" ] || continue
+  say "r$i resumed below the count it was killed at (${killed[$i]}): from the checkpoint, as it should"
+done
+
+# A move to a node whose store is not mounted fails; the unit keeps running where it was.
+"$nodes" exec gcpn3 umount -l "$GCP_STORE" || fail "unmounting the store on gcpn3 failed"
+expect_exit 1 gcp-migrate ring --unit r1 --to gcpn3
+expect_stderr "keep running where they were"
+wait_for "r1 to be thawed on gcpn1 after the failed move" 10 thawed_all
+c=$(lowest)
+wait_for "the ring to run on after the failed move" 20 ring_at_least $((c + 50))
+ring_ok
+[ "$(json "$GCP_STORE/jobs/ring/job.json" '[u["node"] for u in d["units"] if u["name"] == "r1"][0]')" = gcpn1 ] ||
+  fail "the Job manifest moved r1 although the move failed"
+"$bin/gcp-isolate" kill ring >/dev/null
+
+# A unit with no connections moves from gcpn1 to gcpn2 and counts on there.
+st=$work/mover.state
+run_tool "$work/mv-run.json" "$work/mv-run.err" gcp-isolate run --job mover --unit m --node gcpn1 -- "$workloads/counter" "$st" 32 ||
+  fail "starting the counter on gcpn1 failed: $(cat "$work/mv-run.err")"
+jobs_started+=(mover)
+wait_for "the counter on gcpn1" 30 count_at_least "$st" 10
+started=$(state "$st" started)
+run_tool "$work/mv.json" "$work/mv.err" gcp-migrate mover --to gcpn2 || fail "gcp-migrate failed: $(cat "$work/mv.err")"
+[ "$(json "$work/mv.json" 'd["units"][0]["node"]')" = gcpn2 ] || fail "the unit is not recorded on gcpn2 after the move"
+[ "$(json "$work/mv.json" 'd["units"][0]["state"]')" = running ] || fail "the moved unit is not recorded running"
+c=$(state "$st" count)
+wait_for "the moved counter to count on" 20 count_at_least "$st" $((c + 5))
+expect_ok "$st"
+[ "$(state "$st" started)" = "$started" ] || fail "the moved counter started over"
+[ "$(cgroup_procs mover m)" -eq 0 ] || fail "the source of the moved unit still has processes"
+say "ok: 3-node ring checkpointed, failed and killed rounds left it running, restarted with no loss; units moved (or not) as they should"
