@@ -21,6 +21,8 @@ namespace gcp::deps {
 struct UnitSpec {
   std::string name;
   grouping::Spec spec;
+  /// It has an address of its own that moves with it (gcp-isolate run --address).
+  bool own_address = false;
 };
 
 /// Where the other ends of a tie are.
@@ -65,6 +67,7 @@ struct GraphUnit {
   std::string name;
   grouping::Spec spec;
   grouping::Members members;
+  bool own_address = false;  ///< as in UnitSpec
 };
 
 /// The dependency graph of one or more units.
@@ -88,6 +91,9 @@ struct Graph {
 /// checkpoint (both ends are dumped in one round) and breaks in an uncoordinated one.
 struct Context {
   bool coordinated = true;
+  /// The units are killed once dumped (gcp-checkpoint --stop, a migration): they do
+  /// nothing after the checkpoint that a restart from it would undo.
+  bool stop = false;
 };
 
 /// How a unit of a Job manifest is found: a PID namespace by its init, a tree by its
