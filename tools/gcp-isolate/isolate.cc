@@ -8,6 +8,7 @@
 #include "gcp/events.h"
 #include "gcp/jobs.h"
 #include "gcp/main.h"
+#include "gcp/netns.h"
 #include "gcp/proc.h"
 #include "gcp/store.h"
 #include "gcp/unit.h"
@@ -16,10 +17,31 @@
 #include <unistd.h>
 
 namespace gcp::isolate {
+namespace {
+
+// --address: the unit's network, its parent device from --via, the node's configuration
+// or the default route, in that order. Checked before anything is made.
+std::optional<netns::Config> network_of(const Options& opt) {
+  if (opt.address.empty()) return std::nullopt;
+  netns::Config c{opt.address, opt.via, opt.gateway, ""};
+  if (c.parent.empty()) c.parent = netns::configured_parent().value_or("");
+  if (c.parent.empty()) c.parent = netns::default_route_device().value_or("");
+  if (c.parent.empty()) {
+    throw Error(Exit::kUsage, "no parent device for the network of unit '" + opt.unit + "': this node has no default route",
+                "name one with --via, or as network.parent in /etc/gcp/gcp.json");
+  }
+  netns::check("starting unit '" + opt.unit + "' of job '" + opt.job + "'", c);
+  c.mac = netns::mac_of(c.address);
+  return c;
+}
+
+}  // namespace
+
 void run(const Options& opt) {
   auto store = store::open(opt.store);
   auto cgroups = cgroup::system_cgroups();
   std::string cg = cgroup::unit_path(opt.job, opt.unit);
+  auto network = network_of(opt);
   // Checked before the lock, which would leave the job's directory behind.
   std::string hooks;
   if (!opt.hooks.empty()) {
@@ -64,11 +86,21 @@ void run(const Options& opt) {
   unit->callbacks.socket = events::socket_path(store->root(), opt.job, opt.unit);
   unit->callbacks.hooks = hooks;
   events::prepare_socket(unit->callbacks.socket, job.owner);
+  unit->network.reset();
+  if (network) unit->network = manifest::Network{network->address, network->parent, network->gateway, network->mac};
   // The job directory must exist before the unit's output file is opened in it.
   store->save_job(job);
   try {
-    unit->pid = unit::launch(*cgroups, {opt.job, opt.unit, opt.command, cg, unit->output, unit->callbacks.socket});
+    // A namespace left by this unit's last run is stale: it is not running.
+    netns::remove(opt.job, opt.unit);
+    std::string ns;
+    if (network) {
+      netns::create(opt.job, opt.unit, *network);
+      ns = netns::path(opt.job, opt.unit);
+    }
+    unit->pid = unit::launch(*cgroups, {opt.job, opt.unit, opt.command, cg, unit->output, unit->callbacks.socket, ns});
   } catch (const Error&) {
+    netns::remove(opt.job, opt.unit);
     // Leave the store as it was: a unit that never started is not part of the job.
     if (new_job) {
       fs::remove_tree_quietly(store->job_dir(opt.job));

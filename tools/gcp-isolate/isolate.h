@@ -18,6 +18,9 @@ struct Options {
   std::optional<uint64_t> keep;      ///< run: the job's retention policy
   std::string hooks;                 ///< run: directory of hook executables for the unit
   std::optional<uint64_t> callback_timeout_ms;  ///< run: the job's policy.callbackTimeoutMs
+  std::string address;               ///< run: the unit's own IPv4 CIDR; empty: the node's network
+  std::string via;                   ///< run: lower device of its macvlan; empty: configured or default route's
+  std::string gateway;               ///< run: its default route; empty: none
 };
 
 /// gcp-isolate run: starts a unit and prints the Job manifest.
