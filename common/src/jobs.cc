@@ -19,6 +19,7 @@
 #include "gcp/error.h"
 #include "gcp/image_server.h"
 #include "gcp/log.h"
+#include "gcp/netns.h"
 #include "gcp/proc.h"
 #include "gcp/translib_loader.h"
 #include "gcp/unit.h"
@@ -193,6 +194,12 @@ void check_versions(Translibs& translibs, const manifest::CheckpointUnit& cu,
     spdlog::debug("unit '{}' was checkpointed by translib '{}' {}, restoring with {}", cu.name,
                   cu.translib, cu.translib_version, lib.version());
   }
+}
+
+// A unit's network on this node: the parent device this node's configuration names,
+// else the one it had where it ran before.
+netns::Config network_on_this_node(const manifest::Network& n) {
+  return {n.address, netns::configured_parent().value_or(n.parent), n.gateway, n.mac};
 }
 
 }  // namespace
@@ -382,12 +389,21 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   std::vector<events::Result> pre(units.size()), post(units.size());
   // Set while the applications have been told to quiesce and not yet to resume.
   bool quiesced = false;
+  // Units whose network is locked while they are stopped (--stop); unlocked on failure.
+  std::vector<const manifest::Unit*> locked;
 
   auto fail = [&](const std::string& message, std::string hint) {
     if (quiesced) {
       warn_failed(units, deliver(units, events::Event::kAbort, job, staging.seq, deadline),
                   "delivering abort");
       if (hint.empty()) hint = "the job keeps running and was told to resume (abort); the previous checkpoint is still the latest";
+    }
+    for (const auto* u : locked) {
+      try {
+        netns::unlock(job_name, u->name);
+      } catch (const Error& e) {
+        spdlog::warn("{}", e.what());
+      }
     }
     store.abort(staging);
     store.append_event(job_name,
@@ -417,10 +433,10 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   // tie) and before anything is frozen: a unit tied to the outside would restart broken.
   auto t_deps = Clock::now();
   std::vector<deps::UnitSpec> specs;
-  for (const auto* u : units) specs.push_back({u->name, deps::spec_of(*u)});
+  for (const auto* u : units) specs.push_back({u->name, deps::spec_of(*u), u->network.has_value()});
   std::optional<deps::Graph> graph;
   try {
-    graph = options.graph ? options.graph(job_name, specs) : deps::build(job_name, specs);
+    graph = options.graph ? options.graph(job_name, specs) : deps::build(job_name, specs, {.stop = options.stop});
   } catch (const Error& e) {
     fail("checkpoint of job '" + job_name + "' aborted: " + e.what(), e.hint());
   }
@@ -476,6 +492,20 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
       frozen.push_back(units[i]);
       freeze_ms[i] = ms_between(t, Clock::now());
     }
+    // The network of a unit that is stopped once dumped is locked first, until it is
+    // killed: its kernel would otherwise acknowledge what peers send after the dump,
+    // which the restored unit never got (CRIU unlocks the connections it locked when
+    // the dump ends, for --leave-running), and answer them with a reset when it dies.
+    for (const auto* u : units) {
+      if (!options.stop || !u->network) continue;
+      try {
+        netns::lock(job_name, u->name);
+        locked.push_back(u);
+      } catch (const Error& e) {
+        thaw_all(cgroups, units);
+        fail("checkpoint of job '" + job_name + "' aborted: unit '" + u->name + "': " + e.what(), e.hint());
+      }
+    }
     t_frozen = Clock::now();
 
     // All units are frozen: dump them in parallel.
@@ -490,13 +520,14 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
           auto t = Clock::now();
           try {
             fs::make_dirs(staging.unit_dir(u->name), 0700);
-            results[i] = translibs.get(u->translib)
-                             .checkpoint({{"pid", u->pid.value_or(0)},
-                                          {"imagesDir", staging.unit_dir(u->name).string()},
-                                          {"grouping", u->grouping},
-                                          {"freezeCgroup", cgroups.freezer_dir(u->cgroup)},
-                                          {"leaveRunning", true},
-                                          {"options", unit_options[i]}});
+            json request = {{"pid", u->pid.value_or(0)},
+                            {"imagesDir", staging.unit_dir(u->name).string()},
+                            {"grouping", u->grouping},
+                            {"freezeCgroup", cgroups.freezer_dir(u->cgroup)},
+                            {"leaveRunning", true},
+                            {"options", unit_options[i]}};
+            if (u->network) request["netns"] = netns::path(job_name, u->name);
+            results[i] = translibs.get(u->translib).checkpoint(request);
           } catch (const Error& e) {
             errors[i] = e;
           } catch (const std::exception& e) {
@@ -613,6 +644,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
         cgroup::kill_all(cgroups, u->cgroup, std::chrono::seconds(10));
         cgroups.remove(u->cgroup);
         events::remove_socket(u->callbacks.socket);
+        if (u->network) netns::remove(job_name, u->name);
         auto* mine = job.find_unit(u->name);
         mine->state = "stopped";
         mine->pid.reset();
@@ -696,6 +728,16 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
         // CRIU binds the unit's listening callback socket again at its path: the
         // directory must exist (/run is empty after a reboot).
         if (!u->callbacks.socket.empty()) events::prepare_socket(u->callbacks.socket, job.owner);
+        // A unit with its own address comes back in a fresh namespace with it; one left
+        // here from before is stale (the unit is not running). It stays locked until
+        // the sockets are restored: a peer's retransmission would be reset before.
+        std::optional<netns::Config> net;
+        if (u->network) {
+          net = network_on_this_node(*u->network);
+          netns::remove(job_name, u->name);
+          netns::create(job_name, u->name, *net, true);
+          request["netns"] = netns::path(job_name, u->name);
+        }
         json result;
         try {
           result = translibs.get(cu.translib).restart(request);
@@ -711,6 +753,15 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
             spdlog::warn("{}: {} (the checkpointer did not need that part)", what(c.seq), bad->what());
           }
         }
+        if (net) {
+          netns::unlock(job_name, u->name);
+          try {
+            netns::announce(job_name, u->name, *net);
+          } catch (const Error& e) {
+            spdlog::warn("{} (its peers learn the address when they next ask)", e.what());
+          }
+          u->network->parent = net->parent;
+        }
         u->pid = result.at("pid").get<pid_t>();
         u->node = proc::node_name();
         u->state = "running";
@@ -723,11 +774,13 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
           } catch (const std::exception& k) {
             spdlog::warn("stopping restored unit '{}': {}", r->name, k.what());
           }
+          if (r->network) netns::remove(job_name, r->name);
         }
         try {
           cgroup::kill_all(cgroups, u->cgroup, std::chrono::seconds(10));
         } catch (const std::exception&) {
         }
+        if (u->network) netns::remove(job_name, u->name);
         if (dynamic_cast<const store::Corrupt*>(&e)) throw;
         store.append_event(job_name,
                            {{"event", "restart-failed"}, {"seq", c.seq}, {"unit", cu.name}, {"error", e.what()}});
@@ -809,6 +862,7 @@ manifest::Job kill(store::Store& store, cgroup::Cgroups& cgroups, const std::str
     cgroup::kill_all(cgroups, u.cgroup, std::chrono::seconds(10));
     cgroups.remove(u.cgroup);
     events::remove_socket(u.callbacks.socket);
+    if (u.network) netns::remove(job_name, u.name);
     u.state = "stopped";
     u.pid.reset();
   }
