@@ -13,6 +13,7 @@ test_name=$(basename "$0" .sh)
 work=$(mktemp -d "/tmp/gcp-e2e-$test_name.XXXXXX")
 export GCP_STORE=$work/store
 jobs_started=()
+after_jobs=()  # commands cleanup runs once the jobs are killed, e.g. to delete a test's devices
 
 say() { printf '%s: %s\n' "$test_name" "$*" >&2; }
 fail() { say "FAIL: $*"; exit 1; }
@@ -24,6 +25,7 @@ skip() {
 cleanup() {
   local rc=$?
   for j in "${jobs_started[@]}"; do "$bin/gcp-isolate" kill "$j" >/dev/null 2>&1 || true; done
+  for c in "${after_jobs[@]}"; do eval "$c" >/dev/null 2>&1 || true; done
   if [ $rc -eq 0 ] || [ $rc -eq 77 ]; then rm -rf "$work"; else say "kept $work for inspection"; fi
 }
 trap cleanup EXIT
