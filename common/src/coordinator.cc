@@ -334,9 +334,8 @@ std::chrono::milliseconds callback_deadline_of(const std::optional<std::chrono::
 std::map<std::string, std::string> peer_addresses(const manifest::Job& job) {
   std::map<std::string, std::string> peers;
   for (const auto& u : job.units) {
-    if (u.extra.contains("network") && u.extra["network"].contains("address")) {
-      std::string a = u.extra["network"]["address"].get<std::string>();
-      peers[a.substr(0, a.find('/'))] = u.name;
+    if (u.network) {
+      peers[u.network->address.substr(0, u.network->address.find('/'))] = u.name;
       continue;
     }
     if (u.extra.contains("nodeAddresses") && u.extra["nodeAddresses"].is_array()) {
@@ -442,6 +441,7 @@ manifest::Checkpoint checkpoint_across(store::Store& store, const std::string& j
                   {"maxFrozenS", options.max_frozen.count()},
                   {"callbackTimeoutMs", callbacks.count()},
                   {"force", options.force},
+                  {"hold", hold},
                   {"peers", peer_addresses(job)}};
   for (auto& n : nodes) {
     json r = request;
@@ -748,6 +748,9 @@ int serve_agent(const std::string& tool, bool verbose) {
       o.max_frozen = std::chrono::seconds(request.value("maxFrozenS", 900));
       if (auto cb = optional_field<long long>(request, "callbackTimeoutMs")) o.callback_timeout = std::chrono::milliseconds(*cb);
       o.force = request.value("force", false);
+      // Kept frozen once dumped (--stop, a migration): what the dependency check and the
+      // network lock need to know; whether they are stopped in the end, release() says.
+      o.stop = request.value("hold", false);
       o.peers = request.value("peers", std::map<std::string, std::string>{});
       checkpoint(*store, *cgroups, job, o);
       wire.send({{"phase", "done"}});

@@ -658,6 +658,13 @@ class Builder {
         if (context_.coordinated) needs("--tcp-established", coordinated);
         else breaks("a connection between two units checkpointed one by one loses or repeats bytes: "
                     "checkpoint the job coordinated");
+      } else if (moves_with_unit(t) && context_.stop) {
+        needs("--tcp-established", "the unit's own address moves with it, and it is stopped once dumped: the peer "
+                                   "retransmits until the restored unit answers");
+      } else if (moves_with_unit(t)) {
+        breaks("the unit's own address moves with it, but the connection to " + others + " runs on after the "
+               "checkpoint and a restart from it would repeat what the peer has seen: checkpoint with --stop "
+               "(as a migration does), or close it in a pre-checkpoint callback (gcp-callbacks(7))");
       } else {
         breaks("bytes in flight to " + others + " are lost or repeated after a restart: close the connection "
                "in a pre-checkpoint callback and reconnect after the restart (gcp-callbacks(7)), or " + widen);
@@ -680,6 +687,18 @@ class Builder {
     if (t.kind == "udp" && t.scope == Scope::kExternal) {
       t.advice = "datagrams in flight may be lost, as on any network";
     }
+  }
+
+  // True when every end in a unit is in one with its own address (gcp-isolate --address):
+  // the connection's local address comes back wherever the unit is restarted.
+  bool moves_with_unit(const Tie& t) const {
+    bool any = false;
+    for (const auto& e : t.ends) {
+      if (!e.unit) continue;
+      if (!g_.units[*e.unit].own_address) return false;
+      any = true;
+    }
+    return any;
   }
 
   // "pid 12 (cat), pid 13 (sh)" or the remote endpoint, for advice.
@@ -787,7 +806,7 @@ Graph build(const std::string& job, const std::vector<UnitSpec>& units, const Co
   auto all = grouping::snapshot();
   for (const auto& u : units) {
     try {
-      g.units.push_back({u.name, u.spec, grouping::resolve(u.spec, all)});
+      g.units.push_back({u.name, u.spec, grouping::resolve(u.spec, all), u.own_address});
     } catch (const Error& e) {
       throw e.within("unit '" + u.name + "'");
     }

@@ -20,6 +20,7 @@
 #include "gcp/image_server.h"
 #include "gcp/launcher.h"
 #include "gcp/log.h"
+#include "gcp/netns.h"
 #include "gcp/proc.h"
 #include "gcp/process.h"
 #include "gcp/translib_loader.h"
@@ -160,11 +161,12 @@ void thaw_all(cgroup::Cgroups& cgroups, const std::vector<const manifest::Unit*>
 
 // Kills every process of the units (frozen ones too) and removes their cgroups and
 // callback sockets.
-void stop_units(cgroup::Cgroups& cgroups, const std::vector<const manifest::Unit*>& units) {
+void stop_units(cgroup::Cgroups& cgroups, const std::string& job, const std::vector<const manifest::Unit*>& units) {
   for (const auto* u : units) {
     cgroup::kill_all(cgroups, u->cgroup, std::chrono::seconds(10));
     cgroups.remove(u->cgroup);
     events::remove_socket(u->callbacks.socket);
+    if (u->network) netns::remove(job, u->name);
   }
 }
 
@@ -188,6 +190,12 @@ void check_versions(Translibs& translibs, const manifest::CheckpointUnit& cu,
     spdlog::debug("unit '{}' was checkpointed by translib '{}' {}, restoring with {}", cu.name,
                   cu.translib, cu.translib_version, lib.version());
   }
+}
+
+// A unit's network on this node: the parent device this node's configuration names,
+// else the one it had where it ran before.
+netns::Config network_on_this_node(const manifest::Network& n) {
+  return {n.address, netns::configured_parent().value_or(n.parent), n.gateway, n.mac};
 }
 
 }  // namespace
@@ -426,6 +434,19 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   std::vector<events::Result> pre(units.size()), post(units.size());
   // Set while the applications have been told to quiesce and not yet to resume.
   bool quiesced = false;
+  // Units whose network is locked while they are stopped (--stop) or until every unit of
+  // a round across nodes is dumped; unlocked on failure.
+  std::vector<const manifest::Unit*> locked;
+  auto unlock_all = [&](std::vector<const manifest::Unit*>& which) {
+    for (const auto* u : which) {
+      try {
+        netns::unlock(job_name, u->name);
+      } catch (const Error& e) {
+        spdlog::warn("{}", e.what());
+      }
+    }
+    which.clear();
+  };
 
   auto fail = [&](const std::string& message, std::string hint) {
     if (quiesced) {
@@ -433,6 +454,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
                   "delivering abort");
       if (hint.empty()) hint = "the job keeps running and was told to resume (abort); the previous checkpoint is still the latest";
     }
+    unlock_all(locked);
     store.abort(staging);
     // The job checkpointer records the round's failure.
     if (!in_round) {
@@ -464,10 +486,10 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   // tie) and before anything is frozen: a unit tied to the outside would restart broken.
   auto t_deps = Clock::now();
   std::vector<deps::UnitSpec> specs;
-  for (const auto* u : units) specs.push_back({u->name, deps::spec_of(*u)});
+  for (const auto* u : units) specs.push_back({u->name, deps::spec_of(*u), u->network.has_value()});
   std::optional<deps::Graph> graph;
   try {
-    deps::Context context{.coordinated = !options.uncoordinated, .peers = options.peers};
+    deps::Context context{.coordinated = !options.uncoordinated, .stop = options.stop, .peers = options.peers};
     graph = options.graph ? options.graph(job_name, specs) : deps::build(job_name, specs, context);
   } catch (const Error& e) {
     fail("checkpoint of job '" + job_name + "' aborted: " + e.what(), e.hint());
@@ -534,6 +556,22 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
       frozen.push_back(units[i]);
       freeze_ms[i] = ms_between(t, Clock::now());
     }
+    // The network of a unit that is stopped once dumped is locked first, until it is
+    // killed: its kernel would otherwise acknowledge what peers send after the dump,
+    // which the restored unit never got (CRIU unlocks the connections it locked when
+    // the dump ends, for --leave-running), and answer them with a reset when it dies.
+    // So is the network of a unit of a round across nodes until every unit is dumped:
+    // a unit dumped first would otherwise take in what one not yet dumped sends again.
+    for (const auto* u : units) {
+      if (!(options.stop || in_round) || !u->network) continue;
+      try {
+        netns::lock(job_name, u->name);
+        locked.push_back(u);
+      } catch (const Error& e) {
+        thaw_all(cgroups, units);
+        fail("checkpoint of job '" + job_name + "' aborted: unit '" + u->name + "': " + e.what(), e.hint());
+      }
+    }
     t_frozen = Clock::now();
     // The barrier: no unit of the job is dumped before every unit is frozen.
     if (in_round) {
@@ -561,13 +599,14 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
           auto t = Clock::now();
           try {
             fs::make_dirs(staging.unit_dir(u->name), 0700);
-            results[i] = translibs.get(u->translib)
-                             .checkpoint({{"pid", u->pid.value_or(0)},
-                                          {"imagesDir", staging.unit_dir(u->name).string()},
-                                          {"grouping", u->grouping},
-                                          {"freezeCgroup", cgroups.freezer_dir(u->cgroup)},
-                                          {"leaveRunning", true},
-                                          {"options", unit_options[i]}});
+            json request = {{"pid", u->pid.value_or(0)},
+                            {"imagesDir", staging.unit_dir(u->name).string()},
+                            {"grouping", u->grouping},
+                            {"freezeCgroup", cgroups.freezer_dir(u->cgroup)},
+                            {"leaveRunning", true},
+                            {"options", unit_options[i]}};
+            if (u->network) request["netns"] = netns::path(job_name, u->name);
+            results[i] = translibs.get(u->translib).checkpoint(request);
           } catch (const Error& e) {
             errors[i] = e;
           } catch (const std::exception& e) {
@@ -609,6 +648,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
     // With --stop (or a migration) the units stay frozen until the checkpoint is
     // committed, then die.
     if (!keep_frozen) {
+      unlock_all(locked);
       thaw_all(cgroups, units);
       watchdog->release();
     }
@@ -697,9 +737,19 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
         spdlog::warn("{}: thawing the units", e.what());
       }
       if (stop) {
-        stop_units(cgroups, units);
+        stop_units(cgroups, job_name, units);
         watchdog->release();
       } else {
+        // They stay here (a migration whose restart failed): their network back first,
+        // and announced, since a copy elsewhere may have announced the address meanwhile.
+        unlock_all(locked);
+        for (const auto* u : locked) {
+          try {
+            netns::announce(job_name, u->name, network_on_this_node(*u->network));
+          } catch (const Error& e) {
+            spdlog::warn("{}", e.what());
+          }
+        }
         thaw_all(cgroups, units);
         watchdog->release();
         if (callbacks) deliver(units, events::Event::kPostCheckpoint, job, staging.seq, deadline);
@@ -721,7 +771,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
 
   if (options.stop) {
     try {
-      stop_units(cgroups, units);
+      stop_units(cgroups, job_name, units);
       for (const auto* u : units) {
         auto* mine = job.find_unit(u->name);
         mine->state = "stopped";
@@ -816,6 +866,7 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
         } catch (const std::exception& k) {
           spdlog::warn("stopping restored unit '{}': {}", r->name, k.what());
         }
+        if (r->network) netns::remove(job_name, r->name);
       }
     };
     for (const auto* cup : mine) {
@@ -838,6 +889,16 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
         // CRIU binds the unit's listening callback socket again at its path: the
         // directory must exist (/run is empty after a reboot).
         if (!u->callbacks.socket.empty()) events::prepare_socket(u->callbacks.socket, job.owner);
+        // A unit with its own address comes back in a fresh namespace with it; one left
+        // here from before is stale (the unit is not running). It stays locked until
+        // the sockets are restored: a peer's retransmission would be reset before.
+        std::optional<netns::Config> net;
+        if (u->network) {
+          net = network_on_this_node(*u->network);
+          netns::remove(job_name, u->name);
+          netns::create(job_name, u->name, *net, true);
+          request["netns"] = netns::path(job_name, u->name);
+        }
         json result;
         try {
           result = translibs.get(cu.translib).restart(request);
@@ -853,6 +914,15 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
             spdlog::warn("{}: {} (the checkpointer did not need that part)", what(c.seq), bad->what());
           }
         }
+        if (net) {
+          netns::unlock(job_name, u->name);
+          try {
+            netns::announce(job_name, u->name, *net);
+          } catch (const Error& e) {
+            spdlog::warn("{} (its peers learn the address when they next ask)", e.what());
+          }
+          u->network->parent = net->parent;
+        }
         u->pid = result.at("pid").get<pid_t>();
         u->node = proc::node_name();
         u->extra["nodeAddresses"] = proc::node_addresses();
@@ -865,6 +935,7 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
           cgroup::kill_all(cgroups, u->cgroup, std::chrono::seconds(10));
         } catch (const std::exception&) {
         }
+        if (u->network) netns::remove(job_name, u->name);
         if (dynamic_cast<const store::Corrupt*>(&e)) throw;
         if (!in_round) {
           store.append_event(job_name,
@@ -990,6 +1061,7 @@ manifest::Job kill(store::Store& store, cgroup::Cgroups& cgroups, const std::str
     cgroup::kill_all(cgroups, u.cgroup, std::chrono::seconds(10));
     cgroups.remove(u.cgroup);
     events::remove_socket(u.callbacks.socket);
+    if (u.network) netns::remove(job_name, u.name);
     u.state = "stopped";
     u.pid.reset();
   }

@@ -3,6 +3,7 @@
 
 #include "gcp/error.h"
 #include "gcp/grouping.h"
+#include "gcp/netns.h"
 
 #include <spdlog/spdlog.h>
 
@@ -179,8 +180,36 @@ json unit_to_json(const Unit& u) {
     put_extra(cb, u.callbacks.extra);
     j["callbacks"] = cb;
   }
+  if (u.network) {
+    json net = {{"address", u.network->address}, {"parent", u.network->parent}};
+    if (!u.network->gateway.empty()) net["gateway"] = u.network->gateway;
+    net["mac"] = u.network->mac;
+    put_extra(net, u.network->extra);
+    j["network"] = net;
+  }
   put_extra(j, u.extra);
   return j;
+}
+
+// "network": the address must be one gcp can give the unit again on restart.
+Network network_from_json(const json& obj, const std::string& where, const std::string& source) {
+  Fields f(obj, where, source);
+  Network n;
+  n.address = f.required<std::string>("address");
+  if (!netns::parse_cidr(n.address)) {
+    f.fail(f.name("address"), "is '" + n.address + "', expected an IPv4 address with a prefix length ('10.77.0.101/24')");
+  }
+  n.parent = f.required<std::string>("parent");
+  if (!netns::valid_device(n.parent)) f.fail(f.name("parent"), "is '" + n.parent + "', expected a network device name");
+  n.gateway = f.optional<std::string>("gateway", "");
+  if (!n.gateway.empty() && !netns::valid_ipv4(n.gateway)) {
+    f.fail(f.name("gateway"), "is '" + n.gateway + "', expected an IPv4 address");
+  }
+  n.mac = f.optional<std::string>("mac", "");
+  if (n.mac.empty()) n.mac = netns::mac_of(n.address);
+  if (!netns::valid_mac(n.mac)) f.fail(f.name("mac"), "is '" + n.mac + "', expected a MAC address ('02:67:0a:4d:00:65')");
+  n.extra = f.extra();
+  return n;
 }
 
 Unit unit_from_json(const json& obj, const std::string& where, const std::string& source) {
@@ -222,6 +251,8 @@ Unit unit_from_json(const json& obj, const std::string& where, const std::string
   }
   if (u.callbacks.socket.size() >= 108) cb.fail(cb.name("socket"), "is longer than 107 bytes (sun_path)");
   u.callbacks.extra = cb.extra();
+  json net = f.object("network");
+  if (obj.contains("network") && !obj["network"].is_null()) u.network = network_from_json(net, f.name("network"), source);
   u.extra = f.extra();
   return u;
 }

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <grp.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -66,6 +67,17 @@ class Pipe {
       const char msg[] = "gcp: cannot join cgroup before exec: ";
       (void)!::write(STDERR_FILENO, msg, sizeof msg - 1);
       (void)!::write(STDERR_FILENO, procs.c_str(), procs.size());
+      (void)!::write(STDERR_FILENO, "\n", 1);
+      ::_exit(126);
+    }
+    ::close(fd);
+  }
+  if (spec.netns) {
+    int fd = ::open(spec.netns->c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) {
+      const char msg[] = "gcp: cannot enter network namespace ";
+      (void)!::write(STDERR_FILENO, msg, sizeof msg - 1);
+      (void)!::write(STDERR_FILENO, spec.netns->c_str(), spec.netns->size());
       (void)!::write(STDERR_FILENO, "\n", 1);
       ::_exit(126);
     }

@@ -3,6 +3,7 @@
 
 #include "gcp/error.h"
 #include "gcp/names.h"
+#include "gcp/netns.h"
 #include "gcp/proc.h"
 #include "gcp/process.h"
 
@@ -63,6 +64,11 @@ std::string read_all(int fd) {
   int fd = ::open(procs_file.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0 || !write_all(fd, std::to_string(::getpid()))) child_fail(report_fd, "joining the unit's cgroup");
   ::close(fd);
+  if (!spec.netns.empty()) {
+    int ns = ::open(spec.netns.c_str(), O_RDONLY | O_CLOEXEC);
+    if (ns < 0 || ::setns(ns, CLONE_NEWNET) != 0) child_fail(report_fd, "joining the unit's network namespace");
+    ::close(ns);
+  }
   if (::unshare(CLONE_NEWPID | CLONE_NEWNS) != 0) child_fail(report_fd, "creating PID and mount namespaces");
   pid_t init_pid = ::fork();
   if (init_pid < 0) child_fail(report_fd, "forking the unit's init");
@@ -71,6 +77,11 @@ std::string read_all(int fd) {
     // reach in (slave), which is what CRIU's external mount map expects.
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
       child_fail(report_fd, "making the unit's mounts slaves");
+    // The units' network namespace files stay out of the unit: CRIU would find their
+    // binds in its mount namespace and want them back on restore, when those of other
+    // units may be long gone. (Stacked binds, so every one.)
+    for (int i = 0; i < 16 && ::umount2(netns::kDir, MNT_DETACH) == 0; ++i) {
+    }
     // A /proc of the unit's own PID namespace: its programs see their own PIDs there,
     // and CRIU's parasite finds /proc/self without making a proc mount point in the
     // unit's working directory (which two units dumped at once would race for).

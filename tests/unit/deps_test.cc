@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <signal.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -201,4 +202,47 @@ TEST_CASE("a Job manifest unit is found by its init, its root, or the cgroup it 
     CHECK(deps::spec_of(u).kind == grouping::Kind::kCgroup);
     CHECK(deps::spec_of(u).cgroup == "gcp/j/u");
   }
+}
+
+TEST_CASE("a TCP connection to the outside moves with a unit that has its own address only when it is stopped") {
+  // This process listens on loopback; a child (the unit) connects and sleeps.
+  int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(lfd >= 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::listen(lfd, 1) == 0);
+  REQUIRE(::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) ::_exit(1);
+    for (;;) ::pause();
+  }
+  int conn = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+  REQUIRE(conn >= 0);
+  auto verdict = [&](bool own_address, bool stop) {
+    auto g = deps::build("tcp", {{"main", {grouping::Kind::kTree, child, {}}, own_address}}, {.stop = stop});
+    const deps::Tie* t = find_tie(g, "tcp", child);
+    REQUIRE(t);
+    CHECK(t->scope == deps::Scope::kExternal);
+    return *t;
+  };
+  auto stays = verdict(false, true);
+  CHECK(stays.verdict == deps::Verdict::kBreaks);
+  CHECK_CONTAINS(stays.advice, "bytes in flight");
+  auto runs_on = verdict(true, false);
+  CHECK(runs_on.verdict == deps::Verdict::kBreaks);
+  CHECK_CONTAINS(runs_on.advice, "checkpoint with --stop");
+  auto moves = verdict(true, true);
+  CHECK(moves.verdict == deps::Verdict::kNeedsOption);
+  CHECK(moves.option == "--tcp-established");
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  ::close(conn);
+  ::close(lfd);
 }

@@ -444,3 +444,52 @@ TEST_CASE("policy.callbackTimeoutMs survives a round trip and 0 is refused") {
   REQUIRE(e);
   CHECK_CONTAINS(e->what(), "field 'policy.callbackTimeoutMs' must be at least 1");
 }
+
+TEST_CASE("a unit's network survives a round trip, unknown keys in it kept") {
+  auto job = sample_job();
+  job.units[0].network = manifest::Network{"10.78.0.2/24", "gcpdum0", "10.78.0.1", "02:67:0a:4e:00:02", json::object()};
+  json doc = manifest::to_json(job);
+  CHECK(doc["units"][0]["network"] ==
+        json{{"address", "10.78.0.2/24"}, {"parent", "gcpdum0"}, {"gateway", "10.78.0.1"}, {"mac", "02:67:0a:4e:00:02"}});
+  CHECK_FALSE(doc["units"][1].contains("network"));
+  doc["units"][0]["network"]["x-vlan"] = 7;
+  auto back = manifest::job_from_json(doc, "test");
+  REQUIRE(back.units[0].network.has_value());
+  CHECK(back.units[0].network->address == "10.78.0.2/24");
+  CHECK(back.units[0].network->parent == "gcpdum0");
+  CHECK(back.units[0].network->gateway == "10.78.0.1");
+  CHECK(back.units[0].network->mac == "02:67:0a:4e:00:02");
+  CHECK_FALSE(back.units[1].network.has_value());
+  CHECK(manifest::to_json(back) == doc);
+}
+
+TEST_CASE("a unit's network without gateway or MAC gets none and the MAC of its address") {
+  json doc = manifest::to_json(sample_job());
+  doc["units"][0]["network"] = {{"address", "10.78.0.3/24"}, {"parent", "eth0"}};
+  auto back = manifest::job_from_json(doc, "test");
+  REQUIRE(back.units[0].network.has_value());
+  CHECK(back.units[0].network->gateway.empty());
+  CHECK(back.units[0].network->mac == "02:67:0a:4e:00:03");
+  CHECK_FALSE(manifest::to_json(back)["units"][0]["network"].contains("gateway"));
+}
+
+TEST_CASE("a bad network field is refused naming it") {
+  json doc = manifest::to_json(sample_job());
+  auto with = [&](json network) {
+    json d = doc;
+    d["units"][1]["network"] = std::move(network);
+    return d;
+  };
+  CHECK_CONTAINS(job_error(with("10.78.0.2/24")), "field 'units[1].network' must be an object");
+  CHECK_CONTAINS(job_error(with(json::object())), "field 'units[1].network.address' is missing");
+  CHECK_CONTAINS(job_error(with({{"address", "10.78.0.2/24"}})), "field 'units[1].network.parent' is missing");
+  CHECK_CONTAINS(job_error(with({{"address", "10.78.0.2"}, {"parent", "eth0"}})),
+                 "field 'units[1].network.address' is '10.78.0.2', expected an IPv4 address with a prefix length");
+  CHECK_CONTAINS(job_error(with({{"address", 7}, {"parent", "eth0"}})), "field 'units[1].network.address' must be a string");
+  CHECK_CONTAINS(job_error(with({{"address", "10.78.0.2/24"}, {"parent", "a/b"}})),
+                 "field 'units[1].network.parent' is 'a/b', expected a network device name");
+  CHECK_CONTAINS(job_error(with({{"address", "10.78.0.2/24"}, {"parent", "eth0"}, {"gateway", "router"}})),
+                 "field 'units[1].network.gateway' is 'router', expected an IPv4 address");
+  CHECK_CONTAINS(job_error(with({{"address", "10.78.0.2/24"}, {"parent", "eth0"}, {"mac", "02:67"}})),
+                 "field 'units[1].network.mac' is '02:67', expected a MAC address");
+}

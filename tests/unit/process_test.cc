@@ -141,3 +141,26 @@ TEST_CASE("self_dir is the directory of the test binary") {
   auto dir = gcp::process::self_dir();
   CHECK(std::filesystem::exists(std::filesystem::path(dir) / "unit-tests"));
 }
+
+TEST_CASE("a child that cannot enter its network namespace does not run the program") {
+  Spec spec;
+  spec.argv = {"sh", "-c", "echo ran"};
+  spec.netns = "/nonexistent/netns";
+  Result r = gcp::process::run(spec);
+  CHECK(r.exit_code == 126);
+  CHECK(r.out.empty());
+  CHECK_CONTAINS(r.err, "cannot enter network namespace /nonexistent/netns");
+}
+
+TEST_CASE("a child runs in the network namespace it is given") {
+  if (::geteuid() != 0) return;  // setns() needs CAP_SYS_ADMIN
+  Spec spec;
+  spec.argv = {"readlink", "/proc/self/ns/net"};
+  // This process's own namespace: the child is forked into it anyway, so the check
+  // is that setns() succeeds and changes nothing else.
+  std::string own = "/proc/" + std::to_string(::getpid()) + "/ns/net";
+  spec.netns = own;
+  Result r = gcp::process::run(spec);
+  REQUIRE_MESSAGE(r.ok(), r.err);
+  CHECK(r.out == std::filesystem::read_symlink(own).string() + "\n");
+}

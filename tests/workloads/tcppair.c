@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
-// tcppair STATE pair | server PORT | client PORT: sequence numbers over one TCP
-// connection on 127.0.0.1, echoed back. The side that sends (the client) checks that
+// tcppair STATE pair | server PORT [ADDR] | client PORT [ADDR]: sequence numbers over
+// one TCP connection on 127.0.0.1 (or ADDR, an IPv4 address: the server binds it, the
+// client connects to it), echoed back. The side that sends (the client) checks that
 // every echo is the previous one + 1; the side that echoes (the server) checks every
 // number it gets. So a byte lost or duplicated in either direction across a
 // checkpoint and restart is a failure. `pair` runs both in one process tree (server
@@ -21,13 +22,14 @@
 
 #define BATCH 64 /* numbers in flight at most */
 
+static struct in_addr addr; /* 127.0.0.1 unless ADDR is given */
+
 static int listen_on(struct wl_state *s, unsigned port, unsigned *bound) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int one = 1;
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr = addr};
   socklen_t len = sizeof(a);
 
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (fd < 0) wl_fail(s, "socket: %s", strerror(errno));
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0) wl_fail(s, "bind %u: %s", port, strerror(errno));
@@ -38,9 +40,8 @@ static int listen_on(struct wl_state *s, unsigned port, unsigned *bound) {
 }
 
 static int connect_to(struct wl_state *s, unsigned port) {
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr = addr};
 
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   for (int tries = 0; tries < 100; tries++) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
@@ -49,7 +50,7 @@ static int connect_to(struct wl_state *s, unsigned port) {
     close(fd);
     wl_sleep_ns(50L * 1000 * 1000);
   }
-  wl_fail(s, "connect to 127.0.0.1:%u: %s", port, strerror(errno));
+  wl_fail(s, "connect to %s:%u: %s", inet_ntoa(addr), port, strerror(errno));
 }
 
 /* Reads exactly one number; EINTR-safe (ptrace and restore interrupt reads). */
@@ -138,12 +139,14 @@ int main(int argc, char **argv) {
   struct wl_state s;
   unsigned port = 0, bound = 0;
 
-  if (argc < 3 || (strcmp(argv[2], "pair") != 0 && argc != 4)) {
-    fprintf(stderr, "usage: tcppair STATE pair | server PORT | client PORT\n");
+  addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (argc < 3 || (strcmp(argv[2], "pair") != 0 && argc != 4 && argc != 5) ||
+      (argc == 5 && inet_pton(AF_INET, argv[4], &addr) != 1)) {
+    fprintf(stderr, "usage: tcppair STATE pair | server PORT [ADDR] | client PORT [ADDR]\n");
     return 2;
   }
   wl_init(&s, "tcppair", argv[1]);
-  if (argc == 4) port = (unsigned)wl_parse_ulong("tcppair", "port", argv[3], 0, 65535); /* 0: any */
+  if (argc >= 4) port = (unsigned)wl_parse_ulong("tcppair", "port", argv[3], 0, 65535); /* 0: any */
   if (strcmp(argv[2], "client") == 0) {
     wl_set_extra(&s, "role=client\n");
     wl_announce(&s, "pid=%ld client of port %u", (long)getpid(), port);

@@ -31,7 +31,7 @@ void run(const Options& opt) {
         spdlog::info("unit '{}' of job '{}' is {}: left out", u.name, job, u.state);
         continue;
       }
-      units.push_back(deps::UnitSpec{u.name, deps::spec_of(u)});
+      units.push_back(deps::UnitSpec{u.name, deps::spec_of(u), u.network.has_value()});
     }
     if (opt.unit && units.empty() && !loaded.find_unit(*opt.unit)) {
       throw Error(Exit::kUsage, "job '" + job + "' has no unit '" + *opt.unit + "'",

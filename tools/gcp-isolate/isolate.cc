@@ -10,6 +10,7 @@
 #include "gcp/launcher.h"
 #include "gcp/process.h"
 #include "gcp/main.h"
+#include "gcp/netns.h"
 #include "gcp/proc.h"
 #include "gcp/store.h"
 #include "gcp/unit.h"
@@ -36,6 +37,9 @@ void run_on(const Options& opt, store::Store& store) {
   if (opt.callback_timeout_ms) argv.insert(argv.end(), {"--callback-timeout", std::to_string(*opt.callback_timeout_ms)});
   if (!opt.hooks.empty()) argv.insert(argv.end(), {"--hooks", std::filesystem::absolute(opt.hooks).string()});
   if (!opt.launcher.empty()) argv.insert(argv.end(), {"--launcher", opt.launcher});
+  if (!opt.address.empty()) argv.insert(argv.end(), {"--address", opt.address});
+  if (!opt.via.empty()) argv.insert(argv.end(), {"--via", opt.via});
+  if (!opt.gateway.empty()) argv.insert(argv.end(), {"--gateway", opt.gateway});
   argv.push_back("--");
   argv.insert(argv.end(), opt.command.begin(), opt.command.end());
   process::Spec spec;
@@ -52,6 +56,22 @@ void run_on(const Options& opt, store::Store& store) {
   std::fputs(r.out.c_str(), stdout);
 }
 
+// --address: the unit's network, its parent device from --via, the node's configuration
+// or the default route, in that order. Checked before anything is made.
+std::optional<netns::Config> network_of(const Options& opt) {
+  if (opt.address.empty()) return std::nullopt;
+  netns::Config c{opt.address, opt.via, opt.gateway, ""};
+  if (c.parent.empty()) c.parent = netns::configured_parent().value_or("");
+  if (c.parent.empty()) c.parent = netns::default_route_device().value_or("");
+  if (c.parent.empty()) {
+    throw Error(Exit::kUsage, "no parent device for the network of unit '" + opt.unit + "': this node has no default route",
+                "name one with --via, or as network.parent in /etc/gcp/gcp.json");
+  }
+  netns::check("starting unit '" + opt.unit + "' of job '" + opt.job + "'", c);
+  c.mac = netns::mac_of(c.address);
+  return c;
+}
+
 }  // namespace
 
 void run(const Options& opt) {
@@ -59,6 +79,7 @@ void run(const Options& opt) {
   if (!opt.node.empty() && opt.node != proc::node_name()) return run_on(opt, *store);
   auto cgroups = cgroup::system_cgroups();
   std::string cg = cgroup::unit_path(opt.job, opt.unit);
+  auto network = network_of(opt);
   // Checked before the lock, which would leave the job's directory behind.
   std::string hooks;
   if (!opt.hooks.empty()) {
@@ -106,11 +127,21 @@ void run(const Options& opt) {
   unit->callbacks.socket = events::socket_path(store->root(), opt.job, opt.unit);
   unit->callbacks.hooks = hooks;
   events::prepare_socket(unit->callbacks.socket, job.owner);
+  unit->network.reset();
+  if (network) unit->network = manifest::Network{network->address, network->parent, network->gateway, network->mac};
   // The job directory must exist before the unit's output file is opened in it.
   store->save_job(job);
   try {
-    unit->pid = unit::launch(*cgroups, {opt.job, opt.unit, opt.command, cg, unit->output, unit->callbacks.socket});
+    // A namespace left by this unit's last run is stale: it is not running.
+    netns::remove(opt.job, opt.unit);
+    std::string ns;
+    if (network) {
+      netns::create(opt.job, opt.unit, *network);
+      ns = netns::path(opt.job, opt.unit);
+    }
+    unit->pid = unit::launch(*cgroups, {opt.job, opt.unit, opt.command, cg, unit->output, unit->callbacks.socket, ns});
   } catch (const Error&) {
+    netns::remove(opt.job, opt.unit);
     // Leave the store as it was: a unit that never started is not part of the job.
     if (new_job) {
       fs::remove_tree_quietly(store->job_dir(opt.job));

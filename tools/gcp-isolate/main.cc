@@ -24,6 +24,14 @@ int main(int argc, char** argv) {
                   "How the job's nodes are reached: local, ssh or srun (recorded in the Job manifest; default: "
                   "/etc/gcp/gcp.json)")
       ->check(CLI::IsMember({"local", "ssh", "srun"}));
+  run->add_option("--address", opt.address,
+                  "Give the unit a network namespace of its own with this IPv4 address (CIDR, e.g. 10.77.0.101/24), "
+                  "which moves with it on restart");
+  run->add_option("--via", opt.via,
+                  "Lower device of the unit's macvlan (default: network.parent of $GCP_CONFIG or /etc/gcp/gcp.json, "
+                  "else the device of the default route)")
+      ->needs("--address");
+  run->add_option("--gateway", opt.gateway, "Default route of the unit's network namespace")->needs("--address");
   run->add_option("command", opt.command, "Command and arguments, after --")->required();
   run->prefix_command(false);
   auto* list = app.add_subcommand("list", "List the jobs in the store with their state");

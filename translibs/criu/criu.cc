@@ -40,12 +40,23 @@ struct Failure {
 [[noreturn]] void failed(std::string message) { throw Failure{GCP_TRANSLIB_ERROR, std::move(message)}; }
 
 gcp::process::Result run(std::vector<std::string> argv, std::chrono::seconds timeout,
-                         std::vector<std::string> join_cgroups = {}) {
+                         std::vector<std::string> join_cgroups = {}, std::string netns = {}) {
   gcp::process::Spec spec;
   spec.argv = std::move(argv);
   spec.timeout = timeout;
   spec.join_cgroups = std::move(join_cgroups);
+  if (!netns.empty()) spec.netns = std::move(netns);
   return gcp::process::run(spec);
+}
+
+// The unit's own network namespace, when it has one: criu runs inside it, so that the
+// namespace is criu's own and not dumped as a nested one (its macvlan could not be),
+// the TCP connections are locked with iptables rules inside it, and a restore binds
+// the sockets to the unit's address, which gcp has created there before.
+std::string netns_of(const json& req) {
+  std::string netns = req.value("netns", std::string());
+  if (!netns.empty() && netns[0] != '/') failed("bad request: netns '" + netns + "' is not an absolute path");
+  return netns;
 }
 
 std::string find_criu() {
@@ -260,7 +271,7 @@ json checkpoint(const json& req) {
   }
   if (req.value("leaveRunning", true)) argv.push_back("--leave-running");
   for (const auto& opt : req.value("options", std::vector<std::string>{})) argv.push_back(opt);
-  auto r = run(argv, timeout_of(req));
+  auto r = run(argv, timeout_of(req), {}, netns_of(req));
   auto log = dir / "dump.log";
   if (!r.ok()) {
     failed("criu dump of pid " + std::to_string(pid) + " failed: " + first_error(log, r) +
@@ -303,7 +314,7 @@ json restart(const json& req) {
   // The images come from gcp's image server listening in imagesDir.
   if (req.value("stream", false)) argv.push_back("--stream");
   for (const auto& opt : req.value("options", std::vector<std::string>{})) argv.push_back(opt);
-  auto r = run(argv, timeout_of(req), req.value("joinCgroups", std::vector<std::string>{}));
+  auto r = run(argv, timeout_of(req), req.value("joinCgroups", std::vector<std::string>{}), netns_of(req));
   auto log = work / "restore.log";
   if (!r.ok()) {
     std::string why = first_error(log, r);

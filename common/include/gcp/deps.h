@@ -22,6 +22,8 @@ namespace gcp::deps {
 struct UnitSpec {
   std::string name;
   grouping::Spec spec;
+  /// It has an address of its own that moves with it (gcp-isolate run --address).
+  bool own_address = false;
 };
 
 /// Where the other ends of a tie are.
@@ -66,6 +68,7 @@ struct GraphUnit {
   std::string name;
   grouping::Spec spec;
   grouping::Members members;
+  bool own_address = false;  ///< as in UnitSpec
 };
 
 /// The dependency graph of one or more units.
@@ -89,10 +92,13 @@ struct Graph {
 /// checkpoint (both ends are dumped in one round) and breaks in an uncoordinated one.
 struct Context {
   bool coordinated = true;
+  /// The units are killed once dumped (gcp-checkpoint --stop, a migration): they do
+  /// nothing after the checkpoint that a restart from it would undo.
+  bool stop = false;
   /// Addresses (IPv4 "10.0.0.5" or IPv6 "[fd00::5]") where other units of the job,
   /// on other nodes, are reached, and the unit at each: a TCP peer there is a tie
   /// within the job, not to the outside.
-  std::map<std::string, std::string> peers;
+  std::map<std::string, std::string> peers = {};
 };
 
 /// How a unit of a Job manifest is found: a PID namespace by its init, a tree by its

@@ -26,6 +26,17 @@ struct Callbacks {
   json extra = json::object();  ///< fields this gcp does not know
 };
 
+/// A unit's own network namespace (gcp-isolate run --address): its address moves with
+/// it. Serialised as "network": {"address", "parent", "gateway", "mac"}, left out when
+/// the unit shares the node's network.
+struct Network {
+  std::string address;  ///< IPv4 CIDR, "10.77.0.101/24"
+  std::string parent;   ///< the lower device of its macvlan on the node it runs on
+  std::string gateway;  ///< default route via this address; empty: none
+  std::string mac;      ///< the MAC of its eth0, kept across restarts
+  json extra = json::object();  ///< fields this gcp does not know
+};
+
 /// One job unit: the processes of a job on one node.
 struct Unit {
   std::string name;                  ///< unique within the job
@@ -39,6 +50,7 @@ struct Unit {
   std::string state = "running";     ///< "running", "stopped" or "exited" as last recorded
   std::optional<uint64_t> restored_from;  ///< checkpoint sequence it was last restarted from
   Callbacks callbacks;               ///< its callback endpoints
+  std::optional<Network> network;    ///< its own network namespace; nullopt: the node's
   json extra = json::object();       ///< fields this gcp does not know, kept as they were
 };
 

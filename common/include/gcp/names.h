@@ -8,6 +8,7 @@ inline constexpr const char* kEnvStore = "GCP_STORE";                ///< defaul
 inline constexpr const char* kEnvCriu = "GCP_CRIU";                  ///< criu binary to use
 inline constexpr const char* kEnvTranslibPath = "GCP_TRANSLIB_PATH"; ///< extra translib directories
 inline constexpr const char* kEnvInit = "GCP_INIT";                  ///< gcp-init binary to use
+inline constexpr const char* kEnvConfig = "GCP_CONFIG";              ///< node configuration file
 inline constexpr const char* kEnvJob = "GCP_JOB";                    ///< set in a unit: its job
 inline constexpr const char* kEnvUnit = "GCP_UNIT";                  ///< set in a unit: its name
 /// Set in a unit: where its application may listen for callbacks (gcp-callbacks(7)).

@@ -24,6 +24,10 @@ struct Spec {
   bool own_process_group = false;
   /// Run as this user and group (no supplementary groups) instead of ours; needs root.
   std::optional<std::pair<uid_t, gid_t>> run_as;
+  /// A network namespace file (e.g. a unit's /run/gcp/netns/<job>/<unit>) the child
+  /// enters with setns() before exec; needs root. Not `ip netns exec`, which also
+  /// remounts /sys.
+  std::optional<std::string> netns;
 };
 
 /// What an external program did.

@@ -19,13 +19,15 @@ struct LaunchSpec {
   std::string cgroup;                ///< relative cgroup path ("gcp/<job>/<unit>")
   std::string output;                ///< file that gets the unit's stdout and stderr (appended)
   std::string callback_socket;       ///< set as $GCP_CALLBACK_SOCKET in the unit; empty: not set
+  std::string netns;                 ///< network namespace file the unit joins; empty: the caller's
 };
 
 /// The gcp-init helper: $GCP_INIT, else <exe dir>/../libexec/gcp/gcp-init.
 std::string init_path();
 
 /// Starts a unit: gcp-init as PID 1 of a new PID and mount namespace (propagation
-/// slave), session leader, in the unit's cgroup, stdin from /dev/null and stdout and
+/// slave; in the network namespace `spec.netns` when given, without the namespace
+/// files of netns::kDir), session leader, in the unit's cgroup, stdin from /dev/null and stdout and
 /// stderr to `output`, no other descriptors; gcp-init then runs the command. Returns
 /// once the command has been exec'd, with the host PID of gcp-init. Throws Error (and
 /// leaves nothing running) when the namespace, the cgroup or the exec fails.
