@@ -353,6 +353,11 @@ make_node() {
     sh -euc '
     ip -batch "$2/node.ip"
     hostname "$1"
+    # What the host has mounted under /run/gcp (e.g. /run/gcp/netns) goes first: under the
+    # tmpfs it would be unreachable, and a unit would carry it into its checkpoint as an
+    # external mount that no restore can find.
+    awk '"'"'$5 == "/run/gcp" || index($5, "/run/gcp/") == 1 {print $5}'"'"' /proc/self/mountinfo | sort -r |
+      while read -r m; do umount -l "$m"; done
     mount -t tmpfs -o mode=0755,size=256m "gcp-$1" /run/gcp
     if [ -f /root/.bashrc ]; then mount --bind "$3" /root/.bashrc; fi
     umount -l "$4"

@@ -143,3 +143,40 @@ expect_counter_resumed() {
 no_criu_left() {
   ! pgrep -x criu >/dev/null || fail "a criu process was left running: $(pgrep -ax criu)"
 }
+
+# start_nodes N: test nodes gcpn1..gcpnN (scripts/nodes.sh) seeing $GCP_STORE, taken down
+# when the test exits; $GCP_CONFIG reaches them over ssh. Sets $nodes (the script) and
+# $ssh_config.
+start_nodes() {
+  nodes=$top/scripts/nodes.sh
+  [ ! -e /run/gcp-nodes/nodes ] || skip "test nodes are up already (scripts/nodes.sh down takes them down)"
+  on_exit "$nodes" down
+  "$nodes" up "$1" "$GCP_STORE" || skip "the test nodes did not come up (scripts/nodes.sh up; log /run/gcp-nodes/nodes.log)"
+  ssh_config=$("$nodes" ssh-config)
+  export GCP_CONFIG=$work/gcp.json
+  printf '{"launcher": {"kind": "ssh", "command": ["ssh", "-F", "%s", "{node}"]}}\n' "$ssh_config" >"$GCP_CONFIG"
+}
+
+# Numbered messages in a ring of units r1..r3 (tests/workloads/ring), state in $work/rI.state.
+# start_ring JOB PORT BASE [own]: rI on gcpnI listens on PORT+I and sends to the next unit at
+# 10.77.0.(BASE+next): the nodes' own addresses (BASE 10) or, with `own`, the units' own
+# (gcp-isolate run --address 10.77.0.(BASE+I)/24).
+start_ring() {
+  local job=$1 port=$2 base=$3 own=${4:-} i next
+  for i in 1 2 3; do
+    next=$((i % 3 + 1))
+    local extra=()
+    [ -z "$own" ] || extra=(--address "10.77.0.$((base + i))/24")
+    run_tool "$work/run$i.json" "$work/run$i.err" gcp-isolate run --job "$job" --unit "r$i" --node "gcpn$i" "${extra[@]}" \
+      -- "$workloads/ring" "$work/r$i.state" $((port + i)) "10.77.0.$((base + next))" $((port + next)) ||
+      fail "starting unit r$i on gcpn$i failed: $(cat "$work/run$i.err")"
+  done
+  jobs_started+=("$job")
+}
+ring_at_least() { for i in 1 2 3; do count_at_least "$work/r$i.state" "$1" || return 1; done; }
+ring_ok() { for i in 1 2 3; do expect_ok "$work/r$i.state"; done; }
+ring_lowest() {
+  local m=-1 c i
+  for i in 1 2 3; do c=$(state "$work/r$i.state" count); if [ $m -lt 0 ] || [ "$c" -lt $m ]; then m=$c; fi; done
+  echo $m
+}

@@ -18,30 +18,11 @@
 source "$(dirname "$0")/lib.sh"
 requires root criu freezer python3
 
-nodes=$top/scripts/nodes.sh
-[ ! -e /run/gcp-nodes/nodes ] || skip "test nodes are up already (scripts/nodes.sh down takes them down)"
-on_exit "$nodes" down
-"$nodes" up 3 "$GCP_STORE" || skip "the test nodes did not come up (scripts/nodes.sh up; log /run/gcp-nodes/nodes.log)"
-cfg=$("$nodes" ssh-config)
-export GCP_CONFIG=$work/gcp.json
-cat >"$GCP_CONFIG" <<JSON
-{"launcher": {"kind": "ssh", "command": ["ssh", "-F", "$cfg", "{node}"]}}
-JSON
-
-addr() { echo "10.77.0.$((10 + $1))"; }
-for i in 1 2 3; do
-  next=$((i % 3 + 1))
-  run_tool "$work/run$i.json" "$work/run$i.err" gcp-isolate run --job ring --unit "r$i" --node "gcpn$i" -- \
-    "$workloads/ring" "$work/r$i.state" $((7000 + i)) "$(addr $next)" $((7000 + next)) ||
-    fail "starting unit r$i on gcpn$i failed: $(cat "$work/run$i.err")"
-done
-jobs_started+=(ring)
+start_nodes 3
+start_ring ring 7000 10
 [ "$(json "$work/run3.json" '[u["node"] for u in d["units"]]')" = "['gcpn1', 'gcpn2', 'gcpn3']" ] ||
   fail "the Job manifest does not put r1..r3 on gcpn1..gcpn3: $(cat "$work/run3.json")"
 
-ring_at_least() { for i in 1 2 3; do count_at_least "$work/r$i.state" "$1" || return 1; done; }
-ring_ok() { for i in 1 2 3; do expect_ok "$work/r$i.state"; done; }
-lowest() { local m=-1 c i; for i in 1 2 3; do c=$(state "$work/r$i.state" count); if [ $m -lt 0 ] || [ "$c" -lt $m ]; then m=$c; fi; done; echo $m; }
 thawed_all() { for i in 1 2 3; do [ "$(freezer_state ring "r$i")" = THAWED ] || return 1; done; }
 frozen_any() { for i in 1 2 3; do [ "$(freezer_state ring "r$i")" = FROZEN ] && return 0; done; return 1; }
 wait_for "the ring to exchange 100 messages on every connection" 60 ring_at_least 100
@@ -60,7 +41,7 @@ done
   fail "per-unit timings missing"
 grep -q 'freeze barrier .* ms, dump .* ms' "$work/cp1.err" || fail "no phase summary on stderr: $(cat "$work/cp1.err")"
 thawed_all || fail "units left frozen after the checkpoint"
-c=$(lowest)
+c=$(ring_lowest)
 wait_for "the ring to run on after the checkpoint" 20 ring_at_least $((c + 50))
 ring_ok
 
@@ -73,14 +54,14 @@ exec "$real_criu" "\$@"
 SH
 chmod +x "$work/refusing-criu"
 cat >"$work/gcp-bad2.json" <<JSON
-{"launcher": {"kind": "ssh", "command": ["ssh", "-F", "$cfg", "{node}"]},
- "nodes": {"gcpn2": {"launcher": {"kind": "ssh", "command": ["ssh", "-F", "$cfg", "gcpn2", "GCP_CRIU=$work/refusing-criu"]}}}}
+{"launcher": {"kind": "ssh", "command": ["ssh", "-F", "$ssh_config", "{node}"]},
+ "nodes": {"gcpn2": {"launcher": {"kind": "ssh", "command": ["ssh", "-F", "$ssh_config", "gcpn2", "GCP_CRIU=$work/refusing-criu"]}}}}
 JSON
 GCP_CONFIG=$work/gcp-bad2.json expect_exit 1 gcp-checkpoint ring
 expect_stderr "node 'gcpn2' (unit 'r2')"
 expect_stderr "refusing to dump"
 wait_for "every unit to be thawed after the failed round" 10 thawed_all
-c=$(lowest)
+c=$(ring_lowest)
 wait_for "the ring to run on after the failed round" 20 ring_at_least $((c + 50))
 ring_ok
 [ "$(ls "$GCP_STORE/jobs/ring/checkpoints")" = 1 ] || fail "checkpoints after the failed round: $(ls "$GCP_STORE/jobs/ring/checkpoints")"
@@ -102,7 +83,7 @@ wait "$tool" 2>/dev/null || true
 killed_at=$SECONDS
 wait_for "every node to thaw its units after the job checkpointer was killed" 15 thawed_all
 say "units thawed $((SECONDS - killed_at)) s after the job checkpointer was killed"
-c=$(lowest)
+c=$(ring_lowest)
 wait_for "the ring to run on after the job checkpointer was killed" 20 ring_at_least $((c + 50))
 ring_ok
 for i in 1 2 3; do "$nodes" exec "gcpn$i" pkill -f "$work/slow-criu" 2>/dev/null || true; done
@@ -120,7 +101,7 @@ run_tool "$work/r.json" "$work/r.err" gcp-restart ring || fail "restart failed: 
   fail "restart did not put every unit back on its node: $(json "$work/r.json" '[(u["name"], u["node"], u["state"]) for u in d["units"]]')"
 restarted() { for i in 1 2 3; do [ "$(state "$work/r$i.state" count)" != "${killed[$i]}" ] || return 1; done; }
 wait_for "every restored unit to write its state" 30 restarted
-c=$(lowest)
+c=$(ring_lowest)
 wait_for "the restored ring to exchange 100 more messages on every connection" 30 ring_at_least $((c + 100))
 ring_ok
 for i in 1 2 3; do
@@ -133,7 +114,7 @@ done
 expect_exit 1 gcp-migrate ring --unit r1 --to gcpn3
 expect_stderr "keep running where they were"
 wait_for "r1 to be thawed on gcpn1 after the failed move" 10 thawed_all
-c=$(lowest)
+c=$(ring_lowest)
 wait_for "the ring to run on after the failed move" 20 ring_at_least $((c + 50))
 ring_ok
 [ "$(json "$GCP_STORE/jobs/ring/job.json" '[u["node"] for u in d["units"] if u["name"] == "r1"][0]')" = gcpn1 ] ||
