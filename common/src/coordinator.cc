@@ -232,6 +232,7 @@ std::optional<T> optional_field(const json& doc, const char* key) {
 struct Node {
   std::string name;
   std::vector<std::string> units;
+  uint64_t seq = 0;  // a restart: the checkpoint its units come from
   std::unique_ptr<launcher::Channel> channel;
   std::string error;  // what it reported or how it ended, when it failed
   bool corrupt = false;
@@ -245,7 +246,7 @@ std::string units_text(const std::vector<std::string>& units) {
 }
 
 // Starts one unit-level command per node.
-std::vector<Node> start_nodes(const manifest::Job& job, const std::map<std::string, std::vector<std::string>>& by_node,
+std::vector<Node> start_nodes(const manifest::Job& job, const std::vector<std::pair<std::string, std::vector<std::string>>>& by_node,
                               const std::string& tool) {
   json cfg = launcher::config();
   std::vector<Node> nodes;
@@ -255,12 +256,14 @@ std::vector<Node> start_nodes(const manifest::Job& job, const std::map<std::stri
     if (spdlog::default_logger()->level() <= spdlog::level::debug) argv.push_back("-v");
     auto command = launcher::command_for(l, node, argv, launcher::forwarded_env());
     spdlog::debug("node '{}' ({} launcher): {}", node, l.kind, fmt::join(command, " "));
-    Node n{node, units, nullptr, {}, false};
+    Node n{node, units, 0, nullptr, {}, false};
     n.channel = std::make_unique<launcher::Channel>(command, "node '" + node + "'");
     nodes.push_back(std::move(n));
   }
   return nodes;
 }
+
+std::string key(const Node& n);
 
 // Waits for `phase` from every node; returns false (with Node::error set on the ones
 // that failed) when one reports an error, ends, or misses the deadline.
@@ -297,11 +300,15 @@ bool collect(std::vector<Node>& nodes, const std::string& phase, Clock::time_poi
       n.error = "answered '" + got + "' instead of '" + phase + "'";
       ok = false;
     } else {
-      answers[n.name] = std::move(*m);
+      answers[key(n)] = std::move(*m);
     }
   }
   return ok;
 }
+
+// What answers are filed under: the node, and for a restart from several checkpoints
+// (uncoordinated) the checkpoint too.
+std::string key(const Node& n) { return n.seq ? n.name + "@" + std::to_string(n.seq) : n.name; }
 
 void send_all(std::vector<Node>& nodes, const json& message) {
   for (auto& n : nodes) n.channel->send(message);
@@ -428,7 +435,7 @@ manifest::Checkpoint checkpoint_across(store::Store& store, const std::string& j
                              : hint);
   };
   try {
-    nodes = start_nodes(job, by_node, "gcp-checkpoint");
+    nodes = start_nodes(job, {by_node.begin(), by_node.end()}, "gcp-checkpoint");
   } catch (const Error& e) {
     fail(e.what(), e.hint());
   }
@@ -476,7 +483,7 @@ manifest::Checkpoint checkpoint_across(store::Store& store, const std::string& j
   double downtime = 0;
   try {
     for (auto& n : nodes) {
-      const json& part = stored[n.name]["checkpoint"];
+      const json& part = stored[key(n)]["checkpoint"];
       downtime = std::max(downtime, part.value("timings", json::object()).value("downtimeMs", 0.0));
       for (auto& cu : units_from_wire(part, "node '" + n.name + "'")) {
         raw += cu.bytes.value("raw", uint64_t{0});
@@ -569,38 +576,59 @@ manifest::Job restart_across(store::Store& store, const std::string& job_name, c
   if (!locked) held.emplace(lock_job(store, job_name));
   manifest::Job job = load(store, job_name);
   auto all = restartable(store, job_name);
-  uint64_t seq = options.seq.value_or(latest_whole(store, job_name, all));
+  // Units checkpointed one by one (uncoordinated) come from their own checkpoints.
+  const bool mixed = !options.per_unit.empty();
+  uint64_t seq = mixed ? 0 : options.seq.value_or(latest_whole(store, job_name, all));
   const auto callbacks = callback_deadline_of(options.callback_timeout, job);
 
   for (;;) {
-    auto cp = store.load_checkpoint(job_name, seq);
-    const std::string what = "restarting checkpoint " + std::to_string(seq) + " of job '" + job_name + "'";
-    std::map<std::string, std::vector<std::string>> by_node;
-    for (const auto& cu : cp.units) {
-      if (!options.units.empty() && std::find(options.units.begin(), options.units.end(), cu.name) == options.units.end()) {
+    const std::string what = mixed ? "restarting job '" + job_name + "' from its units' own checkpoints"
+                                   : "restarting checkpoint " + std::to_string(seq) + " of job '" + job_name + "'";
+    // One node command per node and checkpoint.
+    std::map<std::pair<std::string, uint64_t>, std::vector<std::string>> plan;
+    std::map<uint64_t, manifest::Checkpoint> loaded;
+    auto checkpoint_of = [&](uint64_t s) -> const manifest::Checkpoint& {
+      auto it = loaded.find(s);
+      if (it == loaded.end()) it = loaded.emplace(s, store.load_checkpoint(job_name, s)).first;
+      return it->second;
+    };
+    std::vector<std::pair<std::string, uint64_t>> units;  // unit, checkpoint
+    if (mixed) {
+      units.assign(options.per_unit.begin(), options.per_unit.end());
+    } else {
+      for (const auto& cu : checkpoint_of(seq).units) units.emplace_back(cu.name, seq);
+    }
+    for (const auto& [unit, from] : units) {
+      if (!options.units.empty() && std::find(options.units.begin(), options.units.end(), unit) == options.units.end()) {
         continue;
       }
-      const manifest::Unit* u = job.find_unit(cu.name);
-      if (!u) throw Error(Exit::kFailed, what + ": the job has no unit '" + cu.name + "' any more");
-      auto p = options.place.find(cu.name);
-      by_node[p != options.place.end() ? p->second : u->node].push_back(cu.name);
+      const manifest::Unit* u = job.find_unit(unit);
+      if (!u) throw Error(Exit::kFailed, what + ": the job has no unit '" + unit + "' any more");
+      auto p = options.place.find(unit);
+      plan[{p != options.place.end() ? p->second : u->node, from}].push_back(unit);
     }
     for (const auto& [unit, node] : options.place) {
-      if (!cp.find_unit(unit)) throw Error(Exit::kUsage, what + ": --place names unit '" + unit + "', which it does not hold");
+      if (std::none_of(units.begin(), units.end(), [&](const auto& x) { return x.first == unit; })) {
+        throw Error(Exit::kUsage, what + ": --place names unit '" + unit + "', which it does not hold");
+      }
     }
+    std::vector<std::pair<std::string, std::vector<std::string>>> by_node;
+    for (const auto& [where, names] : plan) by_node.emplace_back(where.first, names);
     std::vector<Node> nodes = start_nodes(job, by_node, "gcp-restart");
-    log::phase("{}: {} unit(s) on {} node(s)", what, cp.units.size(), nodes.size());
+    {
+      size_t i = 0;
+      for (const auto& [where, names] : plan) nodes[i++].seq = where.second;
+    }
+    log::phase("{}: {} unit(s) on {} node(s)", what, units.size(), nodes.size());
     auto t_start = Clock::now();
-    json request = {{"op", "restart"},
-                    {"store", store.root().string()},
-                    {"job", job_name},
-                    {"seq", seq},
-                    {"materialize", options.materialize},
-                    {"callbackTimeoutMs", callbacks.count()}};
     for (auto& n : nodes) {
-      json r = request;
-      r["units"] = n.units;
-      n.channel->send(r);
+      n.channel->send({{"op", "restart"},
+                       {"store", store.root().string()},
+                       {"job", job_name},
+                       {"seq", n.seq},
+                       {"units", n.units},
+                       {"materialize", options.materialize},
+                       {"callbackTimeoutMs", callbacks.count()}});
     }
     std::map<std::string, json> restored;
     if (!collect(nodes, "restored", Clock::time_point::max(), restored)) {
@@ -609,8 +637,8 @@ manifest::Job restart_across(store::Store& store, const std::string& job_name, c
       abort_all(nodes, message, std::chrono::seconds(30));
       store.append_event(job_name, {{"event", corrupt ? "restart-refused" : "restart-failed"}, {"seq", seq}, {"error", message}});
       std::optional<uint64_t> earlier;
-      for (auto it = all.rbegin(); it != all.rend(); ++it) {
-        if (*it < seq && !store.load_checkpoint(job_name, *it).extra.value("partial", false)) {
+      for (auto it = all.rbegin(); it != all.rend() && !mixed; ++it) {
+        if (*it < seq && !checkpoint_of(*it).extra.value("partial", false)) {
           earlier = *it;
           break;
         }
@@ -632,9 +660,14 @@ manifest::Job restart_across(store::Store& store, const std::string& job_name, c
       spdlog::warn("{}: the units run, but {}", what, first_error(nodes));
     }
     for (auto& n : nodes) n.channel->finish(std::chrono::seconds(5));
-    json event = {{"event", "restart"}, {"seq", seq}, {"nodes", nodes.size()}, {"restoreMs", round_ms(ms_between(t_start, t_restored))}};
+    json event = {{"event", "restart"}, {"nodes", nodes.size()}, {"restoreMs", round_ms(ms_between(t_start, t_restored))}};
+    if (mixed) {
+      for (const auto& [unit, from] : units) event["seqs"][unit] = from;
+    } else {
+      event["seq"] = seq;
+    }
     for (auto& n : nodes) {
-      const json& r = restored[n.name];
+      const json& r = restored[key(n)];
       for (const auto& [unit, info] : r["units"].items()) {
         manifest::Unit* u = job.find_unit(unit);
         u->pid = info.value("pid", 0);
@@ -642,15 +675,15 @@ manifest::Job restart_across(store::Store& store, const std::string& job_name, c
         if (info.contains("nodeAddresses")) u->extra["nodeAddresses"] = info["nodeAddresses"];
         u->node = r.value("node", n.name);
         u->state = "running";
-        u->restored_from = seq;
+        u->restored_from = n.seq;
       }
-      if (done.count(n.name) && done[n.name]["event"].contains("callbacks")) {
-        for (const auto& [unit, cb] : done[n.name]["event"]["callbacks"].items()) event["callbacks"][unit] = cb;
+      if (done.count(key(n)) && done[key(n)]["event"].contains("callbacks")) {
+        for (const auto& [unit, cb] : done[key(n)]["event"]["callbacks"].items()) event["callbacks"][unit] = cb;
       }
     }
     store.save_job(job);
     store.append_event(job_name, event);
-    spdlog::info("{}: {} unit(s) run on {} node(s) after {} ms", what, restored.size() ? cp.units.size() : 0, nodes.size(),
+    spdlog::info("{}: {} unit(s) run on {} node(s) after {} ms", what, units.size(), nodes.size(),
                  round_ms(ms_between(t_start, t_restored)));
     return job;
   }

@@ -21,6 +21,10 @@ inline double ms_between(Clock::time_point a, Clock::time_point b) {
 /// Milliseconds to one decimal, as manifests record them.
 inline double round_ms(double ms) { return static_cast<double>(static_cast<long long>(ms * 10 + 0.5)) / 10; }
 
+/// True when the job's policy.mode is "uncoordinated"; throws Error(kUsage) for a mode
+/// that is neither.
+bool uncoordinated(const manifest::Job& job);
+
 /// Takes the job's lock or throws Error(kBusy).
 fs::FileLock lock_job(store::Store& store, const std::string& job);
 

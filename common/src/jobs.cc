@@ -200,6 +200,15 @@ netns::Config network_on_this_node(const manifest::Network& n) {
 
 }  // namespace
 
+bool uncoordinated(const manifest::Job& job) {
+  if (!job.extra.contains("policy") || !job.extra["policy"].contains("mode")) return false;
+  const auto& mode = job.extra["policy"]["mode"];
+  if (mode == "uncoordinated") return true;
+  if (mode == "coordinated") return false;
+  throw Error(Exit::kUsage, "job '" + job.name + "': policy.mode is " + mode.dump() + ", not \"coordinated\" or \"uncoordinated\"",
+              "fix the Job manifest (gcp-isolate run --uncoordinated sets it)");
+}
+
 fs::FileLock lock_job(store::Store& store, const std::string& job) {
   load(store, job);  // a job that does not exist or is not ours gets no lock file
   auto held = store.try_lock_job(job);
@@ -365,11 +374,31 @@ std::string adopt(store::Store& store, cgroup::Cgroups& cgroups, std::string job
 }
 
 manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
-                                const std::string& job_name, const CheckpointOptions& options) {
-  const bool in_round = options.round != nullptr;
+                                const std::string& job_name, const CheckpointOptions& given) {
+  const bool in_round = given.round != nullptr;
   std::string node = proc::node_name();
-  if (!in_round && spans_nodes(load(store, job_name), options.units)) {
-    return checkpoint_across(store, job_name, options);
+  CheckpointOptions options = given;
+  bool partial = false;
+  if (!in_round) {
+    manifest::Job job = load(store, job_name);
+    if (uncoordinated(job)) options.uncoordinated = true;
+    if (options.uncoordinated) {
+      // Each node checkpoints its own units, on its own (e.g. from cron): the units of
+      // the job that run here, in one checkpoint of their own.
+      std::vector<std::string> here;
+      for (const auto& u : job.units) {
+        bool chosen = options.units.empty() || std::find(options.units.begin(), options.units.end(), u.name) != options.units.end();
+        if (chosen && u.node == node) here.push_back(u.name);
+      }
+      if (here.empty()) {
+        throw Error(Exit::kUsage, "no unit of job '" + job_name + "' runs on this node ('" + node + "')",
+                    "an uncoordinated checkpoint is taken on each unit's own node (e.g. by cron there)");
+      }
+      partial = here.size() < job.units.size();
+      options.units = here;
+    } else if (spans_nodes(job, options.units)) {
+      return checkpoint_across(store, job_name, options);
+    }
   }
   // One node's part of a round runs under the job checkpointer's lock.
   std::optional<fs::FileLock> held;
@@ -425,6 +454,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   cp.seq = staging.seq;
   cp.created = manifest::now_rfc3339();
   cp.mode = options.uncoordinated ? "uncoordinated" : "coordinated";
+  if (partial) cp.extra["partial"] = true;
   cp.kernel = proc::kernel_release();
   std::vector<json> results(units.size());
   std::vector<double> freeze_ms(units.size()), dump_ms(units.size());
@@ -791,10 +821,43 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
 }
 
 manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::string& job_name,
-                      const RestartOptions& options) {
-  const bool in_round = options.round != nullptr;
-  if (!in_round && restart_spans_nodes(load(store, job_name), options.place)) {
-    return restart_across(store, job_name, options);
+                      const RestartOptions& given) {
+  const bool in_round = given.round != nullptr;
+  RestartOptions options = given;
+  if (!in_round) {
+    manifest::Job job = load(store, job_name);
+    // Units checkpointed on their own (uncoordinated) restart from their own latest
+    // checkpoints, which may differ.
+    if (!options.seq) {
+      auto all = store.checkpoints(job_name);
+      bool latest_uncoordinated = !all.empty() && store.load_checkpoint(job_name, all.back()).mode == "uncoordinated";
+      if (!all.empty() && (uncoordinated(job) || latest_uncoordinated)) {
+        std::map<std::string, uint64_t> from;
+        for (auto it = all.rbegin(); it != all.rend() && from.size() < job.units.size(); ++it) {
+          auto c = store.load_checkpoint(job_name, *it);
+          for (const auto& cu : c.units) {
+            if (!job.find_unit(cu.name) || from.count(cu.name)) continue;
+            from[cu.name] = *it;
+            for (const auto& tie : cu.extra.value("jobTies", std::vector<std::string>{})) {
+              spdlog::warn("unit '{}' restarts from checkpoint {}, taken on its own while it talked to another unit: {}",
+                           cu.name, *it, tie);
+            }
+          }
+        }
+        std::set<uint64_t> seqs;
+        for (const auto& [unit, s] : from) seqs.insert(s);
+        if (seqs.size() == 1) {
+          options.seq = *seqs.begin();
+        } else if (seqs.size() > 1) {
+          std::string list;
+          for (const auto& [unit, s] : from) list += (list.empty() ? "" : ", ") + unit + " from " + std::to_string(s);
+          spdlog::warn("job '{}' is uncoordinated: its units restart from their own latest checkpoints ({})", job_name, list);
+          options.per_unit = from;
+          return restart_across(store, job_name, options);
+        }
+      }
+    }
+    if (restart_spans_nodes(job, options.place)) return restart_across(store, job_name, options);
   }
   std::optional<fs::FileLock> held;
   if (!in_round) held.emplace(lock_job(store, job_name));

@@ -66,7 +66,7 @@ Launcher parse(const json& doc, const std::string& where) {
   }
   if (doc.contains("slurmJob")) {
     const auto& j = doc["slurmJob"];
-    if (j.is_number_unsigned()) l.slurm_job = std::to_string(j.get<uint64_t>());
+    if (j.is_number_integer() && j.get<long long>() > 0) l.slurm_job = std::to_string(j.get<long long>());
     else if (j.is_string()) l.slurm_job = j.get<std::string>();
     else throw Error(Exit::kUsage, where + ".slurmJob: not a job id");
   }

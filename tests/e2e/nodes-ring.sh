@@ -14,7 +14,9 @@
 #  - everything is killed and the job restarted: each unit on its node, the ring resumes
 #    with no message lost or repeated;
 #  - a unit cannot move to a node whose store is not mounted: it keeps running on node 1;
-#  - a unit with no connections moves to another node (gcp-migrate) and runs on there.
+#  - a unit with no connections moves to another node (gcp-migrate) and runs on there;
+#  - uncoordinated: two units checkpointed each on its own node at different times restart
+#    each from its own latest checkpoint, with a warning.
 source "$(dirname "$0")/lib.sh"
 requires root criu freezer python3
 
@@ -136,4 +138,39 @@ wait_for "the moved counter to count on" 20 count_at_least "$st" $((c + 5))
 expect_ok "$st"
 [ "$(state "$st" started)" = "$started" ] || fail "the moved counter started over"
 [ "$(cgroup_procs mover m)" -eq 0 ] || fail "the source of the moved unit still has processes"
+"$bin/gcp-isolate" kill mover >/dev/null
+
+# Uncoordinated: two units on two nodes, each checkpointed on its own node (as cron would),
+# at different times; the job restarts each unit from its own latest checkpoint.
+for i in 1 2; do
+  run_tool "$work/u$i.json" "$work/u$i.err" gcp-isolate run --job unco --unit "u$i" --node "gcpn$i" --uncoordinated -- \
+    "$workloads/counter" "$work/u$i.state" 16 || fail "starting u$i failed: $(cat "$work/u$i.err")"
+done
+jobs_started+=(unco)
+[ "$(json "$work/u2.json" 'd["policy"]["mode"]')" = uncoordinated ] || fail "policy.mode is not uncoordinated"
+wait_for "u1 to count" 30 count_at_least "$work/u1.state" 5
+wait_for "u2 to count" 30 count_at_least "$work/u2.state" 5
+on_node() { local n=$1; shift; ssh -F "$ssh_config" "$n" env GCP_STORE="$GCP_STORE" "$@"; }
+on_node gcpn1 "$bin/gcp-checkpoint" unco >"$work/uc1.json" 2>"$work/uc1.err" || fail "checkpoint on gcpn1 failed: $(cat "$work/uc1.err")"
+[ "$(json "$work/uc1.json" '(d["mode"], [u["name"] for u in d["units"]])')" = "('uncoordinated', ['u1'])" ] ||
+  fail "gcpn1's checkpoint is not u1 alone, uncoordinated: $(json "$work/uc1.json" '(d["mode"], [u["name"] for u in d["units"]])')"
+sleep 1
+on_node gcpn2 "$bin/gcp-checkpoint" unco >"$work/uc2.json" 2>"$work/uc2.err" || fail "checkpoint on gcpn2 failed: $(cat "$work/uc2.err")"
+u2_at=$(state "$work/u2.state" count)
+sleep 1
+on_node gcpn1 "$bin/gcp-checkpoint" unco >"$work/uc3.json" 2>"$work/uc3.err" || fail "second checkpoint on gcpn1 failed: $(cat "$work/uc3.err")"
+u1_at=$(state "$work/u1.state" count)
+seq2=$(json "$work/uc2.json" 'd["seq"]') seq3=$(json "$work/uc3.json" 'd["seq"]')
+"$bin/gcp-isolate" kill unco >/dev/null || fail "killing the uncoordinated job failed"
+u1_killed=$(state "$work/u1.state" count) u2_killed=$(state "$work/u2.state" count)
+run_tool "$work/ur.json" "$work/ur.err" gcp-restart unco || fail "restart of the uncoordinated job failed: $(cat "$work/ur.err")"
+[ "$(json "$work/ur.json" '[(u["name"], u["node"], u["restoredFrom"]) for u in d["units"]]')" = "[('u1', 'gcpn1', $seq3), ('u2', 'gcpn2', $seq2)]" ] ||
+  fail "units did not restart from their own latest checkpoints ($seq3, $seq2): $(json "$work/ur.json" '[(u["name"], u["node"], u.get("restoredFrom")) for u in d["units"]]')"
+grep -q "restart from their own latest checkpoints" "$work/ur.err" || fail "no warning that the units restart from different checkpoints: $(cat "$work/ur.err")"
+wait_for "u1 to count on from its checkpoint" 30 bash -c "[ \"\$(sed -n 's/^count=//p' '$work/u1.state')\" != '$u1_killed' ]"
+wait_for "u2 to count on from its checkpoint" 30 bash -c "[ \"\$(sed -n 's/^count=//p' '$work/u2.state')\" != '$u2_killed' ]"
+[ "$(state "$work/u1.state" count)" -ge "$u1_at" ] && [ "$(state "$work/u2.state" count)" -ge "$u2_at" ] ||
+  fail "a unit resumed below the count it had at its checkpoint"
+expect_ok "$work/u1.state"
+expect_ok "$work/u2.state"
 say "ok: 3-node ring checkpointed, failed and killed rounds left it running, restarted with no loss; units moved (or not) as they should"

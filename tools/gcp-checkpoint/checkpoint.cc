@@ -25,6 +25,7 @@ void run(const Options& opt) {
   options.max_frozen = std::chrono::seconds(opt.max_frozen_s);
   options.keep = opt.keep;
   options.force = opt.force;
+  options.uncoordinated = opt.uncoordinated;
   std::string job = opt.job;
   if (auto spec = opt.grouping.spec()) {
     job = jobs::adopt(*store, *cgroups, job, opt.unit, *spec);

@@ -20,6 +20,7 @@ struct Options {
   std::optional<uint64_t> keep;   ///< overrides the job's policy.keep
   std::optional<long> level;      ///< zstd level of new chunks
   bool force = false;             ///< checkpoint even when the unit's ties say it breaks
+  bool uncoordinated = false;     ///< this node's units on their own
   grouping::CliOptions grouping;  ///< an ad-hoc unit, registered as job `job`
   std::string unit = "main";      ///< the name of the ad-hoc unit
 };

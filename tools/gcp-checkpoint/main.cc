@@ -28,6 +28,9 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--level", opt.level, "zstd level of new chunks, 1 to 19 or -7 to -1 (default: $GCP_ZSTD_LEVEL, else 3)");
   app.add_flag("--force", opt.force, "Checkpoint even a unit whose ties (gcp-deps) say it would restart broken");
+  app.add_flag("--uncoordinated", opt.uncoordinated,
+               "Checkpoint the job's units on this node on their own, not in a round with the other nodes "
+               "(default: the job's policy.mode)");
   opt.grouping.add(app);
   app.add_option(gcp::names::kOptUnit, opt.unit, "The name of the ad-hoc unit")->default_val("main");
   bool agent = false;

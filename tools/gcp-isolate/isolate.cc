@@ -37,6 +37,7 @@ void run_on(const Options& opt, store::Store& store) {
   if (opt.callback_timeout_ms) argv.insert(argv.end(), {"--callback-timeout", std::to_string(*opt.callback_timeout_ms)});
   if (!opt.hooks.empty()) argv.insert(argv.end(), {"--hooks", std::filesystem::absolute(opt.hooks).string()});
   if (!opt.launcher.empty()) argv.insert(argv.end(), {"--launcher", opt.launcher});
+  if (opt.uncoordinated) argv.push_back("--uncoordinated");
   if (!opt.address.empty()) argv.insert(argv.end(), {"--address", opt.address});
   if (!opt.via.empty()) argv.insert(argv.end(), {"--via", opt.via});
   if (!opt.gateway.empty()) argv.insert(argv.end(), {"--gateway", opt.gateway});
@@ -101,6 +102,7 @@ void run(const Options& opt) {
   if (opt.keep) job.keep = opt.keep;
   if (opt.callback_timeout_ms) job.callback_timeout_ms = opt.callback_timeout_ms;
   if (!opt.launcher.empty()) job.extra["launcher"] = {{"kind", opt.launcher}};
+  if (opt.uncoordinated) job.extra["policy"]["mode"] = "uncoordinated";
   manifest::Unit* unit = job.find_unit(opt.unit);
   if (unit) {
     std::string state = unit::live_state(*cgroups, *unit);

@@ -32,6 +32,8 @@ int main(int argc, char** argv) {
                   "else the device of the default route)")
       ->needs("--address");
   run->add_option("--gateway", opt.gateway, "Default route of the unit's network namespace")->needs("--address");
+  run->add_flag("--uncoordinated", opt.uncoordinated,
+                "The job's units are checkpointed each on its own node, not in coordinated rounds (policy.mode)");
   run->add_option("command", opt.command, "Command and arguments, after --")->required();
   run->prefix_command(false);
   auto* list = app.add_subcommand("list", "List the jobs in the store with their state");

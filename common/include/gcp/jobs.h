@@ -96,6 +96,9 @@ struct RestartOptions {
   /// Where units go, by name: another node than the one they ran on (--place U=N).
   std::map<std::string, std::string> place;
 
+  /// Each unit from a checkpoint of its own (an uncoordinated job): set by restart().
+  std::map<std::string, uint64_t> per_unit;
+
   // Set only for one node's part of a job's restart (gcp-restart --agent):
   RestartRound* round = nullptr;   ///< the rest of the restart; the job lock is its coordinator's
   std::vector<std::string> units;  ///< this node's units
