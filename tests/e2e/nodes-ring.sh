@@ -173,4 +173,4 @@ wait_for "u2 to count on from its checkpoint" 30 bash -c "[ \"\$(sed -n 's/^coun
   fail "a unit resumed below the count it had at its checkpoint"
 expect_ok "$work/u1.state"
 expect_ok "$work/u2.state"
-say "ok: 3-node ring checkpointed, failed and killed rounds left it running, restarted with no loss; units moved (or not) as they should"
+say "ok: 3-node ring checkpointed, failed and killed rounds left it running, restarted with no loss; units moved (or not) as they should; uncoordinated units restarted from their own checkpoints"

@@ -101,7 +101,12 @@ void run(const Options& opt) {
   }
   if (opt.keep) job.keep = opt.keep;
   if (opt.callback_timeout_ms) job.callback_timeout_ms = opt.callback_timeout_ms;
-  if (!opt.launcher.empty()) job.extra["launcher"] = {{"kind", opt.launcher}};
+  if (!opt.launcher.empty()) {
+    job.extra["launcher"] = {{"kind", opt.launcher}};
+    // Started in a Slurm allocation (a batch script): its other nodes are reached in it.
+    const char* slurm_job = std::getenv("SLURM_JOB_ID");
+    if (opt.launcher == "srun" && slurm_job && *slurm_job) job.extra["launcher"]["slurmJob"] = slurm_job;
+  }
   if (opt.uncoordinated) job.extra["policy"]["mode"] = "uncoordinated";
   manifest::Unit* unit = job.find_unit(opt.unit);
   if (unit) {
