@@ -50,7 +50,7 @@ help:
 	@echo "make unit       build and run the unit tests only (no root needed)"
 	@echo "make e2e        run the end-to-end tests only (root, real CRIU)"
 	@echo "make demo       install what is missing, build, checkpoint and restart a sample job"
-	@echo "make bench      hash speeds; gcp-deps on 1,000 processes; gcp's store vs plain criu (256 MiB, 1 GiB); reports in $(BUILD)/bench/"
+	@echo "make bench      hash speeds; gcp-deps on 1,000 processes; gcp's store vs plain criu (256 MiB, 1 GiB); coordinated rounds on 3 test nodes; reports in $(BUILD)/bench/"
 	@echo "make install    install under PREFIX=$(PREFIX) (DESTDIR honoured)"
 	@echo "SANITIZE=address,undefined  build with sanitizers"
 
@@ -152,6 +152,7 @@ bench:
 	@BUILD=$(BUILD) tests/bench/callbacks-checkpoint.sh
 	@BUILD=$(BUILD) tests/bench/deps-bench.sh
 	@BUILD=$(BUILD) tests/bench/store-bench.sh
+	@BUILD=$(BUILD) tests/bench/nodes-bench.sh
 
 MANPAGES := $(wildcard man/*.[1-8])
 man:

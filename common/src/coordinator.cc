@@ -117,12 +117,22 @@ class Wire {
     std::thread([this] {
       std::string line;
       while (std::getline(std::cin, line)) {
+        // Told to abort, this node winds its part down in order (thaw, abort callbacks,
+        // staging), even though its input ends right after.
+        json doc = json::parse(line, nullptr, false);
+        if (doc.is_object() && doc.value("op", "") == "abort") abandon_on_eof_ = false;
         std::lock_guard lock(m_);
         lines_.push_back(std::move(line));
         cv_.notify_all();
       }
       if (abandon_on_eof_) {
         spdlog::debug("the job checkpointer went away: ending this node's part of the round");
+        std::function<void()> cleanup;
+        {
+          std::lock_guard lock(m_);
+          cleanup = cleanup_;
+        }
+        if (cleanup) cleanup();
         ::_exit(static_cast<int>(Exit::kFailed));
       }
       std::lock_guard lock(m_);
@@ -133,6 +143,11 @@ class Wire {
 
   /// From now on (true) or no longer (false), the end of input ends this process.
   void abandon_on_eof(bool on) { abandon_on_eof_ = on; }
+  /// Runs before this process ends for the end of input (the watchdog thaws the units).
+  void on_abandon(std::function<void()> cleanup) {
+    std::lock_guard lock(m_);
+    cleanup_ = std::move(cleanup);
+  }
 
   std::optional<json> next() {
     std::unique_lock lock(m_);
@@ -179,6 +194,7 @@ class Wire {
   std::deque<std::string> lines_;
   bool eof_ = false;
   std::atomic<bool> abandon_on_eof_{false};
+  std::function<void()> cleanup_;
 };
 
 class CheckpointPart : public NodeRound {
@@ -198,6 +214,7 @@ class CheckpointPart : public NodeRound {
     wire_.await({"commit"});
     wire_.abandon_on_eof(false);  // committed: units kept frozen are thawed on the end of input
   }
+  void on_abandon(std::function<void()> cleanup) override { wire_.on_abandon(std::move(cleanup)); }
   bool release() override {
     wire_.send({{"phase", "held"}});
     return wire_.await({"stop", "thaw"})["op"] == "stop";
@@ -515,26 +532,33 @@ manifest::Checkpoint checkpoint_across(store::Store& store, const std::string& j
   cp.timings["commitMs"] = round_ms(ms_between(t_stored, t_committed));
   send_all(nodes, {{"op", "commit"}});
   bool stopped = false;
+  std::map<std::string, json> done;
+  bool ended = false;  // every node has answered done
+  auto end_nodes = [&](const char* op) {
+    if (ended) return;
+    ended = true;
+    if (op) send_all(nodes, {{"op", op}});
+    if (!collect(nodes, "done", Clock::now() + callbacks + std::chrono::seconds(60), done)) {
+      spdlog::warn("{} is committed, but {}", what, first_error(nodes));
+    }
+  };
   if (hold) {
     std::map<std::string, json> held_answers;
     bool all_held = collect(nodes, "held", Clock::now() + std::chrono::seconds(60), held_answers);
+    if (!all_held) spdlog::warn("{} is committed, but {}", what, first_error(nodes));
     bool stop = options.stop;
     if (after_commit) {
       try {
-        stop = after_commit(cp);
+        stop = after_commit(cp, [&] { end_nodes("stop"); });
       } catch (const std::exception& e) {
         spdlog::error("{}", e.what());
         stop = false;
       }
     }
-    send_all(nodes, {{"op", stop ? "stop" : "thaw"}});
+    end_nodes(stop ? "stop" : "thaw");
     stopped = stop && !after_commit;  // a migration's restart recorded where they run now
-    if (!all_held) spdlog::warn("{} is committed, but {}", what, first_error(nodes));
   }
-  std::map<std::string, json> done;
-  if (!collect(nodes, "done", Clock::now() + callbacks + std::chrono::seconds(60), done)) {
-    spdlog::warn("{} is committed, but {}", what, first_error(nodes));
-  }
+  end_nodes(nullptr);
   for (auto& n : nodes) n.channel->finish(std::chrono::seconds(5));
   cp.timings["totalMs"] = round_ms(ms_between(t_start, Clock::now()));
 
@@ -571,7 +595,7 @@ manifest::Checkpoint checkpoint_across(store::Store& store, const std::string& j
 }
 
 manifest::Job restart_across(store::Store& store, const std::string& job_name, const RestartOptions& options,
-                             bool locked) {
+                             bool locked, const std::function<void()>& before_commit) {
   std::optional<fs::FileLock> held;
   if (!locked) held.emplace(lock_job(store, job_name));
   manifest::Job job = load(store, job_name);
@@ -654,6 +678,7 @@ manifest::Job restart_across(store::Store& store, const std::string& job_name, c
                                      : "no unit of the job was left running; the checkpoint is unchanged");
     }
     auto t_restored = Clock::now();
+    if (before_commit) before_commit();
     send_all(nodes, {{"op", "commit"}});
     std::map<std::string, json> done;
     if (!collect(nodes, "done", Clock::now() + callbacks + std::chrono::seconds(60), done)) {
@@ -718,14 +743,17 @@ manifest::Job migrate(store::Store& store, const std::string& job_name, const Mi
   double restart_ms = 0, until_running_ms = 0;
   auto cp = checkpoint_across(
       store, job_name, co,
-      [&](const manifest::Checkpoint& c) {
+      [&](const manifest::Checkpoint& c, const std::function<void()>& stop_sources) {
         RestartOptions ro = options.restart;
         ro.seq = c.seq;
         ro.units = moving;
         for (const auto& u : moving) ro.place[u] = options.to;
         auto t = Clock::now();
         try {
-          moved = restart_across(store, job_name, ro, true);
+          // The sources are stopped once the copies are restored and before they are let
+          // go: if gcp-migrate dies in between, the job is not running twice (the copies
+          // are stopped too, and the committed checkpoint restarts it).
+          moved = restart_across(store, job_name, ro, true, stop_sources);
         } catch (const Error& e) {
           failure = e;
         }

@@ -44,8 +44,8 @@ bool spans_nodes(const manifest::Job& job, const std::vector<std::string>& only)
 bool restart_spans_nodes(const manifest::Job& job, const std::map<std::string, std::string>& place);
 
 /// What to do with units kept frozen once their checkpoint is committed: true stops
-/// them, false thaws them.
-using AfterCommit = std::function<bool(const manifest::Checkpoint&)>;
+/// them, false thaws them. It may stop them itself earlier by calling its second argument.
+using AfterCommit = std::function<bool(const manifest::Checkpoint&, const std::function<void()>& stop)>;
 
 /// A coordinated checkpoint whose units run on several nodes: one unit-level command per
 /// node (gcp-checkpoint --agent through the node's launcher), driven phase by phase.
@@ -55,7 +55,8 @@ manifest::Checkpoint checkpoint_across(store::Store& store, const std::string& j
                                        const AfterCommit& after_commit = {}, bool locked = false);
 
 /// A restart of units on several nodes (gcp-restart --agent per node), all or nothing.
+/// `before_commit` runs once every unit is restored, before they are let go.
 manifest::Job restart_across(store::Store& store, const std::string& job, const RestartOptions& options,
-                             bool locked = false);
+                             bool locked = false, const std::function<void()>& before_commit = {});
 
 }  // namespace gcp::jobs

@@ -603,6 +603,18 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
       }
     }
     t_frozen = Clock::now();
+    if (in_round && !locked.empty()) {
+      std::vector<std::string> names;
+      for (const auto* u : locked) names.push_back(u->name);
+      options.round->on_abandon([job_name, names] {
+        for (const auto& n : names) {
+          try {
+            netns::unlock(job_name, n);
+          } catch (const std::exception&) {
+          }
+        }
+      });
+    }
     // The barrier: no unit of the job is dumped before every unit is frozen.
     if (in_round) {
       json report = json::object();

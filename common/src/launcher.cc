@@ -169,9 +169,10 @@ std::vector<std::string> forwarded_env() {
   for (char** e = environ; *e; ++e) {
     std::string entry = *e;
     if (entry.rfind("GCP_", 0) != 0) continue;
-    // A unit's own settings and the configuration path stay where they are.
+    // A unit's own settings and the configuration path stay where they are: a node has
+    // its own configuration.
     if (entry.rfind("GCP_JOB=", 0) == 0 || entry.rfind("GCP_UNIT=", 0) == 0 ||
-        entry.rfind("GCP_CALLBACK_SOCKET=", 0) == 0) {
+        entry.rfind("GCP_CALLBACK_SOCKET=", 0) == 0 || entry.rfind("GCP_CONFIG=", 0) == 0) {
       continue;
     }
     out.push_back(entry);

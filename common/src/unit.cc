@@ -73,10 +73,12 @@ std::string read_all(int fd) {
   pid_t init_pid = ::fork();
   if (init_pid < 0) child_fail(report_fd, "forking the unit's init");
   if (init_pid == 0) {
-    // PID 1 of the new namespace. Mounts made inside stay inside; the host's still
-    // reach in (slave), which is what CRIU's external mount map expects.
+    // PID 1 of the new namespace. Its mounts are private: a copy of a shared mount
+    // (a store mount shared so that later FUSE mounts reach other namespaces) would be
+    // a slave whose master CRIU cannot reach, and CRIU refuses to dump it ("unreachable
+    // sharing"). Mounts the host makes later do not reach the unit.
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
-      child_fail(report_fd, "making the unit's mounts slaves");
+      child_fail(report_fd, "making the unit's mounts private");
     // The units' network namespace files stay out of the unit: CRIU would find their
     // binds in its mount namespace and want them back on restore, when those of other
     // units may be long gone. (Stacked binds, so every one.)

@@ -40,6 +40,9 @@ class NodeRound {
   /// Units kept frozen after the commit: true to stop them, false to thaw them (a
   /// migration whose restart failed). Its end of input means thaw.
   virtual bool release() = 0;
+  /// What to undo if this process must end at once before the commit (its job
+  /// checkpointer is gone): the thaw watchdog thaws the units, this unlocks their network.
+  virtual void on_abandon(std::function<void()> cleanup) = 0;
 };
 
 /// How to checkpoint a job.

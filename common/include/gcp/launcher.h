@@ -70,9 +70,9 @@ std::vector<std::string> forwarded_env();
 
 /// A command running through a launcher, with JSON lines going to its stdin and
 /// coming from its stdout; its stderr goes to ours (its lines name their node). It
-/// runs in a process group of its own, so a Ctrl-C at the terminal reaches only the
-/// job checkpointer, which then winds the round down in order. Closing its input
-/// (or this process dying) tells a unit-level command to abort.
+/// runs in a process group of its own: a Ctrl-C at the terminal reaches only the job
+/// checkpointer. Closing its input (or this process dying) tells a unit-level command
+/// to abort: before the commit it ends at once and its node's watchdog thaws its units.
 class Channel {
  public:
   /// Starts `argv`; `label` (e.g. "node n1") names it in messages. Throws Error when

@@ -26,7 +26,7 @@ struct LaunchSpec {
 std::string init_path();
 
 /// Starts a unit: gcp-init as PID 1 of a new PID and mount namespace (propagation
-/// slave; in the network namespace `spec.netns` when given, without the namespace
+/// private; in the network namespace `spec.netns` when given, without the namespace
 /// files of netns::kDir), session leader, in the unit's cgroup, stdin from /dev/null and stdout and
 /// stderr to `output`, no other descriptors; gcp-init then runs the command. Returns
 /// once the command has been exec'd, with the host PID of gcp-init. Throws Error (and
