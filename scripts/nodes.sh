@@ -40,48 +40,10 @@ bashrc=$state/bashrc
 pkgs=(openssh-server openssh-client iproute2 util-linux)
 fw_tag=gcp-nodes # comment on the iptables rules this script adds
 
-# Runs a command with its output appended to the log.
-run() { printf '+ [%(%T)T.%s] %s\n' -1 "${EPOCHREALTIME:(-6):3}" "$*" >>"$log"; "$@" >>"$log" 2>&1 9>&-; }
-
-missing_pkgs() {
-  local p installed
-  installed=" $(dpkg-query -W -f='${Package}=${Status}\n' "$@" 2>/dev/null | sed -n 's/=install ok installed$//p' | tr '\n' ' ') " || true
-  for p in "$@"; do [[ $installed == *" $p "* ]] || printf '%s ' "$p"; done
-}
-
-apt_install() {
-  local rc=0 policy=/usr/sbin/policy-rc.d ours=
-  export DEBIAN_FRONTEND=noninteractive
-  # Installing openssh-server would start (and enable) the host's own sshd on port 22 of every
-  # address. The nodes run their own sshd; a policy-rc.d that says "no" keeps the host's off.
-  if [ ! -e $policy ]; then printf '#!/bin/sh\nexit 101\n' >$policy && chmod 755 $policy && ours=1; fi
-  run apt-get install -y -qq --no-install-recommends "$@" || rc=$?
-  if [ -n "$ours" ]; then rm -f $policy; fi
-  return $rc
-}
-
-install_pkgs() {
-  local need
-  need=$(missing_pkgs "${pkgs[@]}")
-  [ -z "$need" ] && return 0
-  say "installing ${need% } (about 20 s)"
-  # shellcheck disable=SC2086
-  apt_install $need && return 0
-  # Update the package lists only when they are missing or stale, then try once more.
-  grep -qE 'Unable to locate package|has no installation candidate|is not available|Failed to fetch' "$log" ||
-    die "apt-get install ${need% } failed"
-  run apt-get update -qq || die "apt-get update failed"
-  # shellcheck disable=SC2086
-  apt_install $need || die "apt-get install ${need% } failed"
-}
-
-# A live process (not a zombie) whose name is $2.
-alive() {
-  local pid=$1 name=$2 stat
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  read -r stat 2>/dev/null <"/proc/$pid/stat" || return 1
-  [[ $stat == "$pid ($name) "* && $stat != "$pid ($name) Z"* ]]
-}
+# Installing openssh-server would start (and enable) the host's own sshd on port 22 of every
+# address; the nodes run their own sshd.
+# shellcheck source=scripts/pkgs-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/pkgs-lib.sh"
 
 # mount_at PATH: true when something is mounted at PATH; sets mnt_id, mnt_root, mnt_fs and
 # mnt_shared (non-empty for a shared mount) of the topmost mount there.

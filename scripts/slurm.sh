@@ -39,47 +39,10 @@ ctld_port=6917
 slurmd_port=6918
 pkgs=(slurmctld slurmd slurm-client munge)
 
-run() { printf '+ [%(%T)T.%s] %s\n' -1 "${EPOCHREALTIME:(-6):3}" "$*" >>"$log"; "$@" >>"$log" 2>&1 9>&-; }
-
-missing_pkgs() {
-  local p installed
-  installed=" $(dpkg-query -W -f='${Package}=${Status}\n' "$@" 2>/dev/null | sed -n 's/=install ok installed$//p' | tr '\n' ' ') " || true
-  for p in "$@"; do [[ $installed == *" $p "* ]] || printf '%s ' "$p"; done
-}
-
-apt_install() {
-  local rc=0 policy=/usr/sbin/policy-rc.d ours=
-  export DEBIAN_FRONTEND=noninteractive
-  # The packages would start munged, slurmctld and slurmd with Debian's configuration; a
-  # policy-rc.d that says "no" keeps them off (this script starts its own).
-  if [ ! -e $policy ]; then printf '#!/bin/sh\nexit 101\n' >$policy && chmod 755 $policy && ours=1; fi
-  run apt-get install -y -qq --no-install-recommends "$@" || rc=$?
-  if [ -n "$ours" ]; then rm -f $policy; fi
-  return $rc
-}
-
-install_pkgs() {
-  local need
-  need=$(missing_pkgs "${pkgs[@]}")
-  [ -z "$need" ] && return 0
-  say "installing ${need% } (about 20 s)"
-  # shellcheck disable=SC2086
-  apt_install $need && return 0
-  # Update the package lists only when they are missing or stale, then try once more.
-  grep -qE 'Unable to locate package|has no installation candidate|is not available|Failed to fetch' "$log" ||
-    die "apt-get install ${need% } failed"
-  run apt-get update -qq || die "apt-get update failed"
-  # shellcheck disable=SC2086
-  apt_install $need || die "apt-get install ${need% } failed"
-}
-
-# A live process (not a zombie) whose name is $2.
-alive() {
-  local pid=$1 name=$2 stat
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  read -r stat 2>/dev/null <"/proc/$pid/stat" || return 1
-  [[ $stat == "$pid ($name) "* && $stat != "$pid ($name) Z"* ]]
-}
+# The packages would start munged, slurmctld and slurmd with Debian's configuration; this
+# script starts its own.
+# shellcheck source=scripts/pkgs-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/pkgs-lib.sh"
 pid_of() { local p=''; read -r p 2>/dev/null <"$1" || true; echo "$p"; }
 
 # stop PIDFILE NAME: SIGTERM, up to 5 s, then SIGKILL.

@@ -37,6 +37,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <numeric>
 #include <thread>
 
 namespace gcp::jobs {
@@ -456,7 +457,9 @@ manifest::Checkpoint checkpoint_across(store::Store& store, const std::string& j
   } catch (const Error& e) {
     fail(e.what(), e.hint());
   }
-  log::phase("{}: {} unit(s) on {} node(s)", what, job.units.size(), nodes.size());
+  log::phase("{}: {} unit(s) on {} node(s)", what,
+             std::accumulate(by_node.begin(), by_node.end(), size_t{0}, [](size_t n, const auto& b) { return n + b.second.size(); }),
+             nodes.size());
   json request = {{"op", "checkpoint"},
                   {"store", store.root().string()},
                   {"job", job_name},
@@ -788,7 +791,8 @@ manifest::Job migrate(store::Store& store, const std::string& job_name, const Mi
 int serve_agent(const std::string& tool, bool verbose) {
   // Only answers go to stdout.
   log::setup(tool + "@" + proc::node_name(), verbose);
-  Wire wire;
+  // Its reader thread runs until the process ends: the object must too.
+  Wire& wire = *new Wire;
   json request;
   try {
     auto first = wire.next();

@@ -13,8 +13,10 @@
 #    its units at once, the ring runs on, gc collects the abandoned staging;
 #  - everything is killed and the job restarted: each unit on its node, the ring resumes
 #    with no message lost or repeated;
-#  - a unit cannot move to a node whose store is not mounted: it keeps running on node 1;
-#  - a unit with no connections moves to another node (gcp-migrate) and runs on there;
+#  - a unit whose connections use its node's address cannot move to node 3 (the restore
+#    fails there): it keeps running on node 1, and so does the ring;
+#  - a unit with no connections cannot move to a node whose store is not mounted (it keeps
+#    running), and moves to another node (gcp-migrate) and runs on there;
 #  - uncoordinated: two units checkpointed each on its own node at different times restart
 #    each from its own latest checkpoint, with a warning.
 source "$(dirname "$0")/lib.sh"
@@ -111,9 +113,10 @@ for i in 1 2 3; do
   say "r$i resumed below the count it was killed at (${killed[$i]}): from the checkpoint, as it should"
 done
 
-# A move to a node whose store is not mounted fails; the unit keeps running where it was.
-"$nodes" exec gcpn3 umount -l "$GCP_STORE" || fail "unmounting the store on gcpn3 failed"
+# r1 talks over its node's own address, which gcpn3 does not have: moving it there fails
+# at the restore, and it keeps running on gcpn1 with the ring.
 expect_exit 1 gcp-migrate ring --unit r1 --to gcpn3
+expect_stderr "node 'gcpn3' (unit 'r1')"
 expect_stderr "keep running where they were"
 wait_for "r1 to be thawed on gcpn1 after the failed move" 10 thawed_all
 c=$(ring_lowest)
@@ -123,13 +126,23 @@ ring_ok
   fail "the Job manifest moved r1 although the move failed"
 "$bin/gcp-isolate" kill ring >/dev/null
 
-# A unit with no connections moves from gcpn1 to gcpn2 and counts on there.
+# A unit with no connections: a move to a node whose store is not mounted (an empty
+# directory there instead) fails and the unit counts on where it was; a move to gcpn2 works.
 st=$work/mover.state
 run_tool "$work/mv-run.json" "$work/mv-run.err" gcp-isolate run --job mover --unit m --node gcpn1 -- "$workloads/counter" "$st" 32 ||
   fail "starting the counter on gcpn1 failed: $(cat "$work/mv-run.err")"
 jobs_started+=(mover)
 wait_for "the counter on gcpn1" 30 count_at_least "$st" 10
 started=$(state "$st" started)
+"$nodes" exec gcpn3 mount -t tmpfs gcp-nostore "$GCP_STORE" || fail "hiding the store on gcpn3 failed"
+expect_exit 1 gcp-migrate mover --to gcpn3
+expect_stderr "node 'gcpn3' (unit 'm')"
+expect_stderr "is not in store"
+expect_stderr "keep running where they were"
+[ "$(freezer_state mover m)" = THAWED ] || fail "the unit was left $(freezer_state mover m) after the failed move"
+c=$(state "$st" count)
+wait_for "the counter to count on gcpn1 after the failed move" 20 count_at_least "$st" $((c + 5))
+[ "$(json "$GCP_STORE/jobs/mover/job.json" 'd["units"][0]["node"]')" = gcpn1 ] || fail "the failed move changed the Job manifest"
 run_tool "$work/mv.json" "$work/mv.err" gcp-migrate mover --to gcpn2 || fail "gcp-migrate failed: $(cat "$work/mv.err")"
 [ "$(json "$work/mv.json" 'd["units"][0]["node"]')" = gcpn2 ] || fail "the unit is not recorded on gcpn2 after the move"
 [ "$(json "$work/mv.json" 'd["units"][0]["state"]')" = running ] || fail "the moved unit is not recorded running"
