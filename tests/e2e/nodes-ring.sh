@@ -11,8 +11,9 @@
 #    are thawed and still exchanging, nothing is committed, no staging is left;
 #  - the job checkpointer is killed (SIGKILL) while the units are frozen: every node thaws
 #    its units at once, the ring runs on, gc collects the abandoned staging;
-#  - everything is killed and the job restarted: each unit on its node, the ring resumes
-#    with no message lost or repeated;
+#  - everything is killed; a restart with the store missing on node 3 fails naming r3 and
+#    leaves no unit running; the job restarted: each unit on its node, the ring resumes with
+#    no message lost or repeated;
 #  - a unit whose connections use its node's address cannot move to node 3 (the restore
 #    fails there): it keeps running on node 1, and so does the ring;
 #  - a unit with no connections cannot move to a node whose store is not mounted (it keeps
@@ -100,6 +101,16 @@ run_tool "$work/gc.json" "$work/gc.err" gcp-store gc || fail "gc failed: $(cat "
 "$bin/gcp-isolate" kill ring >/dev/null || fail "gcp-isolate kill of the job on three nodes failed"
 for i in 1 2 3; do [ "$(cgroup_procs ring "r$i")" -eq 0 ] || fail "processes of r$i left after kill"; done
 for i in 1 2 3; do killed[$i]=$(state "$work/r$i.state" count); done
+# All or nothing: with the store hidden on gcpn3, r3 cannot be restored there; the error
+# names it, and r1 and r2, restored meanwhile, are stopped again.
+"$nodes" exec gcpn3 mount -t tmpfs gcp-nostore "$GCP_STORE" || fail "hiding the store on gcpn3 failed"
+expect_exit 1 gcp-restart ring
+expect_stderr "node 'gcpn3' (unit 'r3')"
+expect_stderr "no unit of the job was left running"
+for i in 1 2 3; do [ "$(cgroup_procs ring "r$i")" -eq 0 ] || fail "r$i was left running after the failed restart"; done
+"$nodes" exec gcpn3 umount "$GCP_STORE" || fail "showing the store on gcpn3 again failed"
+[ "$(json "$GCP_STORE/jobs/ring/job.json" '[u["state"] for u in d["units"]]')" = "['stopped', 'stopped', 'stopped']" ] ||
+  fail "the failed restart changed the Job manifest"
 run_tool "$work/r.json" "$work/r.err" gcp-restart ring || fail "restart failed: $(cat "$work/r.err")"
 [ "$(json "$work/r.json" '[(u["name"], u["node"], u["state"]) for u in d["units"]]')" = "[('r1', 'gcpn1', 'running'), ('r2', 'gcpn2', 'running'), ('r3', 'gcpn3', 'running')]" ] ||
   fail "restart did not put every unit back on its node: $(json "$work/r.json" '[(u["name"], u["node"], u["state"]) for u in d["units"]]')"
