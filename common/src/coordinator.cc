@@ -518,7 +518,14 @@ manifest::Checkpoint checkpoint_across(store::Store& store, const std::string& j
     fail(e.what(), "");
   }
   std::sort(cp.units.begin(), cp.units.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
-  if (!options.units.empty()) cp.extra["partial"] = true;
+  std::vector<std::string> cp_units;
+  for (const auto& cu : cp.units) cp_units.push_back(cu.name);
+  // Some running units left out (a migration of one unit): not a checkpoint of the job.
+  if (std::any_of(job.units.begin(), job.units.end(), [&](const manifest::Unit& u) {
+        return u.state == "running" && std::find(cp_units.begin(), cp_units.end(), u.name) == cp_units.end();
+      })) {
+    cp.extra["partial"] = true;
+  }
   cp.bytes = {{"raw", raw}, {"new", fresh}, {"stored", stored_bytes}};
   cp.timings = {{"freezeBarrierMs", round_ms(ms_between(t_start, t_frozen))},
                 {"dumpMs", round_ms(ms_between(t_frozen, t_dumped))},

@@ -938,6 +938,7 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
       for (auto* r : restored) {
         try {
           cgroup::kill_all(cgroups, r->cgroup, std::chrono::seconds(10));
+          cgroups.remove(r->cgroup);
         } catch (const std::exception& k) {
           spdlog::warn("stopping restored unit '{}': {}", r->name, k.what());
         }
@@ -1008,6 +1009,7 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
         stop_restored();
         try {
           cgroup::kill_all(cgroups, u->cgroup, std::chrono::seconds(10));
+          cgroups.remove(u->cgroup);
         } catch (const std::exception&) {
         }
         if (u->network) netns::remove(job_name, u->name);
