@@ -393,8 +393,7 @@ std::map<std::string, std::string> peer_addresses(const manifest::Job& job) {
 bool spans_nodes(const manifest::Job& job, const std::vector<std::string>& only) {
   std::string here = proc::node_name();
   return std::any_of(job.units.begin(), job.units.end(), [&](const manifest::Unit& u) {
-    bool chosen = only.empty() || std::find(only.begin(), only.end(), u.name) != only.end();
-    return chosen && u.state == "running" && u.node != here;
+    return chosen(only, u.name) && u.state == "running" && u.node != here;
   });
 }
 
@@ -415,8 +414,7 @@ manifest::Checkpoint checkpoint_across(store::Store& store, const std::string& j
   manifest::Job job = load(store, job_name);
   std::map<std::string, std::vector<std::string>> by_node;
   for (const auto& u : job.units) {
-    bool chosen = options.units.empty() || std::find(options.units.begin(), options.units.end(), u.name) != options.units.end();
-    if (!chosen) continue;
+    if (!chosen(options.units, u.name)) continue;
     if (u.state != "running") {
       spdlog::warn("unit '{}' of job '{}' is {}: not part of this checkpoint", u.name, job_name, u.state);
       continue;
@@ -633,9 +631,7 @@ manifest::Job restart_across(store::Store& store, const std::string& job_name, c
       for (const auto& cu : checkpoint_of(seq).units) units.emplace_back(cu.name, seq);
     }
     for (const auto& [unit, from] : units) {
-      if (!options.units.empty() && std::find(options.units.begin(), options.units.end(), unit) == options.units.end()) {
-        continue;
-      }
+      if (!chosen(options.units, unit)) continue;
       const manifest::Unit* u = job.find_unit(unit);
       if (!u) throw Error(Exit::kFailed, what + ": the job has no unit '" + unit + "' any more");
       auto p = options.place.find(unit);

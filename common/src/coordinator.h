@@ -7,6 +7,7 @@
 #include "gcp/fs.h"
 #include "gcp/jobs.h"
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 
@@ -24,6 +25,11 @@ inline double round_ms(double ms) { return static_cast<double>(static_cast<long 
 /// True when the job's policy.mode is "uncoordinated"; throws Error(kUsage) for a mode
 /// that is neither.
 bool uncoordinated(const manifest::Job& job);
+
+/// True when `unit` is one of `only`, or `only` is empty (every unit).
+inline bool chosen(const std::vector<std::string>& only, const std::string& unit) {
+  return only.empty() || std::find(only.begin(), only.end(), unit) != only.end();
+}
 
 /// Takes the job's lock or throws Error(kBusy).
 fs::FileLock lock_job(store::Store& store, const std::string& job);

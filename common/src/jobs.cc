@@ -387,8 +387,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
       // the job that run here, in one checkpoint of their own.
       std::vector<std::string> here;
       for (const auto& u : job.units) {
-        bool chosen = options.units.empty() || std::find(options.units.begin(), options.units.end(), u.name) != options.units.end();
-        if (chosen && u.node == node) here.push_back(u.name);
+        if (chosen(options.units, u.name) && u.node == node) here.push_back(u.name);
       }
       if (here.empty()) {
         throw Error(Exit::kUsage, "no unit of job '" + job_name + "' runs on this node ('" + node + "')",
@@ -406,9 +405,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   manifest::Job job = load(store, job_name);
   std::vector<const manifest::Unit*> units;
   for (const auto& u : job.units) {
-    if (!options.units.empty() && std::find(options.units.begin(), options.units.end(), u.name) == options.units.end()) {
-      continue;
-    }
+    if (!chosen(options.units, u.name)) continue;
     if (u.node != node) {
       throw Error(Exit::kUsage,
                   "unit '" + u.name + "' of job '" + job_name + "' runs on node '" + u.node +
@@ -890,9 +887,6 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
   // chunk verified just before the checkpointer reads it: a bad one fails the restore
   // before the restored tasks resume. Any other checkpoint (or --materialize) is read
   // back into scratch, every chunk verified, before anything is restored.
-  auto selected = [&](const std::string& unit) {
-    return options.units.empty() || std::find(options.units.begin(), options.units.end(), unit) != options.units.end();
-  };
   auto restore = [&](const manifest::Checkpoint& c) {
     if (!options.units.empty()) {
       for (const auto& name : options.units) {
@@ -901,7 +895,7 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
     }
     std::vector<const manifest::CheckpointUnit*> mine;
     for (const auto& cu : c.units) {
-      if (selected(cu.name)) mine.push_back(&cu);
+      if (chosen(options.units, cu.name)) mine.push_back(&cu);
     }
     for (const auto* cup : mine) {
       const auto& cu = *cup;
@@ -1081,7 +1075,7 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
   json event = {{"event", "restart"}, {"seq", seq}};
   std::vector<const manifest::Unit*> running;
   for (const auto& u : job.units) {
-    if (u.restored_from == seq && has_callbacks(u) && selected(u.name)) running.push_back(&u);
+    if (u.restored_from == seq && has_callbacks(u) && chosen(options.units, u.name)) running.push_back(&u);
   }
   if (!running.empty()) {
     log::phase("{}: post-restart callbacks of {} unit(s)", what(seq), running.size());

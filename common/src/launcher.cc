@@ -73,13 +73,6 @@ Launcher parse(const json& doc, const std::string& where) {
   return l;
 }
 
-json to_json(const Launcher& l) {
-  json out = {{"kind", l.kind}};
-  if (l.command != default_command(l.kind)) out["command"] = l.command;
-  if (!l.slurm_job.empty()) out["slurmJob"] = l.slurm_job;
-  return out;
-}
-
 std::string config_path() {
   const char* env = std::getenv("GCP_CONFIG");
   return env && *env ? env : kDefaultConfig;

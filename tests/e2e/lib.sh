@@ -175,6 +175,14 @@ start_ring() {
 }
 ring_at_least() { for i in 1 2 3; do count_at_least "$work/r$i.state" "$1" || return 1; done; }
 ring_ok() { for i in 1 2 3; do expect_ok "$work/r$i.state"; done; }
+# ring_runs_on N SECS WHEN: every connection of the ring carries N more messages within SECS
+# seconds, all in order ("the ring to run on WHEN").
+ring_runs_on() {
+  local c
+  c=$(ring_lowest)
+  wait_for "the ring to run on $3" "$2" ring_at_least $((c + $1))
+  ring_ok
+}
 ring_lowest() {
   local m=-1 c i
   for i in 1 2 3; do c=$(state "$work/r$i.state" count); if [ $m -lt 0 ] || [ "$c" -lt $m ]; then m=$c; fi; done

@@ -46,9 +46,7 @@ done
   fail "per-unit timings missing"
 grep -q 'freeze barrier .* ms, dump .* ms' "$work/cp1.err" || fail "no phase summary on stderr: $(cat "$work/cp1.err")"
 thawed_all || fail "units left frozen after the checkpoint"
-c=$(ring_lowest)
-wait_for "the ring to run on after the checkpoint" 20 ring_at_least $((c + 50))
-ring_ok
+ring_runs_on 50 20 "after the checkpoint"
 
 # One unit's dump fails: the round aborts on every node.
 real_criu=${GCP_CRIU:-$(command -v criu || echo /usr/local/sbin/criu)}
@@ -66,9 +64,7 @@ GCP_CONFIG=$work/gcp-bad2.json expect_exit 1 gcp-checkpoint ring
 expect_stderr "node 'gcpn2' (unit 'r2')"
 expect_stderr "refusing to dump"
 wait_for "every unit to be thawed after the failed round" 10 thawed_all
-c=$(ring_lowest)
-wait_for "the ring to run on after the failed round" 20 ring_at_least $((c + 50))
-ring_ok
+ring_runs_on 50 20 "after the failed round"
 [ "$(ls "$GCP_STORE/jobs/ring/checkpoints")" = 1 ] || fail "checkpoints after the failed round: $(ls "$GCP_STORE/jobs/ring/checkpoints")"
 [ -z "$(ls "$GCP_STORE/jobs/ring/staging" 2>/dev/null)" ] || fail "staging left after the failed round: $(ls "$GCP_STORE/jobs/ring/staging")"
 
@@ -88,9 +84,7 @@ wait "$tool" 2>/dev/null || true
 killed_at=$SECONDS
 wait_for "every node to thaw its units after the job checkpointer was killed" 15 thawed_all
 say "units thawed $((SECONDS - killed_at)) s after the job checkpointer was killed"
-c=$(ring_lowest)
-wait_for "the ring to run on after the job checkpointer was killed" 20 ring_at_least $((c + 50))
-ring_ok
+ring_runs_on 50 20 "after the job checkpointer was killed"
 for i in 1 2 3; do "$nodes" exec "gcpn$i" pkill -f "$work/slow-criu" 2>/dev/null || true; done
 [ "$(ls "$GCP_STORE/jobs/ring/checkpoints")" = 1 ] || fail "a killed round committed something: $(ls "$GCP_STORE/jobs/ring/checkpoints")"
 [ -n "$(ls "$GCP_STORE/jobs/ring/staging" 2>/dev/null)" ] || fail "the killed round left no staging (expected one for gc)"
@@ -106,9 +100,7 @@ run_tool "$work/r.json" "$work/r.err" gcp-restart ring || fail "restart failed: 
   fail "restart did not put every unit back on its node: $(json "$work/r.json" '[(u["name"], u["node"], u["state"]) for u in d["units"]]')"
 restarted() { for i in 1 2 3; do [ "$(state "$work/r$i.state" count)" != "${killed[$i]}" ] || return 1; done; }
 wait_for "every restored unit to write its state" 30 restarted
-c=$(ring_lowest)
-wait_for "the restored ring to exchange 100 more messages on every connection" 30 ring_at_least $((c + 100))
-ring_ok
+ring_runs_on 100 30 "after the restart"
 for i in 1 2 3; do
   [ "$(state "$work/r$i.state" count)" -lt "${killed[$i]}" ] || continue
   say "r$i resumed below the count it was killed at (${killed[$i]}): from the checkpoint, as it should"
@@ -120,9 +112,7 @@ expect_exit 1 gcp-migrate ring --unit r1 --to gcpn3
 expect_stderr "node 'gcpn3' (unit 'r1')"
 expect_stderr "keep running where they were"
 wait_for "r1 to be thawed on gcpn1 after the failed move" 10 thawed_all
-c=$(ring_lowest)
-wait_for "the ring to run on after the failed move" 20 ring_at_least $((c + 50))
-ring_ok
+ring_runs_on 50 20 "after the failed move"
 [ "$(json "$GCP_STORE/jobs/ring/job.json" '[u["node"] for u in d["units"] if u["name"] == "r1"][0]')" = gcpn1 ] ||
   fail "the Job manifest moved r1 although the move failed"
 "$bin/gcp-isolate" kill ring >/dev/null

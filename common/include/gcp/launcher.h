@@ -35,7 +35,6 @@ std::vector<std::string> default_command(const std::string& kind);
 /// Parses a launcher object ({"kind", "command", "slurmJob"}); throws Error(kUsage)
 /// naming `where` (e.g. "/etc/gcp/gcp.json: nodes.n1.launcher") when it is wrong.
 Launcher parse(const json& doc, const std::string& where);
-json to_json(const Launcher& launcher);
 
 /// The site configuration: $GCP_CONFIG, else /etc/gcp/gcp.json; an empty object when
 /// the file does not exist. Throws Error(kUsage) naming the file when it is not JSON.
