@@ -70,7 +70,11 @@ using manifest::json;
 using Clock = std::chrono::steady_clock;
 namespace chunks = gcp::chunks;
 
-constexpr size_t kBlockBytes = 16 << 20;  // read, hashed and stored in blocks of this size
+// Read, hashed and stored in blocks of this size. Small on purpose: the block and the
+// frames of the two batches in flight are memory touched for the first time, which
+// costs more than the work itself in this kind of VM (~25 us a page); 2 MiB blocks
+// stored 128 MiB in 0.62-0.65 s here, 16 MiB blocks in 1.1-1.35 s.
+constexpr size_t kBlockBytes = 2 << 20;
 constexpr size_t kReadSegmentBytes = 1 << 20;  // read back, verified and written in pieces of this size (cache-sized)
 
 std::optional<uint64_t> parse_seq(const std::string& name) {

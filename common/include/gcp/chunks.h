@@ -18,6 +18,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -151,8 +152,10 @@ class PackWriter {
   struct Frame {
     std::vector<uint8_t> raw;
     std::vector<std::pair<Hash, std::pair<uint32_t, uint32_t>>> chunks;  // hash, off, len
-    std::vector<uint8_t> compressed;
+    std::vector<uint8_t> compressed;  // its first `packed` bytes are the frame
+    size_t packed = 0;
   };
+  Frame spare_frame();  // a written frame's buffers, emptied, or a new frame
   void open_pack();
   void close_pack();
   void write_all(const void* data, size_t n);
@@ -163,6 +166,8 @@ class PackWriter {
   int level_;
   uid_t owner_;
   std::vector<Frame> queued_;
+  std::mutex spare_m_;
+  std::vector<Frame> spare_;  // written frames, for reuse
   std::unordered_map<Hash, bool, HashHasher> pending_;
   int fd_ = -1;
   std::string id_;
@@ -204,8 +209,9 @@ class ChunkReader {
   std::vector<uint8_t> compressed_;  // reused: fresh buffers cost page faults, not copies
 };
 
-/// Compresses one buffer as a zstd frame at `level`.
-std::vector<uint8_t> compress(std::span<const uint8_t> raw, int level);
+/// Compresses one buffer as a zstd frame at `level` into `out` (grown when too small,
+/// never shrunk: its memory is reused); returns the frame's length.
+size_t compress_into(std::span<const uint8_t> raw, int level, std::vector<uint8_t>& out);
 /// Decompresses one zstd frame into `out` (resized; its memory is reused); false when
 /// it is not a valid frame.
 bool decompress_into(std::span<const uint8_t> frame, std::vector<uint8_t>& out);
