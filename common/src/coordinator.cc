@@ -621,7 +621,7 @@ manifest::Job restart_across(store::Store& store, const std::string& job_name, c
     std::map<uint64_t, manifest::Checkpoint> loaded;
     auto checkpoint_of = [&](uint64_t s) -> const manifest::Checkpoint& {
       auto it = loaded.find(s);
-      if (it == loaded.end()) it = loaded.emplace(s, store.load_checkpoint(job_name, s)).first;
+      if (it == loaded.end()) it = loaded.emplace(s, store.load_checkpoint_metadata(job_name, s)).first;
       return it->second;
     };
     std::vector<std::pair<std::string, uint64_t>> units;  // unit, checkpoint

@@ -244,7 +244,7 @@ std::vector<uint64_t> restartable(store::Store& store, const std::string& job_na
 
 uint64_t latest_whole(store::Store& store, const std::string& job_name, const std::vector<uint64_t>& all) {
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
-    if (!store.load_checkpoint(job_name, *it).extra.value("partial", false)) return *it;
+    if (!store.load_checkpoint_metadata(job_name, *it).extra.value("partial", false)) return *it;
   }
   return all.back();
 }
@@ -839,11 +839,12 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
     // checkpoints, which may differ.
     if (!options.seq) {
       auto all = store.checkpoints(job_name);
-      bool latest_uncoordinated = !all.empty() && store.load_checkpoint(job_name, all.back()).mode == "uncoordinated";
+      bool latest_uncoordinated =
+          !all.empty() && store.load_checkpoint_metadata(job_name, all.back()).mode == "uncoordinated";
       if (!all.empty() && (uncoordinated(job) || latest_uncoordinated)) {
         std::map<std::string, uint64_t> from;
         for (auto it = all.rbegin(); it != all.rend() && from.size() < job.units.size(); ++it) {
-          auto c = store.load_checkpoint(job_name, *it);
+          auto c = store.load_checkpoint_metadata(job_name, *it);
           for (const auto& cu : c.units) {
             if (!job.find_unit(cu.name) || from.count(cu.name)) continue;
             from[cu.name] = *it;

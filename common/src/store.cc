@@ -484,6 +484,12 @@ class ChunkStore : public Store {
   }
 
   manifest::Checkpoint load_checkpoint(const std::string& job, uint64_t seq) override {
+    auto c = load_checkpoint_metadata(job, seq);
+    read_chunk_list(checkpoint_dir(job, seq), c);
+    return c;
+  }
+
+  manifest::Checkpoint load_checkpoint_metadata(const std::string& job, uint64_t seq) override {
     auto path = checkpoint_dir(job, seq) / "manifest.json";
     auto text = fs::try_read_file(path);
     if (!text) {
@@ -495,7 +501,6 @@ class ChunkStore : public Store {
       throw Error(Exit::kFailed, "reading manifest '" + path.string() + "': it names job '" + c.job +
                                      "' checkpoint " + std::to_string(c.seq));
     }
-    read_chunk_list(checkpoint_dir(job, seq), c);
     return c;
   }
 
@@ -933,7 +938,7 @@ json ChunkStore::usage() {
     for (const auto& job : names) {
       for (uint64_t seq : checkpoints(job)) {
         ++count;
-        referenced += load_checkpoint(job, seq).bytes.value("raw", uint64_t{0});
+        referenced += load_checkpoint_metadata(job, seq).bytes.value("raw", uint64_t{0});
       }
     }
     auto ratio = [](uint64_t a, uint64_t b) { return b ? json(std::round(100.0 * a / b) / 100) : json(); };

@@ -278,6 +278,28 @@ TEST_CASE("materialize throws Corrupt for a missing chunk, and Error for an unkn
   CHECK_CONTAINS(e->what(), "has no unit 'nope'");
 }
 
+TEST_CASE("a checkpoint's metadata comes without its chunk lists, the full manifest with them") {
+  Fixture f;
+  f.checkpoint("j", {{"pages.img", random_pages(8, 3)}, {"core.img", "core"}});
+  auto full = f.s->load_checkpoint("j", 1);
+  auto meta = f.s->load_checkpoint_metadata("j", 1);
+  REQUIRE(full.units.size() == 1);
+  REQUIRE(meta.units.size() == 1);
+  REQUIRE(meta.units[0].images.size() == full.units[0].images.size());
+  for (size_t i = 0; i < full.units[0].images.size(); ++i) {
+    const auto& a = full.units[0].images[i];
+    const auto& b = meta.units[0].images[i];
+    CHECK(b.path == a.path);
+    CHECK(b.size == a.size);
+    CHECK(a.digests.size() == 32 * a.chunk_count());
+    CHECK(b.digests.empty());
+  }
+  CHECK(meta.bytes == full.bytes);
+  auto e = error_from([&] { f.s->load_checkpoint_metadata("j", 2); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "job 'j' has no checkpoint 2");
+}
+
 TEST_CASE("a crash before the manifest is renamed leaves the previous checkpoint the latest") {
   Fixture f;
   f.checkpoint("j", {{"pages.img", random_pages(8, 1)}});

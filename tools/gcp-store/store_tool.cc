@@ -104,7 +104,7 @@ void ls(const Options& opt) {
       auto seqs = store->checkpoints(name);
       uint64_t stored = 0, raw = 0;
       for (auto seq : seqs) {
-        auto cp = store->load_checkpoint(name, seq);
+        auto cp = store->load_checkpoint_metadata(name, seq);
         stored += bytes_of(cp.bytes, "stored");
         if (seq == seqs.back()) raw = bytes_of(cp.bytes, "raw");
       }
@@ -123,7 +123,7 @@ void ls(const Options& opt) {
     jobs::load(*store, opt.job);
     rows.push_back({"SEQ", "CREATED", "RAW", "NEW", "STORED", "DEDUP", "COMPRESSION", "DOWNTIME", "STORE"});
     for (auto seq : store->checkpoints(opt.job)) {
-      auto row = checkpoint_row(store->load_checkpoint(opt.job, seq));
+      auto row = checkpoint_row(store->load_checkpoint_metadata(opt.job, seq));
       const auto& b = row["bytes"];
       char down[32], st[32];
       std::snprintf(down, sizeof down, "%.0f ms", row["downtimeMs"].get<double>());
@@ -145,7 +145,8 @@ void show(const Options& opt) {
   if (!opt.seq && seqs.empty()) {
     throw Error(Exit::kUsage, "job '" + opt.job + "' has no committed checkpoint");
   }
-  auto cp = store->load_checkpoint(opt.job, opt.seq.value_or(seqs.empty() ? 0 : seqs.back()));
+  uint64_t seq = opt.seq.value_or(seqs.empty() ? 0 : seqs.back());
+  auto cp = opt.chunks ? store->load_checkpoint(opt.job, seq) : store->load_checkpoint_metadata(opt.job, seq);
   print_json(manifest::to_json(cp, opt.chunks).dump(2));
 }
 

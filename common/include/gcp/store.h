@@ -136,6 +136,10 @@ class Store {
   virtual std::vector<uint64_t> checkpoints(const std::string& job) = 0;
   /// The manifest of a committed checkpoint; throws Error naming job and seq when absent.
   virtual manifest::Checkpoint load_checkpoint(const std::string& job, uint64_t seq) = 0;
+  /// The same without the images' chunk lists (their `digests` stay empty): what deciding
+  /// about a checkpoint or listing it needs, at a fraction of the cost (the chunk list of
+  /// a 1 GiB unit is 8 MiB).
+  virtual manifest::Checkpoint load_checkpoint_metadata(const std::string& job, uint64_t seq) = 0;
   /// Loads what reading the job's checkpoints needs (its owner's chunk index) now, so
   /// that the first read does not wait for it.
   virtual void prepare_read(const std::string& job) = 0;
