@@ -433,6 +433,7 @@ class ChunkStore : public Store {
       unit.bytes["raw"] = u[0];
       unit.bytes["new"] = u[1];
       unit.bytes["stored"] = u[2];
+      unit.extra["zstdLevel"] = level();
       raw += u[0];
       fresh += u[1];
       stored += u[2];

@@ -32,8 +32,10 @@ thawed_all() { for i in 1 2 3; do [ "$(freezer_state ring "r$i")" = THAWED ] || 
 frozen_any() { for i in 1 2 3; do [ "$(freezer_state ring "r$i")" = FROZEN ] && return 0; done; return 1; }
 wait_for "the ring to exchange 100 messages on every connection" 60 ring_at_least 100
 
-# A coordinated checkpoint of the three nodes.
-run_tool "$work/cp1.json" "$work/cp1.err" gcp-checkpoint ring || fail "checkpoint failed: $(cat "$work/cp1.err")"
+# A coordinated checkpoint of the three nodes (--level reaches every node: 3 is the default).
+run_tool "$work/cp1.json" "$work/cp1.err" gcp-checkpoint ring --level 7 || fail "checkpoint failed: $(cat "$work/cp1.err")"
+[ "$(json "$work/cp1.json" '[u.get("zstdLevel") for u in d["units"]]')" = "[7, 7, 7]" ] ||
+  fail "--level 7 did not reach every node: $(json "$work/cp1.json" '[u.get("zstdLevel") for u in d["units"]]')"
 [ "$(json "$work/cp1.json" 'd["mode"]')" = coordinated ] || fail "the checkpoint is not coordinated"
 [ "$(json "$work/cp1.json" '[(u["name"], u["node"]) for u in d["units"]]')" = "[('r1', 'gcpn1'), ('r2', 'gcpn2'), ('r3', 'gcpn3')]" ] ||
   fail "the Checkpoint manifest's units and nodes: $(json "$work/cp1.json" '[(u["name"], u["node"]) for u in d["units"]]')"

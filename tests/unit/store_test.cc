@@ -450,6 +450,17 @@ TEST_CASE("usage reports dedup and compression per owner") {
   CHECK(usage[0]["compressionRatio"].get<double>() > 3.0);
 }
 
+TEST_CASE("each unit of a checkpoint records the zstd level its chunks got") {
+  store::Options options;
+  options.level = 9;
+  Fixture f(options);
+  auto cp = f.checkpoint("j", {{"pages.img", text_pages(4)}});
+  CHECK(cp.units.at(0).extra.value("zstdLevel", 0) == 9);
+  auto loaded = f.s->load_checkpoint_metadata("j", 1);
+  CHECK(loaded.units.at(0).extra.value("zstdLevel", 0) == 9);
+  CHECK(manifest::to_json(loaded, false)["units"][0]["zstdLevel"] == 9);
+}
+
 TEST_CASE("the zstd level is checked") {
   CHECK(store::check_level(3, "x") == 3);
   CHECK(store::check_level(-2, "x") == -2);

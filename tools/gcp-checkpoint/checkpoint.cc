@@ -9,6 +9,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
+
 namespace gcp::checkpoint_tool {
 
 void run(const Options& opt) {
@@ -16,6 +18,8 @@ void run(const Options& opt) {
   if (opt.level) {
     store_options = store::Options{};
     store_options->level = store::check_level(*opt.level, "--level");
+    // The units' nodes store their own images: node commands get GCP_* settings forwarded.
+    ::setenv("GCP_ZSTD_LEVEL", std::to_string(store_options->level).c_str(), 1);
   }
   auto store = store::open(opt.store, store_options);
   auto cgroups = cgroup::system_cgroups();
