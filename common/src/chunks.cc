@@ -507,7 +507,7 @@ void PackWriter::write_batch(std::vector<Frame>& batch) {
     if (offset_ >= kPackBytes) close_pack();
   }
   // The frames' buffers go back for the next batches: memory touched before costs no
-  // page faults (a first touch of a page costs ~10 us in this kind of VM).
+  // page faults (a first touch of a page costs ~25 us in this kind of VM).
   std::lock_guard lock(spare_m_);
   for (auto& f : batch) {
     f.raw.clear();

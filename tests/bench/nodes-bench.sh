@@ -5,7 +5,11 @@
 # (memhog: random memory, idle between checkpoints), placed round-robin on min(K, 3) nodes:
 #  - each unit alone: K one-unit jobs with the same placement, each checkpointed by itself
 #    (through the same launcher and node command): the slowest of them is what the job
-#    cannot be faster than;
+#    cannot be faster than on an idle machine;
+#  - the same K one-unit jobs checkpointed all at the same time, each by its own
+#    gcp-checkpoint (no coordination): the slowest of them is what each node's own work
+#    costs while the other nodes' work shares this machine's 2 cores and disk, as it does
+#    during the job's round;
 #  - the K units as one job: a coordinated checkpoint (freeze barrier, dump, thaw, store,
 #    commit), its wall time against the slowest single unit, and the per-phase breakdown.
 # Each is the median of RUNS rounds, and every measured checkpoint is a full one: the
