@@ -253,6 +253,8 @@ struct Node {
   uint64_t seq = 0;  // a restart: the checkpoint its units come from
   std::unique_ptr<launcher::Channel> channel;
   std::string error;  // what it reported or how it ended, when it failed
+  Exit code = Exit::kFailed;  // the node command's own status for `error`
+  std::string hint;           // and its hint, if it gave one
   bool corrupt = false;
 };
 
@@ -274,7 +276,9 @@ std::vector<Node> start_nodes(const manifest::Job& job, const std::vector<std::p
     if (spdlog::default_logger()->level() <= spdlog::level::debug) argv.push_back("-v");
     auto command = launcher::command_for(l, node, argv, launcher::forwarded_env());
     spdlog::debug("node '{}' ({} launcher): {}", node, l.kind, fmt::join(command, " "));
-    Node n{node, units, 0, nullptr, {}, false};
+    Node n;
+    n.name = node;
+    n.units = units;
     n.channel = std::make_unique<launcher::Channel>(command, "node '" + node + "'");
     nodes.push_back(std::move(n));
   }
@@ -313,6 +317,12 @@ bool collect(std::vector<Node>& nodes, const std::string& phase, Clock::time_poi
         if (auto at = n.error.find(" aborted: "); at != std::string::npos) n.error.erase(0, at + 10);
       }
       n.corrupt = m->value("corrupt", false);
+      n.hint = m->value("hint", "");
+      // A status the round's own status may be: not permitted, no checkpointer or busy
+      // on that node. Anything else is a failed round, bad input on the node included
+      // (the store not mounted there, say): the caller's own input was fine.
+      int exit = m->value("exit", 1);
+      if (exit == 3 || exit == 4 || exit == 75) n.code = static_cast<Exit>(exit);
       ok = false;
     } else if (got != phase) {
       n.error = "answered '" + got + "' instead of '" + phase + "'";
@@ -345,6 +355,17 @@ std::string first_error(const std::vector<Node>& nodes) {
     if (!n.error.empty()) return "node '" + n.name + "' (" + units_text(n.units) + "): " + n.error;
   }
   return "a node failed";
+}
+
+// The first failed node's own status and hint (what to do on that node), put before
+// what the round says of itself.
+std::pair<Exit, std::string> first_status(const std::vector<Node>& nodes, const std::string& round_hint) {
+  for (const auto& n : nodes) {
+    if (n.error.empty()) continue;
+    if (n.hint.empty()) return {n.code, round_hint};
+    return {n.code, "on node '" + n.name + "': " + n.hint + (round_hint.empty() ? "" : "; " + round_hint)};
+  }
+  return {Exit::kFailed, round_hint};
 }
 
 std::chrono::milliseconds callback_deadline_of(const std::optional<std::chrono::milliseconds>& option,
@@ -442,13 +463,20 @@ manifest::Checkpoint checkpoint_across(store::Store& store, const std::string& j
   const std::string what = "checkpoint " + std::to_string(staging.seq) + " of job '" + job_name + "'";
   auto t_start = Clock::now();
   std::vector<Node> nodes;
-  auto fail = [&](const std::string& message, const std::string& hint) {
+  const std::string unchanged = "every unit was thawed and keeps running; the previous checkpoint is still the latest";
+  auto fail_with = [&](Exit code, const std::string& message, const std::string& hint) {
     abort_all(nodes, message, callbacks + std::chrono::seconds(15));
     store.abort(staging);
     store.append_event(job_name, {{"event", "checkpoint-failed"}, {"seq", staging.seq}, {"error", message}});
-    throw Error(Exit::kFailed, what + " aborted: " + message,
-                hint.empty() ? "every unit was thawed and keeps running; the previous checkpoint is still the latest"
-                             : hint);
+    throw Error(code, what + " aborted: " + message, hint);
+  };
+  auto fail = [&](const std::string& message, const std::string& hint) {
+    fail_with(Exit::kFailed, message, hint.empty() ? unchanged : hint);
+  };
+  // A node failed: the round fails with that node's status and hint.
+  auto node_failed = [&] {
+    auto [code, hint] = first_status(nodes, unchanged);
+    fail_with(code, first_error(nodes), hint);
   };
   try {
     nodes = start_nodes(job, {by_node.begin(), by_node.end()}, "gcp-checkpoint");
@@ -476,19 +504,17 @@ manifest::Checkpoint checkpoint_across(store::Store& store, const std::string& j
   std::map<std::string, json> frozen, dumped, resumed, stored;
   // Prepare: callbacks, the dependency check and the freeze, then the barrier.
   if (!collect(nodes, "frozen", Clock::now() + callbacks + options.freeze_timeout + std::chrono::seconds(60), frozen)) {
-    fail(first_error(nodes), "");
+    node_failed();
   }
   auto t_frozen = Clock::now();
   send_all(nodes, {{"op", "dump"}});
-  if (!collect(nodes, "dumped", t_start + options.max_frozen, dumped)) fail(first_error(nodes), "");
+  if (!collect(nodes, "dumped", t_start + options.max_frozen, dumped)) node_failed();
   auto t_dumped = Clock::now();
   send_all(nodes, {{"op", hold ? "hold" : "thaw"}});
-  if (!collect(nodes, "resumed", Clock::now() + callbacks + std::chrono::seconds(60), resumed)) {
-    fail(first_error(nodes), "");
-  }
+  if (!collect(nodes, "resumed", Clock::now() + callbacks + std::chrono::seconds(60), resumed)) node_failed();
   auto t_resumed = Clock::now();
   log::phase("{}: {}, storing the images", what, hold ? "units stay frozen" : "units thawed");
-  if (!collect(nodes, "stored", Clock::time_point::max(), stored)) fail(first_error(nodes), "");
+  if (!collect(nodes, "stored", Clock::time_point::max(), stored)) node_failed();
   auto t_stored = Clock::now();
 
   manifest::Checkpoint cp;
@@ -678,10 +704,13 @@ manifest::Job restart_across(store::Store& store, const std::string& job_name, c
         seq = *earlier;
         continue;
       }
-      throw Error(Exit::kFailed, what + ": " + message,
-                  corrupt && earlier ? "checkpoint " + std::to_string(*earlier) + " is earlier: restart it with '--seq " +
-                                           std::to_string(*earlier) + "', or pass --fallback"
-                                     : "no unit of the job was left running; the checkpoint is unchanged");
+      if (corrupt && earlier) {
+        throw Error(Exit::kFailed, what + ": " + message,
+                    "checkpoint " + std::to_string(*earlier) + " is earlier: restart it with '--seq " +
+                        std::to_string(*earlier) + "', or pass --fallback");
+      }
+      auto [code, hint] = first_status(nodes, "no unit of the job was left running; the checkpoint is unchanged");
+      throw Error(code, what + ": " + message, hint);
     }
     auto t_restored = Clock::now();
     if (before_commit) before_commit();
@@ -770,7 +799,7 @@ manifest::Job migrate(store::Store& store, const std::string& job_name, const Mi
       true);
   if (failure) {
     store.append_event(job_name, {{"event", "migration-failed"}, {"seq", cp.seq}, {"to", options.to}, {"error", failure->what()}});
-    throw Error(Exit::kFailed,
+    throw Error(failure->code(),
                 "moving " + units_text(moving) + " of job '" + job_name + "' to '" + options.to + "' failed: " + failure->what(),
                 "the units were thawed and keep running where they were; checkpoint " + std::to_string(cp.seq) +
                     " holds them as they were");

@@ -70,6 +70,18 @@ ring_runs_on 50 20 "after the failed round"
 [ "$(ls "$GCP_STORE/jobs/ring/checkpoints")" = 1 ] || fail "checkpoints after the failed round: $(ls "$GCP_STORE/jobs/ring/checkpoints")"
 [ -z "$(ls "$GCP_STORE/jobs/ring/staging" 2>/dev/null)" ] || fail "staging left after the failed round: $(ls "$GCP_STORE/jobs/ring/staging")"
 
+# A node without a usable checkpointer: the round fails with that node's status (4) and
+# says what to do there.
+cat >"$work/gcp-bad3.json" <<JSON
+{"launcher": {"kind": "ssh", "command": ["ssh", "-F", "$ssh_config", "{node}"]},
+ "nodes": {"gcpn3": {"launcher": {"kind": "ssh", "command": ["ssh", "-F", "$ssh_config", "gcpn3", "GCP_CRIU=$work/no-such-criu"]}}}}
+JSON
+GCP_CONFIG=$work/gcp-bad3.json expect_exit 4 gcp-checkpoint ring
+expect_stderr "node 'gcpn3' (unit 'r3')"
+expect_stderr "hint: on node 'gcpn3': run scripts/install-deps.sh"
+wait_for "every unit to be thawed after the round without a checkpointer" 10 thawed_all
+[ "$(ls "$GCP_STORE/jobs/ring/checkpoints")" = 1 ] || fail "checkpoints after the round without a checkpointer: $(ls "$GCP_STORE/jobs/ring/checkpoints")"
+
 # The job checkpointer dies while the units are frozen: each node thaws its units.
 cat >"$work/slow-criu" <<SH
 #!/bin/sh
