@@ -952,6 +952,10 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
                         {"grouping", cu.grouping},
                         {"options", cu.options},
                         {"joinCgroups", json::array({cgroups.freezer_dir(u->cgroup) + "/cgroup.procs"})}};
+        // Across nodes a restored unit waits stopped until every node has restored its
+        // units: running at once, it could send to a peer whose connection is not
+        // restored yet, and that peer's kernel would reset the connection.
+        if (in_round) request["leaveStopped"] = true;
         std::unique_ptr<store::ImageServer> server;
         if (stream) {
           server = std::make_unique<store::ImageServer>(store, c, cu.name, dir / cu.name);
@@ -1030,6 +1034,10 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
       } catch (const Error& e) {
         stop_restored();
         throw Error(Exit::kFailed, what(c.seq) + ": " + e.what(), "this node's restored units were stopped again");
+      }
+      // Every node has restored its units: this node's go on.
+      for (const auto* r : restored) {
+        for (pid_t p : cgroups.procs(r->cgroup)) ::kill(p, SIGCONT);
       }
     }
   };

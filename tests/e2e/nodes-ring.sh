@@ -58,10 +58,14 @@ if [ "\$1" = dump ]; then echo "Error (criu/cr-dump.c:1): refusing to dump on \$
 exec "$real_criu" "\$@"
 SH
 chmod +x "$work/refusing-criu"
-cat >"$work/gcp-bad2.json" <<JSON
+# criu_on FILE NODE CRIU: a configuration in which NODE's commands use CRIU.
+criu_on() {
+  cat >"$1" <<JSON
 {"launcher": {"kind": "ssh", "command": ["ssh", "-F", "$ssh_config", "{node}"]},
- "nodes": {"gcpn2": {"launcher": {"kind": "ssh", "command": ["ssh", "-F", "$ssh_config", "gcpn2", "GCP_CRIU=$work/refusing-criu"]}}}}
+ "nodes": {"$2": {"launcher": {"kind": "ssh", "command": ["ssh", "-F", "$ssh_config", "$2", "GCP_CRIU=$3"]}}}}
 JSON
+}
+criu_on "$work/gcp-bad2.json" gcpn2 "$work/refusing-criu"
 GCP_CONFIG=$work/gcp-bad2.json expect_exit 1 gcp-checkpoint ring
 expect_stderr "node 'gcpn2' (unit 'r2')"
 expect_stderr "refusing to dump"
@@ -72,10 +76,7 @@ ring_runs_on 50 20 "after the failed round"
 
 # A node without a usable checkpointer: the round fails with that node's status (4) and
 # says what to do there.
-cat >"$work/gcp-bad3.json" <<JSON
-{"launcher": {"kind": "ssh", "command": ["ssh", "-F", "$ssh_config", "{node}"]},
- "nodes": {"gcpn3": {"launcher": {"kind": "ssh", "command": ["ssh", "-F", "$ssh_config", "gcpn3", "GCP_CRIU=$work/no-such-criu"]}}}}
-JSON
+criu_on "$work/gcp-bad3.json" gcpn3 "$work/no-such-criu"
 GCP_CONFIG=$work/gcp-bad3.json expect_exit 4 gcp-checkpoint ring
 expect_stderr "node 'gcpn3' (unit 'r3')"
 expect_stderr "hint: on node 'gcpn3': run scripts/install-deps.sh"

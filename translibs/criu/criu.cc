@@ -307,6 +307,7 @@ json restart(const json& req) {
                                    // The restored unit belongs to the cgroup criu runs in
                                    // (the unit's new one), not to the one it was dumped from.
                                    "--manage-cgroups=ignore"};
+  if (req.value("leaveStopped", false)) argv.push_back("--leave-stopped");
   if (grouping == "pidns") {
     argv.insert(argv.end(), kNamespaceOptions.begin(), kNamespaceOptions.end());
     argv.insert(argv.end(), {"--root", "/"});
