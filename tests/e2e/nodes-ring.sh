@@ -186,7 +186,28 @@ on_node gcpn1 "$bin/gcp-checkpoint" unco >"$work/uc3.json" 2>"$work/uc3.err" || 
 seq2=$(json "$work/uc2.json" 'd["seq"]') seq3=$(json "$work/uc3.json" 'd["seq"]')
 "$bin/gcp-isolate" kill unco >/dev/null || fail "killing the uncoordinated job failed"
 u1_killed=$(state "$work/u1.state" count) u2_killed=$(state "$work/u2.state" count)
-run_tool "$work/ur.json" "$work/ur.err" gcp-restart unco || fail "restart of the uncoordinated job failed: $(cat "$work/ur.err")"
+# gcpn2 restores u2 3 s late: u1, restored already, waits for it stopped (state T).
+cat >"$work/slow-restore-criu" <<SH
+#!/bin/sh
+[ "\$1" = restore ] && sleep 3
+exec "$real_criu" "\$@"
+SH
+chmod +x "$work/slow-restore-criu"
+criu_on "$work/gcp-slow2.json" gcpn2 "$work/slow-restore-criu"
+GCP_CONFIG=$work/gcp-slow2.json "$bin/gcp-restart" unco >"$work/ur.json" 2>"$work/ur.err" &
+restart_pid=$!
+# all_stopped JOB UNIT: the unit has processes, and every one of them is stopped.
+all_stopped() {
+  local p n=0
+  for p in $(cat "/sys/fs/cgroup/freezer/gcp/$1/$2/cgroup.procs" 2>/dev/null); do
+    [ "$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | cut -d' ' -f1)" = T ] || return 1
+    n=$((n + 1))
+  done
+  [ "$n" -gt 0 ]
+}
+u1_waits() { all_stopped unco u1 && kill -0 "$restart_pid" 2>/dev/null; }
+wait_for "u1 to wait, stopped, while u2 is not restored yet" 20 u1_waits
+wait "$restart_pid" || fail "restart of the uncoordinated job failed: $(cat "$work/ur.err")"
 [ "$(json "$work/ur.json" '[(u["name"], u["node"], u["restoredFrom"]) for u in d["units"]]')" = "[('u1', 'gcpn1', $seq3), ('u2', 'gcpn2', $seq2)]" ] ||
   fail "units did not restart from their own latest checkpoints ($seq3, $seq2): $(json "$work/ur.json" '[(u["name"], u["node"], u.get("restoredFrom")) for u in d["units"]]')"
 grep -q "restart from their own latest checkpoints" "$work/ur.err" || fail "no warning that the units restart from different checkpoints: $(cat "$work/ur.err")"
