@@ -35,6 +35,7 @@ LIB_OBJS  := $(LIB_SRCS:%.cc=$(BUILD)/obj/%.o)
 LIBGCP    := $(BUILD)/lib/libgcp.a
 BINS      := $(TOOLS:%=$(BUILD)/bin/%)
 INIT      := $(BUILD)/libexec/gcp/gcp-init
+GATE      := $(BUILD)/libexec/gcp/criu-gate
 TRANSLIBS := $(BUILD)/lib/gcp/translibs/criu.so
 FAKES     := $(addprefix $(BUILD)/tests/translibs/,echo.so wrong-abi.so old-abi.so failing-probe.so short-table.so)
 UNIT_SRCS := $(wildcard tests/unit/*.cc)
@@ -42,7 +43,7 @@ UNIT_BIN  := $(BUILD)/tests/unit-tests
 WORKLOADS := $(patsubst tests/workloads/%.c,$(BUILD)/tests/workloads/%,$(wildcard tests/workloads/*.c))
 
 .PHONY: all help test check unit e2e bench demo install man clean deps
-all: $(BINS) $(INIT) $(TRANSLIBS)
+all: $(BINS) $(INIT) $(GATE) $(TRANSLIBS)
 
 help:
 	@echo "make [all]      build the tools, gcp-init and the CRIU translib into $(BUILD)/"
@@ -83,6 +84,11 @@ $(INIT): tools/gcp-init/init.c
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 $(WARN) -O2 -static -o $@ $<
 
+# CRIU's action script for the criu translib's gate (translibs/criu/gate.c).
+$(GATE): translibs/criu/gate.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 $(WARN) $(CFLAGS) -o $@ $<
+
 # A translib exports only its descriptor (version script, hidden visibility).
 $(BUILD)/obj/translibs/%.o: ALL_CXXFLAGS += -fvisibility=hidden
 $(BUILD)/lib/gcp/translibs/criu.so: $(BUILD)/obj/translibs/criu/criu.o $(LIBGCP) translibs/translib.map
@@ -121,7 +127,7 @@ test: deps
 
 check: test
 
-unit: $(UNIT_BIN) $(FAKES)
+unit: $(UNIT_BIN) $(FAKES) $(GATE)
 	cd $(BUILD)/tests && ./unit-tests
 
 e2e: all $(WORKLOADS)
@@ -161,7 +167,7 @@ man:
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/gcp/translibs $(DESTDIR)$(LIBEXECDIR)/gcp
 	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
-	install -m 0755 $(INIT) $(DESTDIR)$(LIBEXECDIR)/gcp/
+	install -m 0755 $(INIT) $(GATE) $(DESTDIR)$(LIBEXECDIR)/gcp/
 	install -m 0755 $(TRANSLIBS) $(DESTDIR)$(LIBDIR)/gcp/translibs/
 	install -d $(DESTDIR)$(PREFIX)/include/gcp
 	install -m 0644 common/include/gcp/callbacks.h $(DESTDIR)$(PREFIX)/include/gcp/

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <exception>
 #include <future>
 #include <map>
@@ -17,6 +18,7 @@
 
 #include "gcp/deps.h"
 #include "gcp/error.h"
+#include "gcp/gate.h"
 #include "gcp/image_server.h"
 #include "gcp/launcher.h"
 #include "gcp/log.h"
@@ -475,7 +477,19 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
     which.clear();
   };
 
+  // The dumps run in threads of their own. With gates (gcp-translib(7)) they start
+  // before the freeze and wait at their gates until every unit is frozen.
+  std::vector<std::thread> workers;
+  std::vector<gate::Gate> gates;
+  std::optional<store::ScratchDir> gate_dir;
+  auto join_all = [&] {
+    for (auto& g : gates) g.call_off();  // no-op for a gate opened already
+    for (auto& w : workers) w.join();
+    workers.clear();
+  };
+
   auto fail = [&](const std::string& message, std::string hint) {
+    join_all();
     if (quiesced) {
       warn_failed(units, deliver(units, events::Event::kAbort, job, staging.seq, deadline),
                   "delivering abort");
@@ -564,10 +578,98 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
       fail("checkpoint of job '" + job_name + "' not started: " + e.what(), "nothing was frozen; retry");
     }
   }
-  log::phase("checkpoint {} of job '{}': freezing and dumping {} unit(s)", staging.seq, job_name,
-             units.size());
+  // A gate for every unit when every unit's translib takes one (GCP_DUMP_GATE=0: none).
+  const char* gate_env = std::getenv("GCP_DUMP_GATE");
+  const bool gated = !(gate_env && std::string(gate_env) == "0") &&
+                     std::all_of(units.begin(), units.end(), [&](const auto* u) {
+                       return translibs.probed(u->translib).value("gate", false);
+                     });
+  std::vector<Clock::time_point> dump_end(units.size());
+  std::vector<std::atomic<bool>> dumped(units.size());  // the thread of unit i is done
+  // Dumps unit i in a thread; with a gate, its checkpointer waits there.
+  auto launch = [&](size_t i) {
+    try {
+      workers.emplace_back([&, i] {
+        const auto* u = units[i];
+        auto t = Clock::now();
+        try {
+          fs::make_dirs(staging.unit_dir(u->name), 0700);
+          json request = {{"pid", u->pid.value_or(0)},
+                          {"imagesDir", staging.unit_dir(u->name).string()},
+                          {"grouping", u->grouping},
+                          {"freezeCgroup", cgroups.freezer_dir(u->cgroup)},
+                          {"leaveRunning", true},
+                          {"options", unit_options[i]}};
+          if (u->network) request["netns"] = netns::path(job_name, u->name);
+          if (gated) request["gate"] = gates[i].request();
+          results[i] = translibs.get(u->translib).checkpoint(request);
+        } catch (const Error& e) {
+          errors[i] = e;
+        } catch (const std::exception& e) {
+          errors[i] = Error(Exit::kFailed, e.what());
+        }
+        dump_end[i] = Clock::now();
+        dump_ms[i] = ms_between(t, dump_end[i]);
+        dumped[i] = true;
+      });
+    } catch (const std::system_error& e) {
+      join_all();
+      thaw_all(cgroups, units);
+      fail("checkpoint of job '" + job_name + "' aborted: starting a dump thread: " + e.what(), "");
+    }
+  };
+  auto dump_failed = [&](size_t i) {
+    fail("checkpoint of job '" + job_name + "' aborted: unit '" + units[i]->name +
+             "': " + keep_failure_log(store, staging, units[i]->name, errors[i]->what()),
+         errors[i]->hint().empty() ? "the job was thawed and keeps running; the previous "
+                                     "checkpoint is still the latest"
+                                   : errors[i]->hint());
+  };
+
+  log::phase("checkpoint {} of job '{}': {}freezing and dumping {} unit(s)", staging.seq, job_name,
+             gated ? "starting the checkpointer, " : "", units.size());
   {
     DeferSignals defer;
+    if (gated) {
+      // The checkpointers start while the job runs; each says "ready" at its gate.
+      auto t_launch = Clock::now();
+      try {
+        gate_dir.emplace("gate-" + job_name);
+        for (size_t i = 0; i < units.size(); ++i) gates.emplace_back(gate_dir->path(), std::to_string(i));
+      } catch (const Error& e) {
+        fail("checkpoint of job '" + job_name + "' not started: " + e.what(), "nothing was frozen; retry");
+      }
+      for (size_t i = 0; i < units.size(); ++i) launch(i);
+      const auto give_up = t_launch + std::chrono::seconds(120);
+      for (size_t i = 0; i < units.size(); ++i) {
+        for (;;) {
+          bool ready = false;
+          std::optional<Error> bad;
+          try {
+            ready = gates[i].wait_ready(std::chrono::milliseconds(20));
+          } catch (const Error& e) {
+            bad = e;
+          }
+          if (bad) fail("checkpoint of job '" + job_name + "' aborted: unit '" + units[i]->name + "': " + bad->what(), "");
+          if (ready) break;
+          // A checkpointer that ended before its gate failed to start: its error says why.
+          for (size_t j = 0; j < units.size(); ++j) {
+            if (gates[j].ready() || !dumped[j]) continue;
+            join_all();
+            if (errors[j]) dump_failed(j);
+            fail("checkpoint of job '" + job_name + "' aborted: unit '" + units[j]->name +
+                     "': the checkpointer ended before its gate",
+                 "");
+          }
+          if (Clock::now() > give_up) {
+            fail("checkpoint of job '" + job_name + "' aborted: unit '" + units[i]->name +
+                     "': the checkpointer did not start within 120 s",
+                 "nothing was frozen; see the checkpointer's log in the job's logs and retry");
+          }
+        }
+      }
+      cp.timings["checkpointerStartMs"] = round_ms(ms_between(t_launch, Clock::now()));
+    }
     t_start = Clock::now();
     std::vector<const manifest::Unit*> frozen;
     for (size_t i = 0; i < units.size(); ++i) {
@@ -626,50 +728,28 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
       }
     }
 
-    // All units are frozen: dump them in parallel.
-    std::vector<std::thread> workers;
-    auto join_all = [&] {
-      for (auto& w : workers) w.join();
-    };
-    for (size_t i = 0; i < units.size(); ++i) {
-      try {
-        workers.emplace_back([&, i] {
-          const auto* u = units[i];
-          auto t = Clock::now();
-          try {
-            fs::make_dirs(staging.unit_dir(u->name), 0700);
-            json request = {{"pid", u->pid.value_or(0)},
-                            {"imagesDir", staging.unit_dir(u->name).string()},
-                            {"grouping", u->grouping},
-                            {"freezeCgroup", cgroups.freezer_dir(u->cgroup)},
-                            {"leaveRunning", true},
-                            {"options", unit_options[i]}};
-            if (u->network) request["netns"] = netns::path(job_name, u->name);
-            results[i] = translibs.get(u->translib).checkpoint(request);
-          } catch (const Error& e) {
-            errors[i] = e;
-          } catch (const std::exception& e) {
-            errors[i] = Error(Exit::kFailed, e.what());
-          }
-          dump_ms[i] = ms_between(t, Clock::now());
-        });
-      } catch (const std::system_error& e) {
-        join_all();
-        thaw_all(cgroups, units);
-        fail("checkpoint of job '" + job_name + "' aborted: starting a dump thread: " + e.what(),
-             "");
+    // All units are frozen: dump them in parallel (let them through their gates).
+    if (gated) {
+      auto t_go = Clock::now();
+      for (size_t i = 0; i < units.size(); ++i) {
+        try {
+          gates[i].open();
+        } catch (const Error& e) {
+          thaw_all(cgroups, units);
+          fail("checkpoint of job '" + job_name + "' aborted: unit '" + units[i]->name + "': " + e.what(), "");
+        }
       }
+      join_all();
+      for (size_t i = 0; i < units.size(); ++i) dump_ms[i] = ms_between(t_go, dump_end[i]);
+    } else {
+      for (size_t i = 0; i < units.size(); ++i) launch(i);
+      join_all();
     }
-    join_all();
     t_dumped = Clock::now();
     for (size_t i = 0; i < units.size(); ++i) {
       if (errors[i]) {
         thaw_all(cgroups, units);
-        fail("checkpoint of job '" + job_name + "' aborted: unit '" + units[i]->name +
-                 "': " + keep_failure_log(store, staging, units[i]->name, errors[i]->what()),
-             errors[i]->hint().empty() ? "the job was thawed and keeps running; the previous "
-                                         "checkpoint is still the latest"
-                                       : errors[i]->hint());
+        dump_failed(i);
       }
     }
     // Thawed only once every unit of the job is dumped: a unit that ran on could send

@@ -118,6 +118,8 @@ gcp_checkpoint() {
   rec "gcp.cp$n.wallMs" "$(elapsed_ms "$t0" "$t1")"
   for t in freezeMs dumpMs thawMs downtimeMs storeMs totalMs; do rec "gcp.cp$n.$t" "$(field "$cp" "d['timings']['$t']")"; done
   for b in raw new stored; do rec "gcp.cp$n.$b" "$(field "$cp" "d['bytes']['$b']")"; done
+  rec "gcp.cp$n.checkpointerStartMs" "$(field "$cp" "d['timings'].get('checkpointerStartMs', 0)")"
+  rec "gcp.cp$n.criuFrozenMs" "$(field "$cp" "round((d['units'][0]['stats']['freezingUs'] + d['units'][0]['stats']['frozenUs']) / 1000, 1)")"
   # storeMs in parts, from the debug lines (when there are such lines)
   python3 - "$work/cp.err" "$n" <<'PY' | while read -r k v; do rec "$k" "$v"; done
 import re, sys
@@ -129,6 +131,27 @@ if m:
 m = re.search(r"manifest written in ([\d.]+) ms", err)
 if m:
     print(f"gcp.cp{n}.manifestMs", m[1])
+PY
+}
+# criu_frozen_ms STATS: how long CRIU itself held the job (freezing + frozen, from its
+# stats-dump: u32 magic x2, u32 size, then dump_stats_entry as field 1)
+criu_frozen_ms() {
+  python3 - "$1" <<'PY'
+import sys
+b = open(sys.argv[1], "rb").read()[12:]
+def varint(b, i):
+    v = s = 0
+    while True:
+        c = b[i]; i += 1; v |= (c & 0x7f) << s; s += 7
+        if not c & 0x80: return v, i
+assert b[0] == 0x0a
+n, i = varint(b, 1)
+f, end = {}, i + n
+while i < end:
+    k, i = varint(b, i)
+    v, i = varint(b, i)
+    f[k >> 3] = v
+print(round((f.get(1, 0) + f.get(2, 0)) / 1000, 1))
 PY
 }
 # plain_dump N IMG: one measured plain criu dump of the running plain workload
@@ -143,6 +166,7 @@ plain_dump() {
   sync -f "$img"  # criu does not sync its images; gcp's store does
   t2=$(now)
   rec "criu.cp$n.dumpMs" "$(elapsed_ms "$t0" "$t1")"
+  rec "criu.cp$n.frozenMs" "$(criu_frozen_ms "$img/stats-dump")"
   rec "criu.cp$n.dumpSyncMs" "$(elapsed_ms "$t0" "$t2")"
   rec "criu.cp$n.bytes" "$(bytes_in "$img")"
 }
@@ -153,7 +177,7 @@ summary() {
 import sys
 f, mib, kind, run = sys.argv[1:]
 v = {k: float(x) for m, kd, r, k, x in (l.rstrip("\n").split("\t") for l in open(f)) if (m, kd, r) == (mib, kind, run)}
-print(f"gcp downtime {v['gcp.cp1.downtimeMs']:.0f}/{v['gcp.cp2.downtimeMs']:.0f} ms, total {v['gcp.cp1.wallMs']:.0f}/{v['gcp.cp2.wallMs']:.0f} ms, "
+print(f"gcp downtime {v['gcp.cp1.downtimeMs']:.0f}/{v['gcp.cp2.downtimeMs']:.0f} ms (no gate {v['gcp.cp3.downtimeMs']:.0f}), total {v['gcp.cp1.wallMs']:.0f}/{v['gcp.cp2.wallMs']:.0f} ms, "
       f"stored {v['gcp.cp1.stored'] / 2**20:.1f}/{v['gcp.cp2.stored'] / 2**20:.1f} MiB, restart {v['gcp.restartMs']:.0f} ms; "
       f"criu dump {v['criu.cp1.dumpMs']:.0f}/{v['criu.cp2.dumpMs']:.0f} ms, restore {v['criu.restoreMs']:.0f} ms")
 PY
@@ -173,9 +197,11 @@ gcp_side() {
   gcp_checkpoint 1
   dirty "$st" "$hpid"
   gcp_checkpoint 2
+  # The same dump with the unit frozen before CRIU starts (no gate): what the gate saves.
+  GCP_DUMP_GATE=0 gcp_checkpoint 3
   quiet "$bin/gcp-isolate" kill "$job"
   settle
-  t0=$(now); "$bin/gcp-restart" -v "$job" >/dev/null 2>"$work/restart.err" || { cat "$work/restart.err" >&2; exit 1; }; t1=$(now)
+  t0=$(now); "$bin/gcp-restart" -v --seq 2 "$job" >/dev/null 2>"$work/restart.err" || { cat "$work/restart.err" >&2; exit 1; }; t1=$(now)
   rec gcp.restartMs "$(elapsed_ms "$t0" "$t1")"
   # The phases, from the debug lines' clock: start to the images, materializing them, criu restore.
   python3 - "$work/restart.err" <<'PY' | while read -r k v; do rec "$k" "$v"; done
@@ -291,16 +317,19 @@ for (mib, kind) in vals:
             "downtimeMs": m(p + "downtimeMs"), "wallMs": m(p + "wallMs"), "totalMs": m(p + "totalMs"),
             "freezeMs": m(p + "freezeMs"), "dumpMs": m(p + "dumpMs"), "thawMs": m(p + "thawMs"), "storeMs": m(p + "storeMs"),
             "chunksMs": m(p + "chunksMs"), "lastPackMs": m(p + "lastPackMs"), "manifestMs": m(p + "manifestMs"),
+            "checkpointerStartMs": m(p + "checkpointerStartMs"), "criuFrozenMs": m(p + "criuFrozenMs"),
             "bytes": {"raw": int(raw), "new": int(m(p + "new")), "stored": int(stored)},
             "dumpMiBps": round(raw / MiB / (m(p + "dumpMs") / 1000), 1),
             "ingestMiBps": round(raw / MiB / (m(p + "storeMs") / 1000), 1),
         }
+    g["noGate"] = {"downtimeMs": m("gcp.cp3.downtimeMs"), "dumpMs": m("gcp.cp3.dumpMs")}
     g["restart"] = {"ms": m("gcp.restartMs"), "setupMs": m("gcp.restart.setupMs"),
                     "materializeMs": m("gcp.restart.materializeMs"), "criuRestoreMs": m("gcp.restart.criuRestoreMs")}
     p = {}
     for n in (1, 2):
         q = f"criu.cp{n}."
         p[f"dump{n}"] = {"dumpMs": m(q + "dumpMs"), "dumpAndSyncMs": m(q + "dumpSyncMs"), "imageBytes": int(m(q + "bytes")),
+                         "frozenMs": m(q + "frozenMs"),
                          "dumpMiBps": round(m(q + "bytes") / MiB / (m(q + "dumpMs") / 1000), 1)}
     p["restoreMs"] = m("criu.restoreMs")
     dd = round(m("dd.bytes") / MiB / (m("dd.ms") / 1000), 1)
@@ -312,7 +341,9 @@ for (mib, kind) in vals:
         gc, pc = g[f"checkpoint{n}"], p[f"dump{n}"]
         ratios[f"downtime{n}"] = r2(gc["downtimeMs"] / pc["dumpMs"])
         ratios[f"checkpoint{n}"] = r2(gc["wallMs"] / pc["dumpMs"])
+        ratios[f"downtime{n}OfCriuFrozen"] = r2(gc["downtimeMs"] / pc["frozenMs"])
         ratios[f"checkpoint{n}Durable"] = r2(gc["wallMs"] / pc["dumpAndSyncMs"])
+    ratios["noGateDowntime"] = r2(g["noGate"]["downtimeMs"] / p["dump2"]["dumpMs"])
     ratios["stored1OfRaw"] = round(g1["bytes"]["stored"] / g1["bytes"]["raw"], 4)
     ratios["stored1OfCriuImage"] = round(g1["bytes"]["stored"] / p["dump1"]["imageBytes"], 3)
     ratios["stored2OfStored1"] = round(g2["bytes"]["stored"] / g1["bytes"]["stored"], 4)
@@ -357,10 +388,14 @@ for cf in configs:
         pc = p[f"dump{n}"]
         what = "1st checkpoint" if n == 1 else "2nd checkpoint (5% rewritten)"
         md += [f"| {what}: job frozen | {ms(gc['downtimeMs'])} | {ms(pc['dumpMs'])} (dump) | {ra[f'downtime{n}']} |",
+               f"| {what}: job frozen, as CRIU's stats count it | {ms(gc['downtimeMs'])} (gcp's; CRIU's own {ms(gc['criuFrozenMs'])}) "
+               f"| {ms(pc['frozenMs'])} (freezing + frozen) | {ra[f'downtime{n}OfCriuFrozen']} |",
                f"| {what}: end to end | {ms(gc['wallMs'])} | {ms(pc['dumpMs'])} (dump) | {ra[f'checkpoint{n}']} |",
                f"| {what}: on disk | {ms(gc['wallMs'])} | {ms(pc['dumpAndSyncMs'])} (dump + sync) | {ra[f'checkpoint{n}Durable']} |",
                f"| {what}: bytes written | {mb(gc['bytes']['stored'])} stored ({mb(gc['bytes']['new'])} new of {mb(gc['bytes']['raw'])}) "
                f"| {mb(pc['imageBytes'])} | {gc['bytes']['stored'] / pc['imageBytes']:.3f} |"]
+    md += [f"| 2nd checkpoint again, frozen before CRIU starts (GCP_DUMP_GATE=0): job frozen | {ms(g['noGate']['downtimeMs'])} "
+           f"| {ms(p['dump2']['dumpMs'])} (dump) | {ra['noGateDowntime']} |"]
     md += [f"| dump throughput (1st) | {g1['dumpMiBps']} MiB/s | {p['dump1']['dumpMiBps']} MiB/s | |",
            f"| restart (from the 2nd) | {ms(rs['ms'])} | {ms(p['restoreMs'])} (restore) | {ra['restart']} |",
            f"| store ingest (raw / storeMs, 1st) | {g1['ingestMiBps']} MiB/s | disk (dd, fsync): {cf['disk']['ddFsyncMiBps']} MiB/s | {ra['ingestOfDisk']} |",
@@ -372,7 +407,8 @@ for cf in configs:
             store += f" (reading, hashing, compressing and writing {gc['chunksMs']:.0f}, last pack {gc['lastPackMs']:.0f})"
         if gc.get("manifestMs") is not None:
             store += f", manifest {gc['manifestMs']:.0f}"
-        return (f"freeze {gc['freezeMs']:.0f}, dump {gc['dumpMs']:.0f}, thaw {gc['thawMs']:.0f}, {store}, "
+        return (f"CRIU's start-up while the job runs {gc['checkpointerStartMs']:.0f}, "
+                f"freeze {gc['freezeMs']:.0f}, dump {gc['dumpMs']:.0f}, thaw {gc['thawMs']:.0f}, {store}, "
                 f"before the freeze and after the commit {other:.0f} ms")
     md += ["", f"Where gcp's time goes: 1st checkpoint: {phases(g1)}; 2nd: {phases(g2)}."]
     if rs["materializeMs"] is not None:

@@ -31,13 +31,7 @@ no_criu_left
 
 # A criu that waits before it dumps keeps the unit frozen by gcp (and not yet seized by
 # criu) long enough to kill gcp-checkpoint in the middle.
-real_criu=${GCP_CRIU:-$(command -v criu || echo /usr/local/sbin/criu)}
-cat >"$work/slow-criu" <<SH
-#!/bin/sh
-[ "\$1" = dump ] && sleep 30
-exec "$real_criu" "\$@"
-SH
-chmod +x "$work/slow-criu"
+slow_criu
 frozen() { [ "$(freezer_state interrupted main)" = FROZEN ]; }
 thawed() { [ "$(freezer_state interrupted main)" = THAWED ]; }
 
@@ -60,7 +54,7 @@ wait_for "the counter to run on while gcp-checkpoint hangs" 20 count_at_least "$
 kill -KILL "$tool"
 kill -CONT "$tool" 2>/dev/null || true
 wait "$tool" 2>/dev/null || true
-pkill -f "$work/slow-criu" 2>/dev/null || true
+pkill -f "$work/slow-hook" 2>/dev/null || true
 [ "$(ls "$GCP_STORE/jobs/interrupted/checkpoints")" = 1 ] || fail "checkpoints are now: $(ls "$GCP_STORE/jobs/interrupted/checkpoints")"
 
 "$bin/gcp-isolate" kill interrupted >/dev/null

@@ -84,12 +84,7 @@ wait_for "every unit to be thawed after the round without a checkpointer" 10 tha
 [ "$(ls "$GCP_STORE/jobs/ring/checkpoints")" = 1 ] || fail "checkpoints after the round without a checkpointer: $(ls "$GCP_STORE/jobs/ring/checkpoints")"
 
 # The job checkpointer dies while the units are frozen: each node thaws its units.
-cat >"$work/slow-criu" <<SH
-#!/bin/sh
-[ "\$1" = dump ] && sleep 30
-exec "$real_criu" "\$@"
-SH
-chmod +x "$work/slow-criu"
+slow_criu
 GCP_CRIU=$work/slow-criu "$bin/gcp-checkpoint" ring >"$work/cp2.json" 2>"$work/cp2.err" &
 tool=$!
 wait_for "gcp-checkpoint to freeze the units" 30 frozen_any
@@ -100,7 +95,7 @@ killed_at=$SECONDS
 wait_for "every node to thaw its units after the job checkpointer was killed" 15 thawed_all
 say "units thawed $((SECONDS - killed_at)) s after the job checkpointer was killed"
 ring_runs_on 50 20 "after the job checkpointer was killed"
-for i in 1 2 3; do "$nodes" exec "gcpn$i" pkill -f "$work/slow-criu" 2>/dev/null || true; done
+for i in 1 2 3; do "$nodes" exec "gcpn$i" pkill -f "$work/slow-hook" 2>/dev/null || true; done
 [ "$(ls "$GCP_STORE/jobs/ring/checkpoints")" = 1 ] || fail "a killed round committed something: $(ls "$GCP_STORE/jobs/ring/checkpoints")"
 [ -n "$(ls "$GCP_STORE/jobs/ring/staging" 2>/dev/null)" ] || fail "the killed round left no staging (expected one for gc)"
 run_tool "$work/gc.json" "$work/gc.err" gcp-store gc || fail "gc failed: $(cat "$work/gc.err")"

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <dlfcn.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,13 +41,30 @@ struct Failure {
 [[noreturn]] void failed(std::string message) { throw Failure{GCP_TRANSLIB_ERROR, std::move(message)}; }
 
 gcp::process::Result run(std::vector<std::string> argv, std::chrono::seconds timeout,
-                         std::vector<std::string> join_cgroups = {}, std::string netns = {}) {
+                         std::vector<std::string> join_cgroups = {}, std::string netns = {},
+                         std::vector<std::string> env = {}) {
   gcp::process::Spec spec;
   spec.argv = std::move(argv);
   spec.timeout = timeout;
   spec.join_cgroups = std::move(join_cgroups);
   if (!netns.empty()) spec.netns = std::move(netns);
+  spec.env = std::move(env);
   return gcp::process::run(spec);
+}
+
+// criu-gate, the action script that holds a dump after CRIU's start-up until gcp has
+// frozen the unit: $GCP_CRIU_GATE, else <prefix>/libexec/gcp/criu-gate next to this
+// translib's <prefix>/lib/gcp/translibs. Empty when there is none (gcp then freezes
+// before CRIU starts).
+std::string find_gate() {
+  if (const char* env = std::getenv("GCP_CRIU_GATE"); env && *env) {
+    return ::access(env, X_OK) == 0 ? env : "";
+  }
+  Dl_info info{};
+  if (::dladdr(reinterpret_cast<void*>(&find_gate), &info) == 0 || !info.dli_fname) return "";
+  auto gate = stdfs::path(info.dli_fname).parent_path().parent_path().parent_path().parent_path() /
+              "libexec/gcp/criu-gate";
+  return ::access(gate.c_str(), X_OK) == 0 ? gate.string() : "";
 }
 
 // The unit's own network namespace, when it has one: criu runs inside it, so that the
@@ -238,7 +256,9 @@ json probe(const json&) {
   }
   // "streams": restart can read the images through CRIU's image-streamer socket
   // (`criu restore --stream`) instead of from files.
-  return {{"checkpointer", "criu"}, {"version", version}, {"path", criu}, {"streams", true}};
+  // "gate": a checkpoint request may carry a gate (see checkpoint()).
+  return {{"checkpointer", "criu"}, {"version", version}, {"path", criu}, {"streams", true},
+          {"gate", !find_gate().empty()}};
 }
 
 // Options that make a whole PID + mount namespace dump and restore here
@@ -271,7 +291,19 @@ json checkpoint(const json& req) {
   }
   if (req.value("leaveRunning", true)) argv.push_back("--leave-running");
   for (const auto& opt : req.value("options", std::vector<std::string>{})) argv.push_back(opt);
-  auto r = run(argv, timeout_of(req), {}, netns_of(req));
+  // A gate: CRIU starts up (probing the kernel: 0.1 s here) while the unit runs, says
+  // "ready" at its pre-dump action and waits there until gcp, having frozen the unit,
+  // says "go".
+  std::vector<std::string> env;
+  if (req.contains("gate")) {
+    const auto& gate = req.at("gate");
+    std::string script = find_gate();
+    if (script.empty()) failed("bad request: a gate, but no criu-gate helper (set GCP_CRIU_GATE or reinstall gcp)");
+    argv.insert(argv.end(), {"--action-script", script});
+    env = {"GCP_GATE_READY=" + gate.at("ready").get<std::string>(), "GCP_GATE_GO=" + gate.at("go").get<std::string>(),
+           "GCP_GATE_WAIT_SEC=" + std::to_string(timeout_of(req).count())};
+  }
+  auto r = run(argv, timeout_of(req), {}, netns_of(req), env);
   auto log = dir / "dump.log";
   if (!r.ok()) {
     failed("criu dump of pid " + std::to_string(pid) + " failed: " + first_error(log, r) +
