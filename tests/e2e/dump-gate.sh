@@ -4,7 +4,8 @@
 # gcp-translib(7)): with a criu that takes 3 s to start, both units of a job run on through
 # those 3 s and the downtime stays short; with GCP_DUMP_GATE=0 (freeze first) the same
 # start-up is downtime. gcp-checkpoint killed while one unit's CRIU waits at its gate and the
-# other's still starts: that CRIU gives up, nothing was ever frozen, gc leaves nothing.
+# other's still starts: that CRIU gives up, nothing was ever frozen, gc leaves nothing. A
+# translib failing before its gate (bad GCP_CRIU_LOG_LEVEL) fails the checkpoint the same way.
 source "$(dirname "$0")/lib.sh"
 requires root criu freezer python3
 
@@ -72,6 +73,14 @@ wait_for "both counters to run on" 20 bash -c "$(declare -f state count_at_least
 run_tool "$work/gc.json" "$work/gc.err" gcp-store gc || fail "gc failed: $(cat "$work/gc.err")"
 [ -z "$(ls "$GCP_STORE/jobs/gated/staging" 2>/dev/null | grep -v '\.lock$')" ] || fail "gc left the staging: $(ls "$GCP_STORE/jobs/gated/staging")"
 say "killed at the gate: unit a's criu gave up, nothing frozen, nothing committed, gc cleaned up"
+
+# A translib that fails before its gate (a bad CRIU log level): one error line, nothing
+# frozen, nothing committed, no criu left.
+GCP_CRIU_LOG_LEVEL=9 expect_exit 1 gcp-checkpoint gated
+expect_stderr "bad GCP_CRIU_LOG_LEVEL '9': not one of 0 to 4"
+thawed_both || fail "a unit was left $(freezer_state gated a)/$(freezer_state gated b)"
+[ "$(ls "$GCP_STORE/jobs/gated/checkpoints")" = "$(printf '1\n2')" ] || fail "checkpoints are now: $(ls "$GCP_STORE/jobs/gated/checkpoints")"
+no_criu_left
 
 # The gated checkpoint restores: both counters continue.
 "$bin/gcp-isolate" kill gated >/dev/null

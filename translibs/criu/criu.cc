@@ -265,6 +265,19 @@ json probe(const json&) {
 // (MACHINE-FACTS.md: measured with CRIU 4.2.1 on kernel 6.18).
 const std::vector<std::string> kNamespaceOptions = {"--ext-mount-map", "auto", "--enable-external-masters"};
 
+// CRIU's -v level: $GCP_CRIU_LOG_LEVEL (0-4) for dumps and restores, else 3 (info)
+// for a dump, where every debug line (-v4: 0.8 MB at 1 GiB) is written while the job
+// is frozen (measured at 1 GiB: ~10% of CRIU's frozen time), and 4 for a restore.
+std::string log_level(int fallback) {
+  const char* env = std::getenv("GCP_CRIU_LOG_LEVEL");
+  if (!env || !*env) return "-v" + std::to_string(fallback);
+  std::string v = env;
+  if (v.size() != 1 || v[0] < '0' || v[0] > '4') {
+    failed("bad GCP_CRIU_LOG_LEVEL '" + v + "': not one of 0 to 4 (CRIU's -v levels)");
+  }
+  return "-v" + v;
+}
+
 std::chrono::seconds timeout_of(const json& req) {
   return std::chrono::seconds(req.value("timeoutSec", 600));
 }
@@ -277,7 +290,7 @@ json checkpoint(const json& req) {
   std::string grouping = req.value("grouping", "pidns");
   gcp::fs::make_dirs(dir, 0700);
   std::vector<std::string> argv = {criu, "dump", "-t", std::to_string(pid), "-D", dir.string(),
-                                   "-o", "dump.log", "-v4"};
+                                   "-o", "dump.log", log_level(3)};
   // No --link-remap: with --leave-running CRIU removes its remap links once the dump
   // is done, so a checkpoint that needed one could not be restored. Without it CRIU
   // refuses such a dump ("Use link-remap option"), and the job keeps running.
@@ -334,7 +347,7 @@ json restart(const json& req) {
   std::error_code ec;
   stdfs::remove(pidfile, ec);
   std::vector<std::string> argv = {criu, "restore", "-D", dir.string(), "-W", work.string(),
-                                   "-o", "restore.log", "-v4", "--restore-detached",
+                                   "-o", "restore.log", log_level(4), "--restore-detached",
                                    "--pidfile", pidfile.string(),
                                    // The restored unit belongs to the cgroup criu runs in
                                    // (the unit's new one), not to the one it was dumped from.
