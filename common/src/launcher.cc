@@ -251,7 +251,7 @@ std::optional<json> Channel::receive(std::chrono::steady_clock::time_point deadl
       return doc;
     }
     if (out_ < 0) return std::nullopt;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       timed_out_ = true;
       return std::nullopt;

@@ -173,8 +173,9 @@ Result run(const Spec& spec) {
     if (!to_write.empty()) { fds[n] = {in.write_end(), POLLOUT, 0}; in_i = static_cast<int>(n++); }
     int wait_ms = -1;
     if (spec.timeout) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
+      // Rounded up: a deadline 0.3 ms away is not past (poll would wait 0 ms, and the
+      // program would be killed before its time).
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) {
         result.timed_out = true;
         break;
