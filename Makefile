@@ -91,10 +91,11 @@ $(GATE): translibs/criu/gate.c
 
 # A translib exports only its descriptor (version script, hidden visibility).
 $(BUILD)/obj/translibs/%.o: ALL_CXXFLAGS += -fvisibility=hidden
-$(BUILD)/lib/gcp/translibs/criu.so: $(BUILD)/obj/translibs/criu/criu.o $(LIBGCP) translibs/translib.map
+CRIU_OBJS := $(BUILD)/obj/translibs/criu/criu.o $(BUILD)/obj/translibs/criu/images.o
+$(BUILD)/lib/gcp/translibs/criu.so: $(CRIU_OBJS) $(LIBGCP) translibs/translib.map
 	@mkdir -p $(@D)
 	$(CXX) $(LDFLAGS) -shared -Wl,--version-script=translibs/translib.map \
-	  -o $@ $< $(LIBGCP) $(LDLIBS_GCP)
+	  -o $@ $(CRIU_OBJS) $(LIBGCP) $(LDLIBS_GCP)
 
 $(BUILD)/tests/translibs/echo.so:          FAKE_FLAGS :=
 $(BUILD)/tests/translibs/wrong-abi.so:     FAKE_FLAGS := -DFAKE_ABI_MAJOR=99 -DFAKE_NAME='"wrong-abi"'
@@ -111,7 +112,9 @@ $(BUILD)/obj/tests/unit/callbacks_c11.o: tests/unit/callbacks_c11.c common/inclu
 	@mkdir -p $(@D)
 	$(CC) -std=c11 -pedantic $(WARN) -Icommon/include $(CFLAGS) -c $< -o $@
 
-$(UNIT_BIN): $(UNIT_SRCS:%.cc=$(BUILD)/obj/%.o) $(BUILD)/obj/tests/unit/callbacks_c11.o $(LIBGCP)
+# The translib's reader of CRIU's images is tested on its own, without the translib.
+$(UNIT_BIN): $(UNIT_SRCS:%.cc=$(BUILD)/obj/%.o) $(BUILD)/obj/tests/unit/callbacks_c11.o \
+             $(BUILD)/obj/translibs/criu/images.o $(LIBGCP)
 	@mkdir -p $(@D)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS_GCP)
 

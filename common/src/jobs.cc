@@ -801,6 +801,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
     cu.checkpointer_version = results[i].value("version", "");
     cu.stats = results[i].value("stats", json::object());
     cu.options = unit_options[i];
+    cu.tcp_connections = results[i].value("tcpConnections", json::array());
     cu.timings = {{"freezeMs", round_ms(freeze_ms[i])}, {"dumpMs", round_ms(dump_ms[i])}};
     if (has_callbacks(*u)) {
       cu.callbacks = pre[i].via;
@@ -1031,6 +1032,7 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
                         {"workDir", work.string()},
                         {"grouping", cu.grouping},
                         {"options", cu.options},
+                        {"tcpConnections", cu.tcp_connections},
                         {"joinCgroups", json::array({cgroups.freezer_dir(u->cgroup) + "/cgroup.procs"})}};
         // Across nodes a restored unit waits stopped until every node has restored its
         // units: running at once, it could send to a peer whose connection is not
@@ -1077,6 +1079,9 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
             spdlog::warn("{} (its peers learn the address when they next ask)", e.what());
           }
           u->network->parent = net->parent;
+        }
+        for (const auto& w : result.value("warnings", json::array())) {
+          if (w.is_string()) spdlog::warn("{}: unit '{}': {}", what(c.seq), cu.name, w.get<std::string>());
         }
         u->pid = result.at("pid").get<pid_t>();
         u->node = proc::node_name();

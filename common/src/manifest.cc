@@ -5,6 +5,7 @@
 #include "gcp/grouping.h"
 #include "gcp/netns.h"
 
+#include <arpa/inet.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -128,6 +129,26 @@ void valid_grouping(const Fields& f, const std::string& grouping) {
 
 std::string indexed(const std::string& key, size_t i) {
   return key + "[" + std::to_string(i) + "]";
+}
+
+// {family, src, srcPort, dst, dstPort}: the translib makes iptables rules of these, as root.
+json tcp_connection(const json& value, const std::string& where, const std::string& source) {
+  Fields f(value, where, source);
+  auto family = f.required<std::string>("family");
+  if (family != "ipv4" && family != "ipv6") f.fail(f.name("family"), "is '" + family + "', expected 'ipv4' or 'ipv6'");
+  for (const char* key : {"src", "dst"}) {
+    auto address = f.required<std::string>(key);
+    unsigned char raw[sizeof(struct in6_addr)];
+    if (::inet_pton(family == "ipv6" ? AF_INET6 : AF_INET, address.c_str(), raw) != 1) {
+      f.fail(f.name(key), "is '" + address + "', not an " + (family == "ipv6" ? "IPv6" : "IPv4") + " address");
+    }
+  }
+  for (const char* key : {"srcPort", "dstPort"}) {
+    auto port = f.required<uint64_t>(key);
+    if (port < 1 || port > 65535) f.fail(f.name(key), "is " + std::to_string(port) + ", not a port (1-65535)");
+  }
+  if (!f.extra().empty()) f.fail(where, "has unknown fields: " + f.extra().dump());
+  return value;
 }
 
 void check_header(const json& doc, const std::string& kind, const std::string& source) {
@@ -415,6 +436,7 @@ json to_json(const Checkpoint& c, bool chunk_lists) {
     ju["translib"] = json{{"name", u.translib}, {"version", u.translib_version}};
     ju["checkpointer"] = json{{"name", u.checkpointer}, {"version", u.checkpointer_version}};
     if (!u.options.empty()) ju["checkpointerOptions"] = u.options;
+    if (!u.tcp_connections.empty()) ju["tcpConnections"] = u.tcp_connections;
     ju["timings"] = u.timings;
     if (!u.callbacks.empty()) ju["callbacks"] = u.callbacks;
     ju["bytes"] = u.bytes;
@@ -486,6 +508,10 @@ Checkpoint checkpoint_from_json(const json& doc, const std::string& source) {
                 "holds " + o.dump() + ", expected --tcp-established, --shell-job or --ext-unix-sk");
       }
       u.options.push_back(o.get<std::string>());
+    }
+    const json& connections = fu.array("tcpConnections", false);
+    for (size_t k = 0; k < connections.size(); ++k) {
+      u.tcp_connections.push_back(tcp_connection(connections[k], where + "." + indexed("tcpConnections", k), source));
     }
     u.timings = fu.object("timings");
     u.callbacks = fu.optional<std::string>("callbacks", "");

@@ -16,16 +16,51 @@ run_tool "$work/cp.json" "$work/cp.err" gcp-checkpoint tcpjob || fail "checkpoin
 [ "$(json "$work/cp.json" 'd["units"][0].get("checkpointerOptions")')" = "['--tcp-established']" ] ||
   fail "the checkpoint does not record --tcp-established: $(json "$work/cp.json" 'd["units"][0].get("checkpointerOptions")')"
 [ "$(json "$work/cp.json" '"depsMs" in d["timings"]')" = True ] || fail "the checkpoint has no depsMs timing"
+# Both ends of the loopback pair, as CRIU dumped them: the restart locks them again.
+conns=$(json "$work/cp.json" '" ".join(sorted(c["src"] + ":" + str(c["srcPort"]) + ">" + c["dst"] + ":" + str(c["dstPort"]) for c in d["units"][0].get("tcpConnections", [])))')
+set -- $conns
+[ $# = 2 ] && [ "${1%%>*}" = "${2#*>}" ] && [ "${1#*>}" = "${2%%>*}" ] ||
+  fail "the checkpoint does not record the pair's two ends as TCP connections: '$conns'"
+ports="${1#*:}"; ports="${ports%%>*} ${1##*:}"
 at_checkpoint=$(state "$st" count)
 wait_for "the pair to go on after the checkpoint" 20 count_at_least "$st" $((at_checkpoint + 5000))
 expect_ok "$st"
 "$bin/gcp-isolate" kill tcpjob >/dev/null || fail "kill failed"
 killed=$(state "$st" count)
-run_tool "$work/r.json" "$work/r.err" gcp-restart tcpjob || fail "restart failed: $(cat "$work/r.err")"
+# The dump (--leave-running) unlocked the connections when it ended; criu restore must
+# find them locked again, with CRIU's own rules (mark 0xc114), or a restored end that
+# sends first can be reset by its peer's kernel. A criu that notes the rules at its start:
+real_criu=${GCP_CRIU:-$(command -v criu || echo /usr/local/sbin/criu)}
+cat >"$work/noting-criu" <<SH
+#!/bin/sh
+[ "\$1" = restore ] && iptables-save -t filter >"$work/rules-at-restore"
+exec "$real_criu" "\$@"
+SH
+# ... and one whose restores fail at once, unlocking nothing: gcp removes the lock.
+cat >"$work/failing-criu" <<SH
+#!/bin/sh
+[ "\$1" = restore ] && { iptables-save -t filter >"$work/rules-at-failure"; exit 1; }
+exec "$real_criu" "\$@"
+SH
+chmod +x "$work/noting-criu" "$work/failing-criu"
+lock_rules() { grep -ci -- "--mark 0xc114.*--sport \($1\|$2\) --dport \($1\|$2\) -j DROP" "$3"; }
+GCP_CRIU=$work/failing-criu run_tool "$work/rf.json" "$work/rf.err" gcp-restart tcpjob &&
+  fail "a restart whose criu failed succeeded"
+[ "$(lock_rules $ports "$work/rules-at-failure")" -ge 4 ] ||
+  fail "criu restore started without the lock of ports $ports: $(grep -i 0xc114 "$work/rules-at-failure")"
+iptables-save -t filter >"$work/rules-after-failure"
+[ "$(lock_rules $ports "$work/rules-after-failure")" = 0 ] ||
+  fail "the failed restart left lock rules: $(grep -i 0xc114 "$work/rules-after-failure")"
+GCP_CRIU=$work/noting-criu run_tool "$work/r.json" "$work/r.err" gcp-restart tcpjob ||
+  fail "restart failed: $(cat "$work/r.err")"
+[ "$(lock_rules $ports "$work/rules-at-restore")" -ge 4 ] ||
+  fail "criu restore started without the lock of ports $ports: $(grep -i 0xc114 "$work/rules-at-restore")"
+iptables-save -t filter >"$work/rules-after"
+[ "$(lock_rules $ports "$work/rules-after")" = 0 ] || fail "the restart left lock rules: $(grep -i 0xc114 "$work/rules-after")"
 wait_for "the restored pair to exchange numbers past the kill" 30 count_at_least "$st" $((killed + 5000))
 expect_ok "$st"
 [ "$(state "$st" started)" = "$started" ] || fail "the TCP pair started over"
-say "TCP pair checkpointed with --tcp-established; after kill and restart it went on past $killed with every echo in order"
+say "TCP pair checkpointed with --tcp-established; restored with both ends locked (ports $ports), unlocked after; went on past $killed with every echo in order"
 
 # An ad-hoc unit: a session started outside gcp, its own stdio, no other descriptors.
 sst=$work/session.state

@@ -132,6 +132,32 @@ TEST_CASE("a checkpoint survives to_json and checkpoint_from_json unchanged") {
   CHECK(manifest::to_json(back) == doc);
 }
 
+TEST_CASE("a checkpoint's TCP connections survive the round trip and are checked") {
+  auto cp = sample_checkpoint();
+  cp.units[0].tcp_connections = json::array(
+      {{{"family", "ipv4"}, {"src", "127.0.0.1"}, {"srcPort", 40122}, {"dst", "127.0.0.1"}, {"dstPort", 5000}},
+       {{"family", "ipv6"}, {"src", "fd00::5"}, {"srcPort", 1}, {"dst", "fd00::7"}, {"dstPort", 65535}}});
+  json doc = manifest::to_json(cp);
+  CHECK(doc["units"][0]["tcpConnections"].size() == 2);
+  auto back = manifest::checkpoint_from_json(doc, "test");
+  CHECK(back.units[0].tcp_connections == cp.units[0].tcp_connections);
+  CHECK(manifest::to_json(back) == doc);
+  CHECK_FALSE(manifest::to_json(sample_checkpoint())["units"][0].contains("tcpConnections"));
+
+  // The translib turns them into iptables rules as root: nothing but addresses and ports.
+  auto with = [&](const char* key, json value) {
+    json d = doc;
+    d["units"][0]["tcpConnections"][0][key] = std::move(value);
+    return checkpoint_error(d);
+  };
+  CHECK_CONTAINS(with("src", "127.0.0.1 -j ACCEPT"), "units[0].tcpConnections[0].src");
+  CHECK_CONTAINS(with("dst", "fd00::7"), "not an IPv4 address");
+  CHECK_CONTAINS(with("family", "unix"), "expected 'ipv4' or 'ipv6'");
+  CHECK_CONTAINS(with("srcPort", 0), "not a port");
+  CHECK_CONTAINS(with("dstPort", 65536), "not a port");
+  CHECK_CONTAINS(with("rule", "-j ACCEPT"), "unknown fields");
+}
+
 TEST_CASE("unknown fields are kept at the top level, in a unit and in an image") {
   json job = manifest::to_json(sample_job());
   job["x-top"] = {{"keep", true}};

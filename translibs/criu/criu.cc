@@ -5,9 +5,11 @@
 #include "gcp/proc.h"
 #include "gcp/process.h"
 #include "gcp/translib.h"
+#include "images.h"
 
 #include <nlohmann/json.hpp>
 
+#include <arpa/inet.h>
 #include <dlfcn.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,6 +21,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
 
 namespace {
@@ -278,6 +281,171 @@ std::string log_level(int fallback) {
   return "-v" + v;
 }
 
+// TCP connections across a dump and its restore. CRIU locks each connection of a dump
+// with two iptables rules that drop every packet but its own (mark 0xC114); with
+// --leave-running it unlocks them when the dump ends. `criu restore` expects them back
+// (after a dump without --leave-running they never went away) and deletes them once
+// every socket is restored. Without them, a restored socket that sends what it had not
+// sent yet can find its peer in the same restore not there yet, and the kernel answers
+// with a reset ("Can't restore not-sent send queue data: Connection reset by peer").
+// So a dump says its connections, read from files.img, and a restore puts CRIU's very
+// rules back before it starts CRIU, and removes any that CRIU left.
+
+using gcp::criu::TcpConnection;
+
+json connections_json(const std::vector<TcpConnection>& conns) {
+  json out = json::array();
+  for (const auto& c : conns) {
+    out.push_back({{"family", c.family}, {"src", c.src}, {"srcPort", c.src_port}, {"dst", c.dst},
+                   {"dstPort", c.dst_port}});
+  }
+  return out;
+}
+
+// An address as inet_ntop prints it, or nullopt when `text` is not one of `family`.
+std::optional<std::string> canonical_address(const std::string& family, const std::string& text) {
+  int af = family == "ipv6" ? AF_INET6 : AF_INET;
+  unsigned char raw[sizeof(struct in6_addr)];
+  char back[INET6_ADDRSTRLEN];
+  if (::inet_pton(af, text.c_str(), raw) != 1 || !::inet_ntop(af, raw, back, sizeof back)) return std::nullopt;
+  return std::string(back);
+}
+
+// What a request says; anything else is refused (the rules are fed to iptables as root).
+std::vector<TcpConnection> connections_of(const json& req) {
+  std::vector<TcpConnection> out;
+  if (!req.contains("tcpConnections")) return out;
+  const json& list = req.at("tcpConnections");
+  if (!list.is_array()) failed("bad request: tcpConnections is not an array");
+  for (const auto& e : list) {
+    auto bad = [&] { failed("bad request: tcpConnections holds " + e.dump() + ", not a TCP connection"); };
+    if (!e.is_object()) bad();
+    TcpConnection c;
+    c.family = e.value("family", std::string());
+    if (c.family != "ipv4" && c.family != "ipv6") bad();
+    auto src = canonical_address(c.family, e.value("src", std::string()));
+    auto dst = canonical_address(c.family, e.value("dst", std::string()));
+    int sport = e.value("srcPort", 0), dport = e.value("dstPort", 0);
+    if (!src || !dst || sport < 1 || sport > 65535 || dport < 1 || dport > 65535) bad();
+    c.src = *src;
+    c.dst = *dst;
+    c.src_port = static_cast<uint16_t>(sport);
+    c.dst_port = static_cast<uint16_t>(dport);
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+// A rule as "CHAIN SOURCE SPORT DESTINATION DPORT", how both sides are compared.
+struct LockRule {
+  std::string chain, source, destination;
+  int sport = 0, dport = 0;
+  std::string key() const {
+    return chain + " " + source + " " + std::to_string(sport) + " " + destination + " " + std::to_string(dport);
+  }
+};
+
+// CRIU's pair of rules for a connection (IPTABLES_CONN_CMD in criu/netfilter.c): what
+// comes in from the peer, and what goes out to it.
+std::vector<LockRule> lock_rules(const TcpConnection& c) {
+  return {{"INPUT", c.dst, c.src, c.dst_port, c.src_port}, {"OUTPUT", c.src, c.dst, c.src_port, c.dst_port}};
+}
+
+std::string rule_spec(const LockRule& r) {
+  return r.chain + " --protocol tcp -m mark ! --mark 0xC114 --source " + r.source + " --sport " +
+         std::to_string(r.sport) + " --destination " + r.destination + " --dport " + std::to_string(r.dport) +
+         " -j DROP";
+}
+
+const char* restore_tool(const std::string& family) { return family == "ipv6" ? "ip6tables-restore" : "iptables-restore"; }
+
+void iptables_restore(const std::string& family, const std::string& commands, const std::string& netns) {
+  gcp::process::Spec spec;
+  spec.argv = {restore_tool(family), "-w", "--noflush"};
+  spec.input = "*filter\n" + commands + "COMMIT\n";
+  spec.timeout = std::chrono::seconds(60);
+  if (!netns.empty()) spec.netns = netns;
+  auto r = gcp::process::run(spec);
+  if (!r.ok()) {
+    std::string err = r.err;
+    while (!err.empty() && err.back() == '\n') err.pop_back();
+    throw std::runtime_error(std::string(restore_tool(family)) + ": " + (err.empty() ? r.describe() : err));
+  }
+}
+
+void lock_connections(const std::vector<TcpConnection>& conns, const std::string& netns) {
+  for (const char* family : {"ipv4", "ipv6"}) {
+    std::string commands;
+    for (const auto& c : conns) {
+      if (c.family != family) continue;
+      for (const auto& r : lock_rules(c)) commands += "-I " + rule_spec(r) + "\n";
+    }
+    if (commands.empty()) continue;
+    try {
+      iptables_restore(family, commands, netns);
+    } catch (const std::exception& e) {
+      failed(std::string("locking the unit's TCP connections for the restore failed: ") + e.what() +
+             "\nhint: criu needs iptables for --tcp-established (Debian package iptables)");
+    }
+  }
+}
+
+// The lock rules of `conns` still in place: iptables-save's lines, e.g.
+// "-A INPUT -s 127.0.0.1/32 -d 127.0.0.1/32 -p tcp -m mark ! --mark 0xc114 -m tcp --sport 1 --dport 2 -j DROP".
+std::vector<std::string> leftover_rules(const std::string& family, const std::vector<TcpConnection>& conns,
+                                        const std::string& netns) {
+  std::set<std::string> ours;
+  for (const auto& c : conns) {
+    if (c.family != family) continue;
+    for (const auto& r : lock_rules(c)) ours.insert(r.key());
+  }
+  std::vector<std::string> left;
+  if (ours.empty()) return left;
+  auto r = run({family == "ipv6" ? "ip6tables-save" : "iptables-save", "-t", "filter"}, std::chrono::seconds(60), {},
+               netns);
+  if (!r.ok()) throw std::runtime_error("iptables-save: " + r.describe());
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("-A ", 0) != 0 || line.find("0xc114") == std::string::npos ||
+        line.find("-j DROP") == std::string::npos) {
+      continue;
+    }
+    std::istringstream words(line.substr(3));
+    LockRule rule;
+    words >> rule.chain;
+    for (std::string w; words >> w;) {
+      std::string v;
+      if (w == "-s" && words >> v) rule.source = v.substr(0, v.find('/'));
+      if (w == "-d" && words >> v) rule.destination = v.substr(0, v.find('/'));
+      if (w == "--sport" && words >> v) rule.sport = std::atoi(v.c_str());
+      if (w == "--dport" && words >> v) rule.dport = std::atoi(v.c_str());
+    }
+    auto src = canonical_address(family, rule.source), dst = canonical_address(family, rule.destination);
+    if (!src || !dst) continue;
+    rule.source = *src;
+    rule.destination = *dst;
+    if (ours.count(rule.key())) left.push_back(line.substr(3));
+  }
+  return left;
+}
+
+// Removes what CRIU left of the lock (all of it when it failed before its end; a copy
+// from a dump without --leave-running that never unlocked). An empty string, or what
+// went wrong: the restored connections would stay blocked.
+std::string unlock_connections(const std::vector<TcpConnection>& conns, const std::string& netns) {
+  for (const char* family : {"ipv4", "ipv6"}) {
+    try {
+      std::string commands;
+      for (const auto& rule : leftover_rules(family, conns, netns)) commands += "-D " + rule + "\n";
+      if (!commands.empty()) iptables_restore(family, commands, netns);
+    } catch (const std::exception& e) {
+      return std::string("removing the lock of the unit's TCP connections failed: ") + e.what() +
+             " (its connections stay blocked until the rules with mark 0xc114 are deleted)";
+    }
+  }
+  return {};
+}
+
 std::chrono::seconds timeout_of(const json& req) {
   return std::chrono::seconds(req.value("timeoutSec", 600));
 }
@@ -322,6 +490,19 @@ json checkpoint(const json& req) {
     failed("criu dump of pid " + std::to_string(pid) + " failed: " + first_error(log, r) +
            " (log: " + log.string() + ")");
   }
+  json connections = json::array();
+  const auto& options = req.value("options", std::vector<std::string>{});
+  if (std::find(options.begin(), options.end(), "--tcp-established") != options.end()) {
+    auto files = gcp::fs::try_read_file(dir / "files.img");
+    if (files) {
+      try {
+        connections = connections_json(gcp::criu::tcp_connections(
+            {reinterpret_cast<const uint8_t*>(files->data()), files->size()}));
+      } catch (const std::exception& e) {
+        failed("reading the TCP connections of the dump in '" + (dir / "files.img").string() + "': " + e.what());
+      }
+    }
+  }
   // CRIU writes memory as whole pages into pages-<id>.img: the store cuts these
   // into page-sized chunks, so that a rewritten page costs one chunk.
   json aligned = json::array();
@@ -333,7 +514,8 @@ json checkpoint(const json& req) {
           {"version", version},
           {"log", log.string()},
           {"pageAligned", aligned},
-          {"stats", read_dump_stats(dir / "stats-dump")}};
+          {"stats", read_dump_stats(dir / "stats-dump")},
+          {"tcpConnections", connections}};
 }
 
 json restart(const json& req) {
@@ -360,7 +542,11 @@ json restart(const json& req) {
   // The images come from gcp's image server listening in imagesDir.
   if (req.value("stream", false)) argv.push_back("--stream");
   for (const auto& opt : req.value("options", std::vector<std::string>{})) argv.push_back(opt);
-  auto r = run(argv, timeout_of(req), req.value("joinCgroups", std::vector<std::string>{}), netns_of(req));
+  auto connections = connections_of(req);
+  std::string netns = netns_of(req);
+  lock_connections(connections, netns);
+  auto r = run(argv, timeout_of(req), req.value("joinCgroups", std::vector<std::string>{}), netns);
+  std::string unlocked = connections.empty() ? std::string() : unlock_connections(connections, netns);
   auto log = work / "restore.log";
   if (!r.ok()) {
     std::string why = first_error(log, r);
@@ -369,6 +555,7 @@ json restart(const json& req) {
       hint = "\nhint: a plain process tree comes back only with its own PIDs and one is taken; "
              "stop what holds it, or start the job with gcp-isolate so it gets its own PID namespace";
     }
+    if (!unlocked.empty()) hint += "\nhint: " + unlocked;
     failed("criu restore from '" + dir.string() + "' failed: " + why + " (log: " + log.string() + ")" + hint);
   }
   auto text = gcp::fs::try_read_file(pidfile);
@@ -376,11 +563,13 @@ json restart(const json& req) {
     failed("criu restore from '" + dir.string() + "' wrote no pid file (log: " + log.string() + ")");
   }
   pid_t root = std::atoi(text->c_str());
-  return {{"checkpointer", "criu"},
-          {"version", version},
-          {"pid", root},
-          {"pids", gcp::proc::tree(root)},
-          {"log", log.string()}};
+  json result = {{"checkpointer", "criu"},
+                 {"version", version},
+                 {"pid", root},
+                 {"pids", gcp::proc::tree(root)},
+                 {"log", log.string()}};
+  if (!unlocked.empty()) result["warnings"] = json::array({unlocked});
+  return result;
 }
 
 char* dup_string(const std::string& s) {

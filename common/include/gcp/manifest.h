@@ -116,6 +116,10 @@ struct CheckpointUnit {
   /// Options the checkpointer was given because of the unit's ties (gcp-deps), e.g.
   /// "--tcp-established"; the restart passes them again. Serialised as checkpointerOptions.
   std::vector<std::string> options;
+  /// The TCP connections the checkpointer holds in the images, as its translib said
+  /// ({family, src, srcPort, dst, dstPort}); the restart gives them back. Serialised as
+  /// tcpConnections when there are any.
+  json tcp_connections = json::array();
   json timings = json::object();   ///< milliseconds: freeze, dump, store, callbacks per event
   /// How its callbacks were delivered: "socket", "hooks", "socket+hooks", "none"; empty
   /// when the unit has no callback endpoint (a job from before callbacks).
