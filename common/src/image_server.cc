@@ -146,7 +146,7 @@ class ImageServer::ReadAhead {
       std::optional<Corrupt> bad;
       std::optional<Error> error;
       try {
-        bad = store.stream_image(cp, unit, image_, [this](std::span<const uint8_t> piece) { return put(piece); },
+        bad = store.stream_image(cp, unit, image_, [this](std::vector<uint8_t>& piece) { return put(piece); },
                                  progress);
       } catch (const Error& e) {
         error = e;
@@ -198,7 +198,8 @@ class ImageServer::ReadAhead {
   }
 
  private:
-  bool put(std::span<const uint8_t> piece) {
+  // Takes the piece's memory and gives the store a written one to fill next.
+  bool put(std::vector<uint8_t>& piece) {
     std::unique_lock lock(m_);
     cv_.wait(lock, [this] { return cancelled_ || !free_.empty() || allocated_ < kBuffers; });
     if (cancelled_) return false;
@@ -209,7 +210,7 @@ class ImageServer::ReadAhead {
     } else {
       ++allocated_;
     }
-    buf.assign(piece.begin(), piece.end());
+    std::swap(buf, piece);
     ready_.push_back(std::move(buf));
     cv_.notify_all();
     return true;
@@ -377,7 +378,7 @@ void ImageServer::stream(const manifest::ImageFile* image, int pipe_fd) {
   block_sigpipe();
   try {
     note(store_.stream_image(
-        checkpoint_, unit_->name, *image, [pipe_fd](std::span<const uint8_t> piece) { return write_pipe(pipe_fd, piece); },
+        checkpoint_, unit_->name, *image, [pipe_fd](std::vector<uint8_t>& piece) { return write_pipe(pipe_fd, piece); },
         progress_.get()));
   } catch (const Error& e) {
     std::lock_guard lock(m_);

@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <atomic>
+#include <condition_variable>
 #include <mutex>
 #include <unordered_set>
 
@@ -200,21 +201,51 @@ std::optional<std::string> read_image(const chunks::Index& index, const manifest
 
 // Hands an image to `sink` in order, every chunk verified before its bytes go out.
 // Returns what is wrong with the first bad chunk, where it stops; a sink that says its
-// reader went away ends it quietly.
+// reader went away ends it quietly. Two workers read and verify the segments in turn
+// (segment s by worker s % 2), each with its own reader and buffer, and hand them to
+// `sink` in order: one alone, copying and hashing 1 MiB in ~1 ms, kept a restoring
+// CRIU waiting (a restart of 256 MiB took 1.4x plain CRIU's restore).
 std::optional<std::string> stream_image(const chunks::Index& index, const manifest::ImageFile& image,
                                         const Store::Sink& sink, log::Progress* progress) {
   const size_t per_segment = chunks_per_segment(image);
   const size_t n = image.chunk_count();
-  chunks::ChunkReader reader(index);
-  std::vector<uint8_t> buf;
-  for (size_t begin = 0; begin < n; begin += per_segment) {
-    if (auto bad = read_chunks(reader, image, begin, std::min(n, begin + per_segment), buf)) {
-      return describe_bad_chunk(image, *bad);
+  const size_t segments = (n + per_segment - 1) / per_segment;
+  const unsigned k = static_cast<unsigned>(std::min<size_t>({chunks::workers(), 2, std::max<size_t>(1, segments)}));
+  std::mutex m;
+  std::condition_variable turn;
+  size_t next = 0;    // the segment that goes to `sink` next
+  bool stop = false;  // a bad chunk, a sink that is done, or a worker that threw
+  std::optional<std::string> bad;
+  chunks::parallel_for(k, k, [&](size_t w) {
+    try {
+      chunks::ChunkReader reader(index);
+      std::vector<uint8_t> buf;
+      for (size_t seg = w; seg < segments; seg += k) {
+        const size_t begin = seg * per_segment, end = std::min(n, begin + per_segment);
+        auto problem = read_chunks(reader, image, begin, end, buf);
+        std::unique_lock lock(m);
+        turn.wait(lock, [&] { return stop || next == seg; });
+        if (stop) return;
+        if (problem) {
+          bad = describe_bad_chunk(image, *problem);
+          stop = true;
+        } else if (!sink(buf)) {
+          stop = true;
+        } else {
+          if (progress) progress->add(buf.size());
+          ++next;
+        }
+        turn.notify_all();
+        if (stop) return;
+      }
+    } catch (...) {
+      std::lock_guard lock(m);
+      stop = true;
+      turn.notify_all();
+      throw;
     }
-    if (!sink(buf)) return std::nullopt;
-    if (progress) progress->add(buf.size());
-  }
-  return std::nullopt;
+  });
+  return bad;
 }
 
 // Cuts one image file into chunks (block by block: hashed in parallel, new chunks handed

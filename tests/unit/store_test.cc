@@ -259,6 +259,47 @@ TEST_CASE("a flipped byte in a pack is caught and named") {
   CHECK(report.chunks == 32);
 }
 
+TEST_CASE("stream_image hands pieces over in order, stops before a damaged chunk, and when the sink is done") {
+  Fixture f;
+  auto pages = random_pages(2560 + 7, 26);  // 10 pieces of 1 MiB and a short one
+  auto cp = f.checkpoint("j", {{"pages.img", pages}});
+  auto stream = [&](size_t stop_after, std::string& got) {
+    auto loaded = f.s->load_checkpoint("j", cp.seq);
+    const auto& image = loaded.find_unit("u")->images.at(0);
+    size_t pieces = 0;
+    return f.s->stream_image(loaded, "u", image, [&](std::vector<uint8_t>& piece) {
+      got.append(piece.begin(), piece.end());
+      std::vector<uint8_t>().swap(piece);  // the sink may keep the memory: the store copes
+      return ++pieces < stop_after;
+    }, nullptr);
+  };
+  std::string whole;
+  CHECK_FALSE(stream(SIZE_MAX, whole).has_value());
+  CHECK(whole == pages);
+
+  std::string part;
+  CHECK_FALSE(stream(3, part).has_value());  // the reader went away: no error
+  CHECK(part == pages.substr(0, 3 << 20));
+
+  // Damage a byte of the 6th piece: exactly the five before it arrive, whole.
+  auto pack = f.packs().at(0);
+  {
+    std::fstream io(pack, std::ios::in | std::ios::out | std::ios::binary);
+    const std::streamoff at = (5 << 20) + 12345;
+    io.seekg(at);
+    char c;
+    io.get(c);
+    io.seekp(at);
+    io.put(static_cast<char>(c ^ 0x01));
+  }
+  f.reopen();
+  std::string before;
+  auto bad = stream(SIZE_MAX, before);
+  REQUIRE(bad.has_value());
+  CHECK_CONTAINS(bad->what(), "file 'pages.img': chunk 128");
+  CHECK(before == pages.substr(0, 5 << 20));
+}
+
 TEST_CASE("materialize throws Corrupt for a missing chunk, and Error for an unknown unit") {
   Fixture f;
   auto cp = f.checkpoint("j", {{"pages.img", random_pages(4, 9)}});

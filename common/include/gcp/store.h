@@ -152,8 +152,10 @@ class Store {
   /// verified before any of its bytes is handed over. Stops at the first chunk that is
   /// missing or damaged and returns the Corrupt error naming it; a sink that returns
   /// false (its reader has gone) ends it quietly. Adds the bytes handed over to
-  /// `progress` when given. Callable from several threads.
-  using Sink = std::function<bool(std::span<const uint8_t>)>;
+  /// `progress` when given. Callable from several threads. The sink may keep a piece's
+  /// memory: it swaps the vector with one of its own (empty or a used one), which the
+  /// store fills next, so that no piece is copied on its way.
+  using Sink = std::function<bool(std::vector<uint8_t>& piece)>;
   virtual std::optional<Corrupt> stream_image(const manifest::Checkpoint& checkpoint, const std::string& unit,
                                               const manifest::ImageFile& image, const Sink& sink,
                                               log::Progress* progress) = 0;
