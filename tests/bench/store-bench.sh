@@ -8,7 +8,10 @@
 # the store's file system (dd with fsync) and zstd on the same pages, so that gcp's ingest
 # speed can be put against them. Writes $BUILD/bench/store-bench.{json,md}. (Its per-workload
 # tables hold what criu-vs-gcp.sh reported for the counter: checkpoint end to end and on disk,
-# downtime, dump throughput and restart, each against plain CRIU.)
+# downtime, dump throughput and restart, each against plain CRIU.) Also records, on both
+# sides, the time CRIU itself holds the job (its stats-dump: freezing + frozen), and takes a
+# third checkpoint the old way (GCP_DUMP_GATE=0: frozen before CRIU starts) to show what the
+# dump gate saves.
 #   MIBS="256 1024" KINDS="random compressible" RUNS=4 tests/bench/store-bench.sh
 # Targets: downtime within 1.1x of plain criu dump; a second checkpoint (5% rewritten)
 # stores at most 10% of a full one; compressible memory is stored in at most a third of
