@@ -204,7 +204,8 @@ std::optional<std::string> read_image(const chunks::Index& index, const manifest
 // reader went away ends it quietly. Two workers read and verify the segments in turn
 // (segment s by worker s % 2), each with its own reader and buffer, and hand them to
 // `sink` in order: one alone, copying and hashing 1 MiB in ~1 ms, kept a restoring
-// CRIU waiting (a restart of 256 MiB took 1.4x plain CRIU's restore).
+// CRIU waiting (cold restarts of 256 MiB: 590 ms with one, 455 ms with two and no copy
+// into the image server's buffers; medians of 6).
 std::optional<std::string> stream_image(const chunks::Index& index, const manifest::ImageFile& image,
                                         const Store::Sink& sink, log::Progress* progress) {
   const size_t per_segment = chunks_per_segment(image);

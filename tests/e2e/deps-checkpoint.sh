@@ -44,6 +44,15 @@ exec "$real_criu" "\$@"
 SH
 chmod +x "$work/noting-criu" "$work/failing-criu"
 lock_rules() { grep -ci -- "--mark 0xc114.*--sport \($1\|$2\) --dport \($1\|$2\) -j DROP" "$3"; }
+# Without a working iptables-restore the restart fails before criu runs, and says why.
+mkdir -p "$work/no-iptables"
+printf '#!/bin/sh\necho "iptables-restore: cannot run here" >&2\nexit 1\n' >"$work/no-iptables/iptables-restore"
+chmod +x "$work/no-iptables/iptables-restore"
+PATH="$work/no-iptables:$PATH" GCP_CRIU=$work/noting-criu run_tool "$work/rl.json" "$work/rl.err" gcp-restart tcpjob &&
+  fail "a restart that could not lock the connections succeeded"
+grep -q "locking the unit's TCP connections for the restore failed: iptables-restore: cannot run here" "$work/rl.err" ||
+  fail "no error naming the lock: $(cat "$work/rl.err")"
+[ ! -e "$work/rules-at-restore" ] || fail "criu ran although the connections were not locked"
 GCP_CRIU=$work/failing-criu run_tool "$work/rf.json" "$work/rf.err" gcp-restart tcpjob &&
   fail "a restart whose criu failed succeeded"
 [ "$(lock_rules $ports "$work/rules-at-failure")" -ge 4 ] ||

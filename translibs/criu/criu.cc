@@ -369,24 +369,10 @@ void iptables_restore(const std::string& family, const std::string& commands, co
   if (!r.ok()) {
     std::string err = r.err;
     while (!err.empty() && err.back() == '\n') err.pop_back();
-    throw std::runtime_error(std::string(restore_tool(family)) + ": " + (err.empty() ? r.describe() : err));
-  }
-}
-
-void lock_connections(const std::vector<TcpConnection>& conns, const std::string& netns) {
-  for (const char* family : {"ipv4", "ipv6"}) {
-    std::string commands;
-    for (const auto& c : conns) {
-      if (c.family != family) continue;
-      for (const auto& r : lock_rules(c)) commands += "-I " + rule_spec(r) + "\n";
-    }
-    if (commands.empty()) continue;
-    try {
-      iptables_restore(family, commands, netns);
-    } catch (const std::exception& e) {
-      failed(std::string("locking the unit's TCP connections for the restore failed: ") + e.what() +
-             "\nhint: criu needs iptables for --tcp-established (Debian package iptables)");
-    }
+    if (auto nl = err.rfind('\n'); nl != std::string::npos) err = err.substr(nl + 1);  // its last word
+    std::string tool = restore_tool(family);
+    if (err.rfind(tool + ":", 0) != 0) err = tool + ": " + (err.empty() ? r.describe() : err);
+    throw std::runtime_error(err);
   }
 }
 
@@ -444,6 +430,26 @@ std::string unlock_connections(const std::vector<TcpConnection>& conns, const st
     }
   }
   return {};
+}
+
+void lock_connections(const std::vector<TcpConnection>& conns, const std::string& netns) {
+  for (const char* family : {"ipv4", "ipv6"}) {
+    std::string commands;
+    for (const auto& c : conns) {
+      if (c.family != family) continue;
+      for (const auto& r : lock_rules(c)) commands += "-I " + rule_spec(r) + "\n";
+    }
+    if (commands.empty()) continue;
+    try {
+      iptables_restore(family, commands, netns);
+    } catch (const std::exception& e) {
+      // iptables-restore commits a table whole or not at all; the other family's may be in.
+      std::string left = unlock_connections(conns, netns);
+      failed(std::string("locking the unit's TCP connections for the restore failed: ") + e.what() +
+             "\nhint: criu needs iptables for --tcp-established (Debian package iptables)" +
+             (left.empty() ? "" : "\nhint: " + left));
+    }
+  }
 }
 
 std::chrono::seconds timeout_of(const json& req) {
