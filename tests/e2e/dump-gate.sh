@@ -64,8 +64,12 @@ thawed_both || fail "a unit was frozen before every criu was at its gate"
 kill -KILL "$tool"
 wait "$tool" 2>/dev/null || true
 pkill -f "^sleep 29.9$" 2>/dev/null || true  # unit b's criu, still "starting"
-no_criu() { ! pgrep -x criu >/dev/null; }  # a zombie too: until whoever inherited it reaps it
-wait_for "unit a's criu to give up once gcp-checkpoint was gone" 10 no_criu
+no_criu() { [ -z "$(live_criu)" ]; }
+deadline=$((SECONDS + 10))
+until no_criu; do
+  [ $SECONDS -lt $deadline ] || fail "unit a's criu did not give up within 10 s of gcp-checkpoint's end: $(live_criu)"
+  sleep 0.1
+done
 thawed_both || fail "a unit was left $(freezer_state gated a)/$(freezer_state gated b)"
 ca=$(state "$sa" count) cb=$(state "$sb" count)
 wait_for "both counters to run on" 20 bash -c "$(declare -f state count_at_least); count_at_least '$sa' $((ca + 2)) && count_at_least '$sb' $((cb + 2))"

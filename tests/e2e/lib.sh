@@ -161,8 +161,17 @@ expect_counter_resumed() {
   expect_ok "$st"
 }
 
+# live_criu: "PID STAT ARGS" of every criu process that has not exited. An exited one
+# whose parent was killed stays a zombie until PID 1 reaps it, which here can take seconds.
+live_criu() {
+  local p line
+  for p in $(pgrep -x criu); do
+    line=$(ps -o pid=,stat=,args= -p "$p" 2>/dev/null) || continue
+    case $(echo "$line" | awk '{print $2}') in Z*) ;; *) echo "$line" ;; esac
+  done
+}
 no_criu_left() {
-  ! pgrep -x criu >/dev/null || fail "a criu process was left running: $(pgrep -ax criu)"
+  [ -z "$(live_criu)" ] || fail "a criu process was left running: $(live_criu)"
 }
 
 # start_nodes N: test nodes gcpn1..gcpnN (scripts/nodes.sh) seeing $GCP_STORE, taken down
