@@ -60,8 +60,16 @@ GCP_CRIU=$work/failing-criu run_tool "$work/rf.json" "$work/rf.err" gcp-restart 
 iptables-save -t filter >"$work/rules-after-failure"
 [ "$(lock_rules $ports "$work/rules-after-failure")" = 0 ] ||
   fail "the failed restart left lock rules: $(grep -i 0xc114 "$work/rules-after-failure")"
-GCP_CRIU=$work/noting-criu run_tool "$work/r.json" "$work/r.err" gcp-restart tcpjob ||
+# Its last step, reading what CRIU left (iptables-save), fails here: the unit runs, with a
+# warning that says what to look at (CRIU itself has unlocked the connections).
+mkdir -p "$work/no-iptables-save"
+printf '#!/bin/sh\necho "iptables-save: cannot run here" >&2\nexit 1\n' >"$work/no-iptables-save/iptables-save"
+chmod +x "$work/no-iptables-save/iptables-save"
+sed -i "s|iptables-save -t filter|$(command -v iptables-save) -t filter|" "$work/noting-criu"  # the real one
+PATH="$work/no-iptables-save:$PATH" GCP_CRIU=$work/noting-criu run_tool "$work/r.json" "$work/r.err" gcp-restart tcpjob ||
   fail "restart failed: $(cat "$work/r.err")"
+grep -q "warning: .*removing the lock of the unit's TCP connections failed: iptables-save" "$work/r.err" ||
+  fail "no warning that the lock could not be checked: $(cat "$work/r.err")"
 [ "$(lock_rules $ports "$work/rules-at-restore")" -ge 4 ] ||
   fail "criu restore started without the lock of ports $ports: $(grep -i 0xc114 "$work/rules-at-restore")"
 iptables-save -t filter >"$work/rules-after"

@@ -426,7 +426,8 @@ std::string unlock_connections(const std::vector<TcpConnection>& conns, const st
       if (!commands.empty()) iptables_restore(family, commands, netns);
     } catch (const std::exception& e) {
       return std::string("removing the lock of the unit's TCP connections failed: ") + e.what() +
-             " (its connections stay blocked until the rules with mark 0xc114 are deleted)";
+             " (any rule CRIU left blocks its connection until the rules with mark 0xc114 for the unit's ports "
+             "are deleted: iptables-save -t filter | grep -i 0xc114)";
     }
   }
   return {};
