@@ -36,6 +36,7 @@ LIBGCP    := $(BUILD)/lib/libgcp.a
 BINS      := $(TOOLS:%=$(BUILD)/bin/%)
 INIT      := $(BUILD)/libexec/gcp/gcp-init
 GATE      := $(BUILD)/libexec/gcp/criu-gate
+REAPER    := $(BUILD)/libexec/gcp/criu-reaper
 TRANSLIBS := $(BUILD)/lib/gcp/translibs/criu.so
 FAKES     := $(addprefix $(BUILD)/tests/translibs/,echo.so wrong-abi.so old-abi.so failing-probe.so short-table.so)
 UNIT_SRCS := $(wildcard tests/unit/*.cc)
@@ -43,7 +44,7 @@ UNIT_BIN  := $(BUILD)/tests/unit-tests
 WORKLOADS := $(patsubst tests/workloads/%.c,$(BUILD)/tests/workloads/%,$(wildcard tests/workloads/*.c))
 
 .PHONY: all help test check unit e2e bench demo install man clean deps
-all: $(BINS) $(INIT) $(GATE) $(TRANSLIBS)
+all: $(BINS) $(INIT) $(GATE) $(REAPER) $(TRANSLIBS)
 
 help:
 	@echo "make [all]      build the tools, gcp-init and the CRIU translib into $(BUILD)/"
@@ -89,6 +90,11 @@ $(GATE): translibs/criu/gate.c
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 $(WARN) $(CFLAGS) -o $@ $<
 
+# Runs every criu so that nothing it starts outlives it (translibs/criu/reaper.c).
+$(REAPER): translibs/criu/reaper.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 $(WARN) $(CFLAGS) -o $@ $<
+
 # A translib exports only its descriptor (version script, hidden visibility).
 $(BUILD)/obj/translibs/%.o: ALL_CXXFLAGS += -fvisibility=hidden
 CRIU_OBJS := $(BUILD)/obj/translibs/criu/criu.o $(BUILD)/obj/translibs/criu/images.o
@@ -130,7 +136,7 @@ test: deps
 
 check: test
 
-unit: $(UNIT_BIN) $(FAKES) $(GATE)
+unit: $(UNIT_BIN) $(FAKES) $(GATE) $(REAPER)
 	cd $(BUILD)/tests && ./unit-tests
 
 e2e: all $(WORKLOADS)
@@ -170,7 +176,7 @@ man:
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/gcp/translibs $(DESTDIR)$(LIBEXECDIR)/gcp
 	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
-	install -m 0755 $(INIT) $(GATE) $(DESTDIR)$(LIBEXECDIR)/gcp/
+	install -m 0755 $(INIT) $(GATE) $(REAPER) $(DESTDIR)$(LIBEXECDIR)/gcp/
 	install -m 0755 $(TRANSLIBS) $(DESTDIR)$(LIBDIR)/gcp/translibs/
 	install -d $(DESTDIR)$(PREFIX)/include/gcp
 	install -m 0644 common/include/gcp/callbacks.h $(DESTDIR)$(PREFIX)/include/gcp/

@@ -3,9 +3,11 @@
 # The job is frozen while CRIU dumps it, not while CRIU starts up (its gate, see
 # gcp-translib(7)): with a criu that takes 3 s to start, both units of a job run on through
 # those 3 s and the downtime stays short; with GCP_DUMP_GATE=0 (freeze first) the same
-# start-up is downtime. gcp-checkpoint killed while one unit's CRIU waits at its gate and the
-# other's still starts: that CRIU gives up, nothing was ever frozen, gc leaves nothing. A
-# translib failing before its gate (bad GCP_CRIU_LOG_LEVEL) fails the checkpoint the same way.
+# start-up is downtime. gcp-checkpoint killed while one unit's CRIU waits at its gate (with
+# a child that stopped itself, as CRIU's kernel probes do) and the other's still starts: both
+# end with everything they started (criu-reaper), nothing was ever frozen, gc leaves
+# nothing. A translib failing before its gate (bad GCP_CRIU_LOG_LEVEL) fails the checkpoint
+# the same way.
 source "$(dirname "$0")/lib.sh"
 requires root criu freezer python3
 
@@ -49,25 +51,38 @@ python3 -c "import sys; sys.exit(not ($down >= 3000))" || fail "without gates: d
 [ "$(json "$work/cp2.json" 'd["timings"].get("checkpointerStartMs")')" = None ] || fail "without gates the manifest names a checkpointer start"
 say "freeze first (GCP_DUMP_GATE=0): downtime $down ms"
 
-# Killed while unit a's criu waits at its gate and unit b's criu still starts.
+# Killed while unit a's criu waits at its gate and unit b's criu still starts. Unit a's
+# criu has a child that stopped itself: killed with criu, CRIU's kernel probes can leave
+# such a child stopped for ever (a ptrace stop turns into a group stop once criu is gone).
+# In a session of its own, the kernel's SIGHUP and SIGCONT to an orphaned process group
+# do not reach it either: only criu-reaper ends it.
 cat >"$work/stalling-criu" <<SH
 #!/bin/sh
 case " \$* " in *" -t $pid_b "*) exec sleep 29.9 ;; esac
+[ "\$1" = dump ] && setsid sh -c 'echo \$\$ >"\$1"; kill -STOP \$\$' sh "$work/probe.pid" </dev/null >/dev/null 2>&1 &
 exec "$real" "\$@"
 SH
 chmod +x "$work/stalling-criu"
 GCP_CRIU=$work/stalling-criu "$bin/gcp-checkpoint" gated >"$work/cp3.json" 2>"$work/cp3.err" &
 tool=$!
-at_gate() { pgrep -f "libexec/gcp/criu-gate" >/dev/null; }
+# The gate process itself: criu's own command line names criu-gate from its start, while
+# CRIU still probes the kernel.
+at_gate() { pgrep -x criu-gate >/dev/null; }
 wait_for "unit a's criu to wait at its gate" 20 at_gate
 thawed_both || fail "a unit was frozen before every criu was at its gate"
+probe_stopped() { [ -s "$work/probe.pid" ] && ps -o stat= -p "$(cat "$work/probe.pid")" | grep -q '^T'; }
+wait_for "unit a's criu's child to stop itself" 10 probe_stopped
 kill -KILL "$tool"
 wait "$tool" 2>/dev/null || true
-pkill -f "^sleep 29.9$" 2>/dev/null || true  # unit b's criu, still "starting"
-no_criu() { [ -z "$(live_criu)" ]; }
+# Left: "PID STAT ARGS" of unit a's criu, its stopped child and unit b's "criu", while they run.
+left() {
+  live_criu
+  ps -o pid=,stat=,args= -p "$(cat "$work/probe.pid")" | grep -v ' Z' || true
+  pgrep -a -f "^sleep 29.9$" || true
+}
 deadline=$((SECONDS + 10))
-until no_criu; do
-  [ $SECONDS -lt $deadline ] || fail "unit a's criu did not give up within 10 s of gcp-checkpoint's end: $(live_criu)"
+until [ -z "$(left)" ]; do
+  [ $SECONDS -lt $deadline ] || fail "left running 10 s after gcp-checkpoint's end: $(left)"
   sleep 0.1
 done
 thawed_both || fail "a unit was left $(freezer_state gated a)/$(freezer_state gated b)"
@@ -76,7 +91,7 @@ wait_for "both counters to run on" 20 bash -c "$(declare -f state count_at_least
 [ "$(ls "$GCP_STORE/jobs/gated/checkpoints")" = "$(printf '1\n2')" ] || fail "checkpoints are now: $(ls "$GCP_STORE/jobs/gated/checkpoints")"
 run_tool "$work/gc.json" "$work/gc.err" gcp-store gc || fail "gc failed: $(cat "$work/gc.err")"
 [ -z "$(ls "$GCP_STORE/jobs/gated/staging" 2>/dev/null | grep -v '\.lock$')" ] || fail "gc left the staging: $(ls "$GCP_STORE/jobs/gated/staging")"
-say "killed at the gate: unit a's criu gave up, nothing frozen, nothing committed, gc cleaned up"
+say "killed at the gate: both criu ended with all they had started, nothing frozen, nothing committed, gc cleaned up"
 
 # A translib that fails before its gate (a bad CRIU log level): one error line, nothing
 # frozen, nothing committed, no criu left.
