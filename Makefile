@@ -52,7 +52,7 @@ help:
 	@echo "make unit       build and run the unit tests only (no root needed)"
 	@echo "make e2e        run the end-to-end tests only (root, real CRIU)"
 	@echo "make demo       install what is missing, build, checkpoint and restart a sample job"
-	@echo "make bench      hash speeds; gcp-deps on 1,000 processes; gcp's store vs plain criu (256 MiB, 1 GiB); coordinated rounds on 3 test nodes; reports in $(BUILD)/bench/"
+	@echo "make bench      hash and pipe speeds; gcp-deps on 1,000 processes; gcp's store vs plain criu (256 MiB, 1 GiB); coordinated rounds on 3 test nodes; reports in $(BUILD)/bench/"
 	@echo "make install    install under PREFIX=$(PREFIX) (DESTDIR honoured)"
 	@echo "SANITIZE=address,undefined  build with sanitizers"
 
@@ -155,14 +155,19 @@ $(BUILD)/bench/fanout: tests/bench/fanout.c
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 -O2 $(WARN) -o $@ $<
 
+$(BUILD)/bench/pipe-speed: tests/bench/pipe-speed.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -O2 $(WARN) -o $@ $<
+
 $(BUILD)/bench/callbacks-overhead: tests/bench/callbacks-overhead.cc $(LIBGCP)
 	@mkdir -p $(@D)
 	$(CXX) $(ALL_CXXFLAGS) $(LDFLAGS) -o $@ $< $(LIBGCP) $(LDLIBS_GCP)
 
 bench:
 	@scripts/install-deps.sh --bench
-	@$(MAKE) --no-print-directory -j$(JOBS) all $(WORKLOADS) $(BUILD)/bench/hash-speed $(BUILD)/bench/fanout $(BUILD)/bench/callbacks-overhead
+	@$(MAKE) --no-print-directory -j$(JOBS) all $(WORKLOADS) $(BUILD)/bench/hash-speed $(BUILD)/bench/fanout $(BUILD)/bench/callbacks-overhead $(BUILD)/bench/pipe-speed
 	$(BUILD)/bench/hash-speed > $(BUILD)/bench/hash-speed.md
+	$(BUILD)/bench/pipe-speed > $(BUILD)/bench/pipe-speed.md
 	$(BUILD)/bench/callbacks-overhead > $(BUILD)/bench/callbacks-overhead.md
 	@BUILD=$(BUILD) tests/bench/callbacks-checkpoint.sh
 	@BUILD=$(BUILD) tests/bench/deps-bench.sh
