@@ -18,7 +18,6 @@
  * above it dies (SIGTERM through PR_SET_PDEATHSIG), or on SIGTERM, SIGINT or SIGHUP,
  * it kills PROGRAM and everything under it, reaps them, and dies of that signal.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
