@@ -12,12 +12,13 @@ start_job interrupted main "$workloads/counter" "$st" 512
 wait_for "the counter" 60 count_at_least "$st" 5
 run_tool "$work/cp1.json" "$work/cp1.err" gcp-checkpoint interrupted || fail "first checkpoint failed: $(cat "$work/cp1.err")"
 
-"$bin/gcp-checkpoint" interrupted >"$work/cp2.json" 2>"$work/cp2.err" &
+# A criu that waits 2 s once gcp has frozen the unit: SIGTERM arrives during the freeze.
+slow_criu 2
+frozen() { [ "$(freezer_state interrupted main)" = FROZEN ]; }
+thawed() { [ "$(freezer_state interrupted main)" = THAWED ]; }
+GCP_CRIU=$work/slow-criu "$bin/gcp-checkpoint" interrupted >"$work/cp2.json" 2>"$work/cp2.err" &
 tool=$!
-# While criu dumps, the unit is held (frozen, or seized by criu, which thaws the
-# freezer once it has stopped every task with ptrace).
-dumping() { pgrep -f "criu dump -t" >/dev/null; }
-wait_for "criu to dump the frozen job" 20 dumping
+wait_for "gcp-checkpoint to freeze the job" 20 frozen
 kill -TERM "$tool"
 rc=0
 wait "$tool" || rc=$?
@@ -29,11 +30,9 @@ wait_for "the counter to keep running" 20 count_at_least "$st" $((c + 5))
 [ "$(ls "$GCP_STORE/jobs/interrupted/checkpoints")" = 1 ] || fail "checkpoints are now: $(ls "$GCP_STORE/jobs/interrupted/checkpoints")"
 no_criu_left
 
-# A criu that waits before it dumps keeps the unit frozen by gcp (and not yet seized by
-# criu) long enough to kill gcp-checkpoint in the middle.
+# A criu that waits 30 s before it dumps keeps the unit frozen by gcp (and not yet seized
+# by criu) long enough to kill gcp-checkpoint in the middle.
 slow_criu
-frozen() { [ "$(freezer_state interrupted main)" = FROZEN ]; }
-thawed() { [ "$(freezer_state interrupted main)" = THAWED ]; }
 
 GCP_CRIU=$work/slow-criu "$bin/gcp-checkpoint" interrupted >"$work/cp3.json" 2>"$work/cp3.err" &
 tool=$!

@@ -56,16 +56,16 @@ requires() {
   [ -x "$bin/gcp-checkpoint" ] || fail "tools not built in $bin (run make)"
 }
 
-# slow_criu: writes $work/slow-criu, a criu whose dumps wait 30 s in their pre-dump action
+# slow_criu [SECONDS]: writes $work/slow-criu, a criu whose dumps wait SECONDS (30) in their pre-dump action
 # ($work/slow-hook), i.e. once gcp has frozen the unit and let CRIU through its gate, and
 # before CRIU has seized anything: long enough to kill gcp-checkpoint in the middle.
 # (A wait before CRIU starts would come before the freeze.) `pkill -f "$work/slow-hook"`
 # ends such dumps.
 slow_criu() {
   local real=${GCP_CRIU:-$(command -v criu || echo /usr/local/sbin/criu)}
-  cat >"$work/slow-hook" <<'SH'
+  cat >"$work/slow-hook" <<SH
 #!/bin/sh
-[ "$CRTOOLS_SCRIPT_ACTION" = pre-dump ] && sleep 30
+[ "\$CRTOOLS_SCRIPT_ACTION" = pre-dump ] && sleep ${1:-30}
 exit 0
 SH
   # Given before gcp's own --action-script, CRIU runs it after gcp's gate.

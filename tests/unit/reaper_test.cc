@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // criu-reaper (translibs/criu/reaper.c, built into ../libexec/gcp): it ends as its program
 // ends, and nothing its program started outlives it.
+#include "gcp/fs.h"
 #include "gcp/process.h"
 
 #include "testing.h"
@@ -109,10 +110,7 @@ TEST_CASE("criu-reaper kills its program and what it left when the tool above it
   spec.timeout = 20s;
   auto r = gcp::process::run(spec);
   CHECK(r.signal == SIGKILL);
-  std::ifstream in(pids_file);
-  std::stringstream text;
-  text << in.rdbuf();
-  auto pids = pids_in(text.str());
+  auto pids = pids_in(gcp::fs::read_file(pids_file));
   REQUIRE(pids.size() == 3);  // the sleeping child, the stopped one, the program
   auto deadline = std::chrono::steady_clock::now() + 5s;
   for (pid_t p : pids) {
