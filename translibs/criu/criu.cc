@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -69,14 +70,14 @@ std::string find_gate() {
 // a child can stay stopped for ever: killing gcp-checkpoint during CRIU's start-up left
 // one in 7 of 30 tries here, and with only a process group of its own (the kernel's
 // SIGHUP to orphaned groups) in 4 of 30. The reaper, a child subreaper, kills and reaps
-// whatever is left: 0 of 30. A timeout kills the whole group.
-// `keep_on_success`: what a successful restore leaves is the restored unit.
+// whatever is left: 0 of 30. A timeout kills the whole group. What a successful
+// `criu restore` leaves is the restored unit: the reaper keeps it.
 gcp::process::Result run_criu(std::vector<std::string> argv, std::chrono::seconds timeout,
-                              bool keep_on_success = false, std::vector<std::string> join_cgroups = {},
-                              std::string netns = {}, std::vector<std::string> env = {}) {
+                              std::vector<std::string> join_cgroups = {}, std::string netns = {},
+                              std::vector<std::string> env = {}) {
   static const std::string reaper = find_helper("criu-reaper");
   if (reaper.empty()) failed("no criu-reaper next to the criu translib (<prefix>/libexec/gcp): reinstall gcp");
-  if (keep_on_success) argv.insert(argv.begin(), "--keep-on-success");
+  if (argv.size() > 1 && argv[1] == "restore") argv.insert(argv.begin(), "--keep-on-success");
   argv.insert(argv.begin(), reaper);
   gcp::process::Spec spec;
   spec.argv = std::move(argv);
@@ -377,13 +378,19 @@ std::string rule_spec(const LockRule& r) {
 
 const char* restore_tool(const std::string& family) { return family == "ipv6" ? "ip6tables-restore" : "iptables-restore"; }
 
-void iptables_restore(const std::string& family, const std::string& commands, const std::string& netns) {
+// Runs an iptables tool in the unit's network namespace (none: this one).
+gcp::process::Result run_iptables(std::vector<std::string> argv, const std::string& netns,
+                                  std::optional<std::string> input = std::nullopt) {
   gcp::process::Spec spec;
-  spec.argv = {restore_tool(family), "-w", "--noflush"};
-  spec.input = "*filter\n" + commands + "COMMIT\n";
+  spec.argv = std::move(argv);
+  spec.input = std::move(input);
   spec.timeout = std::chrono::seconds(60);
   if (!netns.empty()) spec.netns = netns;
-  auto r = gcp::process::run(spec);
+  return gcp::process::run(spec);
+}
+
+void iptables_restore(const std::string& family, const std::string& commands, const std::string& netns) {
+  auto r = run_iptables({restore_tool(family), "-w", "--noflush"}, netns, "*filter\n" + commands + "COMMIT\n");
   if (!r.ok()) {
     std::string err = r.err;
     while (!err.empty() && err.back() == '\n') err.pop_back();
@@ -405,11 +412,7 @@ std::vector<std::string> leftover_rules(const std::string& family, const std::ve
   }
   std::vector<std::string> left;
   if (ours.empty()) return left;
-  gcp::process::Spec spec;
-  spec.argv = {family == "ipv6" ? "ip6tables-save" : "iptables-save", "-t", "filter"};
-  spec.timeout = std::chrono::seconds(60);
-  if (!netns.empty()) spec.netns = netns;
-  auto r = gcp::process::run(spec);
+  auto r = run_iptables({family == "ipv6" ? "ip6tables-save" : "iptables-save", "-t", "filter"}, netns);
   if (!r.ok()) throw std::runtime_error("iptables-save: " + r.describe());
   std::istringstream lines(r.out);
   for (std::string line; std::getline(lines, line);) {
@@ -512,7 +515,7 @@ json checkpoint(const json& req) {
     env = {"GCP_GATE_READY=" + gate.at("ready").get<std::string>(), "GCP_GATE_GO=" + gate.at("go").get<std::string>(),
            "GCP_GATE_WAIT_SEC=" + std::to_string(timeout_of(req).count())};
   }
-  auto r = run_criu(argv, timeout_of(req), false, {}, netns_of(req), env);
+  auto r = run_criu(argv, timeout_of(req), {}, netns_of(req), env);
   auto log = dir / "dump.log";
   if (!r.ok()) {
     failed("criu dump of pid " + std::to_string(pid) + " failed: " + first_error(log, r) +
@@ -573,7 +576,7 @@ json restart(const json& req) {
   auto connections = connections_of(req);
   std::string netns = netns_of(req);
   lock_connections(connections, netns);
-  auto r = run_criu(argv, timeout_of(req), true, req.value("joinCgroups", std::vector<std::string>{}), netns);
+  auto r = run_criu(argv, timeout_of(req), req.value("joinCgroups", std::vector<std::string>{}), netns);
   std::string unlocked = connections.empty() ? std::string() : unlock_connections(connections, netns);
   auto log = work / "restore.log";
   if (!r.ok()) {
