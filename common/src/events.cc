@@ -6,6 +6,8 @@
 #include "gcp/fs.h"
 #include "gcp/process.h"
 
+#include <spdlog/spdlog.h>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <pwd.h>
@@ -289,6 +291,26 @@ std::vector<Result> deliver_all(const std::vector<std::pair<manifest::Callbacks,
   }
   for (auto& t : threads) t.join();
   return results;
+}
+
+bool has_endpoint(const manifest::Unit& unit) {
+  return !unit.callbacks.socket.empty() || !unit.callbacks.hooks.empty();
+}
+
+std::vector<Result> deliver_to(const std::vector<const manifest::Unit*>& units, Event event,
+                               const manifest::Job& job, uint64_t seq, std::chrono::milliseconds deadline) {
+  std::vector<std::pair<manifest::Callbacks, Request>> batch;
+  for (const auto* u : units) {
+    batch.push_back({u->callbacks, {event, job.name, u->name, seq, deadline, u->pid, job.owner}});
+  }
+  return deliver_all(batch);
+}
+
+void warn_failed(const std::vector<const manifest::Unit*>& units, const std::vector<Result>& results,
+                 const std::string& what) {
+  for (size_t i = 0; i < units.size() && i < results.size(); ++i) {
+    if (!results[i].ok) spdlog::warn("{}: unit '{}': {}", what, units[i]->name, results[i].message);
+  }
 }
 
 }  // namespace gcp::events

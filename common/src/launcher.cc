@@ -35,6 +35,11 @@ std::string replace_all(std::string word, const std::string& from, const std::st
 
 }  // namespace
 
+Launcher with_default_command(Launcher launcher) {
+  if (launcher.command.empty()) launcher.command = default_command(launcher.kind);
+  return launcher;
+}
+
 std::vector<std::string> default_command(const std::string& kind) {
   if (kind == "ssh") return {"ssh", "-o", "BatchMode=yes", "{node}"};
   // One task on the named node, as a step of the allocation the job runs in, sharing
@@ -45,32 +50,7 @@ std::vector<std::string> default_command(const std::string& kind) {
 }
 
 Launcher parse(const json& doc, const std::string& where) {
-  if (doc.is_string()) return parse(json{{"kind", doc}}, where);
-  if (!doc.is_object()) throw Error(Exit::kUsage, where + ": a launcher is an object {\"kind\": ...}");
-  Launcher l;
-  if (!doc.contains("kind") || !doc["kind"].is_string()) {
-    throw Error(Exit::kUsage, where + ".kind: missing or not a string", "use \"local\", \"ssh\" or \"srun\"");
-  }
-  l.kind = doc["kind"].get<std::string>();
-  if (l.kind != "local" && l.kind != "ssh" && l.kind != "srun") {
-    throw Error(Exit::kUsage, where + ".kind: unknown launcher '" + l.kind + "'", "use \"local\", \"ssh\" or \"srun\"");
-  }
-  if (doc.contains("command")) {
-    const auto& c = doc["command"];
-    if (!c.is_array() || c.empty() || !std::all_of(c.begin(), c.end(), [](const json& w) { return w.is_string(); })) {
-      throw Error(Exit::kUsage, where + ".command: not a list of words", "e.g. [\"ssh\", \"-o\", \"BatchMode=yes\", \"{node}\"]");
-    }
-    l.command = c.get<std::vector<std::string>>();
-  } else {
-    l.command = default_command(l.kind);
-  }
-  if (doc.contains("slurmJob")) {
-    const auto& j = doc["slurmJob"];
-    if (j.is_number_integer() && j.get<long long>() > 0) l.slurm_job = std::to_string(j.get<long long>());
-    else if (j.is_string()) l.slurm_job = j.get<std::string>();
-    else throw Error(Exit::kUsage, where + ".slurmJob: not a job id");
-  }
-  return l;
+  return with_default_command(manifest::launcher_from_json(doc, where));
 }
 
 std::string config_path() {
@@ -89,7 +69,7 @@ json config() {
 
 Launcher for_node(const manifest::Job& job, const std::string& node, const json& cfg) {
   if (node == proc::node_name()) return {};
-  if (job.extra.contains("launcher")) return parse(job.extra["launcher"], "job '" + job.name + "': launcher");
+  if (job.launcher) return with_default_command(*job.launcher);
   if (cfg.contains("nodes") && cfg["nodes"].is_object() && cfg["nodes"].contains(node)) {
     const auto& n = cfg["nodes"][node];
     if (n.is_object() && n.contains("launcher")) {
@@ -269,6 +249,13 @@ std::optional<json> Channel::receive(std::chrono::steady_clock::time_point deadl
       continue;  // a last line without its newline is not a message
     }
     buffer_.append(buf, static_cast<size_t>(got));
+  }
+}
+
+void Channel::kill() noexcept {
+  if (pid_ > 0 && !status_) {
+    ::kill(-pid_, SIGKILL);
+    ::kill(pid_, SIGKILL);
   }
 }
 

@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <ctime>
@@ -69,6 +70,9 @@ class Fields {
     return *it;
   }
 
+  /// Marks a key as read by other means (it does not go into extra()).
+  void consume(const std::string& key) { seen_.insert(key); }
+
   std::string name(const std::string& key) const {
     return where_.empty() ? key : where_ + "." + key;
   }
@@ -92,6 +96,8 @@ class Fields {
     try {
       if constexpr (std::is_same_v<T, std::string>) {
         if (!value.is_string()) fail(name(key), "must be a string");
+      } else if constexpr (std::is_same_v<T, bool>) {
+        if (!value.is_boolean()) fail(name(key), "must be true or false");
       } else if constexpr (std::is_integral_v<T>) {
         if (!value.is_number_integer()) fail(name(key), "must be an integer");
         if constexpr (std::is_unsigned_v<T>) {
@@ -151,6 +157,13 @@ json tcp_connection(const json& value, const std::string& where, const std::stri
   return value;
 }
 
+Mode mode_from(Fields& f, const std::string& key) {
+  auto mode = f.optional<std::string>(key, "coordinated");
+  if (mode == "coordinated") return Mode::kCoordinated;
+  if (mode == "uncoordinated") return Mode::kUncoordinated;
+  f.fail(f.name(key), "is '" + mode + "', expected 'coordinated' or 'uncoordinated'");
+}
+
 void check_header(const json& doc, const std::string& kind, const std::string& source) {
   Fields f(doc, "", source);
   auto version = f.required<std::string>("apiVersion");
@@ -191,7 +204,7 @@ json unit_to_json(const Unit& u) {
   j["translib"] = u.translib;
   j["command"] = u.command;
   j["output"] = u.output;
-  j["state"] = u.state;
+  j["state"] = name(u.state);
   if (u.pid) j["pid"] = *u.pid;
   if (u.restored_from) j["restoredFrom"] = *u.restored_from;
   if (!u.callbacks.socket.empty() || !u.callbacks.hooks.empty() || !u.callbacks.extra.empty()) {
@@ -208,6 +221,10 @@ json unit_to_json(const Unit& u) {
     put_extra(net, u.network->extra);
     j["network"] = net;
   }
+  if (!u.node_addresses.empty()) j["nodeAddresses"] = u.node_addresses;
+  if (u.adopted) j["adopted"] = {{"spec", u.adopted->spec}, {"at", u.adopted->at}};
+  if (u.processes) j["processes"] = *u.processes;
+  if (u.threads) j["threads"] = *u.threads;
   put_extra(j, u.extra);
   return j;
 }
@@ -258,7 +275,12 @@ Unit unit_from_json(const json& obj, const std::string& where, const std::string
   u.translib = f.optional<std::string>("translib", "criu");
   u.command = f.optional<std::vector<std::string>>("command", {});
   u.output = f.optional<std::string>("output", "");
-  u.state = f.optional<std::string>("state", "running");
+  auto state = f.optional<std::string>("state", "running");
+  if (state == "running") u.state = UnitState::kRunning;
+  else if (state == "stopped") u.state = UnitState::kStopped;
+  else if (state == "exited") u.state = UnitState::kExited;
+  else if (state == "frozen") u.state = UnitState::kFrozen;
+  else f.fail(f.name("state"), "is '" + state + "', expected 'running', 'stopped' or 'exited'");
   u.pid = f.maybe<pid_t>("pid");
   u.restored_from = f.maybe<uint64_t>("restoredFrom");
   json cb_obj = f.object("callbacks");
@@ -274,6 +296,14 @@ Unit unit_from_json(const json& obj, const std::string& where, const std::string
   u.callbacks.extra = cb.extra();
   json net = f.object("network");
   if (obj.contains("network") && !obj["network"].is_null()) u.network = network_from_json(net, f.name("network"), source);
+  u.node_addresses = f.optional<std::vector<std::string>>("nodeAddresses", {});
+  json adopted = f.object("adopted");
+  if (!adopted.empty()) {
+    Fields a(adopted, f.name("adopted"), source);
+    u.adopted = Unit::Adopted{a.required<std::string>("spec"), a.optional<std::string>("at", "")};
+  }
+  u.processes = f.maybe<uint64_t>("processes");
+  u.threads = f.maybe<uint64_t>("threads");
   u.extra = f.extra();
   return u;
 }
@@ -337,6 +367,52 @@ void check_name(const std::string& what, const std::string& name) {
   }
 }
 
+const char* name(Mode mode) { return mode == Mode::kUncoordinated ? "uncoordinated" : "coordinated"; }
+
+const char* name(UnitState state) {
+  switch (state) {
+    case UnitState::kRunning: return "running";
+    case UnitState::kFrozen: return "frozen";
+    case UnitState::kStopped: return "stopped";
+    case UnitState::kExited: return "exited";
+  }
+  return "running";
+}
+
+Launcher launcher_from_json(const json& doc, const std::string& where) {
+  if (doc.is_string()) return launcher_from_json(json{{"kind", doc}}, where);
+  if (!doc.is_object()) throw Error(Exit::kUsage, where + ": a launcher is an object {\"kind\": ...}");
+  Launcher l;
+  if (!doc.contains("kind") || !doc["kind"].is_string()) {
+    throw Error(Exit::kUsage, where + ".kind: missing or not a string", "use \"local\", \"ssh\" or \"srun\"");
+  }
+  l.kind = doc["kind"].get<std::string>();
+  if (l.kind != "local" && l.kind != "ssh" && l.kind != "srun") {
+    throw Error(Exit::kUsage, where + ".kind: unknown launcher '" + l.kind + "'", "use \"local\", \"ssh\" or \"srun\"");
+  }
+  if (doc.contains("command")) {
+    const auto& c = doc["command"];
+    if (!c.is_array() || c.empty() || !std::all_of(c.begin(), c.end(), [](const json& w) { return w.is_string(); })) {
+      throw Error(Exit::kUsage, where + ".command: not a list of words", "e.g. [\"ssh\", \"-o\", \"BatchMode=yes\", \"{node}\"]");
+    }
+    l.command = c.get<std::vector<std::string>>();
+  }
+  if (doc.contains("slurmJob")) {
+    const auto& j = doc["slurmJob"];
+    if (j.is_number_integer() && j.get<long long>() > 0) l.slurm_job = std::to_string(j.get<long long>());
+    else if (j.is_string()) l.slurm_job = j.get<std::string>();
+    else throw Error(Exit::kUsage, where + ".slurmJob: not a job id");
+  }
+  return l;
+}
+
+json to_json(const Launcher& l) {
+  json j = {{"kind", l.kind}};
+  if (!l.command.empty()) j["command"] = l.command;
+  if (!l.slurm_job.empty()) j["slurmJob"] = l.slurm_job;
+  return j;
+}
+
 Unit* Job::find_unit(const std::string& unit) {
   for (auto& u : units) {
     if (u.name == unit) return &u;
@@ -368,14 +444,16 @@ json to_json(const Job& job) {
   json policy = json::object();
   if (job.keep) policy["keep"] = *job.keep;
   if (job.callback_timeout_ms) policy["callbackTimeoutMs"] = *job.callback_timeout_ms;
+  if (job.mode != Mode::kCoordinated) policy["mode"] = name(job.mode);
   if (job.extra.contains("policy") && job.extra["policy"].is_object()) {
     for (const auto& [key, value] : job.extra["policy"].items()) {
-      if (key != "keep" && key != "callbackTimeoutMs") policy[key] = value;
+      if (!policy.contains(key)) policy[key] = value;
     }
   }
   if (!policy.empty()) j["policy"] = policy;
   j["units"] = json::array();
   for (const auto& u : job.units) j["units"].push_back(unit_to_json(u));
+  if (job.launcher) j["launcher"] = to_json(*job.launcher);
   put_extra(j, job.extra);
   return j;
 }
@@ -400,7 +478,12 @@ Job job_from_json(const json& doc, const std::string& source) {
   if (job.callback_timeout_ms && *job.callback_timeout_ms == 0) {
     policy.fail("policy.callbackTimeoutMs", "must be at least 1");
   }
+  job.mode = mode_from(policy, "mode");
   json unknown_policy = policy.extra();
+  if (doc.contains("launcher") && !doc["launcher"].is_null()) {
+    f.consume("launcher");
+    job.launcher = launcher_from_json(doc["launcher"], "reading manifest '" + source + "': launcher");
+  }
   const json& units = f.array("units", true);
   for (size_t i = 0; i < units.size(); ++i) {
     job.units.push_back(unit_from_json(units[i], indexed("units", i), source));
@@ -422,7 +505,7 @@ json to_json(const Checkpoint& c, bool chunk_lists) {
   j["job"] = c.job;
   j["seq"] = c.seq;
   j["created"] = c.created;
-  j["mode"] = c.mode;
+  j["mode"] = name(c.mode);
   j["kernel"] = c.kernel;
   j["timings"] = c.timings;
   j["bytes"] = c.bytes;
@@ -452,9 +535,13 @@ json to_json(const Checkpoint& c, bool chunk_lists) {
       }
       ju["images"].push_back(std::move(ji));
     }
+    if (!u.job_ties.empty()) ju["jobTies"] = u.job_ties;
+    if (u.zstd_level) ju["zstdLevel"] = *u.zstd_level;
     put_extra(ju, u.extra);
     j["units"].push_back(ju);
   }
+  if (!c.kernels.empty()) j["kernels"] = c.kernels;
+  if (c.partial) j["partial"] = true;
   put_extra(j, c.extra);
   return j;
 }
@@ -469,8 +556,10 @@ Checkpoint checkpoint_from_json(const json& doc, const std::string& source) {
   valid_name(f, "job", c.job, "job");
   c.seq = f.required<uint64_t>("seq");
   c.created = f.optional<std::string>("created", "");
-  c.mode = f.optional<std::string>("mode", "coordinated");
+  c.mode = mode_from(f, "mode");
+  c.partial = f.optional<bool>("partial", false);
   c.kernel = f.optional<std::string>("kernel", "");
+  c.kernels = f.optional<std::map<std::string, std::string>>("kernels", {});
   c.timings = f.object("timings");
   c.bytes = f.object("bytes");
   c.chunk_list = f.object("chunkList");
@@ -517,6 +606,8 @@ Checkpoint checkpoint_from_json(const json& doc, const std::string& source) {
     u.callbacks = fu.optional<std::string>("callbacks", "");
     u.bytes = fu.object("bytes");
     u.stats = fu.object("stats");
+    u.job_ties = fu.optional<std::vector<std::string>>("jobTies", {});
+    u.zstd_level = fu.maybe<int>("zstdLevel");
     const json& images = fu.array("images", true);
     for (size_t k = 0; k < images.size(); ++k) {
       u.images.push_back(image_from_json(images[k], where + "." + indexed("images", k), source));

@@ -465,7 +465,7 @@ class ChunkStore : public Store {
       unit.bytes["raw"] = u[0];
       unit.bytes["new"] = u[1];
       unit.bytes["stored"] = u[2];
-      unit.extra["zstdLevel"] = level();
+      unit.zstd_level = level();
       raw += u[0];
       fresh += u[1];
       stored += u[2];
@@ -480,7 +480,6 @@ class ChunkStore : public Store {
     uid_t owner = owner_of(staging.job);
     auto* in_flight = static_cast<InFlight*>(staging.held.get());
     if (!in_flight->owner_lock) in_flight->owner_lock = lock_owner(owner, true, std::chrono::milliseconds(-1));
-    if (options_.before_commit) options_.before_commit();
     auto staged = job_dir(staging.job) / "staging" / std::to_string(staging.seq);
     auto t_manifest = Clock::now();
     write_chunk_list(staged, cp, owner);

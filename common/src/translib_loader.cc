@@ -117,4 +117,26 @@ json Translib::restart(const json& request) const {
   return call(desc_->restart, "restart", request, Exit::kFailed);
 }
 
+void Cache::prefetch(const std::string& name) {
+  if (loaded_.count(name) || pending_.count(name)) return;
+  pending_.emplace(name, std::async(std::launch::async, [name] { return load_and_probe(name); }));
+}
+
+Cache::Loaded Cache::load_and_probe(const std::string& name) {
+  auto lib = Translib::load(name);
+  json info = lib.probe();
+  spdlog::debug("translib '{}' {}: {} {} at {}", name, lib.version(), info.value("checkpointer", "?"),
+                info.value("version", "?"), info.value("path", "?"));
+  return {std::move(lib), std::move(info)};
+}
+
+Cache::Loaded& Cache::entry(const std::string& name) {
+  if (auto it = loaded_.find(name); it != loaded_.end()) return it->second;
+  auto pending = pending_.find(name);
+  if (pending == pending_.end()) return loaded_.emplace(name, load_and_probe(name)).first->second;
+  auto future = std::move(pending->second);
+  pending_.erase(pending);
+  return loaded_.emplace(name, future.get()).first->second;
+}
+
 }  // namespace gcp::translib

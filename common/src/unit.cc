@@ -166,11 +166,12 @@ pid_t launch(cgroup::Cgroups& cgroups, const LaunchSpec& spec) {
   return static_cast<pid_t>(std::stol(pid_text));
 }
 
-std::string live_state(cgroup::Cgroups& cgroups, const manifest::Unit& unit) {
+manifest::UnitState live_state(cgroup::Cgroups& cgroups, const manifest::Unit& unit) {
+  using manifest::UnitState;
   if (cgroups.procs(unit.cgroup).empty()) {
-    return unit.state == "running" ? "exited" : unit.state;
+    return unit.state == UnitState::kRunning || unit.state == UnitState::kFrozen ? UnitState::kExited : unit.state;
   }
-  return cgroups.freeze_state(unit.cgroup) == cgroup::FreezeState::kThawed ? "running" : "frozen";
+  return cgroups.freeze_state(unit.cgroup) == cgroup::FreezeState::kThawed ? UnitState::kRunning : UnitState::kFrozen;
 }
 
 }  // namespace gcp::unit

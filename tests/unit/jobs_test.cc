@@ -2,6 +2,7 @@
 #include "gcp/jobs.h"
 
 #include "fake_cgroups.h"
+#include "store_decorator.h"
 #include "gcp/fs.h"
 #include "gcp/names.h"
 #include "gcp/proc.h"
@@ -76,7 +77,8 @@ struct JobFixture {
     }
     store->save_job(job);
     // The units' ties as a test says they are, instead of this machine's /proc.
-    options.graph = [this](const std::string& name, const std::vector<gcp::deps::UnitSpec>& specs) {
+    machine.ties = [this](const std::string& name, const std::vector<gcp::deps::UnitSpec>& specs,
+                          const gcp::deps::Context&) {
       gcp::deps::Graph g;
       g.job = name;
       for (const auto& s : specs) g.units.push_back({s.name, s.spec, {}});
@@ -137,6 +139,7 @@ struct JobFixture {
   ScopedEnv scratch{"GCP_SCRATCH", (tmp.path() / "scratch").string()};
   std::unique_ptr<gcp::store::Store> store = gcp::store::open(tmp.path().string());
   FakeCgroups cgroups;
+  gcp::rounds::Machine machine{cgroups, {}};
   Sleeper sleeper;
   manifest::Job job;
   jobs::CheckpointOptions options;
@@ -148,11 +151,11 @@ struct JobFixture {
 TEST_CASE("a checkpoint of a two-unit job freezes both, commits seq 1 and thaws both") {
   JobFixture f;
   f.cgroups.freeze_after("gcp/j/a", 2);
-  auto cp = jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  auto cp = jobs::checkpoint(*f.store, f.machine, "j", f.options);
 
   CHECK(cp.job == "j");
   CHECK(cp.seq == 1);
-  CHECK(cp.mode == "coordinated");
+  CHECK(cp.mode == manifest::Mode::kCoordinated);
   CHECK(cp.kernel == gcp::proc::kernel_release());
   CHECK(cp.timings.contains("downtimeMs"));
   REQUIRE(cp.units.size() == 2);
@@ -188,19 +191,19 @@ TEST_CASE("a checkpoint of a two-unit job freezes both, commits seq 1 and thaws 
   CHECK(events.back()["event"] == "checkpoint");
   CHECK(events.back()["seq"] == 1);
 
-  auto second = jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  auto second = jobs::checkpoint(*f.store, f.machine, "j", f.options);
   CHECK(second.seq == 2);
   CHECK(f.store->checkpoints("j") == std::vector<uint64_t>{1, 2});
 }
 
 TEST_CASE("a failing dump aborts the round, thaws every unit and keeps the previous checkpoint") {
   JobFixture f;
-  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  jobs::checkpoint(*f.store, f.machine, "j", f.options);
   f.cgroups.calls.clear();
 
   {
     ScopedEnv fail{"FAKE_TRANSLIB_FAIL", "checkpoint"};
-    auto e = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); });
+    auto e = error_from([&] { jobs::checkpoint(*f.store, f.machine, "j", f.options); });
     REQUIRE(e.has_value());
     CHECK(e->code() == Exit::kFailed);
     CHECK_CONTAINS(e->what(), "job 'j'");
@@ -219,14 +222,14 @@ TEST_CASE("a failing dump aborts the round, thaws every unit and keeps the previ
   CHECK(f.events().back()["event"] == "checkpoint-failed");
 
   // The lock was released: the next round works.
-  CHECK(jobs::checkpoint(*f.store, f.cgroups, "j", f.options).seq > 1);
+  CHECK(jobs::checkpoint(*f.store, f.machine, "j", f.options).seq > 1);
 }
 
 TEST_CASE("a unit that does not freeze in time aborts the round and the others are thawed") {
   JobFixture f;
   f.cgroups.never_freeze("gcp/j/b");
   f.options.freeze_timeout = 50ms;
-  auto e = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); });
+  auto e = error_from([&] { jobs::checkpoint(*f.store, f.machine, "j", f.options); });
   REQUIRE(e.has_value());
   CHECK(e->code() == Exit::kFailed);
   CHECK_CONTAINS(e->what(), "unit 'b'");
@@ -244,7 +247,7 @@ TEST_CASE("a unit on a node no launcher reaches is refused before anything is fr
   f.job.units[1].node = "elsewhere.example";
   f.store->save_job(f.job);
   setenv("GCP_CONFIG", (f.store->root() / "no-such-gcp.json").c_str(), 1);
-  auto e = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); });
+  auto e = error_from([&] { jobs::checkpoint(*f.store, f.machine, "j", f.options); });
   unsetenv("GCP_CONFIG");
   REQUIRE(e.has_value());
   CHECK(e->code() == Exit::kUsage);
@@ -260,7 +263,7 @@ TEST_CASE("a unit whose processes have ended is left out of the checkpoint with 
   JobFixture f;
   gcp::testing::CapturedLog log;
   f.cgroups.clear_pids("gcp/j/b");
-  auto cp = jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  auto cp = jobs::checkpoint(*f.store, f.machine, "j", f.options);
   REQUIRE(cp.units.size() == 1);
   CHECK(cp.units[0].name == "a");
   CHECK_FALSE(f.called("freeze gcp/j/b"));
@@ -272,7 +275,7 @@ TEST_CASE("a job with no running unit is refused: nothing to checkpoint") {
   gcp::testing::CapturedLog log;
   f.cgroups.clear_pids("gcp/j/a");
   f.cgroups.clear_pids("gcp/j/b");
-  auto e = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); });
+  auto e = error_from([&] { jobs::checkpoint(*f.store, f.machine, "j", f.options); });
   REQUIRE(e.has_value());
   CHECK(e->code() == Exit::kFailed);
   CHECK_CONTAINS(e->what(), "job 'j'");
@@ -286,7 +289,7 @@ TEST_CASE("a unit frozen by someone else is refused") {
   JobFixture f;
   f.cgroups.set_frozen("gcp/j/b", true);
   f.cgroups.calls.clear();
-  auto e = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); });
+  auto e = error_from([&] { jobs::checkpoint(*f.store, f.machine, "j", f.options); });
   REQUIRE(e.has_value());
   CHECK(e->code() == Exit::kFailed);
   CHECK_CONTAINS(e->what(), "unit 'b'");
@@ -299,7 +302,7 @@ TEST_CASE("a checkpoint is refused as busy while another holds the job's lock") 
   JobFixture f;
   auto held = f.store->try_lock_job("j");
   REQUIRE(held.has_value());
-  auto e = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); });
+  auto e = error_from([&] { jobs::checkpoint(*f.store, f.machine, "j", f.options); });
   REQUIRE(e.has_value());
   CHECK(e->code() == Exit::kBusy);
   CHECK(f.cgroups.calls.empty());
@@ -309,7 +312,7 @@ TEST_CASE("a checkpoint with a translib that is not installed freezes nothing") 
   JobFixture f;
   f.job.units[0].translib = "no-such-translib";
   f.store->save_job(f.job);
-  auto e = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); });
+  auto e = error_from([&] { jobs::checkpoint(*f.store, f.machine, "j", f.options); });
   REQUIRE(e.has_value());
   CHECK(e->code() == Exit::kNoCheckpointer);
   CHECK(f.cgroups.calls.empty());
@@ -318,20 +321,20 @@ TEST_CASE("a checkpoint with a translib that is not installed freezes nothing") 
 
 TEST_CASE("restart restores every unit of the latest checkpoint and records the new pids") {
   JobFixture f;
-  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  jobs::checkpoint(*f.store, f.machine, "j", f.options);
   f.cgroups.clear_pids("gcp/j/a");
   f.cgroups.clear_pids("gcp/j/b");
   jobs::kill(*f.store, f.cgroups, "j", std::nullopt);
   f.cgroups.calls.clear();
 
-  auto job = jobs::restart(*f.store, f.cgroups, "j", {});
+  auto job = jobs::restart(*f.store, f.machine, "j", {});
   CHECK(f.called("create gcp/j/a"));
   CHECK(f.called("create gcp/j/b"));
   for (const auto& u : {job, f.stored_job()}) {
     REQUIRE(u.units.size() == 2);
     for (const auto& unit : u.units) {
       CAPTURE(unit.name);
-      CHECK(unit.state == "running");
+      CHECK(unit.state == manifest::UnitState::kRunning);
       CHECK(unit.pid == 1);  // what the echo translib answers
       CHECK(unit.restored_from == 1u);
     }
@@ -341,14 +344,14 @@ TEST_CASE("restart restores every unit of the latest checkpoint and records the 
 
 TEST_CASE("a failing restart names the unit and leaves no unit marked running") {
   JobFixture f;
-  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  jobs::checkpoint(*f.store, f.machine, "j", f.options);
   f.cgroups.clear_pids("gcp/j/a");
   f.cgroups.clear_pids("gcp/j/b");
   jobs::kill(*f.store, f.cgroups, "j", std::nullopt);
 
   SUBCASE("when the translib fails") {
     ScopedEnv fail{"FAKE_TRANSLIB_FAIL", "restart"};
-    auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", {}); });
+    auto e = error_from([&] { jobs::restart(*f.store, f.machine, "j", {}); });
     REQUIRE(e.has_value());
     CHECK(e->code() == Exit::kFailed);
     CHECK_CONTAINS(e->what(), "checkpoint 1 of job 'j'");
@@ -357,7 +360,7 @@ TEST_CASE("a failing restart names the unit and leaves no unit marked running") 
   }
   SUBCASE("when a later unit fails after the first was restored") {
     f.cgroups.fail_create("gcp/j/b");
-    auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", {}); });
+    auto e = error_from([&] { jobs::restart(*f.store, f.machine, "j", {}); });
     REQUIRE(e.has_value());
     CHECK(e->code() == Exit::kFailed);
     CHECK_CONTAINS(e->what(), "unit 'b'");
@@ -365,7 +368,7 @@ TEST_CASE("a failing restart names the unit and leaves no unit marked running") 
   }
   for (const auto& u : f.stored_job().units) {
     CAPTURE(u.name);
-    CHECK(u.state != "running");
+    CHECK(u.state != manifest::UnitState::kRunning);
     CHECK_FALSE(u.pid.has_value());
   }
   CHECK(f.events().back()["event"] == "restart-failed");
@@ -373,9 +376,9 @@ TEST_CASE("a failing restart names the unit and leaves no unit marked running") 
 
 TEST_CASE("restart is refused while a unit still runs") {
   JobFixture f;
-  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  jobs::checkpoint(*f.store, f.machine, "j", f.options);
   f.cgroups.calls.clear();
-  auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", {}); });
+  auto e = error_from([&] { jobs::restart(*f.store, f.machine, "j", {}); });
   REQUIRE(e.has_value());
   CHECK(e->code() == Exit::kFailed);
   CHECK_CONTAINS(e->what(), "unit 'a' is still running");
@@ -384,7 +387,7 @@ TEST_CASE("restart is refused while a unit still runs") {
 
 TEST_CASE("restart of a job without a checkpoint is refused") {
   JobFixture f;
-  auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", {}); });
+  auto e = error_from([&] { jobs::restart(*f.store, f.machine, "j", {}); });
   REQUIRE(e.has_value());
   CHECK(e->code() == Exit::kUsage);
   CHECK_CONTAINS(e->what(), "job 'j' has no committed checkpoint");
@@ -393,10 +396,10 @@ TEST_CASE("restart of a job without a checkpoint is refused") {
 
 TEST_CASE("restart of a checkpoint that does not exist is refused") {
   JobFixture f;
-  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  jobs::checkpoint(*f.store, f.machine, "j", f.options);
   jobs::RestartOptions seven;
   seven.seq = 7;
-  auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", seven); });
+  auto e = error_from([&] { jobs::restart(*f.store, f.machine, "j", seven); });
   REQUIRE(e.has_value());
   CHECK_CONTAINS(e->what(), "no checkpoint 7");
 }
@@ -423,8 +426,8 @@ TEST_CASE("kill records the units as stopped and removes their cgroups") {
   auto job = jobs::kill(*f.store, f.cgroups, "j", std::string("b"));
   CHECK(f.called("remove gcp/j/b"));
   CHECK_FALSE(f.called("remove gcp/j/a"));
-  CHECK(f.stored_job().find_unit("b")->state == "stopped");
-  CHECK(f.stored_job().find_unit("a")->state == "running");
+  CHECK(f.stored_job().find_unit("b")->state == manifest::UnitState::kStopped);
+  CHECK(f.stored_job().find_unit("a")->state == manifest::UnitState::kRunning);
   auto e = error_from([&] { jobs::kill(*f.store, f.cgroups, "j", std::string("zz")); });
   REQUIRE(e.has_value());
   CHECK(e->code() == Exit::kUsage);
@@ -435,9 +438,9 @@ TEST_CASE("status reads each unit's state from the cgroups") {
   JobFixture f;
   f.cgroups.clear_pids("gcp/j/b");
   auto job = jobs::status(*f.store, f.cgroups, "j");
-  CHECK(job.find_unit("a")->state == "running");
+  CHECK(job.find_unit("a")->state == manifest::UnitState::kRunning);
   CHECK(job.find_unit("a")->pid == f.sleeper.pid());
-  CHECK(job.find_unit("b")->state == "exited");
+  CHECK(job.find_unit("b")->state == manifest::UnitState::kExited);
   CHECK_FALSE(job.find_unit("b")->pid.has_value());
 }
 
@@ -445,10 +448,10 @@ TEST_CASE("a checkpoint or restart of an unknown or malformed job name leaves no
   JobFixture f;
   for (const std::string& name : {std::string("unknown"), std::string("x/../../escape")}) {
     CAPTURE(name);
-    auto ck = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, name, f.options); });
+    auto ck = error_from([&] { jobs::checkpoint(*f.store, f.machine, name, f.options); });
     REQUIRE(ck.has_value());
     CHECK(ck->code() == Exit::kUsage);
-    auto rs = error_from([&] { jobs::restart(*f.store, f.cgroups, name, {}); });
+    auto rs = error_from([&] { jobs::restart(*f.store, f.machine, name, {}); });
     REQUIRE(rs.has_value());
     CHECK(rs->code() == Exit::kUsage);
   }
@@ -458,7 +461,7 @@ TEST_CASE("a checkpoint or restart of an unknown or malformed job name leaves no
 
 TEST_CASE("the committed manifest holds the round's timings") {
   JobFixture f;
-  auto printed = jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  auto printed = jobs::checkpoint(*f.store, f.machine, "j", f.options);
   auto stored = f.store->load_checkpoint("j", 1);
   for (const char* key : {"freezeMs", "dumpMs", "thawMs", "downtimeMs", "storeMs"}) {
     CAPTURE(key);
@@ -470,7 +473,7 @@ TEST_CASE("the committed manifest holds the round's timings") {
 
 TEST_CASE("restart refuses a checkpoint written by a newer checkpointer than this node has") {
   JobFixture f;
-  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  jobs::checkpoint(*f.store, f.machine, "j", f.options);
   // Rewrite the manifest as if a newer fake checkpointer (the probe says 1.0) wrote it.
   auto dir = f.store->job_dir("j") / "checkpoints" / "1";
   auto doc = json::parse(gcp::fs::read_file(dir / "manifest.json"));
@@ -478,7 +481,7 @@ TEST_CASE("restart refuses a checkpoint written by a newer checkpointer than thi
   gcp::fs::write_file_atomic(dir / "manifest.json", doc.dump());
   f.cgroups.clear_pids("gcp/j/a");
   f.cgroups.clear_pids("gcp/j/b");
-  auto e = error_from([&] { jobs::restart(*f.store, f.cgroups, "j", {}); });
+  auto e = error_from([&] { jobs::restart(*f.store, f.machine, "j", {}); });
   REQUIRE(e.has_value());
   CHECK(e->code() == Exit::kNoCheckpointer);
   CHECK_CONTAINS(e->what(), "was written by fake 1.10, this node has fake 1.0");
@@ -489,7 +492,7 @@ TEST_CASE("restart refuses a checkpoint written by a newer checkpointer than thi
 
 TEST_CASE("restart records the node it restored the units on") {
   JobFixture f;
-  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  jobs::checkpoint(*f.store, f.machine, "j", f.options);
   auto job = f.stored_job();
   for (auto& u : job.units) u.node = "elsewhere";
   f.store->save_job(job);
@@ -498,7 +501,7 @@ TEST_CASE("restart records the node it restored the units on") {
   // Placed here: a unit restarts where --place puts it, and the manifest says so.
   jobs::RestartOptions here;
   for (const auto& u : job.units) here.place[u.name] = gcp::proc::node_name();
-  auto restored = jobs::restart(*f.store, f.cgroups, "j", here);
+  auto restored = jobs::restart(*f.store, f.machine, "j", here);
   for (const auto& u : restored.units) CHECK(u.node == gcp::proc::node_name());
 }
 
@@ -507,7 +510,7 @@ TEST_CASE("a unit whose recorded pid is not in its cgroup is refused before anyt
   auto job = f.stored_job();
   job.units[1].pid = 1;  // e.g. an edited manifest pointing at a process of someone else
   f.store->save_job(job);
-  auto e = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); });
+  auto e = error_from([&] { jobs::checkpoint(*f.store, f.machine, "j", f.options); });
   REQUIRE(e.has_value());
   CHECK(e->code() == Exit::kFailed);
   CHECK_CONTAINS(e->what(), "unit 'b' of job 'j': its recorded pid 1 is not in its cgroup 'gcp/j/b'");
@@ -517,32 +520,37 @@ TEST_CASE("a unit whose recorded pid is not in its cgroup is refused before anyt
 
 TEST_CASE("retention keeps the last N checkpoints: --keep, else the job's policy") {
   JobFixture f;
-  for (int i = 0; i < 3; ++i) jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  for (int i = 0; i < 3; ++i) jobs::checkpoint(*f.store, f.machine, "j", f.options);
   CHECK(f.store->checkpoints("j") == std::vector<uint64_t>{1, 2, 3});  // no policy: all kept
 
   auto job = f.stored_job();
   job.keep = 2;
   f.store->save_job(job);
-  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  jobs::checkpoint(*f.store, f.machine, "j", f.options);
   CHECK(f.store->checkpoints("j") == std::vector<uint64_t>{3, 4});
   CHECK(f.events().back()["event"] == "checkpoint-removed");
 
   f.options.keep = 1;  // the option wins over the policy
-  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  jobs::checkpoint(*f.store, f.machine, "j", f.options);
   CHECK(f.store->checkpoints("j") == std::vector<uint64_t>{5});
   // Removed numbers are not handed out again.
   f.store->remove_checkpoint("j", 5);
-  CHECK(jobs::checkpoint(*f.store, f.cgroups, "j", f.options).seq == 6);
+  CHECK(jobs::checkpoint(*f.store, f.machine, "j", f.options).seq == 6);
 }
 
 TEST_CASE("a store failure that is not a gcp::Error still thaws a job kept frozen for --stop") {
   JobFixture f;
-  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
-  gcp::store::Options failing;
-  failing.before_commit = [] { throw std::runtime_error("the store's disk went away"); };
-  f.store = gcp::store::open((f.tmp.path()).string(), failing);
+  jobs::checkpoint(*f.store, f.machine, "j", f.options);
+  // The store's disk goes away between storing the chunks and renaming the manifest.
+  struct FailingCommit : gcp::testing::StoreDecorator {
+    using StoreDecorator::StoreDecorator;
+    void publish(gcp::store::Staging&, manifest::Checkpoint&) override {
+      throw std::runtime_error("the store's disk went away");
+    }
+  };
+  f.store = std::make_unique<FailingCommit>(gcp::store::open(f.tmp.path().string()));
   f.options.stop = true;
-  auto e = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); });
+  auto e = error_from([&] { jobs::checkpoint(*f.store, f.machine, "j", f.options); });
   REQUIRE(e.has_value());
   CHECK(e->code() == Exit::kFailed);
   CHECK_CONTAINS(e->what(), "checkpoint 2 of job 'j' not committed: the store's disk went away");
@@ -552,14 +560,14 @@ TEST_CASE("a store failure that is not a gcp::Error still thaws a job kept froze
   CHECK(f.staging_dirs().empty());
   CHECK(f.store->checkpoints("j") == std::vector<uint64_t>{1});
   CHECK(f.events().back()["event"] == "checkpoint-failed");
-  CHECK(f.stored_job().units[0].state == "running");  // not marked stopped
+  CHECK(f.stored_job().units[0].state == manifest::UnitState::kRunning);  // not marked stopped
 }
 
 TEST_CASE("a unit whose ties would break its restart is refused before anything is frozen") {
   JobFixture f;
   f.tie(1, gcp::deps::Verdict::kBreaks);
   try {
-    jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+    jobs::checkpoint(*f.store, f.machine, "j", f.options);
     FAIL("the checkpoint was not refused");
   } catch (const gcp::Error& e) {
     CHECK(e.code() == gcp::Exit::kFailed);
@@ -577,7 +585,7 @@ TEST_CASE("a unit whose ties would break its restart is refused before anything 
   CHECK(f.events().back()["event"] == "checkpoint-failed");
 
   f.options.force = true;
-  auto cp = jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  auto cp = jobs::checkpoint(*f.store, f.machine, "j", f.options);
   CHECK(cp.seq == 2);  // the refused attempt had its number (its pre-checkpoint callbacks carry it)
   CHECK(f.called("freeze gcp/j/b"));
 }
@@ -587,7 +595,7 @@ TEST_CASE("options the ties need go to the checkpointer, into the manifest, and 
   f.tie(0, gcp::deps::Verdict::kNeedsOption, "--tcp-established");
   f.tie(0, gcp::deps::Verdict::kNeedsOption, "--shell-job");
   f.tie(0, gcp::deps::Verdict::kNeedsOption, "--tcp-established");
-  auto cp = jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  auto cp = jobs::checkpoint(*f.store, f.machine, "j", f.options);
   const auto* a = cp.find_unit("a");
   const auto* b = cp.find_unit("b");
   REQUIRE(a);
@@ -637,7 +645,7 @@ TEST_CASE("callbacks: pre-checkpoint and post-checkpoint reach every unit, with 
   JobFixture f;
   auto log = f.tmp.path() / "events.log";
   add_hooks(f, log);
-  auto cp = jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  auto cp = jobs::checkpoint(*f.store, f.machine, "j", f.options);
   CHECK(lines_of(log) == std::vector<std::string>{"post-checkpoint 1 a", "post-checkpoint 1 b", "pre-checkpoint 1 a",
                                                   "pre-checkpoint 1 b"});
   for (const auto& u : cp.units) {
@@ -652,11 +660,11 @@ TEST_CASE("callbacks: pre-checkpoint and post-checkpoint reach every unit, with 
 
 TEST_CASE("callbacks: a failed pre-checkpoint aborts before anything is frozen and every unit gets abort") {
   JobFixture f;
-  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  jobs::checkpoint(*f.store, f.machine, "j", f.options);
   f.cgroups.calls.clear();
   auto log = f.tmp.path() / "events.log";
   add_hooks(f, log, "b");
-  auto e = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); });
+  auto e = error_from([&] { jobs::checkpoint(*f.store, f.machine, "j", f.options); });
   REQUIRE(e.has_value());
   CHECK(e->code() == Exit::kFailed);
   CHECK_CONTAINS(e->what(), "checkpoint of job 'j' aborted: unit 'b': hook '");
@@ -675,7 +683,7 @@ TEST_CASE("callbacks: a failed dump thaws, then sends abort instead of post-chec
   auto log = f.tmp.path() / "events.log";
   add_hooks(f, log);
   ScopedEnv fail{"FAKE_TRANSLIB_FAIL", "checkpoint"};
-  CHECK(error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); }));
+  CHECK(error_from([&] { jobs::checkpoint(*f.store, f.machine, "j", f.options); }));
   CHECK(f.cgroups.group("gcp/j/a").state == FreezeState::kThawed);
   CHECK(lines_of(log) == std::vector<std::string>{"abort 1 a", "abort 1 b", "pre-checkpoint 1 a", "pre-checkpoint 1 b"});
 }
@@ -687,7 +695,7 @@ TEST_CASE("callbacks: with --stop there is no post-checkpoint: the job is killed
   auto options = f.options;
   options.stop = true;
   // The fake cgroups cannot kill the sleeper, so stopping itself fails after the commit.
-  error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", options); });
+  error_from([&] { jobs::checkpoint(*f.store, f.machine, "j", options); });
   REQUIRE(f.store->checkpoints("j") == std::vector<uint64_t>{1});
   CHECK(lines_of(log) == std::vector<std::string>{"pre-checkpoint 1 a", "pre-checkpoint 1 b"});
   CHECK_FALSE(f.store->load_checkpoint("j", 1).units[0].timings["callbacks"].contains("post-checkpoint"));
@@ -695,7 +703,7 @@ TEST_CASE("callbacks: with --stop there is no post-checkpoint: the job is killed
 
 TEST_CASE("callbacks: a job from before callbacks has none and no callback timings") {
   JobFixture f;
-  auto cp = jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  auto cp = jobs::checkpoint(*f.store, f.machine, "j", f.options);
   CHECK(cp.units[0].callbacks.empty());
   CHECK_FALSE(cp.units[0].timings.contains("callbacks"));
   CHECK_FALSE(cp.timings.contains("preCheckpointMs"));
@@ -705,15 +713,15 @@ TEST_CASE("callbacks: post-restart reaches every restored unit; a failed one is 
   JobFixture f;
   auto log = f.tmp.path() / "events.log";
   add_hooks(f, log, "a", "post-restart");
-  jobs::checkpoint(*f.store, f.cgroups, "j", f.options);
+  jobs::checkpoint(*f.store, f.machine, "j", f.options);
   f.cgroups.clear_pids("gcp/j/a");
   f.cgroups.clear_pids("gcp/j/b");
   jobs::kill(*f.store, f.cgroups, "j", std::nullopt);
   stdfs::remove(log);
   gcp::testing::CapturedLog captured;
-  auto job = jobs::restart(*f.store, f.cgroups, "j", {});
+  auto job = jobs::restart(*f.store, f.machine, "j", {});
   CHECK(lines_of(log) == std::vector<std::string>{"post-restart 1 a", "post-restart 1 b"});
-  for (const auto& u : job.units) CHECK(u.state == "running");
+  for (const auto& u : job.units) CHECK(u.state == manifest::UnitState::kRunning);
   CHECK_CONTAINS(captured.text(), "warning: restarting checkpoint 1 of job 'j': the job runs, but post-restart failed: unit 'a': hook '");
   auto event = f.events().back();
   CHECK(event["event"] == "restart");
@@ -730,10 +738,10 @@ TEST_CASE("callbacks: the job's policy.callbackTimeoutMs is the deadline unless 
   f.job.units[0].callbacks.hooks = dir.string();
   f.job.callback_timeout_ms = 200;
   f.store->save_job(f.job);
-  auto e = error_from([&] { jobs::checkpoint(*f.store, f.cgroups, "j", f.options); });
+  auto e = error_from([&] { jobs::checkpoint(*f.store, f.machine, "j", f.options); });
   REQUIRE(e.has_value());
   CHECK_CONTAINS(e->what(), "no answer to pre-checkpoint within its deadline of 200 ms");
   auto options = f.options;
   options.callback_timeout = std::chrono::milliseconds(5000);
-  CHECK(jobs::checkpoint(*f.store, f.cgroups, "j", options).seq == 2);
+  CHECK(jobs::checkpoint(*f.store, f.machine, "j", options).seq == 2);
 }

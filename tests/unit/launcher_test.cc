@@ -100,7 +100,7 @@ TEST_CASE("a node's launcher: this node runs locally, then the job's, then the n
   CHECK(gcp::launcher::for_node(job, gcp::proc::node_name(), doc).kind == "local");
   CHECK(gcp::launcher::for_node(job, "n1", doc).kind == "ssh");
   CHECK(gcp::launcher::for_node(job, "n2", doc).kind == "srun");
-  job.extra["launcher"] = {{"kind", "ssh"}, {"command", {"ssh", "-p", "2222", "{node}"}}};
+  job.launcher = gcp::manifest::Launcher{"ssh", {"ssh", "-p", "2222", "{node}"}, ""};
   auto own = gcp::launcher::for_node(job, "n2", doc);
   CHECK(own.kind == "ssh");
   CHECK(own.command[2] == "2222");

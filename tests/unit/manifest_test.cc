@@ -5,6 +5,9 @@
 
 #include <doctest/doctest.h>
 
+#include <functional>
+#include <map>
+
 using gcp::Exit;
 using gcp::manifest::json;
 using gcp::testing::error_from;
@@ -30,7 +33,7 @@ manifest::Job sample_job() {
   b.grouping = "tree";
   b.cgroup = "gcp/j/b";
   b.translib = "echo";
-  b.state = "stopped";
+  b.state = manifest::UnitState::kStopped;
   b.restored_from = 7;
   job.units = {a, b};
   return job;
@@ -95,11 +98,11 @@ TEST_CASE("a job survives to_json and job_from_json unchanged") {
   CHECK(back.units[0].command == std::vector<std::string>{"sleep", "100"});
   CHECK(back.units[0].output == "/tmp/a.out");
   CHECK(back.units[0].pid == 4242);
-  CHECK(back.units[0].state == "running");
+  CHECK(back.units[0].state == manifest::UnitState::kRunning);
   CHECK_FALSE(back.units[0].restored_from.has_value());
   CHECK(back.units[1].grouping == "tree");
   CHECK(back.units[1].translib == "echo");
-  CHECK(back.units[1].state == "stopped");
+  CHECK(back.units[1].state == manifest::UnitState::kStopped);
   CHECK_FALSE(back.units[1].pid.has_value());
   CHECK(back.units[1].restored_from == 7u);
   CHECK(manifest::to_json(back) == doc);
@@ -114,7 +117,7 @@ TEST_CASE("a checkpoint survives to_json and checkpoint_from_json unchanged") {
   CHECK(back.job == "j");
   CHECK(back.seq == 3);
   CHECK(back.kernel == "6.1.0");
-  CHECK(back.mode == "coordinated");
+  CHECK(back.mode == manifest::Mode::kCoordinated);
   CHECK(back.timings == cp.timings);
   REQUIRE(back.units.size() == 1);
   const auto& u = back.units[0];
@@ -518,4 +521,82 @@ TEST_CASE("a bad network field is refused naming it") {
                  "field 'units[1].network.gateway' is 'router', expected an IPv4 address");
   CHECK_CONTAINS(job_error(with({{"address", "10.78.0.2/24"}, {"parent", "eth0"}, {"mac", "02:67"}})),
                  "field 'units[1].network.mac' is '02:67', expected a MAC address");
+}
+
+// What gcp 0.1.0 wrote before these fields were typed (its own output, trimmed: an
+// uncoordinated job with an ssh launcher, an adopted unit, a partial checkpoint of one
+// node's unit). It must read into the typed fields and come out exactly as it was.
+TEST_CASE("manifests written before the typed fields read into them and write back unchanged") {
+  json job_doc = json::parse(R"({
+  "apiVersion": "gcp/v1", "kind": "Job", "name": "old", "owner": {"uid": 0},
+  "created": "2026-12-07T02:06:18.899Z",
+  "policy": {"mode": "uncoordinated"},
+  "units": [
+    {"name": "a", "node": "vm", "grouping": "pidns", "cgroup": "gcp/old/a", "translib": "criu",
+     "command": ["sleep", "1000"], "output": "/tmp/oldstore/jobs/old/logs/a.out", "state": "running", "pid": 24886,
+     "callbacks": {"socket": "/run/gcp/callbacks/496f453398c5f364/a.sock"},
+     "nodeAddresses": ["192.0.2.2", "[fd00::2]"]},
+    {"name": "main", "node": "vm", "grouping": "tree", "cgroup": "gcp/old/main", "translib": "criu",
+     "command": ["bash /dev/fd/3"], "output": "", "state": "stopped",
+     "adopted": {"spec": "the process tree of pid 1258", "at": "2026-12-07T02:06:22.496Z"}}
+  ],
+  "launcher": {"kind": "srun", "slurmJob": "42"}
+})");
+  auto job = manifest::job_from_json(job_doc, "old job.json");
+  CHECK(job.mode == manifest::Mode::kUncoordinated);
+  REQUIRE(job.launcher.has_value());
+  CHECK(job.launcher->kind == "srun");
+  CHECK(job.launcher->slurm_job == "42");
+  CHECK(job.launcher->command.empty());
+  CHECK(job.units[0].node_addresses == std::vector<std::string>{"192.0.2.2", "[fd00::2]"});
+  REQUIRE(job.units[1].adopted.has_value());
+  CHECK(job.units[1].adopted->spec == "the process tree of pid 1258");
+  CHECK(job.units[1].state == manifest::UnitState::kStopped);
+  CHECK(job.extra.empty());
+  CHECK(job.units[0].extra.empty());
+  CHECK(manifest::to_json(job) == job_doc);
+
+  json cp_doc = json::parse(R"({
+ "apiVersion": "gcp/v1", "kind": "Checkpoint", "job": "old", "seq": 1, "created": "2026-12-07T02:06:22.000Z",
+ "mode": "uncoordinated", "kernel": "6.18.44-fc-v1272",
+ "timings": {"freezeMs": 1.6, "dumpMs": 52.6, "downtimeMs": 55.0, "storeMs": 191.0},
+ "bytes": {"raw": 239958, "new": 231722, "stored": 39071},
+ "chunkList": {"path": "chunks.bin", "count": 65, "sha256": "390600be4091fc5b53de61838f4dc6114531cd6a245df545bcc20637f0c3ea18"},
+ "units": [
+  {"name": "a", "node": "vm", "grouping": "pidns", "translib": {"name": "criu", "version": "0.1.0"},
+   "checkpointer": {"name": "criu", "version": "4.2.1"}, "timings": {"freezeMs": 1.6, "dumpMs": 52.5},
+   "callbacks": "none", "bytes": {"raw": 239958, "new": 231722, "stored": 39071}, "stats": {"frozenUs": 48249},
+   "images": [{"path": "pages-1.img", "size": 57344, "chunkSize": 4096, "chunkCount": 14}],
+   "jobTies": ["tcp 10.0.0.1:5000 -> 10.0.0.2:40122: a connection between two units checkpointed one by one"],
+   "zstdLevel": 3}
+ ],
+ "kernels": {"n2": "6.1.0"},
+ "partial": true
+})");
+  auto cp = manifest::checkpoint_from_json(cp_doc, "old manifest.json");
+  CHECK(cp.mode == manifest::Mode::kUncoordinated);
+  CHECK(cp.partial);
+  CHECK(cp.kernels == std::map<std::string, std::string>{{"n2", "6.1.0"}});
+  CHECK(cp.units[0].zstd_level == 3);
+  CHECK(cp.units[0].job_ties.size() == 1);
+  CHECK(cp.extra.empty());
+  CHECK(cp.units[0].extra.empty());
+  CHECK(manifest::to_json(cp, false) == cp_doc);
+}
+
+TEST_CASE("an unknown unit state, policy mode or launcher kind is refused naming the field") {
+  auto with = [](const std::function<void(json&)>& edit) {
+    json doc = manifest::to_json(sample_job());
+    edit(doc);
+    return error_from([&] { manifest::job_from_json(doc, "job.json"); });
+  };
+  auto state = with([](json& d) { d["units"][0]["state"] = "zombie"; });
+  REQUIRE(state.has_value());
+  CHECK_CONTAINS(state->what(), "field 'units[0].state' is 'zombie'");
+  auto mode = with([](json& d) { d["policy"]["mode"] = "sometimes"; });
+  REQUIRE(mode.has_value());
+  CHECK_CONTAINS(mode->what(), "field 'policy.mode' is 'sometimes'");
+  auto launcher = with([](json& d) { d["launcher"] = {{"kind", "telnet"}}; });
+  REQUIRE(launcher.has_value());
+  CHECK_CONTAINS(launcher->what(), "launcher.kind: unknown launcher 'telnet'");
 }

@@ -5,6 +5,7 @@
 #include "gcp/error.h"
 #include "gcp/jobs.h"
 #include "gcp/main.h"
+#include "gcp/names.h"
 #include "gcp/store.h"
 
 #include <spdlog/spdlog.h>
@@ -19,7 +20,7 @@ void run(const Options& opt) {
     store_options = store::Options{};
     store_options->level = store::check_level(*opt.level, "--level");
     // The units' nodes store their own images: node commands get GCP_* settings forwarded.
-    ::setenv("GCP_ZSTD_LEVEL", std::to_string(store_options->level).c_str(), 1);
+    ::setenv(names::kEnvZstdLevel, std::to_string(store_options->level).c_str(), 1);
   }
   auto store = store::open(opt.store, store_options);
   auto cgroups = cgroup::system_cgroups();
@@ -37,7 +38,7 @@ void run(const Options& opt) {
     throw Error(Exit::kUsage, "no job given", "name a JOB, or an ad-hoc unit with --pid, --pgid, --sid, --cgroup or --pidns");
   }
   if (opt.callback_timeout_ms) options.callback_timeout = std::chrono::milliseconds(*opt.callback_timeout_ms);
-  auto cp = jobs::checkpoint(*store, *cgroups, job, options);
+  auto cp = jobs::checkpoint(*store, rounds::system_machine(*cgroups), job, options);
   auto mib = [&](const char* key) { return cp.bytes.value(key, 0.0) / (1024.0 * 1024.0); };
   spdlog::info("checkpoint {} of job '{}' committed: {} unit(s), {:.1f} MiB, {:.1f} MiB new, {:.1f} MiB stored; "
                "downtime {} ms, total {} ms{}",

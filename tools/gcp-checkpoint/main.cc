@@ -4,7 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdlib>
-#include "gcp/jobs.h"
+#include "gcp/agent.h"
 #include "gcp/main.h"
 #include "gcp/names.h"
 
@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
                "Checkpoint this node's units for a job checkpointer on another node: JSON requests on stdin, "
                "answers on stdout (gcp-launchers(7))");
   return gcp::run_main("gcp-checkpoint", app, argc, argv, [&] {
-    if (agent) std::exit(gcp::jobs::serve_agent("gcp-checkpoint", spdlog::get_level() <= spdlog::level::debug));
+    if (agent) std::exit(gcp::rounds::serve_agent("gcp-checkpoint", spdlog::get_level() <= spdlog::level::debug));
     gcp::checkpoint_tool::run(opt);
   });
 }

@@ -27,8 +27,8 @@ void run(const Options& opt) {
     auto loaded = jobs::status(*store, *cgroups, job);  // states read from the system now
     for (const auto& u : loaded.units) {
       if (opt.unit && u.name != *opt.unit) continue;
-      if (u.state != "running" && u.state != "frozen") {
-        spdlog::info("unit '{}' of job '{}' is {}: left out", u.name, job, u.state);
+      if (u.state != manifest::UnitState::kRunning && u.state != manifest::UnitState::kFrozen) {
+        spdlog::info("unit '{}' of job '{}' is {}: left out", u.name, job, manifest::name(u.state));
         continue;
       }
       units.push_back(deps::UnitSpec{u.name, deps::spec_of(u), u.network.has_value()});

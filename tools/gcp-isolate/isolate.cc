@@ -28,7 +28,7 @@ void run_on(const Options& opt, store::Store& store) {
   manifest::Job job;
   job.name = opt.job;
   if (auto existing = store.load_job(opt.job)) job = jobs::load(store, opt.job);
-  if (!opt.launcher.empty()) job.extra["launcher"] = {{"kind", opt.launcher}};
+  if (!opt.launcher.empty()) job.launcher = manifest::Launcher{opt.launcher, {}, ""};
   auto cfg = launcher::config();
   auto how = launcher::for_node(job, opt.node, cfg);
   std::vector<std::string> argv = {launcher::tool_path("gcp-isolate", cfg), "--store", store.root().string(), "run",
@@ -102,17 +102,17 @@ void run(const Options& opt) {
   if (opt.keep) job.keep = opt.keep;
   if (opt.callback_timeout_ms) job.callback_timeout_ms = opt.callback_timeout_ms;
   if (!opt.launcher.empty()) {
-    job.extra["launcher"] = {{"kind", opt.launcher}};
+    job.launcher = manifest::Launcher{opt.launcher, {}, ""};
     // Started in a Slurm allocation (a batch script): its other nodes are reached in it.
     const char* slurm_job = std::getenv("SLURM_JOB_ID");
-    if (opt.launcher == "srun" && slurm_job && *slurm_job) job.extra["launcher"]["slurmJob"] = slurm_job;
+    if (opt.launcher == "srun" && slurm_job && *slurm_job) job.launcher->slurm_job = slurm_job;
   }
-  if (opt.uncoordinated) job.extra["policy"]["mode"] = "uncoordinated";
+  if (opt.uncoordinated) job.mode = manifest::Mode::kUncoordinated;
   manifest::Unit* unit = job.find_unit(opt.unit);
   if (unit) {
-    std::string state = unit::live_state(*cgroups, *unit);
-    if (state == "running" || state == "frozen") {
-      throw Error(Exit::kUsage, "unit '" + opt.unit + "' of job '" + opt.job + "' is already " + state,
+    auto state = unit::live_state(*cgroups, *unit);
+    if (state == manifest::UnitState::kRunning || state == manifest::UnitState::kFrozen) {
+      throw Error(Exit::kUsage, "unit '" + opt.unit + "' of job '" + opt.job + "' is already " + manifest::name(state),
                   "pick another unit name, or 'gcp-isolate kill " + opt.job + " --unit " + opt.unit + "' first");
     }
   }
@@ -124,7 +124,7 @@ void run(const Options& opt) {
   }
   unit->node = proc::node_name();
   // Where the job's other units reach this one (its TCP peers: gcp-deps).
-  unit->extra["nodeAddresses"] = proc::node_addresses();
+  unit->node_addresses = proc::node_addresses();
   unit->grouping = "pidns";
   unit->cgroup = cg;
   unit->translib = "criu";
@@ -154,12 +154,12 @@ void run(const Options& opt) {
       fs::remove_tree_quietly(store->job_dir(opt.job));
     } else {
       if (new_unit) job.units.pop_back();
-      else unit->state = "exited";
+      else unit->state = manifest::UnitState::kExited;
       store->save_job(job);
     }
     throw;
   }
-  unit->state = "running";
+  unit->state = manifest::UnitState::kRunning;
   store->save_job(job);
   fs::grant_read(unit->output, job.owner);
   spdlog::info("started unit '{}' of job '{}' (host pid {}); output in {}", opt.unit, opt.job, *unit->pid,
@@ -183,7 +183,7 @@ void list(const Options& opt) {
       continue;
     }
     manifest::json units = manifest::json::object();
-    for (const auto& u : job.units) units[u.name] = u.state;
+    for (const auto& u : job.units) units[u.name] = manifest::name(u.state);
     auto seqs = store->checkpoints(name);
     out.push_back({{"job", name},
                    {"owner", job.owner},
@@ -200,11 +200,11 @@ void status(const Options& opt) {
   auto job = jobs::status(*store, *cgroups, opt.job);
   auto all = grouping::snapshot();
   for (auto& u : job.units) {
-    if (u.state != "running" && u.state != "frozen") continue;
+    if (u.state != manifest::UnitState::kRunning && u.state != manifest::UnitState::kFrozen) continue;
     try {
       auto members = grouping::resolve(deps::spec_of(u), all);
-      u.extra["processes"] = members.pids.size();
-      u.extra["threads"] = members.threads();
+      u.processes = members.pids.size();
+      u.threads = members.threads();
     } catch (const Error& e) {
       spdlog::warn("unit '{}': {}", u.name, e.what());  // ended meanwhile
     }

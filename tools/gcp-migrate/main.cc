@@ -30,13 +30,14 @@ int main(int argc, char** argv) {
   app.add_flag("--force", options.checkpoint.force, "Move even a unit whose ties (gcp-deps) say it would restart broken");
   return gcp::run_main("gcp-migrate", app, argc, argv, [&] {
     auto store = gcp::store::open(store_dir);
+    auto cgroups = gcp::cgroup::system_cgroups();
     options.checkpoint.freeze_timeout = std::chrono::milliseconds(freeze_timeout_ms);
     options.checkpoint.max_frozen = std::chrono::seconds(max_frozen_s);
     if (callback_timeout_ms) {
       options.checkpoint.callback_timeout = std::chrono::milliseconds(*callback_timeout_ms);
       options.restart.callback_timeout = options.checkpoint.callback_timeout;
     }
-    auto moved = gcp::jobs::migrate(*store, job, options);
+    auto moved = gcp::jobs::migrate(*store, gcp::rounds::system_machine(*cgroups), job, options);
     gcp::print_json(gcp::manifest::to_json(moved).dump(2));
   });
 }

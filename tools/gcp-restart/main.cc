@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "gcp/jobs.h"
+#include "gcp/agent.h"
 #include "gcp/main.h"
 #include "gcp/names.h"
 #include "restart.h"
@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
                "on stdout (gcp-launchers(7))");
   app.get_option("job")->required(false);
   return gcp::run_main("gcp-restart", app, argc, argv, [&] {
-    if (agent) std::exit(gcp::jobs::serve_agent("gcp-restart", spdlog::get_level() <= spdlog::level::debug));
+    if (agent) std::exit(gcp::rounds::serve_agent("gcp-restart", spdlog::get_level() <= spdlog::level::debug));
     gcp::restart_tool::run(opt);
   });
 }

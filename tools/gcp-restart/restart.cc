@@ -28,7 +28,7 @@ void run(const Options& opt) {
     manifest::check_name("unit", p.substr(0, eq));
     options.place[p.substr(0, eq)] = p.substr(eq + 1);
   }
-  auto job = jobs::restart(*store, *cgroups, opt.job, options);
+  auto job = jobs::restart(*store, rounds::system_machine(*cgroups), opt.job, options);
   std::string pids;
   for (const auto& u : job.units) pids += (pids.empty() ? "" : ", ") + u.name + "=" + std::to_string(u.pid.value_or(0));
   spdlog::info("job '{}' restarted from checkpoint {} (host pids: {})", job.name,

@@ -68,7 +68,7 @@ json checkpoint_row(const manifest::Checkpoint& cp) {
            stored = bytes_of(cp.bytes, "stored");
   return {{"seq", cp.seq},
           {"created", cp.created},
-          {"mode", cp.mode},
+          {"mode", manifest::name(cp.mode)},
           {"units", cp.units.size()},
           {"bytes", cp.bytes},
           {"dedupRatio", ratio(raw, fresh)},
@@ -253,8 +253,8 @@ void rm(const Options& opt) {
   auto cgroups = cgroup::system_cgroups();
   for (const auto& u : job.units) {
     auto state = unit::live_state(*cgroups, u);
-    if (state == "running" || state == "frozen") {
-      throw Error(Exit::kFailed, "job '" + opt.job + "' still runs (unit '" + u.name + "' is " + state + ")",
+    if (state == manifest::UnitState::kRunning || state == manifest::UnitState::kFrozen) {
+      throw Error(Exit::kFailed, "job '" + opt.job + "' still runs (unit '" + u.name + "' is " + manifest::name(state) + ")",
                   "stop it first with 'gcp-isolate kill " + opt.job + "'");
     }
   }

@@ -79,4 +79,17 @@ Result deliver(const manifest::Callbacks& endpoint, const Request& request);
 /// results in the same order.
 std::vector<Result> deliver_all(const std::vector<std::pair<manifest::Callbacks, Request>>& events);
 
+/// True when the unit has a callback endpoint (a job from before callbacks has none).
+bool has_endpoint(const manifest::Unit& unit);
+
+/// Delivers one event about checkpoint `seq` to units of `job` at once; results in
+/// the units' order.
+std::vector<Result> deliver_to(const std::vector<const manifest::Unit*>& units, Event event,
+                               const manifest::Job& job, uint64_t seq, std::chrono::milliseconds deadline);
+
+/// Logs a warning for each unit whose event failed: for events after which the
+/// application goes on anyway. `what` says what goes on.
+void warn_failed(const std::vector<const manifest::Unit*>& units, const std::vector<Result>& results,
+                 const std::string& what);
+
 }  // namespace gcp::events

@@ -17,23 +17,17 @@ namespace gcp::launcher {
 
 using manifest::json;
 
-/// A way to run a command on a node.
-struct Launcher {
-  /// "local": on this node; "ssh": the command template, then the remote command as one
-  /// shell-quoted string; "srun": the template, then the command's words (Slurm runs
-  /// them without a shell).
-  std::string kind = "local";
-  /// The words in front of the remote command; "{node}" in a word becomes the node's
-  /// name and "{slurmJob}" the Slurm job (allocation) id.
-  std::vector<std::string> command;
-  std::string slurm_job;  ///< for srun: the allocation the units run in
-};
+/// A way to run a command on a node (kind, command template, Slurm allocation).
+using Launcher = manifest::Launcher;
 
 /// The default templates: ssh -o BatchMode=yes {node}, and srun into the allocation.
 std::vector<std::string> default_command(const std::string& kind);
 
-/// Parses a launcher object ({"kind", "command", "slurmJob"}); throws Error(kUsage)
-/// naming `where` (e.g. "/etc/gcp/gcp.json: nodes.n1.launcher") when it is wrong.
+/// The launcher with its kind's default template when it names no command.
+Launcher with_default_command(Launcher launcher);
+
+/// Parses a launcher object (manifest::launcher_from_json) and fills in the default
+/// template; throws Error(kUsage) naming `where` (e.g. "/etc/gcp/gcp.json: nodes.n1.launcher") when it is wrong.
 Launcher parse(const json& doc, const std::string& where);
 
 /// The site configuration: $GCP_CONFIG, else /etc/gcp/gcp.json; an empty object when
@@ -93,6 +87,9 @@ class Channel {
   /// ended ("exit status 0", "killed by signal 9").
   std::string finish(std::chrono::milliseconds grace);
   const std::string& label() const { return label_; }
+  /// Kills its process group at once (a node that does not answer): a receive() on
+  /// another thread then sees the end of output. Safe to call from any thread.
+  void kill() noexcept;
 
  private:
   std::string label_;

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -17,6 +18,32 @@ using json = nlohmann::ordered_json;
 
 /// The API version this gcp writes; readers accept the same major (v1).
 inline constexpr const char* kApiVersion = "gcp/v1";
+
+/// How a job's units are checkpointed: all in one round (coordinated), or each node's
+/// units on their own (uncoordinated). Serialised as "coordinated" / "uncoordinated".
+enum class Mode { kCoordinated, kUncoordinated };
+
+/// A unit's state: as last recorded in the Job manifest ("running", "stopped",
+/// "exited"), or as seen on its node now (also "frozen").
+enum class UnitState { kRunning, kFrozen, kStopped, kExited };
+
+/// "coordinated" or "uncoordinated".
+const char* name(Mode mode);
+/// "running", "frozen", "stopped" or "exited".
+const char* name(UnitState state);
+
+/// How the job checkpointer reaches the nodes of a job (gcp-launchers(7)). Serialised
+/// as "launcher": {"kind", "command", "slurmJob"} in a Job manifest and in the site
+/// configuration.
+struct Launcher {
+  /// "local": on this node; "ssh": the command template, then the remote command as one
+  /// shell-quoted string; "srun": the template, then the command's words.
+  std::string kind = "local";
+  /// The words in front of the remote command ("{node}" becomes the node's name,
+  /// "{slurmJob}" the allocation); empty: the kind's default template.
+  std::vector<std::string> command;
+  std::string slurm_job;  ///< for srun: the allocation the units run in
+};
 
 /// Where a unit's application hears of checkpoints (gcp-callbacks(7)). Serialised as
 /// "callbacks": {"socket", "hooks"}, left out when both are empty.
@@ -47,10 +74,23 @@ struct Unit {
   std::vector<std::string> command;  ///< what was started
   std::string output;                ///< file that receives the unit's stdout and stderr
   std::optional<pid_t> pid;          ///< host PID of the unit's root (its init), while it runs
-  std::string state = "running";     ///< "running", "stopped" or "exited" as last recorded
+  UnitState state = UnitState::kRunning;  ///< as last recorded (kFrozen only in a status view)
   std::optional<uint64_t> restored_from;  ///< checkpoint sequence it was last restarted from
   Callbacks callbacks;               ///< its callback endpoints
   std::optional<Network> network;    ///< its own network namespace; nullopt: the node's
+  /// Where the job's other units reach it when it shares its node's network: the node's
+  /// addresses, recorded where it started or was restored (gcp-deps' peers). Serialised
+  /// as nodeAddresses, left out when empty.
+  std::vector<std::string> node_addresses;
+  /// A unit gcp did not start but registered (gcp-checkpoint --pid ...): what it was
+  /// registered from and when. Serialised as "adopted": {"spec", "at"}.
+  struct Adopted {
+    std::string spec;  ///< "process tree of pid 1234", as grouping::describe says
+    std::string at;    ///< RFC 3339 UTC
+  };
+  std::optional<Adopted> adopted;
+  /// Live counts, in gcp-isolate status only (never stored): processes and threads.
+  std::optional<uint64_t> processes, threads;
   json extra = json::object();       ///< fields this gcp does not know, kept as they were
 };
 
@@ -66,6 +106,11 @@ struct Job {
   /// Deadline in ms of each callback event per unit, unless a tool's --callback-timeout
   /// says otherwise; nullopt: 10000. Serialised as policy.callbackTimeoutMs.
   std::optional<uint64_t> callback_timeout_ms;
+  /// How its checkpoints are taken unless a tool says otherwise. Serialised as
+  /// policy.mode, left out when coordinated.
+  Mode mode = Mode::kCoordinated;
+  /// How the job checkpointer reaches its nodes; nullopt: the site configuration's.
+  std::optional<Launcher> launcher;
   json extra = json::object();
 
   /// The unit with this name; nullptr when there is none.
@@ -126,6 +171,11 @@ struct CheckpointUnit {
   std::string callbacks;
   json bytes = json::object();     ///< raw, stored, new
   json stats = json::object();     ///< the checkpointer's own numbers
+  /// Ties to other units of the job that an uncoordinated checkpoint could not keep
+  /// consistent (the restart warns of each). Serialised as jobTies, left out when empty.
+  std::vector<std::string> job_ties;
+  /// The zstd level its new chunks were compressed with. Serialised as zstdLevel.
+  std::optional<int> zstd_level;
   json extra = json::object();
 };
 
@@ -134,8 +184,15 @@ struct Checkpoint {
   std::string job;
   uint64_t seq = 0;
   std::string created;
-  std::string mode = "coordinated";
+  Mode mode = Mode::kCoordinated;
+  /// It holds some of the job's running units only (a migration of one unit, an
+  /// uncoordinated checkpoint of one node's units): a restart of the whole job does not
+  /// take it unless asked. Serialised as "partial": true, left out when false.
+  bool partial = false;
   std::string kernel;
+  /// Nodes whose kernel was not `kernel`, and theirs. Serialised as "kernels", left out
+  /// when empty.
+  std::map<std::string, std::string> kernels;
   std::vector<CheckpointUnit> units;
   json timings = json::object();   ///< milliseconds per phase of the whole round
   json bytes = json::object();
@@ -149,6 +206,12 @@ struct Checkpoint {
   /// "checkpoint SEQ of job 'JOB'", for messages.
   std::string name() const;
 };
+
+/// Parses a launcher object ({"kind", "command", "slurmJob"}, or just the kind as a
+/// string); throws Error(kUsage) naming `where` (e.g. "/etc/gcp/gcp.json:
+/// nodes.n1.launcher") when it is wrong.
+Launcher launcher_from_json(const json& doc, const std::string& where);
+json to_json(const Launcher& launcher);
 
 /// Throws Error(kUsage) unless `name` can be a job or unit name: 1 to 64 characters
 /// of [A-Za-z0-9._-], not starting with '.' or '-'. `what` is "job" or "unit".

@@ -1,28 +1,69 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-// Names that tools pass to each other and to units, in one place.
+#include <chrono>
+
+// Names that tools pass to each other and to units, and the defaults they share, in one
+// place. A translib's own settings (GCP_CRIU, GCP_CRIU_GATE, GCP_CRIU_LOG_LEVEL) are the
+// translib's, documented in its man page.
 namespace gcp::names {
 
+// ---- the environment gcp reads (gcp-checkpoint(1), ENVIRONMENT) ----
 inline constexpr const char* kEnvStore = "GCP_STORE";                ///< default store directory
-inline constexpr const char* kEnvCriu = "GCP_CRIU";                  ///< criu binary to use
+inline constexpr const char* kEnvScratch = "GCP_SCRATCH";            ///< local scratch for dumps and restores
 inline constexpr const char* kEnvTranslibPath = "GCP_TRANSLIB_PATH"; ///< extra translib directories
 inline constexpr const char* kEnvInit = "GCP_INIT";                  ///< gcp-init binary to use
 inline constexpr const char* kEnvConfig = "GCP_CONFIG";              ///< node configuration file
-inline constexpr const char* kEnvJob = "GCP_JOB";                    ///< set in a unit: its job
-inline constexpr const char* kEnvUnit = "GCP_UNIT";                  ///< set in a unit: its name
-/// Set in a unit: where its application may listen for callbacks (gcp-callbacks(7)).
-inline constexpr const char* kEnvCallbackSocket = "GCP_CALLBACK_SOCKET";
+inline constexpr const char* kEnvZstdLevel = "GCP_ZSTD_LEVEL";       ///< zstd level of new chunks
+inline constexpr const char* kEnvDumpGate = "GCP_DUMP_GATE";         ///< "0": freeze before the checkpointer starts
+inline constexpr const char* kEnvProgressDelay = "GCP_PROGRESS_DELAY_MS";  ///< before a progress line shows
+/// The prefix of every setting above: a unit-level command on another node gets them
+/// as they are here (launcher::forwarded_env), except the ones a node keeps its own.
+inline constexpr const char* kEnvPrefix = "GCP_";
 
+// ---- what a unit's processes and its hooks see (gcp-callbacks(7)) ----
+inline constexpr const char* kEnvJob = "GCP_JOB";        ///< its job
+inline constexpr const char* kEnvUnit = "GCP_UNIT";      ///< its unit's name
+/// Where its application may listen for callbacks.
+inline constexpr const char* kEnvCallbackSocket = "GCP_CALLBACK_SOCKET";
+inline constexpr const char* kEnvEvent = "GCP_EVENT";            ///< hooks: the event
+inline constexpr const char* kEnvSeq = "GCP_SEQ";                ///< hooks: the checkpoint
+inline constexpr const char* kEnvDeadlineMs = "GCP_DEADLINE_MS"; ///< hooks: time left
+inline constexpr const char* kEnvUnitPid = "GCP_UNIT_PID";       ///< hooks: the unit's init
+inline constexpr const char* kEnvCallbackProtocol = "GCP_CALLBACK_PROTOCOL";  ///< hooks: callbacks/v1
+
+// ---- options one tool passes to another ----
 inline constexpr const char* kOptStore = "--store";
 inline constexpr const char* kOptJob = "--job";
 inline constexpr const char* kOptUnit = "--unit";
 inline constexpr const char* kOptSeq = "--seq";
+inline constexpr const char* kOptKeep = "--keep";
 inline constexpr const char* kOptCallbackTimeout = "--callback-timeout";
+inline constexpr const char* kOptFreezeTimeout = "--freeze-timeout";
+inline constexpr const char* kOptMaxFrozen = "--max-frozen";
+inline constexpr const char* kOptForce = "--force";
+inline constexpr const char* kOptHooks = "--hooks";
+inline constexpr const char* kOptLauncher = "--launcher";
+inline constexpr const char* kOptUncoordinated = "--uncoordinated";
+inline constexpr const char* kOptAddress = "--address";
+inline constexpr const char* kOptVia = "--via";
+inline constexpr const char* kOptGateway = "--gateway";
+/// One node's part of a round: JSON requests on stdin, answers on stdout.
+inline constexpr const char* kOptAgent = "--agent";
 
 /// The --help text of --store, the same in every tool.
 inline constexpr const char* kStoreHelp =
     "Checkpoint store directory (default: $GCP_STORE, else /var/lib/gcp for root, else "
     "$XDG_DATA_HOME/gcp or ~/.local/share/gcp)";
+
+// ---- defaults ----
+/// How long a unit has to freeze.
+inline constexpr std::chrono::milliseconds kDefaultFreezeTimeout{10000};
+/// Longest units stay frozen before the watchdog thaws them (a hung or dead tool).
+inline constexpr std::chrono::seconds kDefaultMaxFrozen{900};
+/// How long a unit has to answer one callback event.
+inline constexpr std::chrono::milliseconds kDefaultCallbackDeadline{10000};
+/// Where the site configuration is (launchers, node settings).
+inline constexpr const char* kDefaultConfig = "/etc/gcp/gcp.json";
 
 }  // namespace gcp::names

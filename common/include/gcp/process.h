@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -52,6 +53,20 @@ Result run(const Spec& spec);
 /// write(2) to a pipe whose reader may have gone: fails with EPIPE instead of raising
 /// SIGPIPE (which would kill the caller).
 ssize_t write_quietly(int fd, std::string_view data);
+
+/// Holds SIGINT, SIGTERM and SIGHUP for the calling thread and the threads it starts
+/// while it lives, so that an operator's Ctrl-C lands once what must not be interrupted
+/// (a frozen job, applications told to quiesce) is over.
+class DeferSignals {
+ public:
+  DeferSignals();
+  ~DeferSignals();
+  DeferSignals(const DeferSignals&) = delete;
+  DeferSignals& operator=(const DeferSignals&) = delete;
+
+ private:
+  sigset_t old_;
+};
 
 /// Looks a program up in PATH; nullopt when not found or not executable.
 std::optional<std::string> find_in_path(const std::string& name);

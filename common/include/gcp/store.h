@@ -179,9 +179,6 @@ class Store {
 /// How a store writes.
 struct Options {
   int level = 3;  ///< zstd level for new frames ($GCP_ZSTD_LEVEL when not given)
-  /// Runs in commit() once the chunks are stored, before the manifest is renamed into
-  /// place: the moment a checkpoint is most "in flight" (tests use it).
-  std::function<void()> before_commit;
 };
 
 /// Opens (creating if needed) the chunk store at `dir`, or at default_root() when

@@ -6,6 +6,8 @@
 #include "gcp/translib.h"
 
 #include <filesystem>
+#include <future>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -52,6 +54,27 @@ class Translib {
 
   std::shared_ptr<void> handle_;
   const gcp_translib_descriptor* desc_;
+};
+
+/// The translibs of one round's units, each loaded and probed once. prefetch() loads and
+/// probes in the background (a probe runs the checkpointer's own checks, e.g. `criu
+/// check`: ~0.2 s) while the caller does other work.
+class Cache {
+ public:
+  /// Starts loading and probing `name` unless it is loaded or on its way.
+  void prefetch(const std::string& name);
+  /// The loaded translib; rethrows what loading or probing threw.
+  const Translib& get(const std::string& name) { return entry(name).first; }
+  /// What its probe said: {checkpointer, version, path}.
+  const json& probed(const std::string& name) { return entry(name).second; }
+
+ private:
+  using Loaded = std::pair<Translib, json>;
+  static Loaded load_and_probe(const std::string& name);
+  Loaded& entry(const std::string& name);
+
+  std::map<std::string, Loaded> loaded_;
+  std::map<std::string, std::future<Loaded>> pending_;  // joined by their destructors
 };
 
 }  // namespace gcp::translib

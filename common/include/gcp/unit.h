@@ -33,8 +33,8 @@ std::string init_path();
 /// leaves nothing running) when the namespace, the cgroup or the exec fails.
 pid_t launch(cgroup::Cgroups& cgroups, const LaunchSpec& spec);
 
-/// The live state of a unit: "running", "frozen", "stopped" (killed or checkpointed
-/// with --stop) or "exited" (its processes ended by themselves).
-std::string live_state(cgroup::Cgroups& cgroups, const manifest::Unit& unit);
+/// The live state of a unit: running, frozen, stopped (killed or checkpointed with
+/// --stop) or exited (its processes ended by themselves).
+manifest::UnitState live_state(cgroup::Cgroups& cgroups, const manifest::Unit& unit);
 
 }  // namespace gcp::unit

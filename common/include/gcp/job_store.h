@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// A job's records in the store as rounds and tools read them: the Job manifest (only
+// for its owner and root), its lock, which checkpoints a restart may take, retention.
+
+#include "gcp/fs.h"
+#include "gcp/manifest.h"
+#include "gcp/store.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace gcp::jobs {
+
+/// Loads a job, checking that the caller may touch it: throws Error(kUsage) when the
+/// store has no such job and Error(kNotPermitted) when it belongs to another user.
+manifest::Job load(store::Store& store, const std::string& job);
+
+/// Takes the job's lock (after load()) or throws Error(kBusy).
+fs::FileLock lock_job(store::Store& store, const std::string& job);
+
+/// Removes the oldest committed checkpoints of a job beyond the newest `keep` (none
+/// when empty); a failure is a warning.
+void apply_retention(store::Store& store, const std::string& job, std::optional<uint64_t> keep);
+
+/// The job's committed checkpoints, ascending; throws Error(kUsage) when there is none.
+std::vector<uint64_t> restartable(store::Store& store, const std::string& job);
+
+/// The newest of `all` that holds the whole job: a checkpoint a migration took of some
+/// of its units is restarted only by that migration (or with --seq).
+uint64_t latest_whole(store::Store& store, const std::string& job, const std::vector<uint64_t>& all);
+
+/// "unit 'a'" or "units 'a', 'b'", for messages.
+std::string units_text(const std::vector<std::string>& units);
+
+}  // namespace gcp::jobs

@@ -1,0 +1,291 @@
+// SPDX-License-Identifier: MIT
+// The part of a restart round that runs on this node: its units are restored into
+// fresh PID namespaces and cgroups by direct calls. A unit restored is held by an Undo
+// guard that kills it again, until the round lets it go (resume).
+#include "local_parts.h"
+
+#include "gcp/cgroup.h"
+#include "gcp/error.h"
+#include "gcp/events.h"
+#include "gcp/image_server.h"
+#include "gcp/log.h"
+#include "gcp/netns.h"
+#include "gcp/proc.h"
+#include "gcp/translib_loader.h"
+#include "gcp/undo.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <map>
+#include <set>
+#include <sstream>
+
+namespace gcp::rounds {
+namespace {
+
+using manifest::json;
+
+// "4.2.1" < "4.10": numeric parts compared one by one.
+bool version_less(const std::string& a, const std::string& b) {
+  std::istringstream x(a), y(b);
+  std::string pa, pb;
+  while (true) {
+    bool more_a = static_cast<bool>(std::getline(x, pa, '.'));
+    bool more_b = static_cast<bool>(std::getline(y, pb, '.'));
+    if (!more_a || !more_b) return !more_a && more_b;
+    long na = std::atol(pa.c_str()), nb = std::atol(pb.c_str());
+    if (na != nb) return na < nb;
+  }
+}
+
+class LocalRestartPart final : public RestartPart {
+ public:
+  LocalRestartPart(store::Store& store, const Machine& machine, manifest::Job job)
+      : store_(store), machine_(machine), job_(std::move(job)), node_(proc::node_name()) {}
+  ~LocalRestartPart() override { abort("the round ended"); }
+
+  const std::string& node() const override { return node_; }
+  void prepare(const RestartRequest& request) override;
+  std::vector<Restored> restore() override;
+  void resume() override;
+  json callbacks() override;
+  void abort(const std::string& reason) noexcept override;
+  void cancel() noexcept override {}  // its phases end by their own timeouts
+
+ private:
+  struct Unit {
+    manifest::Unit* spec = nullptr;
+    uint64_t seq = 0;
+    const manifest::CheckpointUnit* image = nullptr;  // in checkpoints_
+    Undo stop;  // a restored unit, killed again unless the round lets it go
+  };
+
+  std::string what(uint64_t seq) const {
+    return "restarting checkpoint " + std::to_string(seq) + " of job '" + job_.name + "'";
+  }
+  const manifest::Checkpoint& checkpoint(uint64_t seq);
+  void check_version(const Unit& unit);
+  std::filesystem::path images_dir(const Unit& unit) const {
+    return scratch_->path() / std::to_string(unit.seq) / unit.spec->name;
+  }
+  Restored restore_unit(Unit& unit);
+  void stop_unit(const manifest::Unit& u) noexcept;
+
+  store::Store& store_;
+  Machine machine_;
+  manifest::Job job_;
+  std::string node_;
+  RestartRequest request_;
+  std::map<uint64_t, manifest::Checkpoint> checkpoints_;
+  std::vector<Unit> units_;
+  translib::Cache translibs_;
+  std::optional<store::ScratchDir> scratch_;
+  bool stream_ = false;
+};
+
+const manifest::Checkpoint& LocalRestartPart::checkpoint(uint64_t seq) {
+  auto it = checkpoints_.find(seq);
+  if (it == checkpoints_.end()) it = checkpoints_.emplace(seq, store_.load_checkpoint(job_.name, seq)).first;
+  return it->second;
+}
+
+void LocalRestartPart::prepare(const RestartRequest& request) {
+  request_ = request;
+  // The checkpointers are probed (`criu check`: ~0.1-0.2 s) while the checkpoints load.
+  for (const auto& [name, seq] : request.units) {
+    if (const auto* u = job_.find_unit(name)) translibs_.prefetch(u->translib);
+  }
+  store_.prepare_read(job_.name);
+  scratch_.emplace("restore-" + job_.name);
+  for (const auto& [name, seq] : request.units) {
+    const auto& c = checkpoint(seq);
+    const auto* image = c.find_unit(name);
+    if (!image) throw Error(Exit::kFailed, "checkpoint " + std::to_string(seq) + " has no unit '" + name + "'");
+    manifest::Unit* u = job_.find_unit(name);
+    if (!u) throw Error(Exit::kFailed, "the job has no unit '" + name + "' any more");
+    if (!machine_.cgroups.procs(u->cgroup).empty()) {
+      // A unit that moves here from another node finds its cgroup taken only where
+      // nodes share one kernel (test nodes): its source waits, frozen, until the move
+      // is done. It gets a cgroup of its own.
+      std::string moved = cgroup::unit_path(job_.name, name) + "." + std::to_string(seq);
+      if (u->node != node_ && machine_.cgroups.procs(moved).empty()) {
+        u->cgroup = moved;
+      } else {
+        throw Error(Exit::kFailed, "unit '" + name + "' is still running",
+                    "stop it first with 'gcp-isolate kill " + job_.name + " --unit " + name + "'");
+      }
+    }
+    translibs_.prefetch(image->translib);
+    units_.push_back({u, seq, image, {}});
+  }
+  for (const auto& unit : units_) check_version(unit);
+  // One unit whose checkpointer reads a stream gets its images from the image server,
+  // every chunk verified just before the checkpointer reads it: a bad one fails the
+  // restore before the restored tasks resume. Anything else (or --materialize) is read
+  // back into scratch, every chunk verified, before anything is restored.
+  stream_ = !request.materialize && units_.size() == 1 &&
+            translibs_.probed(units_[0].image->translib).value("streams", false) &&
+            store::ImageServer::fits(images_dir(units_[0]));
+}
+
+// A checkpoint records who wrote it; an older checkpointer than that may not read it.
+void LocalRestartPart::check_version(const Unit& unit) {
+  const auto& cu = *unit.image;
+  const auto& lib = translibs_.get(cu.translib);
+  const json& here = translibs_.probed(cu.translib);
+  std::string installed = here.value("version", "");
+  if (!cu.checkpointer_version.empty() && !installed.empty() && version_less(installed, cu.checkpointer_version)) {
+    throw Error(Exit::kNoCheckpointer,
+                "unit '" + cu.name + "' was written by " + cu.checkpointer + " " + cu.checkpointer_version +
+                    ", this node has " + here.value("checkpointer", cu.translib) + " " + installed +
+                    ", which may not read it",
+                "install " + cu.checkpointer + " " + cu.checkpointer_version + " or newer" +
+                    (cu.checkpointer == "criu" ? " (GCP_CRIU selects the binary)" : ""));
+  }
+  if (!cu.translib_version.empty() && cu.translib_version != lib.version()) {
+    spdlog::debug("unit '{}' was checkpointed by translib '{}' {}, restoring with {}", cu.name, cu.translib,
+                  cu.translib_version, lib.version());
+  }
+}
+
+std::vector<Restored> LocalRestartPart::restore() {
+  if (!stream_) {
+    for (const auto& unit : units_) {
+      log::phase("{}: reading the images of unit '{}'", what(unit.seq), unit.spec->name);
+      store_.materialize(checkpoint(unit.seq), unit.spec->name, images_dir(unit));
+    }
+  }
+  std::vector<Restored> restored;
+  for (auto& unit : units_) restored.push_back(restore_unit(unit));
+  return restored;
+}
+
+Restored LocalRestartPart::restore_unit(Unit& unit) {
+  manifest::Unit* u = unit.spec;
+  const auto& c = checkpoint(unit.seq);
+  log::phase("{}: restoring unit '{}'{}", what(unit.seq), u->name, stream_ ? ", its images streamed from the store" : "");
+  try {
+    machine_.cgroups.create(u->cgroup);
+    auto work = store_.job_dir(job_.name) / "logs" / ("restore-" + std::to_string(unit.seq) + "-" + u->name);
+    json request = {{"imagesDir", images_dir(unit).string()},
+                    {"workDir", work.string()},
+                    {"grouping", unit.image->grouping},
+                    {"options", unit.image->options},
+                    {"tcpConnections", unit.image->tcp_connections},
+                    {"joinCgroups", json::array({machine_.cgroups.freezer_dir(u->cgroup) + "/cgroup.procs"})}};
+    if (request_.leave_stopped) request["leaveStopped"] = true;
+    std::unique_ptr<store::ImageServer> server;
+    if (stream_) {
+      server = std::make_unique<store::ImageServer>(store_, c, u->name, images_dir(unit));
+      request["stream"] = true;
+    }
+    // CRIU binds the unit's listening callback socket again at its path: the directory
+    // must exist (/run is empty after a reboot).
+    if (!u->callbacks.socket.empty()) events::prepare_socket(u->callbacks.socket, job_.owner);
+    // A unit with its own address comes back in a fresh namespace with it; one left
+    // here from before is stale (the unit is not running). It stays locked until the
+    // sockets are restored: a peer's retransmission would be reset before.
+    std::optional<netns::Config> net;
+    if (u->network) {
+      net = network_on_this_node(*u->network);
+      netns::remove(job_.name, u->name);
+      netns::create(job_.name, u->name, *net, true);
+      request["netns"] = netns::path(job_.name, u->name);
+    }
+    json result;
+    try {
+      result = translibs_.get(unit.image->translib).restart(request);
+    } catch (const std::exception&) {
+      if (server) {
+        if (auto bad = server->finish()) throw *bad;  // the checkpointer stopped at it
+        if (server->failure()) spdlog::warn("serving the images of unit '{}': {}", u->name, server->failure()->what());
+      }
+      throw;
+    }
+    if (server) {
+      if (auto bad = server->finish()) {
+        spdlog::warn("{}: {} (the checkpointer did not need that part)", what(unit.seq), bad->what());
+      }
+    }
+    unit.stop = Undo("stopping restored unit '" + u->name + "'", [this, u] { stop_unit(*u); });
+    u->pid = result.at("pid").get<pid_t>();  // post-restart hooks reach it by this pid
+    Restored r{u->name, unit.seq, node_, *u->pid, u->cgroup, proc::node_addresses(), ""};
+    if (net) {
+      netns::unlock(job_.name, u->name);
+      try {
+        netns::announce(job_.name, u->name, *net);
+      } catch (const Error& e) {
+        spdlog::warn("{} (its peers learn the address when they next ask)", e.what());
+      }
+      r.network_parent = net->parent;
+    }
+    for (const auto& w : result.value("warnings", json::array())) {
+      if (w.is_string()) spdlog::warn("{}: unit '{}': {}", what(unit.seq), u->name, w.get<std::string>());
+    }
+    return r;
+  } catch (const store::Corrupt&) {
+    stop_unit(*u);
+    throw;
+  } catch (const std::exception& e) {
+    stop_unit(*u);
+    auto* err = dynamic_cast<const Error*>(&e);
+    throw Error(err ? err->code() : Exit::kFailed, "unit '" + u->name + "': " + e.what(),
+                err && !err->hint().empty() ? err->hint()
+                                            : "no unit of the job was left running; the checkpoint is unchanged");
+  }
+}
+
+void LocalRestartPart::stop_unit(const manifest::Unit& u) noexcept {
+  try {
+    cgroup::kill_all(machine_.cgroups, u.cgroup, std::chrono::seconds(10));
+    machine_.cgroups.remove(u.cgroup);
+  } catch (const std::exception& e) {
+    spdlog::warn("stopping restored unit '{}': {}", u.name, e.what());
+  }
+  if (u.network) netns::remove(job_.name, u.name);
+}
+
+void LocalRestartPart::resume() {
+  // Restored units waited stopped for every node's units: they go on now.
+  for (auto& unit : units_) {
+    if (request_.leave_stopped) {
+      for (pid_t p : machine_.cgroups.procs(unit.spec->cgroup)) ::kill(p, SIGCONT);
+    }
+    unit.stop.release();
+  }
+}
+
+json LocalRestartPart::callbacks() {
+  json out = json::object();
+  // Each unit hears of the checkpoint it came from (units of an uncoordinated job may
+  // come from different ones).
+  std::map<uint64_t, std::vector<const manifest::Unit*>> by_seq;
+  for (const auto& unit : units_) {
+    if (events::has_endpoint(*unit.spec)) by_seq[unit.seq].push_back(unit.spec);
+  }
+  for (const auto& [seq, running] : by_seq) {
+    log::phase("{}: post-restart callbacks of {} unit(s)", what(seq), running.size());
+    auto results = events::deliver_to(running, events::Event::kPostRestart, job_, seq, request_.callback_deadline);
+    events::warn_failed(running, results, what(seq) + ": the job runs, but post-restart failed");
+    for (size_t i = 0; i < running.size(); ++i) {
+      out[running[i]->name] = {{"via", results[i].via}, {"ms", round_ms(results[i].ms)}};
+      if (!results[i].ok) out[running[i]->name]["error"] = results[i].message;
+    }
+  }
+  return out;
+}
+
+void LocalRestartPart::abort(const std::string&) noexcept {
+  for (auto it = units_.rbegin(); it != units_.rend(); ++it) it->stop.now();
+}
+
+}  // namespace
+
+std::unique_ptr<RestartPart> local_restart_part(store::Store& store, const Machine& machine,
+                                                const manifest::Job& job) {
+  return std::make_unique<LocalRestartPart>(store, machine, job);
+}
+
+}  // namespace gcp::rounds
