@@ -217,11 +217,9 @@ TEST_CASE("hooks run in lexical order with the event in their environment; other
                      "20-b post-checkpoint job-1 unit.a 7 4242 callbacks/v1 post-checkpoint\n");
 }
 
-TEST_CASE("hooks run as the job's owner, with its rights only") {
-  if (::geteuid() != 0) {
-    MESSAGE("not root: a hook cannot be run as another user here");
-    return;
-  }
+TEST_CASE("hooks run as the job's owner, with its rights only" *
+          gcp::testing::skip_unless(gcp::testing::is_root(),
+                                    "needs root: a hook runs as another user")) {
   TempDir dir;
   ::chmod(dir.path().c_str(), 0755);  // the owner must reach the hook
   write_hook(dir.path() / "10-who", "echo \"uid $(id -u) gid $(id -g) groups $(id -G)\" >&2; exit 1");

@@ -8,6 +8,8 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -122,6 +124,24 @@ class CapturedLog {
   std::ostringstream out_;
   std::shared_ptr<spdlog::logger> old_;
 };
+
+/// A TEST_CASE decorator for a test with a requirement this run may lack: when
+/// `met` is false the test is skipped, doctest counts it as skipped, and main.cc's
+/// listener prints `why`.
+///   TEST_CASE("..." * gcp::testing::skip_unless(gcp::testing::is_root(), "needs root: ..."))
+struct skip_unless {
+  bool met;
+  const char* why;
+  /// Called by doctest when the test case is registered.
+  void fill(doctest::detail::TestCase& test) const {
+    if (met) return;
+    test.m_skip = true;
+    test.m_description = why;
+  }
+};
+
+/// Whether this process runs as root (namespaces, other users' uids).
+inline bool is_root() { return ::geteuid() == 0; }
 
 /// Where `make unit` puts the fake translibs: next to the test binary.
 inline std::string fake_translib_dir() { return process::self_dir() + "/translibs"; }
