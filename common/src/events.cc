@@ -4,6 +4,7 @@
 #include "gcp/chunks.h"
 #include "gcp/error.h"
 #include "gcp/fs.h"
+#include "gcp/names.h"
 #include "gcp/process.h"
 
 #include <spdlog/spdlog.h>
@@ -166,15 +167,17 @@ std::optional<Result> deliver_hooks(const std::string& dir, const Request& r, Cl
     spec.argv = {hook, name(r.event)};
     spec.timeout = left;
     spec.own_process_group = true;
-    // A hook acts for the job's owner, never with more rights than the owner has.
-    if (r.owner != 0) spec.run_as = {r.owner, primary_group(r.owner)};
-    spec.env = {std::string("GCP_EVENT=") + name(r.event),
-                "GCP_JOB=" + r.job,
-                "GCP_UNIT=" + r.unit,
-                "GCP_SEQ=" + std::to_string(r.seq),
-                "GCP_DEADLINE_MS=" + std::to_string(left.count()),
-                "GCP_UNIT_PID=" + (r.unit_pid ? std::to_string(*r.unit_pid) : std::string()),
-                std::string("GCP_CALLBACK_PROTOCOL=") + kProtocol};
+    // A hook acts for the job's owner, never with more rights than the owner has. Run by
+    // the owner itself (not root), it already has the owner's rights, and no others.
+    if (r.owner != 0 && ::geteuid() == 0) spec.run_as = {r.owner, primary_group(r.owner)};
+    auto env = [](const char* name, const std::string& value) { return std::string(name) + "=" + value; };
+    spec.env = {env(names::kEnvEvent, name(r.event)),
+                env(names::kEnvJob, r.job),
+                env(names::kEnvUnit, r.unit),
+                env(names::kEnvSeq, std::to_string(r.seq)),
+                env(names::kEnvDeadlineMs, std::to_string(left.count())),
+                env(names::kEnvUnitPid, r.unit_pid ? std::to_string(*r.unit_pid) : std::string()),
+                env(names::kEnvCallbackProtocol, kProtocol)};
     process::Result res;
     try {
       res = process::run(spec);
