@@ -5,6 +5,7 @@
 #include "gcp/error.h"
 #include "gcp/events.h"
 #include "gcp/launcher.h"
+#include "gcp/names.h"
 #include "gcp/netns.h"
 #include "gcp/proc.h"
 #include "gcp/process.h"
@@ -158,8 +159,8 @@ manifest::Job kill(store::Store& store, cgroup::Cgroups& cgroups, const std::str
     if (!remote) cfg = launcher::config();
     remote = true;
     auto argv = launcher::command_for(launcher::for_node(job, u.node, cfg), u.node,
-                                      {launcher::tool_path("gcp-isolate", cfg), "--store", store.root().string(), "kill",
-                                       job_name, "--unit", u.name},
+                                      {launcher::tool_path("gcp-isolate", cfg), names::kOptStore, store.root().string(),
+                                       "kill", job_name, names::kOptUnit, u.name},
                                       launcher::forwarded_env());
     process::Spec spec;
     spec.argv = argv;

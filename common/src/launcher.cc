@@ -23,8 +23,6 @@ extern char** environ;
 namespace gcp::launcher {
 namespace {
 
-constexpr const char* kDefaultConfig = "/etc/gcp/gcp.json";
-
 std::string replace_all(std::string word, const std::string& from, const std::string& to) {
   for (size_t at = word.find(from); at != std::string::npos; at = word.find(from, at + to.size())) {
     word.replace(at, from.size(), to);
@@ -54,8 +52,8 @@ Launcher parse(const json& doc, const std::string& where) {
 }
 
 std::string config_path() {
-  const char* env = std::getenv("GCP_CONFIG");
-  return env && *env ? env : kDefaultConfig;
+  const char* env = std::getenv(names::kEnvConfig);
+  return env && *env ? env : names::kDefaultConfig;
 }
 
 json config() {
@@ -141,13 +139,11 @@ std::vector<std::string> forwarded_env() {
   std::vector<std::string> out;
   for (char** e = environ; *e; ++e) {
     std::string entry = *e;
-    if (entry.rfind("GCP_", 0) != 0) continue;
+    if (entry.rfind(names::kEnvPrefix, 0) != 0) continue;
     // A unit's own settings and the configuration path stay where they are: a node has
     // its own configuration.
-    if (entry.rfind("GCP_JOB=", 0) == 0 || entry.rfind("GCP_UNIT=", 0) == 0 ||
-        entry.rfind("GCP_CALLBACK_SOCKET=", 0) == 0 || entry.rfind("GCP_CONFIG=", 0) == 0) {
-      continue;
-    }
+    auto is = [&](const char* name) { return entry.rfind(std::string(name) + "=", 0) == 0; };
+    if (is(names::kEnvJob) || is(names::kEnvUnit) || is(names::kEnvCallbackSocket) || is(names::kEnvConfig)) continue;
     out.push_back(entry);
   }
   std::sort(out.begin(), out.end());

@@ -2,6 +2,7 @@
 #include "gcp/progress.h"
 
 #include "gcp/log.h"
+#include "gcp/names.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -24,7 +25,7 @@ Progress::Progress(std::string label, uint64_t total)
 
 long Progress::delay_ms() {
   // A value that is not a number is ignored: a progress line is not worth a failed step.
-  const char* env = std::getenv("GCP_PROGRESS_DELAY_MS");
+  const char* env = std::getenv(names::kEnvProgressDelay);
   if (env == nullptr || *env == '\0') return 1000;
   char* end = nullptr;
   long ms = std::strtol(env, &end, 10);

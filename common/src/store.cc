@@ -3,6 +3,7 @@
 
 #include "gcp/chunks.h"
 #include "gcp/error.h"
+#include "gcp/names.h"
 #include "gcp/log.h"
 #include "gcp/progress.h"
 
@@ -25,7 +26,7 @@
 namespace gcp::store {
 
 stdfs::path default_root() {
-  if (const char* env = std::getenv("GCP_STORE"); env && *env) return env;
+  if (const char* env = std::getenv(names::kEnvStore); env && *env) return env;
   if (::geteuid() == 0) return "/var/lib/gcp";
   if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg && *xdg) return stdfs::path(xdg) / "gcp";
   if (const char* home = std::getenv("HOME"); home && *home) {
@@ -36,7 +37,7 @@ stdfs::path default_root() {
 }
 
 stdfs::path scratch_root() {
-  if (const char* env = std::getenv("GCP_SCRATCH"); env && *env) return env;
+  if (const char* env = std::getenv(names::kEnvScratch); env && *env) return env;
   if (::geteuid() == 0) return "/var/tmp/gcp";
   if (const char* run = std::getenv("XDG_RUNTIME_DIR"); run && *run) return stdfs::path(run) / "gcp";
   return "/tmp/gcp-" + std::to_string(::geteuid());
@@ -993,15 +994,15 @@ std::unique_ptr<Store> open(const std::string& dir, std::optional<Options> optio
   std::optional<Error> level_error;
   if (options) {
     o = *options;
-  } else if (const char* env = std::getenv("GCP_ZSTD_LEVEL"); env && *env) {
+  } else if (const char* env = std::getenv(names::kEnvZstdLevel); env && *env) {
     try {
       char* end = nullptr;
       long level = std::strtol(env, &end, 10);
       if (*end != '\0') {
-        throw Error(Exit::kUsage, std::string("GCP_ZSTD_LEVEL: '") + env + "' is not a number",
+        throw Error(Exit::kUsage, std::string(names::kEnvZstdLevel) + ": '" + env + "' is not a number",
                     "use 1 (fast) to 19 (small), or -7 to -1 for faster still; 3 is the default");
       }
-      o.level = check_level(level, "GCP_ZSTD_LEVEL");
+      o.level = check_level(level, names::kEnvZstdLevel);
     } catch (const Error& e) {
       level_error = e;
     }

@@ -2,6 +2,7 @@
 #include "gcp/translib_loader.h"
 
 #include "gcp/main.h"
+#include "gcp/names.h"
 #include "gcp/process.h"
 
 #include <dlfcn.h>
@@ -14,7 +15,7 @@ namespace gcp::translib {
 
 std::vector<std::filesystem::path> search_path() {
   std::vector<std::filesystem::path> dirs;
-  if (const char* env = std::getenv("GCP_TRANSLIB_PATH"); env && *env) {
+  if (const char* env = std::getenv(names::kEnvTranslibPath); env && *env) {
     std::string list = env;
     size_t start = 0;
     while (start <= list.size()) {

@@ -26,10 +26,8 @@ void run(const Options& opt) {
   auto cgroups = cgroup::system_cgroups();
   jobs::CheckpointOptions options;
   options.stop = opt.stop;
-  options.freeze_timeout = std::chrono::milliseconds(opt.freeze_timeout_ms);
-  options.max_frozen = std::chrono::seconds(opt.max_frozen_s);
+  opt.round.apply(options);
   options.keep = opt.keep;
-  options.force = opt.force;
   options.uncoordinated = opt.uncoordinated;
   std::string job = opt.job;
   if (auto spec = opt.grouping.spec()) {
@@ -37,7 +35,6 @@ void run(const Options& opt) {
   } else if (job.empty()) {
     throw Error(Exit::kUsage, "no job given", "name a JOB, or an ad-hoc unit with --pid, --pgid, --sid, --cgroup or --pidns");
   }
-  if (opt.callback_timeout_ms) options.callback_timeout = std::chrono::milliseconds(*opt.callback_timeout_ms);
   auto cp = jobs::checkpoint(*store, rounds::system_machine(*cgroups), job, options);
   auto mib = [&](const char* key) { return cp.bytes.value(key, 0.0) / (1024.0 * 1024.0); };
   spdlog::info("checkpoint {} of job '{}' committed: {} unit(s), {:.1f} MiB, {:.1f} MiB new, {:.1f} MiB stored; "

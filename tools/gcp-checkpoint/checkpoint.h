@@ -2,6 +2,7 @@
 #pragma once
 
 #include "gcp/grouping_cli.h"
+#include "gcp/round_cli.h"
 
 #include <cstdint>
 #include <optional>
@@ -14,12 +15,9 @@ struct Options {
   std::string job;
   std::string store;  ///< empty: the default store
   bool stop = false;
-  int freeze_timeout_ms = 10000;
-  int max_frozen_s = 900;         ///< the watchdog thaws the units after this
-  std::optional<int> callback_timeout_ms;  ///< deadline of each callback event per unit
+  rounds::CliOptions round;       ///< freeze timeout, max frozen, callback timeout, force
   std::optional<uint64_t> keep;   ///< overrides the job's policy.keep
   std::optional<long> level;      ///< zstd level of new chunks
-  bool force = false;             ///< checkpoint even when the unit's ties say it breaks
   bool uncoordinated = false;     ///< this node's units on their own
   grouping::CliOptions grouping;  ///< an ad-hoc unit, registered as job `job`
   std::string unit = "main";      ///< the name of the ad-hoc unit

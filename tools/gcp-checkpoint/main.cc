@@ -14,27 +14,17 @@ int main(int argc, char** argv) {
   app.add_option("job", opt.job, "Job name (with an ad-hoc unit: the name to register it as; default e.g. pid-1234)");
   app.add_option(gcp::names::kOptStore, opt.store, gcp::names::kStoreHelp);
   app.add_flag("--stop", opt.stop, "Kill the job once the checkpoint is committed");
-  app.add_option("--freeze-timeout", opt.freeze_timeout_ms, "Milliseconds to wait for a unit to freeze")
-      ->default_val(10000)
-      ->check(CLI::PositiveNumber);
-  app.add_option("--max-frozen", opt.max_frozen_s,
-                 "Seconds after which a watchdog thaws the units if gcp-checkpoint hangs (at once if it dies)")
-      ->default_val(900)
-      ->check(CLI::PositiveNumber);
-  app.add_option(gcp::names::kOptCallbackTimeout, opt.callback_timeout_ms,
-                 "Milliseconds each unit has to answer a callback event (default: the job's policy, else 10000)")
-      ->check(CLI::Range(1, 86400000));
-  app.add_option("--keep", opt.keep, "Keep this many committed checkpoints (default: the job's policy, else all)")
+  opt.round.add(app, "the units");
+  app.add_option(gcp::names::kOptKeep, opt.keep, "Keep this many committed checkpoints (default: the job's policy, else all)")
       ->check(CLI::PositiveNumber);
   app.add_option("--level", opt.level, "zstd level of new chunks, 1 to 19 or -7 to -1 (default: $GCP_ZSTD_LEVEL, else 3)");
-  app.add_flag("--force", opt.force, "Checkpoint even a unit whose ties (gcp-deps) say it would restart broken");
-  app.add_flag("--uncoordinated", opt.uncoordinated,
+  app.add_flag(gcp::names::kOptUncoordinated, opt.uncoordinated,
                "Checkpoint the job's units on this node on their own, not in a round with the other nodes "
                "(default: the job's policy.mode)");
   opt.grouping.add(app);
   app.add_option(gcp::names::kOptUnit, opt.unit, "The name of the ad-hoc unit")->default_val("main");
   bool agent = false;
-  app.add_flag("--agent", agent,
+  app.add_flag(gcp::names::kOptAgent, agent,
                "Checkpoint this node's units for a job checkpointer on another node: JSON requests on stdin, "
                "answers on stdout (gcp-launchers(7))");
   return gcp::run_main("gcp-checkpoint", app, argc, argv, [&] {

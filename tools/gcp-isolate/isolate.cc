@@ -10,6 +10,7 @@
 #include "gcp/launcher.h"
 #include "gcp/process.h"
 #include "gcp/main.h"
+#include "gcp/names.h"
 #include "gcp/netns.h"
 #include "gcp/proc.h"
 #include "gcp/store.h"
@@ -31,16 +32,17 @@ void run_on(const Options& opt, store::Store& store) {
   if (!opt.launcher.empty()) job.launcher = manifest::Launcher{opt.launcher, {}, ""};
   auto cfg = launcher::config();
   auto how = launcher::for_node(job, opt.node, cfg);
-  std::vector<std::string> argv = {launcher::tool_path("gcp-isolate", cfg), "--store", store.root().string(), "run",
-                                   "--job", opt.job, "--unit", opt.unit};
-  if (opt.keep) argv.insert(argv.end(), {"--keep", std::to_string(*opt.keep)});
-  if (opt.callback_timeout_ms) argv.insert(argv.end(), {"--callback-timeout", std::to_string(*opt.callback_timeout_ms)});
-  if (!opt.hooks.empty()) argv.insert(argv.end(), {"--hooks", std::filesystem::absolute(opt.hooks).string()});
-  if (!opt.launcher.empty()) argv.insert(argv.end(), {"--launcher", opt.launcher});
-  if (opt.uncoordinated) argv.push_back("--uncoordinated");
-  if (!opt.address.empty()) argv.insert(argv.end(), {"--address", opt.address});
-  if (!opt.via.empty()) argv.insert(argv.end(), {"--via", opt.via});
-  if (!opt.gateway.empty()) argv.insert(argv.end(), {"--gateway", opt.gateway});
+  using namespace names;
+  std::vector<std::string> argv = {launcher::tool_path("gcp-isolate", cfg), kOptStore, store.root().string(), "run",
+                                   kOptJob, opt.job, kOptUnit, opt.unit};
+  if (opt.keep) argv.insert(argv.end(), {kOptKeep, std::to_string(*opt.keep)});
+  if (opt.callback_timeout_ms) argv.insert(argv.end(), {kOptCallbackTimeout, std::to_string(*opt.callback_timeout_ms)});
+  if (!opt.hooks.empty()) argv.insert(argv.end(), {kOptHooks, std::filesystem::absolute(opt.hooks).string()});
+  if (!opt.launcher.empty()) argv.insert(argv.end(), {kOptLauncher, opt.launcher});
+  if (opt.uncoordinated) argv.push_back(kOptUncoordinated);
+  if (!opt.address.empty()) argv.insert(argv.end(), {kOptAddress, opt.address});
+  if (!opt.via.empty()) argv.insert(argv.end(), {kOptVia, opt.via});
+  if (!opt.gateway.empty()) argv.insert(argv.end(), {kOptGateway, opt.gateway});
   argv.push_back("--");
   argv.insert(argv.end(), opt.command.begin(), opt.command.end());
   process::Spec spec;

@@ -12,27 +12,29 @@ int main(int argc, char** argv) {
   auto* run = app.add_subcommand("run", "Start COMMAND as a unit of a job; print the Job manifest");
   run->add_option(gcp::names::kOptJob, opt.job, "Job name")->required();
   run->add_option(gcp::names::kOptUnit, opt.unit, "Unit name (default: main)");
-  run->add_option("--keep", opt.keep, "Keep this many committed checkpoints of the job (policy.keep)")
+  run->add_option(gcp::names::kOptKeep, opt.keep, "Keep this many committed checkpoints of the job (policy.keep)")
       ->check(CLI::PositiveNumber);
   run->add_option(gcp::names::kOptCallbackTimeout, opt.callback_timeout_ms,
-                  "Milliseconds each unit has to answer a callback event (policy.callbackTimeoutMs; default 10000)")
+                  "Milliseconds each unit has to answer a callback event (policy.callbackTimeoutMs; default " +
+                      std::to_string(gcp::names::kDefaultCallbackDeadline.count()) + ")")
       ->check(CLI::Range(1, 86400000));
-  run->add_option("--hooks", opt.hooks,
+  run->add_option(gcp::names::kOptHooks, opt.hooks,
                   "Directory of executables run on each callback event of the unit (gcp-callbacks(7))");
   run->add_option("--node", opt.node, "Start the unit on this node, through its launcher (gcp-launchers(7))");
-  run->add_option("--launcher", opt.launcher,
+  run->add_option(gcp::names::kOptLauncher, opt.launcher,
                   "How the job's nodes are reached: local, ssh or srun (recorded in the Job manifest; default: "
                   "/etc/gcp/gcp.json)")
       ->check(CLI::IsMember({"local", "ssh", "srun"}));
-  run->add_option("--address", opt.address,
+  run->add_option(gcp::names::kOptAddress, opt.address,
                   "Give the unit a network namespace of its own with this IPv4 address (CIDR, e.g. 10.77.0.101/24), "
                   "which moves with it on restart");
-  run->add_option("--via", opt.via,
+  run->add_option(gcp::names::kOptVia, opt.via,
                   "Lower device of the unit's macvlan (default: network.parent of $GCP_CONFIG or /etc/gcp/gcp.json, "
                   "else the device of the default route)")
-      ->needs("--address");
-  run->add_option("--gateway", opt.gateway, "Default route of the unit's network namespace")->needs("--address");
-  run->add_flag("--uncoordinated", opt.uncoordinated,
+      ->needs(gcp::names::kOptAddress);
+  run->add_option(gcp::names::kOptGateway, opt.gateway, "Default route of the unit's network namespace")
+      ->needs(gcp::names::kOptAddress);
+  run->add_flag(gcp::names::kOptUncoordinated, opt.uncoordinated,
                 "The job's units are checkpointed each on its own node, not in coordinated rounds (policy.mode)");
   run->add_option("command", opt.command, "Command and arguments, after --")->required();
   run->prefix_command(false);

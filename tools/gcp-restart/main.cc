@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
                  "Restart unit U on node N instead of where it ran (U=N; repeatable; gcp-launchers(7))")
       ->delimiter(',');
   bool agent = false;
-  app.add_flag("--agent", agent,
+  app.add_flag(gcp::names::kOptAgent, agent,
                "Restore this node's units for a job restart on another node: JSON requests on stdin, answers "
                "on stdout (gcp-launchers(7))");
   app.get_option("job")->required(false);
