@@ -157,12 +157,31 @@ gid_t primary_group(uid_t uid) {
   return static_cast<gid_t>(uid);
 }
 
-std::optional<Result> deliver_hooks(const std::string& dir, const Request& r, Clock::time_point deadline) {
+// Checked at every event, not only when the unit started: the directory, each hook and
+// every directory above them may be changed by root and the job's owner only, and a
+// hook is a regular file, not a link to one. Hooks run as the owner.
+std::optional<Result> deliver_hooks(const std::string& given, const Request& r, Clock::time_point deadline) {
+  std::string dir;
+  try {
+    dir = check_hooks_dir(given, r.owner);
+  } catch (const Error& e) {
+    return Result{false, e.what(), 0, "hooks"};
+  }
   auto hooks = hooks_in(dir);
   if (hooks.empty()) return std::nullopt;
   for (const auto& hook : hooks) {
     auto left = std::chrono::milliseconds(ms_left(deadline));
     if (left.count() <= 0) return Result{false, "hook '" + hook + "': " + missed(r), 0, "hooks"};
+    struct stat st {};
+    if (::lstat(hook.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      return Result{false, "hook '" + hook + "' is not a regular file (a symbolic link?): refusing to run it", 0,
+                    "hooks"};
+    }
+    try {
+      fs::trusted_path(hook, r.owner, "hook");
+    } catch (const Error& e) {
+      return Result{false, std::string(e.what()) + ": refusing to run it", 0, "hooks"};
+    }
     process::Spec spec;
     spec.argv = {hook, name(r.event)};
     spec.timeout = left;
@@ -229,7 +248,7 @@ void remove_socket(const std::string& socket) {
   ::rmdir(std::filesystem::path(socket).parent_path().c_str());
 }
 
-void check_hooks_dir(const std::string& dir, uid_t owner) {
+std::string check_hooks_dir(const std::string& dir, uid_t owner) {
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0) {
     throw Error(Exit::kUsage, "hooks directory '" + dir + "': " + std::strerror(errno),
@@ -239,10 +258,12 @@ void check_hooks_dir(const std::string& dir, uid_t owner) {
     throw Error(Exit::kUsage, "hooks directory '" + dir + "' is not a directory",
                 "give a directory of executables (gcp-callbacks(7))");
   }
-  if ((st.st_uid != 0 && st.st_uid != owner) || (st.st_mode & (S_IWGRP | S_IWOTH))) {
-    throw Error(Exit::kUsage, "hooks directory '" + dir + "' may be written by others than root and the job's owner",
-                "its hooks run as the job's owner at every checkpoint, so no one else may put one there: "
-                "'chmod go-w " + dir + "' (and give it to root or the owner)");
+  try {
+    return fs::trusted_path(dir, owner, "hooks directory").string();
+  } catch (const Error& e) {
+    throw Error(Exit::kUsage, e.what(),
+                "its hooks run as the job's owner at every checkpoint, so only root and the owner may change it "
+                "and every directory above it: 'chmod go-w' each, and give them to root or the owner");
   }
 }
 
@@ -252,8 +273,10 @@ std::vector<std::string> hooks_in(const std::string& dir) {
   for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
     const auto& p = entry.path();
     if (p.filename().string().front() == '.') continue;
-    if (!entry.is_regular_file(ec) || ::access(p.c_str(), X_OK) != 0) continue;
-    hooks.push_back(p.string());
+    // A symbolic link is listed so that it is refused, not skipped in silence.
+    if (entry.is_symlink(ec) || (entry.is_regular_file(ec) && ::access(p.c_str(), X_OK) == 0)) {
+      hooks.push_back(p.string());
+    }
   }
   std::sort(hooks.begin(), hooks.end());
   return hooks;

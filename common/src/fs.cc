@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <memory>
 
 namespace gcp::fs {
@@ -126,6 +127,51 @@ void make_dirs(const stdfs::path& path, mode_t mode) {
   if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) {
     throw_errno("creating directory '" + path.string() + "'");
   }
+}
+
+void make_own_dir(const stdfs::path& path, const std::string& what) {
+  const std::string name = what + " '" + path.string() + "'";
+  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) throw_errno("creating " + name);
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) throw_errno("checking " + name);
+  const std::string hint = "someone else made it, maybe to read or change what gcp keeps there: remove it";
+  if (S_ISLNK(st.st_mode)) throw Error(Exit::kNotPermitted, name + " is a symbolic link", hint);
+  if (!S_ISDIR(st.st_mode)) throw Error(Exit::kNotPermitted, name + " is not a directory", hint);
+  if (st.st_uid != ::geteuid()) {
+    throw Error(Exit::kNotPermitted, name + " belongs to uid " + std::to_string(st.st_uid) + ", not to uid " +
+                                         std::to_string(::geteuid()),
+                hint);
+  }
+  if ((st.st_mode & 077) != 0 && ::chmod(path.c_str(), 0700) != 0) throw_errno("closing " + name + " to others");
+}
+
+stdfs::path trusted_path(const stdfs::path& path, uid_t owner, const std::string& what) {
+  const std::string name = what + " '" + path.string() + "'";
+  char* real = ::realpath(path.c_str(), nullptr);
+  if (!real) throw_errno(name, Exit::kUsage);
+  stdfs::path resolved(real);
+  std::free(real);
+  const std::string hint = "it runs with the rights of the job's owner (uid " + std::to_string(owner) +
+                           "), so only root and the owner may change it and every directory above it";
+  stdfs::path at = "/";
+  auto check = [&](const stdfs::path& part) {
+    struct stat st {};
+    if (::lstat(part.c_str(), &st) != 0) throw_errno("checking " + name);
+    std::string which = part == resolved ? name : name + ": '" + part.string() + "'";
+    if (st.st_uid != 0 && st.st_uid != owner) {
+      throw Error(Exit::kNotPermitted, which + " belongs to uid " + std::to_string(st.st_uid), hint);
+    }
+    bool others_write = (st.st_mode & (S_IWGRP | S_IWOTH)) != 0;
+    if (others_write && !(S_ISDIR(st.st_mode) && (st.st_mode & S_ISVTX) && part != resolved)) {
+      throw Error(Exit::kNotPermitted, which + " may be written by others than its owner", hint);
+    }
+  };
+  check(at);
+  for (const auto& part : resolved.relative_path()) {
+    at /= part;
+    check(at);
+  }
+  return resolved;
 }
 
 void grant_read(const stdfs::path& path, uid_t owner) {

@@ -55,11 +55,31 @@ std::vector<uint64_t> restartable(store::Store& store, const std::string& job) {
   return all;
 }
 
-uint64_t latest_whole(store::Store& store, const std::string& job, const std::vector<uint64_t>& all) {
+uint64_t latest_whole(store::Store& store, const std::string& job, const std::vector<uint64_t>& all, bool fallback) {
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
-    if (!store.load_checkpoint_metadata(job, *it).partial) return *it;
+    try {
+      if (!store.load_checkpoint_metadata(job, *it).partial) return *it;
+    } catch (const Error& e) {
+      auto older = std::next(it);
+      if (!fallback) {
+        throw Error(Exit::kFailed, e.what(),
+                    older == all.rend() ? "remove it with 'gcp-store rm " + job + " --seq " + std::to_string(*it) + "'"
+                                        : "checkpoint " + std::to_string(*older) + " is older: restart it with '--seq " +
+                                              std::to_string(*older) + "', or pass --fallback");
+      }
+      spdlog::warn("{} (passing over checkpoint {})", e.what(), *it);
+    }
   }
   return all.back();
+}
+
+std::optional<manifest::Checkpoint> readable_metadata(store::Store& store, const std::string& job, uint64_t seq) {
+  try {
+    return store.load_checkpoint_metadata(job, seq);
+  } catch (const Error& e) {
+    spdlog::warn("{}", e.what());
+    return std::nullopt;
+  }
 }
 
 std::string units_text(const std::vector<std::string>& units) {

@@ -122,7 +122,7 @@ void valid_name(const Fields& f, const std::string& what, const std::string& nam
   try {
     check_name(what, name);
   } catch (const Error&) {
-    f.fail(f.name(key), std::string("is not a valid ") + what + " name ('" + name + "')");
+    f.fail(f.name(key), std::string("is not a valid ") + what + " name ('" + printable(name) + "')");
   }
 }
 
@@ -273,6 +273,7 @@ Unit unit_from_json(const json& obj, const std::string& where, const std::string
   }
   if (!cgroup_ok || parts != 3) f.fail(f.name("cgroup"), "is '" + u.cgroup + "', expected 'gcp/<job>/<unit>'");
   u.translib = f.optional<std::string>("translib", "criu");
+  valid_name(f, "translib", u.translib, "translib");  // a file name, never a path that gcp would load
   u.command = f.optional<std::vector<std::string>>("command", {});
   u.output = f.optional<std::string>("output", "");
   auto state = f.optional<std::string>("state", "running");
@@ -354,7 +355,7 @@ ImageFile image_from_json(const json& obj, const std::string& where, const std::
 
 void check_name(const std::string& what, const std::string& name) {
   auto bad = [&](const std::string& why) {
-    throw Error(Exit::kUsage, what + " name '" + name + "' " + why,
+    throw Error(Exit::kUsage, what + " name '" + printable(name) + "' " + why,
                 "use 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'");
   };
   if (name.empty()) bad("is empty");
@@ -363,7 +364,7 @@ void check_name(const std::string& what, const std::string& name) {
   for (char c : name) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '.' || c == '_' || c == '-';
-    if (!ok) bad(std::string("contains '") + c + "'");
+    if (!ok) bad("contains '" + printable(std::string_view(&c, 1)) + "'");
   }
 }
 
@@ -583,6 +584,7 @@ Checkpoint checkpoint_from_json(const json& doc, const std::string& source) {
     json tl_obj = fu.object("translib");
     Fields tl(tl_obj, where + ".translib", source);
     u.translib = tl.required<std::string>("name");
+    valid_name(tl, "translib", u.translib, "name");
     u.translib_version = tl.optional<std::string>("version", "");
     json cp_obj = fu.object("checkpointer");
     Fields cp(cp_obj, where + ".checkpointer", source);

@@ -124,10 +124,13 @@ void RestartRound::verify() {
   seq_.reset();
   // Units checkpointed on their own (uncoordinated) restart from their own latest
   // checkpoints, which may differ.
+  auto newest = options_.seq ? std::nullopt : jobs::readable_metadata(store_, job_name_, all_.back());
   if (!options_.seq && (job_.mode == manifest::Mode::kUncoordinated ||
-                        store_.load_checkpoint_metadata(job_name_, all_.back()).mode == manifest::Mode::kUncoordinated)) {
+                        (newest && newest->mode == manifest::Mode::kUncoordinated))) {
     for (auto it = all_.rbegin(); it != all_.rend() && from_.size() < job_.units.size(); ++it) {
-      for (const auto& cu : store_.load_checkpoint_metadata(job_name_, *it).units) {
+      auto c = jobs::readable_metadata(store_, job_name_, *it);
+      if (!c) continue;
+      for (const auto& cu : c->units) {
         if (!job_.find_unit(cu.name) || from_.count(cu.name)) continue;
         from_[cu.name] = *it;
         for (const auto& tie : cu.job_ties) {
@@ -146,7 +149,7 @@ void RestartRound::verify() {
       seq_ = *seqs.begin();
     }
   } else {
-    seq_ = options_.seq.value_or(jobs::latest_whole(store_, job_name_, all_));
+    seq_ = options_.seq ? *options_.seq : jobs::latest_whole(store_, job_name_, all_, options_.fallback);
   }
   if (seq_) {
     from_.clear();
@@ -221,16 +224,22 @@ void RestartRound::refuse_corrupt(const store::Corrupt& bad) {
                                                            : "no earlier checkpoint of the job verifies either";
   for (auto it = all_.rbegin(); it != all_.rend(); ++it) {
     if (*it >= *seq_) continue;
-    auto earlier = store_.load_checkpoint_metadata(job_name_, *it);
-    if (earlier.partial && options_.units.empty()) continue;
+    auto earlier = jobs::readable_metadata(store_, job_name_, *it);
+    if (!earlier || (earlier->partial && options_.units.empty())) continue;
     if (options_.fallback) {
       spdlog::debug("checkpoint {} of job '{}' does not verify ({}); trying checkpoint {}", *seq_, job_name_, bad.what(), *it);
       options_.seq = *it;
       verify();
       return;
     }
-    auto whole = store_.load_checkpoint(job_name_, *it);
-    if (store_.verify(whole).problems.empty()) {
+    std::optional<manifest::Checkpoint> whole;
+    try {
+      whole = store_.load_checkpoint(job_name_, *it);
+    } catch (const Error& e) {
+      spdlog::warn("{}", e.what());
+      continue;
+    }
+    if (store_.verify(*whole).problems.empty()) {
       throw Error(Exit::kFailed, bad.what(),
                   "checkpoint " + std::to_string(*it) + " verifies: restart it with '--seq " + std::to_string(*it) +
                       "', or pass --fallback");

@@ -3,6 +3,7 @@
 
 #include "gcp/chunks.h"
 #include "gcp/error.h"
+#include "gcp/events.h"
 #include "gcp/names.h"
 #include "gcp/log.h"
 #include "gcp/progress.h"
@@ -45,7 +46,14 @@ stdfs::path scratch_root() {
 
 ScratchDir::ScratchDir(const std::string& prefix) {
   auto root = scratch_root();
-  fs::make_dirs(root, 0700);
+  // Dumps of jobs land here: a directory someone else made first could read them, or
+  // change them before they are stored.
+  if (root.has_parent_path()) fs::make_dirs(root.parent_path(), 0755);
+  try {
+    fs::make_own_dir(root, "scratch directory");
+  } catch (const Error& e) {
+    throw Error(e.code(), e.what(), e.hint() + ", or set " + names::kEnvScratch + " to a directory of yours");
+  }
   std::string tmpl = (root / (prefix + "-XXXXXX")).string();
   if (!::mkdtemp(tmpl.data())) {
     throw_errno("creating a scratch directory in '" + root.string() + "'", Exit::kFailed,
@@ -321,7 +329,25 @@ class ChunkStore : public Store {
     auto path = job_dir(job) / "job.json";
     auto text = fs::try_read_file(path);
     if (!text) return std::nullopt;
-    return manifest::job_from_json(manifest::parse(*text, path.string()), path.string());
+    auto loaded = manifest::job_from_json(manifest::parse(*text, path.string()), path.string());
+    if (loaded.name != job) {
+      throw Error(Exit::kUsage, "reading manifest '" + path.string() + "': its job is '" + loaded.name + "', not '" + job + "'",
+                  "the Job manifest was changed or moved: restore it, or remove the job with 'gcp-store rm'");
+    }
+    // gcp connects to the socket as root, gives its directory to the job's owner and
+    // removes it: only the one gcp made for this unit will do.
+    for (size_t i = 0; i < loaded.units.size(); ++i) {
+      const auto& u = loaded.units[i];
+      auto expected = events::socket_path(root_, job, u.name);
+      if (!u.callbacks.socket.empty() && u.callbacks.socket != expected) {
+        throw Error(Exit::kUsage,
+                    "reading manifest '" + path.string() + "': field 'units[" + std::to_string(i) +
+                        "].callbacks.socket' is '" + u.callbacks.socket + "', not the socket gcp gives the unit ('" +
+                        expected + "')",
+                    "the Job manifest was changed: restore it, or remove the job with 'gcp-store rm'");
+      }
+    }
+    return loaded;
   }
 
   void save_job(const manifest::Job& job) override {
@@ -989,7 +1015,12 @@ json ChunkStore::usage() {
 
 }  // namespace
 
-std::unique_ptr<Store> open(const std::string& dir, std::optional<Options> options) {
+std::unique_ptr<Store> open(const std::string& dir, std::optional<Options> options, IfMissing if_missing) {
+  std::error_code ec;
+  if (!dir.empty() && if_missing == IfMissing::kRefuse && !stdfs::is_directory(dir, ec)) {
+    throw Error(Exit::kUsage, "no store at '" + dir + "'",
+                "check --store (or $GCP_STORE); 'gcp-isolate run' makes a new store");
+  }
   Options o;
   std::optional<Error> level_error;
   if (options) {

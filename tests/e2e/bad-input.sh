@@ -29,6 +29,16 @@ run_tool "$work/cp.json" "$work/cp.err" gcp-checkpoint bad --stop || fail "check
 cpdir=$GCP_STORE/jobs/bad/checkpoints/1
 expect_exit 2 gcp-restart bad --seq 7
 expect_stderr "job 'bad' has no checkpoint 7"
+expect_exit 2 gcp-restart bad --seq -1
+expect_stderr "'-1' is not a checkpoint number"
+# A mistyped store is not made: nothing appears at that path.
+expect_exit 2 gcp-restart bad --store "$work/no-such-store"
+expect_stderr "no store at '$work/no-such-store'"
+[ ! -e "$work/no-such-store" ] || fail "a mistyped --store was made"
+# A name with control characters is refused without echoing them to the terminal.
+expect_exit 2 gcp-restart "$(printf 'x\033[31my')"
+expect_stderr 'job name .x\\x1b\[31my. contains .\\x1b.'
+grep -q "$(printf '\033')" "$work/last.err" && fail "a control character reached stderr raw"
 
 # The chunks live in pack files; damage the one pack of this checkpoint.
 pack=$(ls "$GCP_STORE"/packs/0/*.pack | head -n1)

@@ -6,10 +6,14 @@ source "$(dirname "$0")/lib.sh"
 requires root criu freezer
 
 # A command that does not exist: exit 1, one line, nothing left running, no cgroup left.
+callbacks_before=$(ls /run/gcp/callbacks 2>/dev/null | sort)
 expect_exit 1 gcp-isolate run --job iso --unit nope -- /no/such/program
 expect_stderr "cannot run '/no/such/program': No such file or directory"
 [ ! -d /sys/fs/cgroup/freezer/gcp/iso/nope ] || fail "the cgroup of a unit that never started was left"
 [ ! -e "$GCP_STORE/jobs/iso" ] || fail "a job whose only unit never started was left in the store"
+[ ! -d /sys/fs/cgroup/freezer/gcp/iso ] || fail "the job cgroup of a job whose only unit never started was left"
+[ "$(ls /run/gcp/callbacks 2>/dev/null | sort)" = "$callbacks_before" ] ||
+  fail "the callbacks directory of a unit that never started was left: $(ls /run/gcp/callbacks)"
 
 # The unit is PID 1's child in its own namespace, in its cgroup, with GCP_JOB/GCP_UNIT.
 start_job iso main sh -c 'echo "$GCP_JOB/$GCP_UNIT pid $$ init $(cat /proc/1/comm)"; exec sleep 300'

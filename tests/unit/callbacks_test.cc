@@ -63,8 +63,9 @@ int record(const gcp_event_info* ev, char* message, size_t size, void* arg) {
   return arg ? 1 : 0;
 }
 
+// A job of whoever runs the tests, so that the hooks they write are the owner's.
 Request request(Event e, std::chrono::milliseconds deadline = 2000ms) {
-  return {e, "job-1", "unit.a", 7, deadline, std::nullopt};
+  return {e, "job-1", "unit.a", 7, deadline, std::nullopt, ::geteuid()};
 }
 
 gcp::manifest::Callbacks at(const std::string& socket, const std::string& hooks = "") { return {socket, hooks, {}}; }
@@ -310,6 +311,44 @@ TEST_CASE("a hooks directory others may write to is refused") {
   ::chmod(dir.path().c_str(), 0755);
   CHECK_FALSE(gcp::testing::error_from([&] { events::check_hooks_dir(dir.path().string(), ::geteuid()); }));
   CHECK(gcp::testing::error_from([&] { events::check_hooks_dir((dir.path() / "nope").string(), 0); }));
+}
+
+TEST_CASE("a hook others may write to, or a link to one, is refused at the event, and nothing runs") {
+  TempDir dir;
+  auto ran = dir.path() / "ran";
+  write_hook(dir.path() / "10-open", "touch " + ran.string(), 0777);
+  auto r = events::deliver(at("", dir.path().string()), request(Event::kPreCheckpoint));
+  CHECK_FALSE(r.ok);
+  CHECK_CONTAINS(r.message, "10-open' may be written by others than its owner: refusing to run it");
+  std::filesystem::remove(dir.path() / "10-open");
+  // A link to a script elsewhere, even one that is fine itself.
+  TempDir elsewhere;
+  write_hook(elsewhere.path() / "script", "touch " + ran.string());
+  std::filesystem::create_symlink(elsewhere.path() / "script", dir.path() / "20-link");
+  r = events::deliver(at("", dir.path().string()), request(Event::kPreCheckpoint));
+  CHECK_FALSE(r.ok);
+  CHECK_CONTAINS(r.message, "20-link' is not a regular file");
+  CHECK_FALSE(std::filesystem::exists(ran));
+}
+
+TEST_CASE("a root job's hooks directory inside a directory a user owns is refused at every event" *
+          gcp::testing::skip_unless(gcp::testing::is_root(), "needs root: the parent belongs to another user")) {
+  TempDir dir;
+  auto parent = dir.path() / "users";
+  std::filesystem::create_directory(parent);
+  REQUIRE(::chown(parent.c_str(), 65534, 65534) == 0);  // the user can rename what is in it
+  auto hooks = parent / "hooks";
+  std::filesystem::create_directory(hooks);
+  write_hook(hooks / "10-ok", "true");
+  auto req = request(Event::kPreCheckpoint);
+  req.owner = 0;
+  auto r = events::deliver(at("", hooks.string()), req);
+  CHECK_FALSE(r.ok);
+  CHECK_CONTAINS(r.message, "users' belongs to uid 65534");
+  // Owned by the job's owner, the same directory is fine: its hooks run as that owner.
+  req.owner = 65534;
+  ::chmod(dir.path().c_str(), 0755);
+  CHECK(events::deliver(at("", hooks.string()), req).ok);
 }
 
 TEST_CASE("the client header builds as strict C11 and names the events the same") {

@@ -342,6 +342,30 @@ TEST_CASE("restart restores every unit of the latest checkpoint and records the 
   CHECK(f.events().back()["event"] == "restart");
 }
 
+TEST_CASE("a damaged newest manifest does not block restarting the older checkpoints") {
+  JobFixture f;
+  jobs::checkpoint(*f.store, f.machine, "j", f.options);
+  jobs::checkpoint(*f.store, f.machine, "j", f.options);
+  f.cgroups.clear_pids("gcp/j/a");
+  f.cgroups.clear_pids("gcp/j/b");
+  jobs::kill(*f.store, f.cgroups, "j", std::nullopt);
+  std::ofstream(f.store->job_dir("j") / "checkpoints/2/manifest.json") << "{\"apiVersion\": \"gcp/v1\", \"kind";
+  auto e = error_from([&] { jobs::restart(*f.store, f.machine, "j", {}); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kFailed);
+  CHECK_CONTAINS(e->what(), "checkpoints/2/manifest.json");
+  CHECK_CONTAINS(e->hint(), "checkpoint 1 is older: restart it with '--seq 1', or pass --fallback");
+  jobs::RestartOptions one;
+  one.seq = 1;
+  CHECK(jobs::restart(*f.store, f.machine, "j", one).units[0].restored_from == 1u);
+  jobs::kill(*f.store, f.cgroups, "j", std::nullopt);
+  f.cgroups.clear_pids("gcp/j/a");
+  f.cgroups.clear_pids("gcp/j/b");
+  jobs::RestartOptions fallback;
+  fallback.fallback = true;
+  CHECK(jobs::restart(*f.store, f.machine, "j", fallback).units[0].restored_from == 1u);
+}
+
 TEST_CASE("a failing restart names the unit and leaves no unit marked running") {
   JobFixture f;
   jobs::checkpoint(*f.store, f.machine, "j", f.options);

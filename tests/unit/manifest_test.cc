@@ -584,6 +584,21 @@ TEST_CASE("manifests written before the typed fields read into them and write ba
   CHECK(manifest::to_json(cp, false) == cp_doc);
 }
 
+TEST_CASE("a translib named by a path is refused: gcp loads translibs by name only") {
+  json doc = manifest::to_json(sample_job());
+  doc["units"][0]["translib"] = "../../tmp/evil";
+  auto e = error_from([&] { manifest::job_from_json(doc, "job.json"); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "field 'units[0].translib' is not a valid translib name ('../../tmp/evil')");
+}
+
+TEST_CASE("a name with control characters is refused without them in the message") {
+  auto e = error_from([] { manifest::check_name("job", "x\x1b[31my"); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "job name 'x\\x1b[31my' contains '\\x1b'");
+  CHECK(std::string(e->what()).find('\x1b') == std::string::npos);
+}
+
 TEST_CASE("an unknown unit state, policy mode or launcher kind is refused naming the field") {
   auto with = [](const std::function<void(json&)>& edit) {
     json doc = manifest::to_json(sample_job());

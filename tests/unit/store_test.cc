@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "gcp/store.h"
+#include "gcp/events.h"
 
 #include "gcp/chunks.h"
 #include "gcp/image_server.h"
@@ -88,7 +89,9 @@ manifest::Job sample_job(const std::string& name, uid_t owner = 0) {
 // A store in a temporary directory, its scratch beside it.
 struct Fixture {
   explicit Fixture(std::optional<store::Options> options = {}) { reopen(options); }
-  void reopen(std::optional<store::Options> options = {}) { s = store::open(tmp.path() / "store", options); }
+  void reopen(std::optional<store::Options> options = {}) {
+    s = store::open(tmp.path() / "store", options, store::IfMissing::kCreate);
+  }
 
   // Checkpoints unit "u" of `job` with the given files; `aligned` are page-aligned.
   // `in_flight` runs once the chunks are stored, before the manifest is committed.
@@ -155,6 +158,48 @@ TEST_CASE("a saved job loads back and is private to root and its owner") {
   CHECK(f.s->job_dir("j") == f.tmp.path() / "store/jobs/j");
   CHECK(mode_of(f.s->job_dir("j")) == 0700);
   CHECK(mode_of(f.s->job_dir("j") / "job.json") == 0600);
+}
+
+TEST_CASE("a job.json whose callback socket is not where gcp puts it is refused, naming the field") {
+  Fixture f;
+  auto job = sample_job("j");
+  job.units[0].callbacks.socket = gcp::events::socket_path(f.s->root(), "j", job.units[0].name);
+  f.s->save_job(job);
+  CHECK(f.s->load_job("j").has_value());
+  // gcp would give that directory to the job's owner and remove the file at the end.
+  job.units[0].callbacks.socket = "/etc/gcp/x.sock";
+  f.s->save_job(job);
+  auto e = error_from([&] { f.s->load_job("j"); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kUsage);
+  CHECK_CONTAINS(e->what(), "field 'units[0].callbacks.socket' is '/etc/gcp/x.sock', not the socket gcp gives the unit");
+}
+
+TEST_CASE("a store that is not there is refused, not made, unless asked") {
+  TempDir tmp;
+  auto missing = tmp.path() / "typo";
+  auto e = error_from([&] { store::open(missing.string()); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kUsage);
+  CHECK_CONTAINS(e->what(), "no store at '" + missing.string() + "'");
+  CHECK_FALSE(stdfs::exists(missing));
+  store::open(missing.string(), {}, store::IfMissing::kCreate);
+  CHECK(stdfs::is_directory(missing / "jobs"));
+}
+
+TEST_CASE("a scratch directory someone else made is refused, and nothing is put in it" *
+          gcp::testing::skip_unless(gcp::testing::is_root(), "needs root: the directory belongs to another user")) {
+  TempDir tmp;
+  auto scratch = tmp.path() / "scratch";
+  stdfs::create_directory(scratch);
+  REQUIRE(::chown(scratch.c_str(), 65534, 65534) == 0);
+  ::chmod(scratch.c_str(), 0777);
+  ScopedEnv env{"GCP_SCRATCH", scratch.string()};
+  auto e = error_from([&] { store::ScratchDir dir("j-1"); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kNotPermitted);
+  CHECK_CONTAINS(e->hint(), "GCP_SCRATCH");
+  CHECK(stdfs::is_empty(scratch));
 }
 
 TEST_CASE("a job of another owner gets read access for that owner through an ACL, nobody else" *

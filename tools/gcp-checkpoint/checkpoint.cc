@@ -22,7 +22,9 @@ void run(const Options& opt) {
     // The units' nodes store their own images: node commands get GCP_* settings forwarded.
     ::setenv(names::kEnvZstdLevel, std::to_string(store_options->level).c_str(), 1);
   }
-  auto store = store::open(opt.store, store_options);
+  // An ad-hoc unit may be the first job of a new store.
+  auto store = store::open(opt.store, store_options,
+                           opt.grouping.spec() ? store::IfMissing::kCreate : store::IfMissing::kRefuse);
   auto cgroups = cgroup::system_cgroups();
   jobs::CheckpointOptions options;
   options.stop = opt.stop;

@@ -78,7 +78,7 @@ std::optional<netns::Config> network_of(const Options& opt) {
 }  // namespace
 
 void run(const Options& opt) {
-  auto store = store::open(opt.store);
+  auto store = store::open(opt.store, {}, store::IfMissing::kCreate);
   if (!opt.node.empty() && opt.node != proc::node_name()) return run_on(opt, *store);
   auto cgroups = cgroup::system_cgroups();
   std::string cg = cgroup::unit_path(opt.job, opt.unit);
@@ -135,12 +135,13 @@ void run(const Options& opt) {
   unit->restored_from.reset();
   unit->callbacks.socket = events::socket_path(store->root(), opt.job, opt.unit);
   unit->callbacks.hooks = hooks;
-  events::prepare_socket(unit->callbacks.socket, job.owner);
   unit->network.reset();
   if (network) unit->network = manifest::Network{network->address, network->parent, network->gateway, network->mac};
-  // The job directory must exist before the unit's output file is opened in it.
-  store->save_job(job);
+  const std::string socket = unit->callbacks.socket;
   try {
+    events::prepare_socket(socket, job.owner);
+    // The job directory must exist before the unit's output file is opened in it.
+    store->save_job(job);
     // A namespace left by this unit's last run is stale: it is not running.
     netns::remove(opt.job, opt.unit);
     std::string ns;
@@ -150,8 +151,17 @@ void run(const Options& opt) {
     }
     unit->pid = unit::launch(*cgroups, {opt.job, opt.unit, opt.command, cg, unit->output, unit->callbacks.socket, ns});
   } catch (const Error&) {
+    // Nothing of a unit that never started stays: its namespace, socket directory and
+    // cgroups go, and the store is left as it was.
     netns::remove(opt.job, opt.unit);
-    // Leave the store as it was: a unit that never started is not part of the job.
+    events::remove_socket(socket);
+    for (const auto& path : {cg, cgroup::job_path(opt.job)}) {
+      try {
+        cgroups->remove(path);
+      } catch (const Error&) {
+        // Other units of the job still have theirs.
+      }
+    }
     if (new_job) {
       fs::remove_tree_quietly(store->job_dir(opt.job));
     } else {

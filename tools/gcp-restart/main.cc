@@ -12,7 +12,8 @@ int main(int argc, char** argv) {
   CLI::App app{"Restart a job from its latest (or a given) committed checkpoint"};
   gcp::restart_tool::Options opt;
   app.add_option("job", opt.job, "Job name")->required();
-  app.add_option(gcp::names::kOptSeq, opt.seq, "Checkpoint sequence number (default: the latest)");
+  app.add_option(gcp::names::kOptSeq, opt.seq, "Checkpoint sequence number (default: the latest)")
+      ->check(gcp::kSeqNumber);
   app.add_flag("--fallback", opt.fallback,
                "When the checkpoint does not verify, restart the newest earlier one that does");
   app.add_flag("--materialize", opt.materialize,

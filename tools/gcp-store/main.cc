@@ -14,18 +14,20 @@ int main(int argc, char** argv) {
   ls->add_option("job", opt.job, "Job name");
   auto* show = app.add_subcommand("show", "Print a Checkpoint manifest of JOB");
   show->add_option("job", opt.job, "Job name")->required();
-  show->add_option(gcp::names::kOptSeq, opt.seq, "Checkpoint sequence number (default: the latest)");
+  show->add_option(gcp::names::kOptSeq, opt.seq, "Checkpoint sequence number (default: the latest)")
+      ->check(gcp::kSeqNumber);
   show->add_flag("--chunks", opt.chunks, "Include each image's chunk list");
   auto* verify = app.add_subcommand("verify", "Read back and check every chunk of a checkpoint, a job or the store");
   verify->add_option("job", opt.job, "Job name (default: every job)");
-  verify->add_option(gcp::names::kOptSeq, opt.seq, "Only this checkpoint (default: all of the job's)");
+  verify->add_option(gcp::names::kOptSeq, opt.seq, "Only this checkpoint (default: all of the job's)")
+      ->check(gcp::kSeqNumber);
   auto* gc = app.add_subcommand("gc", "Remove unreferenced chunks and abandoned staging");
   gc->add_option("--wait", opt.wait_s, "Seconds to wait for checkpoints being written")
       ->default_val(300)
       ->check(CLI::NonNegativeNumber);
   auto* rm = app.add_subcommand("rm", "Remove checkpoint SEQ of JOB, or a stopped JOB with all its checkpoints");
   rm->add_option("job", opt.job, "Job name")->required();
-  rm->add_option(gcp::names::kOptSeq, opt.seq, "Only this checkpoint");
+  rm->add_option(gcp::names::kOptSeq, opt.seq, "Only this checkpoint")->check(gcp::kSeqNumber);
   auto* du = app.add_subcommand("du", "Bytes per owner, with dedup and compression ratios");
 
   return gcp::run_main("gcp-store", app, argc, argv, [&] {

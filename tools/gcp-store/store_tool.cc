@@ -103,10 +103,12 @@ void ls(const Options& opt) {
       auto job = jobs::load(*store, name);
       auto seqs = store->checkpoints(name);
       uint64_t stored = 0, raw = 0;
+      // A damaged manifest is warned about and counted as nothing: it hides no other.
       for (auto seq : seqs) {
-        auto cp = store->load_checkpoint_metadata(name, seq);
-        stored += bytes_of(cp.bytes, "stored");
-        if (seq == seqs.back()) raw = bytes_of(cp.bytes, "raw");
+        auto cp = jobs::readable_metadata(*store, name, seq);
+        if (!cp) continue;
+        stored += bytes_of(cp->bytes, "stored");
+        if (seq == seqs.back()) raw = bytes_of(cp->bytes, "raw");
       }
       out.push_back({{"job", name},
                      {"owner", job.owner},
@@ -123,7 +125,13 @@ void ls(const Options& opt) {
     jobs::load(*store, opt.job);
     rows.push_back({"SEQ", "CREATED", "RAW", "NEW", "STORED", "DEDUP", "COMPRESSION", "DOWNTIME", "STORE"});
     for (auto seq : store->checkpoints(opt.job)) {
-      auto row = checkpoint_row(store->load_checkpoint_metadata(opt.job, seq));
+      auto cp = jobs::readable_metadata(*store, opt.job, seq);
+      if (!cp) {
+        rows.push_back({std::to_string(seq), "(damaged)", "-", "-", "-", "-", "-", "-", "-"});
+        out.push_back({{"seq", seq}, {"error", "its manifest cannot be read"}});
+        continue;
+      }
+      auto row = checkpoint_row(*cp);
       const auto& b = row["bytes"];
       char down[32], st[32];
       std::snprintf(down, sizeof down, "%.0f ms", row["downtimeMs"].get<double>());

@@ -3,6 +3,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace gcp {
 
@@ -39,6 +40,11 @@ class Error : public std::runtime_error {
   Exit code_;
   std::string hint_;
 };
+
+/// `text` as it may be shown on a terminal: control characters, DEL and bytes that are
+/// not printable ASCII as \xNN, at most `limit` bytes of it (then "..."). For names
+/// and paths that come from users or files, quoted in messages.
+std::string printable(std::string_view text, size_t limit = 200);
 
 /// Throws Error(kFailed) for a failed syscall: "<doing>: <strerror(errno)>".
 [[noreturn]] void throw_errno(const std::string& doing, Exit code = Exit::kFailed,

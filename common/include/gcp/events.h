@@ -63,10 +63,12 @@ void prepare_socket(const std::string& socket, uid_t owner);
 void remove_socket(const std::string& socket);
 
 /// Throws Error(kUsage) unless `dir` is a directory that only root or `owner` can
-/// write to (its hooks run with gcp's privileges).
-void check_hooks_dir(const std::string& dir, uid_t owner);
+/// change, and every directory above it too (fs::trusted_path: its hooks run as the
+/// owner). Returns its resolved path. Checked again at every event.
+std::string check_hooks_dir(const std::string& dir, uid_t owner);
 
-/// The executables of a hooks directory, in lexical order (other files are skipped).
+/// The entries of a hooks directory to run, in lexical order: executable regular files
+/// and symbolic links (which the delivery refuses); other files are skipped.
 std::vector<std::string> hooks_in(const std::string& dir);
 
 /// Delivers one event: first through the socket (an absent socket or one nobody

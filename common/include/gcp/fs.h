@@ -30,6 +30,21 @@ void write_file_atomic(const stdfs::path& path, const std::string& data, mode_t 
 /// Creates a directory and its parents with `mode`; fine when it exists.
 void make_dirs(const stdfs::path& path, mode_t mode = 0755);
 
+/// Creates the directory `path` (mode 0700; its parent must exist), or takes the one
+/// there when it is a real directory (not a symbolic link) of the caller's, and closes
+/// it to everyone else (0700). Throws Error(kNotPermitted) naming its owner otherwise:
+/// a directory someone else made first could read or replace what gcp keeps in it.
+/// `what` names it in messages ("scratch directory").
+void make_own_dir(const stdfs::path& path, const std::string& what);
+
+/// Resolves `path` and checks that no one but root and `owner` can change what it
+/// names: the entry itself and every directory on the way are owned by root or
+/// `owner`, and none is writable by anyone else (a directory others may write to, such
+/// as /tmp, only with the sticky bit, which keeps them off the entries of root and the
+/// owner). Returns the resolved path; throws Error(kNotPermitted) naming the first
+/// part that fails, or Error(kUsage) when the path does not exist.
+stdfs::path trusted_path(const stdfs::path& path, uid_t owner, const std::string& what);
+
 /// fsyncs a file or directory; throws on failure.
 void fsync_path(const stdfs::path& path);
 

@@ -30,8 +30,15 @@ void apply_retention(store::Store& store, const std::string& job, std::optional<
 std::vector<uint64_t> restartable(store::Store& store, const std::string& job);
 
 /// The newest of `all` that holds the whole job: a checkpoint a migration took of some
-/// of its units is restarted only by that migration (or with --seq).
-uint64_t latest_whole(store::Store& store, const std::string& job, const std::vector<uint64_t>& all);
+/// of its units is restarted only by that migration (or with --seq). A manifest that
+/// cannot be read is passed over with a warning when `fallback`, and otherwise refused
+/// (Error(kFailed)) naming the older checkpoint to take instead: one damaged manifest
+/// never hides the others.
+uint64_t latest_whole(store::Store& store, const std::string& job, const std::vector<uint64_t>& all, bool fallback);
+
+/// The metadata of checkpoint `seq`, or nullopt with a warning when its manifest
+/// cannot be read.
+std::optional<manifest::Checkpoint> readable_metadata(store::Store& store, const std::string& job, uint64_t seq);
 
 /// "unit 'a'" or "units 'a', 'b'", for messages.
 std::string units_text(const std::vector<std::string>& units);

@@ -17,6 +17,16 @@ inline constexpr const char* kVersion = "0.1.0";
 int run_main(const std::string& tool, CLI::App& app, int argc, char** argv,
              const std::function<void()>& body);
 
+/// Accepts a checkpoint number as a user writes one: digits only, 1 or more ("-1"
+/// would otherwise read as 2^64-1).
+inline const CLI::Validator kSeqNumber(
+    [](std::string& text) -> std::string {
+      bool digits = !text.empty() && text.size() <= 19 && text.find_first_not_of("0123456789") == std::string::npos;
+      if (!digits || std::stoull(text) == 0) return "'" + text + "' is not a checkpoint number (1, 2, ...)";
+      return "";
+    },
+    "SEQ");
+
 /// Writes one JSON document followed by a newline to stdout (the only data a tool prints).
 void print_json(const std::string& json_text);
 

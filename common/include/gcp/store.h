@@ -181,9 +181,17 @@ struct Options {
   int level = 3;  ///< zstd level for new frames ($GCP_ZSTD_LEVEL when not given)
 };
 
-/// Opens (creating if needed) the chunk store at `dir`, or at default_root() when
-/// `dir` is empty.
-std::unique_ptr<Store> open(const std::string& dir, std::optional<Options> options = {});
+/// What open() does when the store's directory does not exist.
+enum class IfMissing {
+  kRefuse,  ///< Error(kUsage): a mistyped --store must not make a new, empty store
+  kCreate,  ///< make it (a tool that starts or registers a job)
+};
+
+/// Opens the chunk store at `dir`, or at default_root() when `dir` is empty (which is
+/// made when missing). The directory itself must exist unless `if_missing` says to
+/// make it; what a store holds inside it is made as needed.
+std::unique_ptr<Store> open(const std::string& dir, std::optional<Options> options = {},
+                            IfMissing if_missing = IfMissing::kRefuse);
 
 /// Checks a zstd level given by a user; throws Error(kUsage) naming `source`.
 int check_level(long level, const std::string& source);
