@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
 #include <ctime>
 #include <mutex>
 #include <sstream>
@@ -185,6 +186,30 @@ void thaw_quietly(Cgroups& cgroups, const std::string& path) noexcept {
   }
 }
 
+namespace {
+
+// The cgroup.procs of every cgroup hierarchy's root that this process sees whole (its
+// mount's root is "/"): where the watchdog moves itself.
+std::vector<std::string> hierarchy_roots() {
+  std::vector<std::string> out;
+  std::ifstream in("/proc/self/mountinfo");
+  for (std::string line; std::getline(in, line);) {
+    // "36 25 0:31 / /sys/fs/cgroup/freezer rw,... - cgroup cgroup rw,freezer"
+    std::istringstream words(line);
+    std::string id, parent, dev, root, mount;
+    words >> id >> parent >> dev >> root >> mount;
+    auto dash = line.find(" - ");
+    if (dash == std::string::npos || root != "/") continue;
+    std::istringstream rest(line.substr(dash + 3));
+    std::string type;
+    rest >> type;
+    if (type == "cgroup" || type == "cgroup2") out.push_back(mount + "/cgroup.procs");
+  }
+  return out;
+}
+
+}  // namespace
+
 ThawWatchdog::ThawWatchdog(const std::vector<std::string>& freezer_dirs, std::chrono::seconds deadline) {
   // Everything the child needs is made before fork(): after it, in a process that may
   // have threads, the child calls only async-signal-safe functions.
@@ -192,6 +217,9 @@ ThawWatchdog::ThawWatchdog(const std::vector<std::string>& freezer_dirs, std::ch
   for (const auto& d : freezer_dirs) files.push_back(d + "/freezer.state");
   std::vector<const char*> paths;
   for (const auto& f : files) paths.push_back(f.c_str());
+  const std::vector<std::string> roots = hierarchy_roots();
+  std::vector<const char*> root_paths;
+  for (const auto& r : roots) root_paths.push_back(r.c_str());
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("creating the thaw watchdog's pipe");
   pid_t pid = ::fork();
@@ -202,6 +230,16 @@ ThawWatchdog::ThawWatchdog(const std::vector<std::string>& freezer_dirs, std::ch
   }
   if (pid == 0) {
     ::setsid();
+    // Out of the tool's cgroups too: a batch system that kills the tool's whole cgroup
+    // (Slurm at the end of a job step) must not take the watchdog with it, or units
+    // would stay frozen (5 of 5 tries before this). "0" is the writing process.
+    for (const char* procs : root_paths) {
+      int fd = ::open(procs, O_WRONLY | O_CLOEXEC);
+      if (fd < 0) continue;
+      ssize_t w = ::write(fd, "0", 1);
+      (void)w;
+      ::close(fd);
+    }
     struct sigaction ignore {};
     ignore.sa_handler = SIG_IGN;
     for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) ::sigaction(sig, &ignore, nullptr);

@@ -151,8 +151,8 @@ stdfs::path trusted_path(const stdfs::path& path, uid_t owner, const std::string
   if (!real) throw_errno(name, Exit::kUsage);
   stdfs::path resolved(real);
   std::free(real);
-  const std::string hint = "it runs with the rights of the job's owner (uid " + std::to_string(owner) +
-                           "), so only root and the owner may change it and every directory above it";
+  const std::string hint = "only root and uid " + std::to_string(owner) +
+                           " may change it and every directory above it: 'chmod go-w' them, and give them to one of the two";
   stdfs::path at = "/";
   auto check = [&](const stdfs::path& part) {
     struct stat st {};

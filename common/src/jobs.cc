@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <set>
 
 namespace gcp::jobs {
@@ -129,8 +130,34 @@ std::string adopt(store::Store& store, cgroup::Cgroups& cgroups, std::string job
   return job_name;
 }
 
+void reconcile(store::Store& store, cgroup::Cgroups& cgroups, const std::string& job_name) {
+  load(store, job_name);  // the caller's own job, or the error that says it is not
+  auto held = store.try_lock_job(job_name);
+  if (!held) return;  // a round runs: it knows where its units are
+  auto job = store.load_job(job_name);
+  if (!job) return;
+  const std::string here = proc::node_name();
+  bool changed = false;
+  for (auto& u : job->units) {
+    if (u.node != here) continue;
+    // A unit recorded running with a pid outside its cgroup is not guessed at: the
+    // checkpoint refuses it (the record was edited, or is stale).
+    if (u.state == manifest::UnitState::kRunning) continue;
+    auto root = unit::root_in_cgroup(cgroups, u);
+    if (!root) continue;
+    spdlog::warn("unit '{}' of job '{}' runs (pid {}) although its record says {}: recorded it as running "
+                 "(an interrupted restart?)",
+                 u.name, job_name, *root, manifest::name(u.state));
+    u.state = manifest::UnitState::kRunning;
+    u.pid = root;
+    changed = true;
+  }
+  if (changed) store.save_job(*job);
+}
+
 manifest::Checkpoint checkpoint(store::Store& store, const rounds::Machine& machine, const std::string& job,
                                 const CheckpointOptions& options) {
+  reconcile(store, machine.cgroups, job);
   auto nodes = rounds::system_nodes(store, machine);
   rounds::CheckpointRound round(store, *nodes, job, options);
   return round.run();
@@ -138,6 +165,7 @@ manifest::Checkpoint checkpoint(store::Store& store, const rounds::Machine& mach
 
 manifest::Job restart(store::Store& store, const rounds::Machine& machine, const std::string& job,
                       const RestartOptions& options) {
+  reconcile(store, machine.cgroups, job);
   auto nodes = rounds::system_nodes(store, machine);
   rounds::RestartRound round(store, *nodes, job, options);
   return round.run();
@@ -192,6 +220,7 @@ manifest::Job kill(store::Store& store, cgroup::Cgroups& cgroups, const std::str
 }
 
 manifest::Job status(store::Store& store, cgroup::Cgroups& cgroups, const std::string& job_name) {
+  reconcile(store, cgroups, job_name);
   manifest::Job job = load(store, job_name);
   const std::string here = proc::node_name();
   for (auto& u : job.units) {

@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -92,6 +93,15 @@ std::optional<uint64_t> parse_seq(const std::string& name) {
   if (!std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; }))
     return std::nullopt;
   return std::stoull(name);
+}
+
+// A uid as the store names its packs and index directories; nullopt for anything else
+// (an index directory named 99999999999999999999 is not a uid).
+std::optional<uid_t> parse_uid(const std::string& name) {
+  if (name.empty() || name.size() > 10 || !std::all_of(name.begin(), name.end(), ::isdigit)) return std::nullopt;
+  unsigned long id = std::stoul(name);
+  if (id >= std::numeric_limits<uid_t>::max()) return std::nullopt;
+  return static_cast<uid_t>(id);
 }
 
 double ms_since(Clock::time_point t) {
@@ -312,6 +322,7 @@ class ChunkStore : public Store {
     std::vector<std::string> names;
     std::error_code ec;
     for (const auto& e : stdfs::directory_iterator(root_ / "jobs", ec)) {
+      if (e.is_symlink(ec)) continue;  // gcp makes none: not a job of this store
       // Another owner's job is not even seen by a user who is not root.
       std::error_code denied;
       if (stdfs::exists(e.path() / "job.json", denied)) names.push_back(e.path().filename());
@@ -322,7 +333,12 @@ class ChunkStore : public Store {
 
   stdfs::path job_dir(const std::string& job) override {
     manifest::check_name("job", job);  // a name never reaches the file system unchecked
-    return root_ / "jobs" / job;
+    auto dir = inside(root_ / "jobs" / job);
+    // What gcp keeps in a job's directory is reached by these names only.
+    for (const char* entry : {"job.json", "lock", "last-seq", "events.jsonl", "logs", "staging", "checkpoints"}) {
+      inside(dir / entry);
+    }
+    return dir;
   }
 
   std::optional<manifest::Job> load_job(const std::string& job) override {
@@ -660,9 +676,26 @@ class ChunkStore : public Store {
 
  private:
   stdfs::path checkpoint_dir(const std::string& job, uint64_t seq) {
-    return job_dir(job) / "checkpoints" / std::to_string(seq);
+    return inside(job_dir(job) / "checkpoints" / std::to_string(seq));
   }
-  stdfs::path packs_dir(uid_t owner) { return root_ / "packs" / std::to_string(owner); }
+  stdfs::path packs_dir(uid_t owner) { return inside(root_ / "packs" / std::to_string(owner)); }
+
+  // Nothing gcp does in its store leaves it: a path below the root that passes through
+  // a symbolic link (planted where the store is shared, say) is refused, whatever the
+  // link points at. Parts that do not exist yet are fine: gcp makes them.
+  stdfs::path inside(const stdfs::path& path) const {
+    stdfs::path at = root_;
+    for (const auto& part : path.lexically_relative(root_)) {
+      at /= part;
+      struct stat st {};
+      if (::lstat(at.c_str(), &st) != 0) break;
+      if (S_ISLNK(st.st_mode)) {
+        throw Error(Exit::kFailed, "store '" + root_.string() + "': '" + at.string() + "' is a symbolic link; gcp does not leave its store",
+                    "remove the link (gcp made none there)");
+      }
+    }
+    return path;
+  }
 
   // chunks.bin: "GCPCHK01", the count (u64, little-endian), the SHA-256 of every chunk of
   // every image in manifest order (32 bytes each), then the SHA-256 of all before it,
@@ -741,7 +774,7 @@ class ChunkStore : public Store {
       }
     }
   }
-  stdfs::path index_dir(uid_t owner) { return root_ / "index" / std::to_string(owner); }
+  stdfs::path index_dir(uid_t owner) { return inside(root_ / "index" / std::to_string(owner)); }
 
   uid_t owner_of(const std::string& job) {
     auto j = load_job(job);
@@ -775,6 +808,12 @@ class ChunkStore : public Store {
       it = readers_.emplace(owner, std::make_pair(std::move(lock), std::move(index))).first;
     }
     return it->second.second;
+  }
+
+  // A directory that is one, not a symbolic link to one.
+  static bool real_dir(const stdfs::path& path) {
+    struct stat st {};
+    return ::lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
   }
 
   void abort_dirs(const stdfs::path& staged, const stdfs::path& scratch) noexcept {
@@ -813,6 +852,10 @@ GcReport ChunkStore::gc(std::chrono::seconds wait) {
   bool unknown_owner = false;
   for (const auto& e : stdfs::directory_iterator(root_ / "jobs", ec)) {
     std::string name = e.path().filename();
+    if (e.is_symlink(ec)) {
+      spdlog::warn("gc: '{}' is a symbolic link, not a job: left alone (remove it)", e.path().string());
+      continue;
+    }
     if (name.rfind(".removed-", 0) == 0) {
       fs::remove_tree_quietly(e.path());
       continue;
@@ -825,8 +868,9 @@ GcReport ChunkStore::gc(std::chrono::seconds wait) {
     }
     if (job) jobs_of[job->owner].push_back(name);
     else if (stdfs::exists(e.path() / "checkpoints")) unknown_owner = true;
+    if (!real_dir(e.path() / "staging") || !real_dir(e.path() / "checkpoints")) continue;
     for (const auto& s : stdfs::directory_iterator(e.path() / "staging", ec)) {
-      if (!parse_seq(s.path().filename()) || !s.is_directory()) continue;
+      if (!parse_seq(s.path().filename()) || s.is_symlink(ec) || !s.is_directory()) continue;
       stdfs::path lock_path = s.path();
       lock_path += ".lock";
       if (auto held = fs::FileLock::try_lock(lock_path)) {
@@ -835,7 +879,9 @@ GcReport ChunkStore::gc(std::chrono::seconds wait) {
       }
     }
     for (const auto& c : stdfs::directory_iterator(e.path() / "checkpoints", ec)) {
-      if (c.path().filename().string().rfind(".removed-", 0) == 0) fs::remove_tree_quietly(c.path());
+      if (c.path().filename().string().rfind(".removed-", 0) == 0 && !c.is_symlink(ec)) {
+        fs::remove_tree_quietly(c.path());
+      }
     }
   }
   if (unknown_owner) {
@@ -855,8 +901,14 @@ GcReport ChunkStore::gc(std::chrono::seconds wait) {
 
   for (const auto& e : stdfs::directory_iterator(root_ / "index", ec)) {
     std::string name = e.path().filename();
-    if (!std::all_of(name.begin(), name.end(), ::isdigit) || name.empty()) continue;
-    uid_t owner = static_cast<uid_t>(std::stoul(name));
+    auto id = parse_uid(name);
+    if (!id) continue;
+    uid_t owner = *id;
+    if (!real_dir(e.path()) || !real_dir(root_ / "packs" / name)) {
+      spdlog::warn("gc: the packs or index of uid {} are not a directory of the store (a symbolic link?): left alone",
+                   owner);
+      continue;
+    }
     auto lock = lock_owner(owner, false, wait);
     if (!lock) {
       report.busy_owners.push_back(owner);
@@ -976,13 +1028,19 @@ json ChunkStore::usage() {
     }
   }
   for (const auto& e : stdfs::directory_iterator(root_ / "index", ec)) {
-    std::string name = e.path().filename();
-    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
-    jobs_of.try_emplace(static_cast<uid_t>(std::stoul(name)));
+    if (auto id = parse_uid(e.path().filename())) jobs_of.try_emplace(*id);
   }
   for (const auto& [owner, names] : jobs_of) {
     uint64_t packs = 0, pack_bytes = 0, chunk_count = 0, unique = 0, referenced = 0, count = 0;
-    for (const auto& p : stdfs::directory_iterator(packs_dir(owner), ec)) {
+    stdfs::path packs_of;
+    try {
+      packs_of = packs_dir(owner);
+      index_dir(owner);
+    } catch (const Error& e) {
+      spdlog::warn("{}", e.what());  // counted as nothing: one bad owner hides no other
+      continue;
+    }
+    for (const auto& p : stdfs::directory_iterator(packs_of, ec)) {
       if (p.path().extension() != ".pack" || p.path().filename().string()[0] == '.') continue;
       ++packs;
       pack_bytes += p.file_size(ec);
@@ -997,7 +1055,11 @@ json ChunkStore::usage() {
     for (const auto& job : names) {
       for (uint64_t seq : checkpoints(job)) {
         ++count;
-        referenced += load_checkpoint_metadata(job, seq).bytes.value("raw", uint64_t{0});
+        try {
+          referenced += load_checkpoint_metadata(job, seq).bytes.value("raw", uint64_t{0});
+        } catch (const Error& e) {
+          spdlog::warn("{}", e.what());
+        }
       }
     }
     auto ratio = [](uint64_t a, uint64_t b) { return b ? json(std::round(100.0 * a / b) / 100) : json(); };
@@ -1038,7 +1100,20 @@ std::unique_ptr<Store> open(const std::string& dir, std::optional<Options> optio
       level_error = e;
     }
   }
-  return std::make_unique<ChunkStore>(dir.empty() ? default_root() : stdfs::path(dir), o, level_error);
+  stdfs::path root = dir.empty() ? default_root() : stdfs::path(dir);
+  fs::make_dirs(root, 0755);
+  // Root works in a store that only root can change: through a link in a directory a
+  // user controls, its writes and removals could reach anywhere.
+  if (::geteuid() == 0) {
+    try {
+      fs::trusted_path(root, 0, "store");
+    } catch (const Error& e) {
+      throw Error(e.code(), e.what(),
+                  "run gcp as the user whose store it is, or give the store to root ('chown root' and 'chmod go-w' "
+                  "it and the directories above it)");
+    }
+  }
+  return std::make_unique<ChunkStore>(root, o, level_error);
 }
 
 }  // namespace gcp::store

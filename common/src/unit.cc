@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -164,6 +165,16 @@ pid_t launch(cgroup::Cgroups& cgroups, const LaunchSpec& spec) {
                 "check the command and that this kernel allows PID namespaces");
   }
   return static_cast<pid_t>(std::stol(pid_text));
+}
+
+std::optional<pid_t> root_in_cgroup(cgroup::Cgroups& cgroups, const manifest::Unit& unit) {
+  auto procs = cgroups.procs(unit.cgroup);
+  std::sort(procs.begin(), procs.end());
+  for (pid_t p : procs) {
+    auto parent = proc::parent(p);
+    if (!parent || !std::binary_search(procs.begin(), procs.end(), *parent)) return p;
+  }
+  return std::nullopt;
 }
 
 manifest::UnitState live_state(cgroup::Cgroups& cgroups, const manifest::Unit& unit) {

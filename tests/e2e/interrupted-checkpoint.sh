@@ -3,7 +3,8 @@
 # gcp-checkpoint is sent SIGTERM while the job is held for its dump: the signal waits until every
 # unit is thawed, the tool then dies without committing, the job keeps running and the
 # previous checkpoint stays the latest and restartable. Killed with SIGKILL while the job
-# is frozen, or hanging (SIGSTOP) past --max-frozen, its watchdog thaws the job.
+# is frozen, killed with its whole cgroup (as a batch system ends a step), or hanging
+# (SIGSTOP) past --max-frozen, its watchdog thaws the job.
 source "$(dirname "$0")/lib.sh"
 requires root criu freezer
 
@@ -43,6 +44,22 @@ wait_for "the watchdog to thaw the job of a killed gcp-checkpoint" 10 thawed
 c=$(state "$st" count)
 wait_for "the counter to run on after gcp-checkpoint was killed" 20 count_at_least "$st" $((c + 5))
 
+# A batch system ends a job step by killing every process of the step's cgroup: the
+# tool and anything it started, its watchdog included unless that left the cgroup.
+step=/sys/fs/cgroup/unified/gcp-test-step-$$
+mkdir "$step"
+GCP_CRIU=$work/slow-criu sh -c 'echo $$ > "$1/cgroup.procs"; exec "$2" interrupted' sh "$step" "$bin/gcp-checkpoint" \
+  >"$work/cp5.json" 2>"$work/cp5.err" &
+tool=$!
+wait_for "gcp-checkpoint in its step to freeze the job" 20 frozen
+echo 1 >"$step/cgroup.kill"
+wait "$tool" 2>/dev/null || true
+wait_for "the step's cgroup to empty" 10 bash -c "[ -z \"\$(cat $step/cgroup.procs)\" ]"
+rmdir "$step"
+wait_for "the watchdog, out of the killed step's cgroup, to thaw the job" 10 thawed
+c=$(state "$st" count)
+wait_for "the counter to run on after the step was killed" 20 count_at_least "$st" $((c + 5))
+
 GCP_CRIU=$work/slow-criu "$bin/gcp-checkpoint" interrupted --max-frozen 2 >"$work/cp4.json" 2>"$work/cp4.err" &
 tool=$!
 wait_for "gcp-checkpoint to freeze the job again" 20 frozen
@@ -61,4 +78,4 @@ run_tool "$work/r.json" "$work/r.err" gcp-restart interrupted || fail "restart o
 c=$(state "$st" count)
 wait_for "the restored counter" 30 count_at_least "$st" $((c + 3))
 expect_ok "$st"
-say "SIGTERM during the freeze: job thawed first; SIGKILL and a hang: thawed by the watchdog; nothing committed, checkpoint 1 intact"
+say "SIGTERM during the freeze: job thawed first; SIGKILL, a killed cgroup and a hang: thawed by the watchdog; nothing committed, checkpoint 1 intact"

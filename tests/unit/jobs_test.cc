@@ -366,6 +366,25 @@ TEST_CASE("a damaged newest manifest does not block restarting the older checkpo
   CHECK(jobs::restart(*f.store, f.machine, "j", fallback).units[0].restored_from == 1u);
 }
 
+TEST_CASE("a unit left running by an interrupted restart is recorded again from its cgroup") {
+  JobFixture f;
+  jobs::checkpoint(*f.store, f.machine, "j", f.options);
+  f.cgroups.clear_pids("gcp/j/a");
+  f.cgroups.clear_pids("gcp/j/b");
+  jobs::kill(*f.store, f.cgroups, "j", std::nullopt);
+  // The checkpointer restored unit a, and the restart died before it recorded it.
+  f.cgroups.add_pid("gcp/j/a", f.sleeper.pid());
+  auto job = jobs::status(*f.store, f.cgroups, "j");
+  CHECK(job.find_unit("a")->state == manifest::UnitState::kRunning);
+  CHECK(job.find_unit("a")->pid == f.sleeper.pid());
+  CHECK(f.stored_job().find_unit("a")->pid == f.sleeper.pid());
+  CHECK(f.stored_job().find_unit("b")->state == manifest::UnitState::kStopped);
+  // A restart now refuses it as running, instead of restoring it a second time.
+  auto e = error_from([&] { jobs::restart(*f.store, f.machine, "j", {}); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "unit 'a' is still running");
+}
+
 TEST_CASE("a failing restart names the unit and leaves no unit marked running") {
   JobFixture f;
   jobs::checkpoint(*f.store, f.machine, "j", f.options);

@@ -175,6 +175,57 @@ TEST_CASE("a job.json whose callback socket is not where gcp puts it is refused,
   CHECK_CONTAINS(e->what(), "field 'units[0].callbacks.socket' is '/etc/gcp/x.sock', not the socket gcp gives the unit");
 }
 
+TEST_CASE("gc and the store's own paths never follow a symbolic link out of the store") {
+  Fixture f;
+  f.checkpoint("j", {{"pages.img", random_pages(8, 3)}});
+  // What a link planted in a shared store could point at.
+  TempDir victim;
+  stdfs::create_directory(victim.path() / "5");
+  std::ofstream(victim.path() / "5.lock") << "";
+  std::ofstream(victim.path() / ".keep") << "precious";
+  std::ofstream(victim.path() / "x.tmp.1") << "precious";
+  auto root = f.tmp.path() / "store";
+  stdfs::rename(root / "jobs/j/staging", root / "staging-away");
+  stdfs::create_directory_symlink(victim.path(), root / "jobs/j/staging");
+  stdfs::create_directory_symlink(victim.path(), root / "packs/77");
+  stdfs::create_directory_symlink(victim.path(), root / "index/77");
+  stdfs::create_directory_symlink(victim.path(), root / "jobs/linked");
+  stdfs::create_directory(root / "index/99999999999999999999");
+  f.reopen();
+  // A job whose staging is a link cannot be read: gc refuses to collect, and touches
+  // nothing the links point at either way.
+  auto refused = error_from([&] { f.s->gc(std::chrono::seconds(0)); });
+  REQUIRE(refused.has_value());
+  CHECK_CONTAINS(refused->what(), "no chunk was removed");
+  CHECK(stdfs::exists(victim.path() / "5"));
+  CHECK(stdfs::exists(victim.path() / "5.lock"));
+  CHECK(stdfs::exists(victim.path() / ".keep"));
+  CHECK(stdfs::exists(victim.path() / "x.tmp.1"));
+  CHECK(f.s->jobs() == std::vector<std::string>{"j"});
+  CHECK(f.s->usage().is_array());
+  auto e = error_from([&] { f.s->save_job(sample_job("linked")); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "jobs/linked' is a symbolic link; gcp does not leave its store");
+  CHECK_FALSE(stdfs::exists(victim.path() / "job.json"));
+  // A checkpoint of the job whose staging is a link is refused, and writes nothing there.
+  CHECK(error_from([&] { f.checkpoint("j", {{"pages.img", random_pages(1, 4)}}); }));
+  CHECK_FALSE(stdfs::exists(victim.path() / "2"));
+}
+
+TEST_CASE("root refuses a store that a user could change" *
+          gcp::testing::skip_unless(gcp::testing::is_root(), "needs root: the store belongs to another user")) {
+  TempDir tmp;
+  auto theirs = tmp.path() / "theirs";
+  stdfs::create_directory(theirs);
+  REQUIRE(::chown(theirs.c_str(), 65534, 65534) == 0);
+  auto e = error_from([&] { store::open(theirs.string()); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kNotPermitted);
+  CHECK_CONTAINS(e->what(), "store '" + theirs.string() + "' belongs to uid 65534");
+  CHECK_CONTAINS(e->hint(), "run gcp as the user whose store it is");
+  CHECK_FALSE(stdfs::exists(theirs / "jobs"));
+}
+
 TEST_CASE("a store that is not there is refused, not made, unless asked") {
   TempDir tmp;
   auto missing = tmp.path() / "typo";

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,10 @@ std::string init_path();
 /// once the command has been exec'd, with the host PID of gcp-init. Throws Error (and
 /// leaves nothing running) when the namespace, the cgroup or the exec fails.
 pid_t launch(cgroup::Cgroups& cgroups, const LaunchSpec& spec);
+
+/// The root of the unit's processes in its cgroup (the one whose parent is outside
+/// it: gcp-init, or the restored root); nullopt when the cgroup is empty.
+std::optional<pid_t> root_in_cgroup(cgroup::Cgroups& cgroups, const manifest::Unit& unit);
 
 /// The live state of a unit: running, frozen, stopped (killed or checkpointed with
 /// --stop) or exited (its processes ended by themselves).
