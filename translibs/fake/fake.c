@@ -7,7 +7,8 @@
  *   -DFAKE_SHORT_TABLE       struct_size too small for this ABI (short-table.so)
  * Without options it is a working translib whose calls echo their request (echo.so);
  * its checkpoint fails when FAKE_TRANSLIB_FAIL=checkpoint is in the environment and
- * its restart when FAKE_TRANSLIB_FAIL=restart, for tests of the abort paths.
+ * its restart when FAKE_TRANSLIB_FAIL=restart, for tests of the abort paths. It builds
+ * against the installed translib.h alone (pkg-config gcp-translib).
  */
 #include "gcp/translib.h"
 
