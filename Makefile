@@ -170,7 +170,7 @@ test: deps
 
 check: test
 
-unit: $(UNIT_BIN) $(FAKES) $(GATE) $(REAPER)
+unit: $(UNIT_BIN) $(FAKES) $(GATE) $(REAPER) $(TRANSLIBS)
 	cd $(BUILD)/tests && ./unit-tests
 
 e2e: all $(WORKLOADS)

@@ -558,11 +558,11 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
     }
     spdlog::warn("{} (checkpointing anyway: --force)", what);
   }
-  std::vector<std::vector<std::string>> unit_options(units.size());
+  std::vector<std::vector<std::string>> unit_needs(units.size());
   for (size_t i = 0; i < units.size(); ++i) {
-    auto o = graph->options(i);
-    unit_options[i].assign(o.begin(), o.end());
-    if (!o.empty()) spdlog::debug("unit '{}': checkpointer options from its ties: {}", units[i]->name, fmt::join(o, " "));
+    auto n = graph->needs(i);
+    unit_needs[i].assign(n.begin(), n.end());
+    if (!n.empty()) spdlog::debug("unit '{}': its ties need of the checkpointer: {}", units[i]->name, fmt::join(n, " "));
   }
   cp.timings["depsMs"] = round_ms(ms_between(t_deps, Clock::now()));
 
@@ -599,7 +599,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
                           {"grouping", u->grouping},
                           {"freezeCgroup", cgroups.freezer_dir(u->cgroup)},
                           {"leaveRunning", true},
-                          {"options", unit_options[i]}};
+                          {"needs", unit_needs[i]}};
           if (u->network) request["netns"] = netns::path(job_name, u->name);
           if (gated) request["gate"] = gates[i].request();
           results[i] = translibs.get(u->translib).checkpoint(request);
@@ -718,7 +718,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
     if (in_round) {
       json report = json::object();
       for (size_t i = 0; i < units.size(); ++i) {
-        report[units[i]->name] = {{"freezeMs", round_ms(freeze_ms[i])}, {"options", unit_options[i]}};
+        report[units[i]->name] = {{"freezeMs", round_ms(freeze_ms[i])}, {"needs", unit_needs[i]}};
       }
       try {
         options.round->frozen(report);
@@ -800,7 +800,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
     cu.checkpointer = results[i].value("checkpointer", lib.name());
     cu.checkpointer_version = results[i].value("version", "");
     cu.stats = results[i].value("stats", json::object());
-    cu.options = unit_options[i];
+    cu.options = results[i].value("options", std::vector<std::string>{});
     cu.tcp_connections = results[i].value("tcpConnections", json::array());
     cu.timings = {{"freezeMs", round_ms(freeze_ms[i])}, {"dumpMs", round_ms(dump_ms[i])}};
     if (has_callbacks(*u)) {

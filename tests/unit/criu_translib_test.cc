@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
-// The criu translib's own spawner and file helpers (translibs/criu/run.h), which stand
-// in for gcp's: a translib links nothing of gcp.
+// The criu translib as gcp loads it (../lib/gcp/translibs/criu.so): the requests it
+// refuses before it runs anything; and its own spawner (translibs/criu/run.h), which
+// stands in for gcp's.
 #include "../../translibs/criu/run.h"
 
+#include "gcp/translib_loader.h"
 #include "testing.h"
 
 #include <doctest/doctest.h>
@@ -18,9 +20,59 @@
 #include <string>
 #include <thread>
 
+using gcp::testing::error_from;
 using gcp::testing::TempDir;
+using gcp::translib::json;
+using gcp::translib::Translib;
 using namespace std::chrono_literals;
 namespace run = gcp::criu;
+
+namespace {
+
+Translib criu_translib() {
+  auto file = std::filesystem::path("../lib/gcp/translibs/criu.so");
+  REQUIRE(std::filesystem::exists(file));
+  return Translib::load_file(file);
+}
+
+}  // namespace
+
+TEST_CASE("the criu translib refuses a need it cannot meet and a malformed one, before criu runs") {
+  auto lib = criu_translib();
+  TempDir tmp;
+  json request = {{"pid", 1}, {"imagesDir", (tmp.path() / "images").string()}, {"grouping", "tree"}};
+  request["needs"] = {"tcp-established", "fork-bomb"};
+  auto e = error_from([&] { lib.checkpoint(request); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "translib 'criu' checkpoint: not supported: the unit needs 'fork-bomb', which this "
+                            "translib cannot meet (it meets leader-outside, tcp-established, unix-datagram-outside)");
+  request["needs"] = "tcp-established";
+  e = error_from([&] { lib.checkpoint(request); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "bad request: needs is not an array");
+  // A host of ABI 1.0 said CRIU's own options; only those a need maps to.
+  request.erase("needs");
+  request["options"] = {"--action-script", "/tmp/x"};
+  e = error_from([&] { lib.checkpoint(request); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "bad request: option '--action-script' (this translib dumps with --shell-job, "
+                            "--tcp-established, --ext-unix-sk only)");
+  CHECK_FALSE(std::filesystem::exists(tmp.path() / "images"));
+}
+
+TEST_CASE("the criu translib restores only with options it dumps with: a manifest cannot smuggle in others") {
+  auto lib = criu_translib();
+  TempDir tmp;
+  json request = {{"imagesDir", (tmp.path() / "images").string()},
+                  {"workDir", (tmp.path() / "work").string()},
+                  {"grouping", "pidns"},
+                  {"options", {"--tcp-established", "--action-script=/tmp/x"}}};
+  auto e = error_from([&] { lib.restart(request); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "bad request: option '--action-script=/tmp/x' (this translib restores with");
+  CHECK_CONTAINS(e->hint(), "checkpointerOptions");
+  CHECK_FALSE(std::filesystem::exists(tmp.path() / "work"));
+}
 
 TEST_CASE("the translib's spawner captures what a program says and how it ended") {
   auto r = run::run({{"sh", "-c", "cat; echo \"$EXTRA\" >&2; exit 3"}, {"EXTRA=extra"}, "in", 10s});

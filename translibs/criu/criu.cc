@@ -492,6 +492,13 @@ std::chrono::seconds timeout_of(const json& req) {
   return std::chrono::seconds(req.value("timeoutSec", 600));
 }
 
+// CRIU's option for each need of gcp's dependency check (gcp-deps(1), gcp-criu(7)).
+const std::map<std::string, std::string> kNeedOptions = {
+    {"leader-outside", "--shell-job"},           // restored into the restorer's session
+    {"tcp-established", "--tcp-established"},    // dumped in repair mode, locked with iptables
+    {"unix-datagram-outside", "--ext-unix-sk"},  // its peer is not dumped; connected again by name
+};
+
 // A request's array of strings `field` (absent: empty).
 std::vector<std::string> strings_of(const json& req, const char* field) {
   std::vector<std::string> out;
@@ -505,8 +512,55 @@ std::vector<std::string> strings_of(const json& req, const char* field) {
   return out;
 }
 
-json checkpoint(const json& req) {
+// Whether a need maps to `option`.
+bool needed_option(const std::string& option) {
+  return std::any_of(kNeedOptions.begin(), kNeedOptions.end(), [&](const auto& e) { return e.second == option; });
+}
+
+// "--shell-job, --tcp-established, --ext-unix-sk" (or the needs, with `needs`).
+std::string known(bool needs) {
+  std::string list;
+  for (const auto& [need, option] : kNeedOptions) list += (list.empty() ? "" : ", ") + (needs ? need : option);
+  return list;
+}
+
+// What criu dumps with: an option for each need (sorted, once each). A checkpoint
+// request's "options" comes from a host of ABI 1.0, which said them in CRIU's words.
+std::set<std::string> dump_options(const json& req) {
+  std::set<std::string> options;
+  for (const auto& need : strings_of(req, "needs")) {
+    auto it = kNeedOptions.find(need);
+    if (it == kNeedOptions.end()) {
+      unsupported("the unit needs '" + need + "', which this translib cannot meet (it meets " + known(true) + ")");
+    }
+    options.insert(it->second);
+  }
+  for (const auto& option : strings_of(req, "options")) {
+    if (!needed_option(option)) {
+      failed("bad request: option '" + option + "' (this translib dumps with " + known(false) + " only)");
+    }
+    options.insert(option);
+  }
+  return options;
+}
+
+// What criu restores with: the options the dump returned, which gcp passes back from
+// the Checkpoint manifest. Anyone who can write the store may have written that, and
+// criu runs as root: only options a need maps to get through.
+std::vector<std::string> restore_options(const json& req) {
   auto options = strings_of(req, "options");
+  for (const auto& option : options) {
+    if (!needed_option(option)) {
+      failed("bad request: option '" + option + "' (this translib restores with " + known(false) +
+             " only)\nhint: the checkpoint's units[].checkpointerOptions hold it: a checkpoint this translib "
+             "wrote does not");
+    }
+  }
+  return options;
+}
+
+json checkpoint(const json& req) {
+  auto options = dump_options(req);
   std::string criu = find_criu();
   std::string version = criu_version(criu);
   int pid = req.at("pid").get<int>();
@@ -547,7 +601,7 @@ json checkpoint(const json& req) {
            " (log: " + log.string() + ")");
   }
   json connections = json::array();
-  if (std::find(options.begin(), options.end(), "--tcp-established") != options.end()) {
+  if (options.count("--tcp-established")) {
     try {
       if (auto files = gcp::criu::read_file(dir / "files.img")) {
         connections = connections_json(gcp::criu::tcp_connections(
@@ -569,11 +623,12 @@ json checkpoint(const json& req) {
           {"log", log.string()},
           {"pageAligned", aligned},
           {"stats", read_dump_stats(dir / "stats-dump")},
-          {"tcpConnections", connections}};
+          {"tcpConnections", connections},
+          {"options", options}};
 }
 
 json restart(const json& req) {
-  auto options = strings_of(req, "options");
+  auto options = restore_options(req);
   std::string criu = find_criu();
   std::string version = criu_version(criu);
   stdfs::path dir = req.at("imagesDir").get<std::string>();

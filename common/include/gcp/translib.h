@@ -26,10 +26,22 @@
  * "hint: <what to do>". Both strings are allocated by the translib and released
  * with its free_string. The request and result schemas are in gcp-translib(7).
  *
+ * Dependencies: a checkpoint request's "needs" says in gcp's words what the unit's
+ * ties need of the checkpointer ("tcp-established": an established TCP connection is
+ * dumped and restored; "leader-outside": the unit's process group or session leader
+ * is outside it; "unix-datagram-outside": a datagram socket is connected to one
+ * outside). The translib maps each to its checkpointer's own options, answers
+ * GCP_TRANSLIB_UNSUPPORTED for a need it cannot meet, and returns the options it used
+ * as "options"; gcp records them with the checkpoint and passes them back, verbatim,
+ * as the restart request's "options". Those come from a manifest that anyone who can
+ * write the store may have written: the translib accepts only options it would have
+ * used itself.
+ *
  * Versioning: the major number changes when this table or the meaning of a call
  * changes incompatibly; host and translib must agree on it exactly. The minor
- * number grows with compatible additions at the end of the table; struct_size
- * tells the host which of them a translib has.
+ * number grows with compatible additions (capability bits, request and result
+ * fields, entries at the end of the table); struct_size tells the host which
+ * entries a translib has. 1.1 added "needs" and the result's "options".
  */
 #ifndef GCP_TRANSLIB_H
 #define GCP_TRANSLIB_H
@@ -41,7 +53,7 @@ extern "C" {
 #endif
 
 #define GCP_TRANSLIB_ABI_MAJOR 1
-#define GCP_TRANSLIB_ABI_MINOR 0
+#define GCP_TRANSLIB_ABI_MINOR 1
 
 /** The name of the one symbol a translib exports. */
 #define GCP_TRANSLIB_OPEN_SYMBOL "gcp_translib_open"
