@@ -19,7 +19,7 @@
 #include "gcp/deps.h"
 #include "gcp/error.h"
 #include "gcp/gate.h"
-#include "gcp/image_server.h"
+#include "gcp/image_source.h"
 #include "gcp/launcher.h"
 #include "gcp/log.h"
 #include "gcp/netns.h"
@@ -964,8 +964,8 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
   store::ScratchDir scratch("restore-" + job_name);
 
   // Restores every unit of checkpoint c, all or nothing, and throws Corrupt before any
-  // unit runs when a chunk does not verify. A checkpoint of one unit whose checkpointer
-  // reads a stream (criu restore --stream) gets its images from the image server, every
+  // unit runs when a chunk does not verify. A checkpoint of one unit whose translib
+  // restores from an image source (GCP_CAP_IMAGE_SOURCE) gets its images from one, every
   // chunk verified just before the checkpointer reads it: a bad one fails the restore
   // before the restored tasks resume. Any other checkpoint (or --materialize) is read
   // back into scratch, every chunk verified, before anything is restored.
@@ -999,8 +999,8 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
     }
     auto dir = scratch.path() / std::to_string(c.seq);
     const bool stream = !options.materialize && mine.size() == 1 &&
-                        translibs.probed(mine[0]->translib).value("streams", false) &&
-                        store::ImageServer::fits(dir / mine[0]->name);
+                        (translibs.get(mine[0]->translib).capabilities() & GCP_CAP_IMAGE_SOURCE) &&
+                        store::ImageSource::fits(dir / mine[0]->name);
     if (!stream) {
       for (const auto* cu : mine) {
         log::phase("{}: reading the images of unit '{}'", what(c.seq), cu->name);
@@ -1038,10 +1038,10 @@ manifest::Job restart(store::Store& store, cgroup::Cgroups& cgroups, const std::
         // units: running at once, it could send to a peer whose connection is not
         // restored yet, and that peer's kernel would reset the connection.
         if (in_round) request["leaveStopped"] = true;
-        std::unique_ptr<store::ImageServer> server;
+        std::unique_ptr<store::ImageSource> server;
         if (stream) {
-          server = std::make_unique<store::ImageServer>(store, c, cu.name, dir / cu.name);
-          request["stream"] = true;
+          server = std::make_unique<store::ImageSource>(store, c, cu.name, dir / cu.name);
+          request["imageSource"] = server->socket_path().string();
         }
         // CRIU binds the unit's listening callback socket again at its path: the
         // directory must exist (/run is empty after a reboot).

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
-// The criu translib as gcp loads it (../lib/gcp/translibs/criu.so): the requests it
-// refuses before it runs anything; and its own spawner (translibs/criu/run.h), which
-// stands in for gcp's.
+// The criu translib as gcp loads it (../lib/gcp/translibs/criu.so): what it says it can
+// do, and the requests it refuses before it runs anything; and its own spawner
+// (translibs/criu/run.h), which stands in for gcp's.
 #include "../../translibs/criu/run.h"
 
 #include "gcp/translib_loader.h"
@@ -37,6 +37,17 @@ Translib criu_translib() {
 
 }  // namespace
 
+TEST_CASE("the criu translib says what it can do in its descriptor's bits") {
+  auto lib = criu_translib();
+  CHECK(lib.type() == "checkpointer/criu");
+  uint64_t caps = lib.capabilities();
+  for (uint64_t bit : {GCP_CAP_PROCESS_TREE, GCP_CAP_PID_NAMESPACE, GCP_CAP_LEAVE_RUNNING, GCP_CAP_IMAGE_SOURCE}) {
+    CAPTURE(bit);
+    CHECK((caps & bit) != 0);
+  }
+  CHECK((caps & GCP_CAP_INCREMENTAL) == 0);
+}
+
 TEST_CASE("the criu translib refuses a need it cannot meet and a malformed one, before criu runs") {
   auto lib = criu_translib();
   TempDir tmp;
@@ -71,6 +82,11 @@ TEST_CASE("the criu translib restores only with options it dumps with: a manifes
   REQUIRE(e.has_value());
   CHECK_CONTAINS(e->what(), "bad request: option '--action-script=/tmp/x' (this translib restores with");
   CHECK_CONTAINS(e->hint(), "checkpointerOptions");
+  request["options"] = {"--tcp-established"};
+  request["imageSource"] = "relative/image-source.sock";
+  e = error_from([&] { lib.restart(request); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "bad request: imageSource 'relative/image-source.sock' is not an absolute path");
   CHECK_FALSE(std::filesystem::exists(tmp.path() / "work"));
 }
 

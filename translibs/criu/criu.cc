@@ -4,6 +4,7 @@
 // and files.
 #include "gcp/translib.h"
 #include "images.h"
+#include "relay.h"
 #include "run.h"
 
 #include <nlohmann/json.hpp>
@@ -292,11 +293,9 @@ json probe(const json&) {
     }
     remember_checked(key, version);
   }
-  // "streams": restart can read the images through CRIU's image-streamer socket
-  // (`criu restore --stream`) instead of from files.
-  // "gate": a checkpoint request may carry a gate (see checkpoint()).
-  return {{"checkpointer", "criu"}, {"version", version}, {"path", criu}, {"streams", true},
-          {"gate", !find_gate().empty()}};
+  // "gate": a checkpoint request may carry a gate (see checkpoint()). What else this
+  // translib can do is in its descriptor's bits.
+  return {{"checkpointer", "criu"}, {"version", version}, {"path", criu}, {"gate", !find_gate().empty()}};
 }
 
 // Options that make a whole PID + mount namespace dump and restore here
@@ -627,8 +626,36 @@ json checkpoint(const json& req) {
           {"options", options}};
 }
 
+// A directory of its own for one `criu restore --stream`: CRIU finds its streamer at
+// DIR/streamer-serve.sock, where DIR is its -D, and a unix socket path has 108 bytes at
+// most. imagesDir (deep in gcp's scratch) may be longer; this one never is.
+class StreamDir {
+ public:
+  StreamDir() {
+    char name[] = "/tmp/gcp-criu-stream-XXXXXX";
+    if (!::mkdtemp(name)) {
+      failed(std::string("creating a directory for criu's image streamer in /tmp: ") + std::strerror(errno));
+    }
+    path_ = name;
+  }
+  ~StreamDir() {
+    std::error_code ec;
+    stdfs::remove_all(path_, ec);
+  }
+  StreamDir(const StreamDir&) = delete;
+  StreamDir& operator=(const StreamDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 json restart(const json& req) {
   auto options = restore_options(req);
+  std::string source = req.value("imageSource", std::string());
+  if (req.contains("imageSource") && (source.empty() || source[0] != '/')) {
+    failed("bad request: imageSource '" + source + "' is not an absolute path");
+  }
   std::string criu = find_criu();
   std::string version = criu_version(criu);
   stdfs::path dir = req.at("imagesDir").get<std::string>();
@@ -638,7 +665,20 @@ json restart(const json& req) {
   auto pidfile = work / "restored.pid";
   std::error_code ec;
   stdfs::remove(pidfile, ec);
-  std::vector<std::string> argv = {criu, "restore", "-D", dir.string(), "-W", work.string(),
+  // The images come from gcp's image source: CRIU reads them as a stream (--stream) from
+  // the relay, which hands each of CRIU's pipes on to gcp.
+  std::optional<StreamDir> stream_dir;
+  std::optional<gcp::criu::StreamRelay> relay;
+  if (!source.empty()) {
+    stream_dir.emplace();
+    try {
+      relay.emplace(stream_dir->path(), source);
+    } catch (const std::exception& e) {
+      failed(std::string("restoring from gcp's image source: ") + e.what());
+    }
+  }
+  std::vector<std::string> argv = {criu, "restore", "-D", relay ? stream_dir->path() : dir.string(),
+                                   "-W", work.string(),
                                    "-o", "restore.log", log_level(4), "--restore-detached",
                                    "--pidfile", pidfile.string(),
                                    // The restored unit belongs to the cgroup criu runs in
@@ -649,18 +689,20 @@ json restart(const json& req) {
     argv.insert(argv.end(), kNamespaceOptions.begin(), kNamespaceOptions.end());
     argv.insert(argv.end(), {"--root", "/"});
   }
-  // The images come from gcp's image server listening in imagesDir.
-  if (req.value("stream", false)) argv.push_back("--stream");
+  if (relay) argv.push_back("--stream");
   argv.insert(argv.end(), options.begin(), options.end());
   auto connections = connections_of(req);
   std::string netns = netns_of(req);
   lock_connections(connections, netns);
   auto r = run_reaped(argv, timeout_of(req), {strings_of(req, "joinCgroups"), netns});
+  // CRIU has exited: it reads no more images.
+  std::string relay_failure = relay ? relay->finish() : std::string();
   std::string unlocked = connections.empty() ? std::string() : unlock_connections(connections, netns);
   auto log = work / "restore.log";
-  std::string from = "'" + dir.string() + "'";
+  std::string from = relay ? "gcp's image source" : "'" + dir.string() + "'";
   if (!r.ok()) {
     std::string why = first_error(log, r);
+    if (!relay_failure.empty()) why += " (relaying its images: " + relay_failure + ")";
     std::string hint;
     if (grouping != "pidns" && why.find("File exists") != std::string::npos) {
       hint = "\nhint: a plain process tree comes back only with its own PIDs and one is taken; "
@@ -683,7 +725,10 @@ json restart(const json& req) {
                  {"pid", root},
                  {"pids", gcp::criu::process_tree(root)},
                  {"log", log.string()}};
-  if (!unlocked.empty()) result["warnings"] = json::array({unlocked});
+  json warnings = json::array();
+  if (!unlocked.empty()) warnings.push_back(unlocked);
+  if (!relay_failure.empty()) warnings.push_back("relaying the images to criu: " + relay_failure);
+  if (!warnings.empty()) result["warnings"] = warnings;
   return result;
 }
 
@@ -726,7 +771,7 @@ const gcp_translib_descriptor kDescriptor = {
     "checkpointer/criu",
     "criu",
     kTranslibVersion,
-    GCP_CAP_PROCESS_TREE | GCP_CAP_PID_NAMESPACE | GCP_CAP_LEAVE_RUNNING,
+    GCP_CAP_PROCESS_TREE | GCP_CAP_PID_NAMESPACE | GCP_CAP_LEAVE_RUNNING | GCP_CAP_IMAGE_SOURCE,
     do_probe,
     do_checkpoint,
     do_restart,
