@@ -582,7 +582,7 @@ manifest::Checkpoint checkpoint(store::Store& store, cgroup::Cgroups& cgroups,
   const char* gate_env = std::getenv("GCP_DUMP_GATE");
   const bool gated = !(gate_env && std::string(gate_env) == "0") &&
                      std::all_of(units.begin(), units.end(), [&](const auto* u) {
-                       return translibs.probed(u->translib).value("gate", false);
+                       return (translibs.get(u->translib).capabilities() & GCP_CAP_DUMP_GATE) != 0;
                      });
   std::vector<Clock::time_point> dump_end(units.size());
   std::vector<std::atomic<bool>> dumped(units.size());  // the thread of unit i is done

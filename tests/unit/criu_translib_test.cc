@@ -41,10 +41,14 @@ TEST_CASE("the criu translib says what it can do in its descriptor's bits") {
   auto lib = criu_translib();
   CHECK(lib.type() == "checkpointer/criu");
   uint64_t caps = lib.capabilities();
-  for (uint64_t bit : {GCP_CAP_PROCESS_TREE, GCP_CAP_PID_NAMESPACE, GCP_CAP_LEAVE_RUNNING, GCP_CAP_IMAGE_SOURCE}) {
+  for (uint64_t bit : {GCP_CAP_PROCESS_TREE, GCP_CAP_PID_NAMESPACE, GCP_CAP_TCP, GCP_CAP_LEAVE_RUNNING,
+                       GCP_CAP_IMAGE_SOURCE}) {
     CAPTURE(bit);
     CHECK((caps & bit) != 0);
   }
+  // criu-gate is built next to it (../libexec/gcp): its dumps take a gate.
+  REQUIRE(::access("../libexec/gcp/criu-gate", X_OK) == 0);
+  CHECK((caps & GCP_CAP_DUMP_GATE) != 0);
   CHECK((caps & GCP_CAP_INCREMENTAL) == 0);
 }
 

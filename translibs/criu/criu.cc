@@ -293,9 +293,8 @@ json probe(const json&) {
     }
     remember_checked(key, version);
   }
-  // "gate": a checkpoint request may carry a gate (see checkpoint()). What else this
-  // translib can do is in its descriptor's bits.
-  return {{"checkpointer", "criu"}, {"version", version}, {"path", criu}, {"gate", !find_gate().empty()}};
+  // What this translib can do beyond that is in its descriptor's bits (descriptor()).
+  return {{"checkpointer", "criu"}, {"version", version}, {"path", criu}};
 }
 
 // Options that make a whole PID + mount namespace dump and restore here
@@ -764,23 +763,29 @@ gcp_translib_status do_checkpoint(const char* req, char** res, char** err) { ret
 gcp_translib_status do_restart(const char* req, char** res, char** err) { return call(restart, req, res, err); }
 void free_string(char* s) { std::free(s); }
 
-const gcp_translib_descriptor kDescriptor = {
-    GCP_TRANSLIB_ABI_MAJOR,
-    GCP_TRANSLIB_ABI_MINOR,
-    sizeof(gcp_translib_descriptor),
-    "checkpointer/criu",
-    "criu",
-    kTranslibVersion,
-    GCP_CAP_PROCESS_TREE | GCP_CAP_PID_NAMESPACE | GCP_CAP_LEAVE_RUNNING | GCP_CAP_IMAGE_SOURCE,
-    do_probe,
-    do_checkpoint,
-    do_restart,
-    free_string,
-};
+// What this translib can do. A gate needs criu-gate: without it (not installed, or
+// GCP_CRIU_GATE naming no executable) gcp freezes a unit before CRIU starts.
+const gcp_translib_descriptor* descriptor() {
+  static const gcp_translib_descriptor d = {
+      GCP_TRANSLIB_ABI_MAJOR,
+      GCP_TRANSLIB_ABI_MINOR,
+      sizeof(gcp_translib_descriptor),
+      "checkpointer/criu",
+      "criu",
+      kTranslibVersion,
+      GCP_CAP_PROCESS_TREE | GCP_CAP_PID_NAMESPACE | GCP_CAP_TCP | GCP_CAP_LEAVE_RUNNING |
+          GCP_CAP_IMAGE_SOURCE | (find_gate().empty() ? 0u : static_cast<unsigned>(GCP_CAP_DUMP_GATE)),
+      do_probe,
+      do_checkpoint,
+      do_restart,
+      free_string,
+  };
+  return &d;
+}
 
 }  // namespace
 
 extern "C" __attribute__((visibility("default"))) const gcp_translib_descriptor* gcp_translib_open(
     const gcp_translib_host*) {
-  return &kDescriptor;
+  return descriptor();
 }

@@ -27,7 +27,8 @@
  * with its free_string. The request and result schemas are in gcp-translib(7).
  *
  * Capabilities: the host decides from the descriptor's GCP_CAP_* bits, not from what
- * probe says. It sends a restart request an "imageSource" only to a translib with
+ * probe says. It sends a checkpoint request a "gate" only to a translib with
+ * GCP_CAP_DUMP_GATE, and a restart request an "imageSource" only to one with
  * GCP_CAP_IMAGE_SOURCE.
  *
  * Dependencies: a checkpoint request's "needs" says in gcp's words what the unit's
@@ -67,7 +68,8 @@
  * changes incompatibly; host and translib must agree on it exactly. The minor
  * number grows with compatible additions (capability bits, request and result
  * fields, entries at the end of the table); struct_size tells the host which
- * entries a translib has. 1.1 added "needs", GCP_CAP_IMAGE_SOURCE and "imageSource".
+ * entries a translib has. 1.1 added GCP_CAP_DUMP_GATE, GCP_CAP_IMAGE_SOURCE, "needs"
+ * and "imageSource".
  */
 #ifndef GCP_TRANSLIB_H
 #define GCP_TRANSLIB_H
@@ -102,6 +104,7 @@ enum {
   GCP_CAP_TCP = 1u << 3,            /**< checkpoints established TCP connections */
   GCP_CAP_LIVE_MIGRATION = 1u << 4, /**< lazy / post-copy restore */
   GCP_CAP_LEAVE_RUNNING = 1u << 5,  /**< the unit can keep running after a dump */
+  GCP_CAP_DUMP_GATE = 1u << 6,      /**< checkpoint takes a "gate": starts up before the unit is frozen (1.1) */
   GCP_CAP_IMAGE_SOURCE = 1u << 7,   /**< restart reads the images from gcp's "imageSource" (1.1) */
 };
 
