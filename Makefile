@@ -24,9 +24,28 @@ ALL_CFLAGS   = -std=gnu11 $(WARN) -fPIC -MMD -MP -Icommon/include $(CFLAGS)
 LDLIBS_GCP   = $(PKG_LIBS) -ldl -pthread
 
 ifneq ($(SANITIZE),)
-ALL_CXXFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
+SANFLAGS     := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
+ALL_CXXFLAGS += $(SANFLAGS)
 LDFLAGS      += -fsanitize=$(SANITIZE)
 endif
+
+# The translib ABI as others build against it: translib.h and gcp-translib.pc, installed
+# by `make install` and, the same way, into $(SDK) for the translibs of this tree, which
+# compile with what pkg-config says and without -Icommon/include.
+TRANSLIB_H   := common/include/gcp/translib.h
+TRANSLIB_ABI := $(shell sed -n 's/^\#define GCP_TRANSLIB_ABI_MAJOR //p' $(TRANSLIB_H)).$(shell sed -n 's/^\#define GCP_TRANSLIB_ABI_MINOR //p' $(TRANSLIB_H))
+SDK          := $(BUILD)/sdk
+SDK_PC       := $(SDK)/lib/pkgconfig/gcp-translib.pc
+# Used in recipes only: the shell asks pkg-config once the staged files exist.
+SDK_CFLAGS    = $$(PKG_CONFIG_PATH=$(SDK)/lib/pkgconfig pkg-config --cflags gcp-translib)
+# install_translib_abi ROOT,PREFIX: translib.h and gcp-translib.pc for PREFIX, under ROOT.
+define install_translib_abi
+	install -d $(1)$(2)/include/gcp $(1)$(2)/lib/pkgconfig
+	install -m 0644 $(TRANSLIB_H) $(1)$(2)/include/gcp/
+	sed -e 's|@PREFIX@|$(2)|' -e 's|@ABI_VERSION@|$(TRANSLIB_ABI)|' translibs/gcp-translib.pc.in \
+	  >$(1)$(2)/lib/pkgconfig/gcp-translib.pc
+	chmod 0644 $(1)$(2)/lib/pkgconfig/gcp-translib.pc
+endef
 
 JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
 TOOLS     := gcp-isolate gcp-checkpoint gcp-restart gcp-store gcp-deps gcp-migrate
@@ -38,6 +57,7 @@ INIT      := $(BUILD)/libexec/gcp/gcp-init
 GATE      := $(BUILD)/libexec/gcp/criu-gate
 REAPER    := $(BUILD)/libexec/gcp/criu-reaper
 TRANSLIBS := $(BUILD)/lib/gcp/translibs/criu.so
+CRIU_OBJS := $(patsubst %.cc,$(BUILD)/obj/%.o,$(wildcard translibs/criu/*.cc))
 FAKES     := $(addprefix $(BUILD)/tests/translibs/,echo.so wrong-abi.so old-abi.so failing-probe.so short-table.so)
 UNIT_SRCS := $(wildcard tests/unit/*.cc)
 UNIT_BIN  := $(BUILD)/tests/unit-tests
@@ -95,22 +115,35 @@ $(REAPER): translibs/criu/reaper.c
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 $(WARN) $(CFLAGS) -o $@ $<
 
-# A translib exports only its descriptor (version script, hidden visibility).
-$(BUILD)/obj/translibs/%.o: ALL_CXXFLAGS += -fvisibility=hidden
-CRIU_OBJS := $(BUILD)/obj/translibs/criu/criu.o $(BUILD)/obj/translibs/criu/images.o
-$(BUILD)/lib/gcp/translibs/criu.so: $(CRIU_OBJS) $(LIBGCP) translibs/translib.map
+$(SDK_PC): $(TRANSLIB_H) translibs/gcp-translib.pc.in
+	$(call install_translib_abi,,$(abspath $(SDK)))
+
+# The criu translib builds as one outside this tree would: of gcp only translib.h,
+# through pkg-config. It exports only its descriptor (version script, hidden
+# visibility), and links nothing of gcp's: a build that does (libgcp.a, spdlog) fails
+# at the nm check.
+$(BUILD)/obj/translibs/criu/%.o: translibs/criu/%.cc $(SDK_PC)
 	@mkdir -p $(@D)
-	$(CXX) $(LDFLAGS) -shared -Wl,--version-script=translibs/translib.map \
-	  -o $@ $(CRIU_OBJS) $(LIBGCP) $(LDLIBS_GCP)
+	$(CXX) -std=c++20 $(WARN) -fPIC -MMD -MP -fvisibility=hidden $(SDK_CFLAGS) $(SANFLAGS) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/lib/gcp/translibs/criu.so: $(CRIU_OBJS) translibs/translib.map
+	@mkdir -p $(@D)
+	$(CXX) $(LDFLAGS) -shared -Wl,-z,defs -Wl,--version-script=translibs/translib.map \
+	  -o $@.tmp $(CRIU_OBJS) -pthread
+	@leaks=$$(nm -C $@.tmp | grep -oE '(gcp::[A-Za-z_]+|spdlog::|fmt::)' | grep -vx 'gcp::criu' | sort -u); \
+	  if [ -n "$$leaks" ]; then rm -f $@.tmp; \
+	    echo "make: error: $@ holds symbols of gcp's own code: $$(echo $$leaks)" >&2; \
+	    echo "make: hint: a translib builds from translib.h alone; give translibs/criu its own copy" >&2; exit 1; fi
+	mv $@.tmp $@
 
 $(BUILD)/tests/translibs/echo.so:          FAKE_FLAGS :=
 $(BUILD)/tests/translibs/wrong-abi.so:     FAKE_FLAGS := -DFAKE_ABI_MAJOR=99 -DFAKE_NAME='"wrong-abi"'
 $(BUILD)/tests/translibs/old-abi.so:       FAKE_FLAGS := -DFAKE_ABI_MAJOR=0 -DFAKE_NAME='"old-abi"'
 $(BUILD)/tests/translibs/failing-probe.so: FAKE_FLAGS := -DFAKE_FAILING_PROBE -DFAKE_NAME='"failing-probe"'
 $(BUILD)/tests/translibs/short-table.so:   FAKE_FLAGS := -DFAKE_SHORT_TABLE -DFAKE_NAME='"short-table"'
-$(FAKES): translibs/fake/fake.c common/include/gcp/translib.h translibs/translib.map
+$(FAKES): translibs/fake/fake.c $(SDK_PC) translibs/translib.map
 	@mkdir -p $(@D)
-	$(CC) -std=gnu11 $(WARN) $(CFLAGS) -Icommon/include -fPIC -fvisibility=hidden -shared \
+	$(CC) -std=gnu11 $(WARN) $(CFLAGS) $(SDK_CFLAGS) -fPIC -fvisibility=hidden -shared \
 	  -Wl,--version-script=translibs/translib.map $(FAKE_FLAGS) -o $@ $<
 
 # The application's client header must also build as strict ISO C11.
@@ -118,9 +151,10 @@ $(BUILD)/obj/tests/unit/callbacks_c11.o: tests/unit/callbacks_c11.c common/inclu
 	@mkdir -p $(@D)
 	$(CC) -std=c11 -pedantic $(WARN) -Icommon/include $(CFLAGS) -c $< -o $@
 
-# The translib's reader of CRIU's images is tested on its own, without the translib.
+# The criu translib's parts (its reader of CRIU's images, its relay, its spawner) are
+# tested on their own, without the translib.
 $(UNIT_BIN): $(UNIT_SRCS:%.cc=$(BUILD)/obj/%.o) $(BUILD)/obj/tests/unit/callbacks_c11.o \
-             $(BUILD)/obj/translibs/criu/images.o $(LIBGCP)
+             $(filter-out %/criu.o,$(CRIU_OBJS)) $(LIBGCP)
 	@mkdir -p $(@D)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS_GCP)
 
@@ -136,7 +170,7 @@ test: deps
 
 check: test
 
-unit: $(UNIT_BIN) $(FAKES) $(GATE) $(REAPER)
+unit: $(UNIT_BIN) $(FAKES) $(GATE) $(REAPER) $(TRANSLIBS)
 	cd $(BUILD)/tests && ./unit-tests
 
 e2e: all $(WORKLOADS)
@@ -185,6 +219,7 @@ install: all
 	install -m 0755 $(TRANSLIBS) $(DESTDIR)$(LIBDIR)/gcp/translibs/
 	install -d $(DESTDIR)$(PREFIX)/include/gcp
 	install -m 0644 common/include/gcp/callbacks.h $(DESTDIR)$(PREFIX)/include/gcp/
+	$(call install_translib_abi,$(DESTDIR),$(PREFIX))
 	for m in $(MANPAGES); do s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; \
 	  install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
 

@@ -207,7 +207,7 @@ void LocalCheckpointPart::prepare(const CheckpointRequest& request) {
   for (const auto& u : units_) translibs_.get(u.spec->translib);
   const char* gate_env = std::getenv(names::kEnvDumpGate);
   gated_ = !(gate_env && std::string(gate_env) == "0") && std::all_of(units_.begin(), units_.end(), [&](const Unit& u) {
-             return translibs_.probed(u.spec->translib).value("gate", false);
+             return (translibs_.get(u.spec->translib).capabilities() & GCP_CAP_DUMP_GATE) != 0;
            });
   has_callbacks_ = std::any_of(units_.begin(), units_.end(), [](const Unit& u) { return events::has_endpoint(*u.spec); });
   staging_ = store_.join(job_.name, request.seq, node_);
@@ -267,9 +267,9 @@ void LocalCheckpointPart::check_ties() {
       }
       spdlog::warn("{} (checkpointing anyway: --force)", what);
     }
-    auto needs = graph.options(i);
+    auto needs = graph.needs(i);
     units_[i].needs.assign(needs.begin(), needs.end());
-    if (!needs.empty()) spdlog::debug("unit '{}': checkpointer options from its ties: {}", units_[i].spec->name, fmt::join(needs, " "));
+    if (!needs.empty()) spdlog::debug("unit '{}': its ties need of the checkpointer: {}", units_[i].spec->name, fmt::join(needs, " "));
   }
   part_.timings["depsMs"] = round_ms(ms_between(t, Clock::now()));
 }
@@ -374,7 +374,7 @@ void LocalCheckpointPart::launch_dump(size_t i) {
                                   {"grouping", u->grouping},
                                   {"freezeCgroup", machine_.cgroups.freezer_dir(u->cgroup)},
                                   {"leaveRunning", true},
-                                  {"options", unit.needs}};
+                                  {"needs", unit.needs}};
         if (u->network) request["netns"] = netns::path(job_.name, u->name);
         if (gated_) request["gate"] = gates_[i].request();
         unit.result = translibs_.get(u->translib).checkpoint(request);
@@ -469,7 +469,7 @@ manifest::Checkpoint LocalCheckpointPart::store() {
     cu.checkpointer = unit.result.value("checkpointer", lib.name());
     cu.checkpointer_version = unit.result.value("version", "");
     cu.stats = unit.result.value("stats", manifest::json::object());
-    cu.options = unit.needs;
+    cu.options = unit.result.value("options", std::vector<std::string>{});
     cu.tcp_connections = unit.result.value("tcpConnections", manifest::json::array());
     cu.timings = {{"freezeMs", round_ms(unit.freeze_ms)}, {"dumpMs", round_ms(unit.dump_ms)}};
     if (events::has_endpoint(*u)) {

@@ -588,9 +588,9 @@ class Builder {
     else if (pids.size() > 1) t.scope = Scope::kInside;
     else t.scope = Scope::kProcess;
 
-    auto needs = [&](const char* option, std::string why) {
-      t.verdict = Verdict::kNeedsOption;
-      t.option = option;
+    auto needs = [&](const char* need, std::string why) {
+      t.verdict = Verdict::kNeeds;
+      t.need = need;
       t.advice = std::move(why);
     };
     auto breaks = [&](std::string what_to_do) {
@@ -618,8 +618,8 @@ class Builder {
       return;
     }
     if (t.kind == "pgid" || t.kind == "sid") {
-      needs("--shell-job", std::string(t.kind == "pgid" ? "process group" : "session") +
-                               " leader outside the unit: restored into the restorer's own session");
+      needs(kNeedLeaderOutside, std::string(t.kind == "pgid" ? "process group" : "session") +
+                                    " leader outside the unit: restored into the restorer's own session");
       return;
     }
     if (t.kind == "tty" || t.kind == "pty") {
@@ -643,7 +643,7 @@ class Builder {
     if (t.kind.rfind("unix-", 0) == 0) {
       bool dgram = t.kind == "unix-dgram";
       if (t.scope == Scope::kExternal) {
-        if (dgram) needs("--ext-unix-sk", "a datagram socket connected to a socket outside the unit (e.g. a logger)");
+        if (dgram) needs(kNeedUnixDatagramOutside, "a datagram socket connected to a socket outside the unit (e.g. a logger)");
         else breaks("a unix connection to " + others + " cannot be restored: " + widen +
                     ", or close it in a pre-checkpoint callback and reconnect after the restart (gcp-callbacks(7))");
       } else if (t.scope == Scope::kJob) {
@@ -653,13 +653,13 @@ class Builder {
     }
     if (t.kind == "tcp") {
       if (t.scope == Scope::kInside || t.scope == Scope::kProcess) {
-        if (t.object.find(" -> ") != std::string::npos) needs("--tcp-established", "an established connection inside the unit");
+        if (t.object.find(" -> ") != std::string::npos) needs(kNeedTcpEstablished, "an established connection inside the unit");
       } else if (t.scope == Scope::kJob) {
-        if (context_.coordinated) needs("--tcp-established", coordinated);
+        if (context_.coordinated) needs(kNeedTcpEstablished, coordinated);
         else breaks("a connection between two units checkpointed one by one loses or repeats bytes: "
                     "checkpoint the job coordinated");
       } else if (moves_with_unit(t) && context_.stop) {
-        needs("--tcp-established", "the unit's own address moves with it, and it is stopped once dumped: the peer "
+        needs(kNeedTcpEstablished, "the unit's own address moves with it, and it is stopped once dumped: the peer "
                                    "retransmits until the restored unit answers");
       } else if (moves_with_unit(t)) {
         breaks("the unit's own address moves with it, but the connection to " + others + " runs on after the "
@@ -755,19 +755,19 @@ std::string scope_name(Scope scope) {
 std::string verdict_name(Verdict verdict) {
   switch (verdict) {
     case Verdict::kHarmless: return "harmless";
-    case Verdict::kNeedsOption: return "needs-option";
+    case Verdict::kNeeds: return "needs";
     case Verdict::kBreaks: return "breaks";
   }
   return "?";
 }
 
-std::set<std::string> Graph::options(size_t unit) const {
+std::set<std::string> Graph::needs(size_t unit) const {
   std::set<std::string> out;
   for (const auto& t : ties) {
-    if (t.verdict != Verdict::kNeedsOption) continue;
+    if (t.verdict != Verdict::kNeeds) continue;
     for (const auto& e : t.ends) {
       if (e.unit == unit) {
-        out.insert(t.option);
+        out.insert(t.need);
         break;
       }
     }
@@ -834,8 +834,8 @@ json to_json(const Graph& g) {
     ju["root"] = u.members.root ? json(*u.members.root) : json();
     ju["processes"] = u.members.pids;
     ju["threads"] = u.members.threads();
-    auto opts = g.options(i);
-    ju["options"] = std::vector<std::string>(opts.begin(), opts.end());
+    auto needs = g.needs(i);
+    ju["needs"] = std::vector<std::string>(needs.begin(), needs.end());
     ju["consistent"] = g.breaking(i).empty();
     units.push_back(ju);
   }
@@ -871,7 +871,7 @@ json to_json(const Graph& g) {
     if (!t.remote.empty()) jt["remote"] = t.remote;
     jt["scope"] = scope_name(t.scope);
     jt["verdict"] = verdict_name(t.verdict);
-    if (!t.option.empty()) jt["option"] = t.option;
+    if (!t.need.empty()) jt["need"] = t.need;
     if (!t.advice.empty()) jt["advice"] = t.advice;
     ties.push_back(jt);
     crossing += t.crossing();
@@ -915,9 +915,9 @@ std::string to_dot(const Graph& g) {
   size_t remotes = 0;
   for (const auto& t : g.ties) {
     std::string color = t.verdict == Verdict::kBreaks ? "red"
-                        : t.verdict == Verdict::kNeedsOption ? "orange"
+                        : t.verdict == Verdict::kNeeds ? "orange"
                                                              : (t.crossing() ? "gray40" : "gray70");
-    std::string attrs = "label=" + dot_quote(t.kind + (t.option.empty() ? "" : "\\n" + t.option)) +
+    std::string attrs = "label=" + dot_quote(t.kind + (t.need.empty() ? "" : "\\n" + t.need)) +
                         ", color=" + color + (t.crossing() ? ", penwidth=2" : "");
     std::vector<pid_t> pids;
     for (const auto& e : t.ends) {
@@ -961,14 +961,14 @@ std::string to_text(const Graph& g) {
       bool mine = false;
       for (const auto& e : t.ends) mine = mine || e.unit == i;
       if (!mine || t.verdict == Verdict::kHarmless) continue;
-      out << "  " << (t.verdict == Verdict::kBreaks ? "BREAKS" : "needs " + t.option) << ": " << t.kind
+      out << "  " << (t.verdict == Verdict::kBreaks ? "BREAKS" : "needs " + t.need) << ": " << t.kind
           << " " << t.object << " (" << scope_name(t.scope) << "): " << t.advice << "\n";
     }
-    auto opts = g.options(i);
+    auto needs = g.needs(i);
     out << "  verdict: " << (g.breaking(i).empty() ? "consistent" : "would restart broken");
-    if (!opts.empty()) {
-      out << ", checkpointer options:";
-      for (const auto& o : opts) out << " " << o;
+    if (!needs.empty()) {
+      out << ", needs of the checkpointer:";
+      for (const auto& n : needs) out << " " << n;
     }
     out << "\n";
   }

@@ -62,7 +62,7 @@ uint64_t latest_whole(store::Store& store, const std::string& job, const std::ve
     } catch (const Error& e) {
       auto older = std::next(it);
       if (!fallback) {
-        throw Error(Exit::kFailed, e.what(),
+        throw Error(e.code(), e.what(),
                     older == all.rend() ? "remove it with 'gcp-store rm " + job + " --seq " + std::to_string(*it) + "'"
                                         : "checkpoint " + std::to_string(*older) + " is older: restart it with '--seq " +
                                               std::to_string(*older) + "', or pass --fallback");

@@ -591,12 +591,15 @@ Checkpoint checkpoint_from_json(const json& doc, const std::string& source) {
     u.checkpointer = cp.optional<std::string>("name", "");
     u.checkpointer_version = cp.optional<std::string>("version", "");
     for (const auto& o : fu.array("checkpointerOptions", false)) {
-      // Only what gcp-deps asks for: a manifest must not smuggle options (an action
-      // script, say) into a checkpointer that runs as root.
-      static const std::set<std::string> kAllowed = {"--tcp-established", "--shell-job", "--ext-unix-sk"};
-      if (!o.is_string() || !kAllowed.count(o.get<std::string>())) {
+      // The translib's own words, which it gets back verbatim at the restart and checks
+      // there: only it knows which of its checkpointer's options are safe to run as root
+      // (gcp-translib(7)). Here: words, not whatever bytes.
+      const std::string* text = o.is_string() ? o.get_ptr<const std::string*>() : nullptr;
+      bool word = text && !text->empty() && text->size() <= 128 &&
+                  std::all_of(text->begin(), text->end(), [](unsigned char c) { return c > 0x20 && c < 0x7f; });
+      if (!word) {
         fu.fail(fu.name("checkpointerOptions"),
-                "holds " + o.dump() + ", expected --tcp-established, --shell-job or --ext-unix-sk");
+                "holds " + o.dump() + ", expected the checkpointer's options as printable words of 1-128 bytes");
       }
       u.options.push_back(o.get<std::string>());
     }

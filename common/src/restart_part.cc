@@ -7,7 +7,7 @@
 #include "gcp/cgroup.h"
 #include "gcp/error.h"
 #include "gcp/events.h"
-#include "gcp/image_server.h"
+#include "gcp/image_source.h"
 #include "gcp/log.h"
 #include "gcp/netns.h"
 #include "gcp/proc.h"
@@ -121,13 +121,14 @@ void LocalRestartPart::prepare(const RestartRequest& request) {
     units_.push_back({u, seq, image, {}});
   }
   for (const auto& unit : units_) check_version(unit);
-  // One unit whose checkpointer reads a stream gets its images from the image server,
-  // every chunk verified just before the checkpointer reads it: a bad one fails the
-  // restore before the restored tasks resume. Anything else (or --materialize) is read
-  // back into scratch, every chunk verified, before anything is restored.
+  // One unit whose translib restores from an image source (GCP_CAP_IMAGE_SOURCE) gets
+  // its images from one, every chunk verified just before the checkpointer reads it: a
+  // bad one fails the restore before the restored tasks resume. Anything else (or
+  // --materialize) is read back into scratch, every chunk verified, before anything is
+  // restored.
   stream_ = !request.materialize && units_.size() == 1 &&
-            translibs_.probed(units_[0].image->translib).value("streams", false) &&
-            store::ImageServer::fits(images_dir(units_[0]));
+            (translibs_.get(units_[0].image->translib).capabilities() & GCP_CAP_IMAGE_SOURCE) &&
+            store::ImageSource::fits(images_dir(units_[0]));
 }
 
 // A checkpoint records who wrote it; an older checkpointer than that may not read it.
@@ -176,10 +177,10 @@ Restored LocalRestartPart::restore_unit(Unit& unit) {
                     {"tcpConnections", unit.image->tcp_connections},
                     {"joinCgroups", json::array({machine_.cgroups.freezer_dir(u->cgroup) + "/cgroup.procs"})}};
     if (request_.leave_stopped) request["leaveStopped"] = true;
-    std::unique_ptr<store::ImageServer> server;
+    std::unique_ptr<store::ImageSource> server;
     if (stream_) {
-      server = std::make_unique<store::ImageServer>(store_, c, u->name, images_dir(unit));
-      request["stream"] = true;
+      server = std::make_unique<store::ImageSource>(store_, c, u->name, images_dir(unit));
+      request["imageSource"] = server->socket_path().string();
     }
     // CRIU binds the unit's listening callback socket again at its path: the directory
     // must exist (/run is empty after a reboot).

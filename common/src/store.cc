@@ -224,7 +224,7 @@ std::optional<std::string> read_image(const chunks::Index& index, const manifest
 // (segment s by worker s % 2), each with its own reader and buffer, and hand them to
 // `sink` in order: one alone, copying and hashing 1 MiB in ~1 ms, kept a restoring
 // CRIU waiting (cold restarts of 256 MiB: 590 ms with one, 455 ms with two and no copy
-// into the image server's buffers; medians of 6).
+// into the image source's buffers; medians of 6).
 std::optional<std::string> stream_image(const chunks::Index& index, const manifest::ImageFile& image,
                                         const Store::Sink& sink, log::Progress* progress) {
   const size_t per_segment = chunks_per_segment(image);

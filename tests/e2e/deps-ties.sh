@@ -95,7 +95,9 @@ start_job tcp-in main "$workloads/tcppair" "$work/pair.state" pair
 wait_for "the TCP pair" 20 count_at_least "$work/pair.state" 1000
 deps tin tcp-in
 [ "$(tie "$work/tin.json" tcp scope)" = inside ] || fail "a TCP pair inside one unit is '$(tie "$work/tin.json" tcp scope)'"
-[ "$(tie "$work/tin.json" tcp option)" = --tcp-established ] || fail "a TCP pair inside one unit does not ask for --tcp-established"
+[ "$(tie "$work/tin.json" tcp need)" = tcp-established ] || fail "a TCP pair inside one unit does not need tcp-established: $(tie "$work/tin.json" tcp need)"
+[ "$(json "$work/tin.json" '"tcp-established" in d["units"][0]["needs"]')" = True ] ||
+  fail "the unit does not list tcp-established among its needs: $(json "$work/tin.json" 'd["units"][0]')"
 
 start_job tcp-job server "$workloads/tcppair" "$work/server.state" server 0
 has_port() { [ -n "$(state "$1" port)" ]; }
@@ -105,7 +107,8 @@ port=$(state "$work/server.state" port)
 wait_for "the client in unit 'client'" 20 count_at_least "$work/client.state" 1000
 deps tjob tcp-job
 [ "$(tie "$work/tjob.json" tcp scope)" = job ] || fail "a TCP connection between two units is '$(tie "$work/tjob.json" tcp scope)', not job"
-[ "$(tie "$work/tjob.json" tcp verdict)" = needs-option ] || fail "a TCP connection between two units of a coordinated job does not just need an option"
+[ "$(tie "$work/tjob.json" tcp verdict)" = needs ] || fail "a TCP connection between two units of a coordinated job does not just need something of the checkpointer"
+[ "$(tie "$work/tjob.json" tcp need)" = tcp-established ] || fail "a TCP connection between two units does not need tcp-established"
 deps tjobu tcp-job --uncoordinated
 [ "$(tie "$work/tjobu.json" tcp verdict)" = breaks ] || fail "a TCP connection between two units checkpointed one by one does not break"
 

@@ -135,7 +135,7 @@ run_tool "$work/mv-run.json" "$work/mv-run.err" gcp-isolate run --job mover --un
 jobs_started+=(mover)
 wait_for "the counter on gcpn1" 30 count_at_least "$st" 10
 started=$(state "$st" started)
-"$nodes" exec gcpn3 mount -t tmpfs gcp-nostore "$GCP_STORE" || fail "hiding the store on gcpn3 failed"
+"$nodes" exec gcpn3 mount -t tmpfs -o mode=0755 gcp-nostore "$GCP_STORE" || fail "hiding the store on gcpn3 failed"
 expect_exit 1 gcp-migrate mover --to gcpn3
 expect_stderr "node 'gcpn3' (unit 'm')"
 expect_stderr "is not in store"
@@ -210,7 +210,7 @@ grep -q "restart from their own latest checkpoints" "$work/ur.err" || fail "no w
 # lingers in the kernel and may block a retry for a while): with the store hidden on gcpn2,
 # u2 cannot be restored; the error names it and u1, restored meanwhile, is stopped again.
 "$bin/gcp-isolate" kill unco >/dev/null
-"$nodes" exec gcpn2 mount -t tmpfs gcp-nostore "$GCP_STORE" || fail "hiding the store on gcpn2 failed"
+"$nodes" exec gcpn2 mount -t tmpfs -o mode=0755 gcp-nostore "$GCP_STORE" || fail "hiding the store on gcpn2 failed"
 expect_exit 1 gcp-restart unco
 expect_stderr "node 'gcpn2' (unit 'u2')"
 expect_stderr "no unit of the job was left running"

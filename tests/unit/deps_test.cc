@@ -239,8 +239,30 @@ TEST_CASE("a TCP connection to the outside moves with a unit that has its own ad
   CHECK(runs_on.verdict == deps::Verdict::kBreaks);
   CHECK_CONTAINS(runs_on.advice, "checkpoint with --stop");
   auto moves = verdict(true, true);
-  CHECK(moves.verdict == deps::Verdict::kNeedsOption);
-  CHECK(moves.option == "--tcp-established");
+  CHECK(moves.verdict == deps::Verdict::kNeeds);
+  CHECK(moves.need == "tcp-established");
+  // Said in gcp's words, in every output: no checkpointer's option.
+  auto g = deps::build("tcp", {{"main", {grouping::Kind::kTree, child, {}}, true}}, {.stop = true});
+  // (Run from a shell, the unit's process group and session leaders are outside it too.)
+  CHECK(g.needs(0).count("tcp-established"));
+  auto doc = deps::to_json(g);
+  const auto& listed = doc["units"][0]["needs"];
+  CHECK(std::find(listed.begin(), listed.end(), "tcp-established") != listed.end());
+  CHECK_FALSE(doc["units"][0].contains("options"));
+  bool tie_says_it = false;
+  for (const auto& t : doc["ties"]) {
+    CHECK_FALSE(t.contains("option"));
+    if (t["verdict"] == "needs") tie_says_it = t["kind"] == "tcp" && t["need"] == "tcp-established";
+  }
+  CHECK(tie_says_it);
+  auto text = deps::to_text(g);
+  CHECK_CONTAINS(text, "needs tcp-established: tcp");
+  auto verdict_line = text.substr(text.find("verdict: "));
+  verdict_line.resize(verdict_line.find('\n'));
+  CHECK_CONTAINS(verdict_line, "needs of the checkpointer: ");
+  CHECK_CONTAINS(verdict_line, "tcp-established");
+  CHECK(text.find("--tcp-established") == std::string::npos);
+  CHECK_CONTAINS(deps::to_dot(g), "tcp-established\", color=orange");
   ::kill(child, SIGKILL);
   ::waitpid(child, nullptr, 0);
   ::close(conn);

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 using gcp::Exit;
 using gcp::cgroup::FreezeState;
@@ -88,14 +89,14 @@ struct JobFixture {
   }
 
   // A tie of unit `unit` (its index) with the given verdict.
-  void tie(size_t unit, gcp::deps::Verdict verdict, const std::string& option = "") {
+  void tie(size_t unit, gcp::deps::Verdict verdict, const std::string& need = "") {
     gcp::deps::Tie t;
     t.kind = verdict == gcp::deps::Verdict::kBreaks ? "pipe" : "tcp";
     t.object = "pipe:[42]";
     t.ends = {{sleeper.pid(), 1, "w", unit}, {1, 0, "r", std::nullopt}};
     t.scope = gcp::deps::Scope::kExternal;
     t.verdict = verdict;
-    t.option = option;
+    t.need = need;
     t.advice = "widen the unit to take in pid 1 (init)";
     ties.push_back(t);
   }
@@ -352,7 +353,7 @@ TEST_CASE("a damaged newest manifest does not block restarting the older checkpo
   std::ofstream(f.store->job_dir("j") / "checkpoints/2/manifest.json") << "{\"apiVersion\": \"gcp/v1\", \"kind";
   auto e = error_from([&] { jobs::restart(*f.store, f.machine, "j", {}); });
   REQUIRE(e.has_value());
-  CHECK(e->code() == Exit::kFailed);
+  CHECK(e->code() == Exit::kUsage);  // the manifest is bad input
   CHECK_CONTAINS(e->what(), "checkpoints/2/manifest.json");
   CHECK_CONTAINS(e->hint(), "checkpoint 1 is older: restart it with '--seq 1', or pass --fallback");
   jobs::RestartOptions one;
@@ -633,29 +634,70 @@ TEST_CASE("a unit whose ties would break its restart is refused before anything 
   CHECK(f.called("freeze gcp/j/b"));
 }
 
-TEST_CASE("options the ties need go to the checkpointer, into the manifest, and to the restart") {
+TEST_CASE("what the ties need goes to the checkpointer; the options it used go into the manifest and to the restart") {
   JobFixture f;
-  f.tie(0, gcp::deps::Verdict::kNeedsOption, "--tcp-established");
-  f.tie(0, gcp::deps::Verdict::kNeedsOption, "--shell-job");
-  f.tie(0, gcp::deps::Verdict::kNeedsOption, "--tcp-established");
+  TempDir tmp;
+  auto requests = tmp.path() / "requests";
+  ScopedEnv log{"FAKE_TRANSLIB_REQUESTS", requests.string()};
+  f.tie(0, gcp::deps::Verdict::kNeeds, "tcp-established");
+  f.tie(0, gcp::deps::Verdict::kNeeds, "leader-outside");
+  f.tie(0, gcp::deps::Verdict::kNeeds, "tcp-established");
   auto cp = jobs::checkpoint(*f.store, f.machine, "j", f.options);
+  // What the echo translib was asked: needs in gcp's words, no checkpointer options, and
+  // no gate (its descriptor does not say GCP_CAP_DUMP_GATE).
+  auto asked = [&](const std::string& call) {
+    std::map<std::string, json> by_unit;
+    std::ifstream in(requests);
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind(call + " ", 0) != 0) continue;
+      json r = json::parse(line.substr(call.size() + 1));
+      by_unit[stdfs::path(r.at("imagesDir").get<std::string>()).filename()] = r;
+    }
+    return by_unit;
+  };
+  auto dumped = asked("checkpoint");
+  REQUIRE(dumped.size() == 2);
+  CHECK(dumped["a"]["needs"] == json::array({"leader-outside", "tcp-established"}));
+  CHECK(dumped["b"]["needs"] == json::array());
+  for (const auto& [unit, r] : dumped) {
+    CHECK_FALSE(r.contains("options"));
+    CHECK_FALSE(r.contains("gate"));
+  }
+  // The echo translib says it used its needs as its options: those are recorded.
   const auto* a = cp.find_unit("a");
   const auto* b = cp.find_unit("b");
   REQUIRE(a);
   REQUIRE(b);
-  CHECK(a->options == std::vector<std::string>{"--shell-job", "--tcp-established"});
+  CHECK(a->options == std::vector<std::string>{"leader-outside", "tcp-established"});
   CHECK(b->options.empty());
   CHECK(cp.timings.contains("depsMs"));
   auto doc = manifest::to_json(cp);
-  CHECK(doc["units"][0]["checkpointerOptions"] == json::array({"--shell-job", "--tcp-established"}));
+  CHECK(doc["units"][0]["checkpointerOptions"] == json::array({"leader-outside", "tcp-established"}));
   CHECK_FALSE(doc["units"][1].contains("checkpointerOptions"));
   auto back = manifest::checkpoint_from_json(doc, "test");
   CHECK(back.units[0].options == a->options);
 
-  // A manifest may not carry any other option into a checkpointer that runs as root.
-  doc["units"][0]["checkpointerOptions"] = json::array({"--action-script=/tmp/x"});
-  CHECK_THROWS_WITH_AS(manifest::checkpoint_from_json(doc, "test"),
-                       doctest::Contains("units[0].checkpointerOptions"), gcp::Error);
+  // The restart gives them back verbatim, from the stored manifest, and no image source
+  // (its descriptor does not say GCP_CAP_IMAGE_SOURCE): the images are in imagesDir.
+  f.cgroups.clear_pids("gcp/j/a");
+  f.cgroups.clear_pids("gcp/j/b");
+  jobs::kill(*f.store, f.cgroups, "j", std::nullopt);
+  jobs::restart(*f.store, f.machine, "j", {});
+  auto restored = asked("restart");
+  REQUIRE(restored.size() == 2);
+  CHECK(restored["a"]["options"] == json::array({"leader-outside", "tcp-established"}));
+  CHECK(restored["b"]["options"] == json::array());
+  for (const auto& [unit, r] : restored) CHECK_FALSE(r.contains("imageSource"));
+
+  // A manifest carries only words into a checkpointer (which runs as root, and checks
+  // them itself: gcp-translib(7)).
+  for (const auto& bad : {json("--action-script /tmp/x"), json(""), json(7), json(std::string(129, 'o')),
+                          json("--tcp-established\n--action-script")}) {
+    CAPTURE(bad.dump());
+    doc["units"][0]["checkpointerOptions"] = json::array({bad});
+    CHECK_THROWS_WITH_AS(manifest::checkpoint_from_json(doc, "test"),
+                         doctest::Contains("units[0].checkpointerOptions"), gcp::Error);
+  }
 }
 
 namespace {

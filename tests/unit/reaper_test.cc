@@ -9,7 +9,9 @@
 #include <doctest/doctest.h>
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -126,4 +128,56 @@ TEST_CASE("criu-reaper without a program, or with one it cannot run") {
   r = reaped({"/nonexistent/criu"});
   CHECK(r.exit_code == 127);
   CHECK(r.err.find("criu-reaper: cannot run /nonexistent/criu") != std::string::npos);
+}
+
+TEST_CASE("criu-reaper puts its program, not itself, into the cgroups it is given") {
+  TempDir dir;
+  // A cgroup.procs file takes a pid written into it; a plain file shows which pid that was.
+  auto one = dir.path() / "one.procs", two = dir.path() / "two.procs";
+  std::ofstream(one).flush();
+  std::ofstream(two).flush();
+  auto r = reaped({"--join-cgroup", one.string(), "--join-cgroup", two.string(), "sh", "-c", "echo $$"});
+  REQUIRE(r.ok());
+  CHECK(gcp::fs::read_file(one) == std::to_string(pids_in(r.out).at(0)));
+  CHECK(gcp::fs::read_file(two) == std::to_string(pids_in(r.out).at(0)));
+
+  r = reaped({"--join-cgroup", (dir.path() / "missing.procs").string(), "true"});
+  CHECK(r.exit_code == 126);
+  CHECK(r.err.find("criu-reaper: error: opening cgroup '" + (dir.path() / "missing.procs").string() + "'") !=
+        std::string::npos);
+  r = reaped({"--join-cgroup"});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("usage: criu-reaper") != std::string::npos);
+}
+
+TEST_CASE("criu-reaper runs its program in the network namespace it is given") {
+  auto r = reaped({"--netns", "/nonexistent/netns", "true"});
+  CHECK(r.exit_code == 126);
+  CHECK(r.err.find("criu-reaper: error: opening network namespace '/nonexistent/netns'") != std::string::npos);
+  if (::geteuid() != 0) {
+    MESSAGE("skipped: entering a network namespace needs root");
+    return;
+  }
+  // A child in a network namespace of its own: the program must end up in that one.
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    if (::unshare(CLONE_NEWNET) != 0) ::_exit(1);
+    for (;;) ::pause();
+  }
+  auto ns_of = [](pid_t pid) {
+    std::error_code ec;
+    return std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/ns/net", ec).string();
+  };
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (ns_of(child) == ns_of(::getpid()) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+  std::string theirs = ns_of(child);
+  r = reaped({"--netns", "/proc/" + std::to_string(child) + "/ns/net", "readlink", "/proc/self/ns/net"});
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  REQUIRE(r.ok());
+  CHECK(theirs != ns_of(::getpid()));
+  CHECK(r.out == theirs + "\n");
 }

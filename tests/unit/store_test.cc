@@ -3,9 +3,10 @@
 #include "gcp/events.h"
 
 #include "gcp/chunks.h"
-#include "gcp/image_server.h"
 #include "gcp/fs.h"
+#include "gcp/image_source.h"
 #include "gcp/names.h"
+#include "gcp/translib.h"
 #include "testing.h"
 
 #include <doctest/doctest.h>
@@ -660,53 +661,52 @@ TEST_CASE("events are appended one JSON line each") {
 
 namespace {
 
-// What `criu restore --stream` does to get an image from the image server: its name,
-// the answer whether it exists, then the write end of a pipe to read it from.
-class StreamClient {
+// What a translib does to get an image from gcp's image source (translib.h): a line
+// with its path, a line that says whether it exists, then the write end of a pipe to
+// read it from.
+class SourceClient {
  public:
-  explicit StreamClient(const stdfs::path& dir) {
+  explicit SourceClient(const stdfs::path& socket) {
     sock_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     REQUIRE(sock_ >= 0);
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, (dir / store::ImageServer::kSocketName).c_str(), sizeof addr.sun_path - 1);
+    std::strncpy(addr.sun_path, socket.c_str(), sizeof addr.sun_path - 1);
     REQUIRE(::connect(sock_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
   }
-  ~StreamClient() { close(); }
+  ~SourceClient() { close(); }
   void close() {
     if (sock_ >= 0) ::close(sock_);
     sock_ = -1;
   }
 
+  void send(const std::string& bytes) {
+    REQUIRE(::send(sock_, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size()));
+  }
+
+  // One answer line, parsed; a discarded value when the source closed the connection.
+  json answer() {
+    std::string line;
+    char c;
+    while (::recv(sock_, &c, 1, 0) == 1 && c != '\n') line += c;
+    return json::parse(line, nullptr, false);
+  }
+
+  void pass_fd(int fd) { gcp::testing::send_fd(sock_, fd); }
+
   // The image's bytes (at most `limit` of them: then the pipe is closed early), or
-  // nullopt when the server says it does not exist.
+  // nullopt when the source says it does not exist.
   std::optional<std::string> fetch(const std::string& name, size_t limit = SIZE_MAX) {
-    std::string msg = "\x0a" + std::string(1, static_cast<char>(name.size())) + name;
-    uint32_t len = static_cast<uint32_t>(msg.size());
-    std::string request(reinterpret_cast<const char*>(&len), 4);
-    request += msg;
-    REQUIRE(::write(sock_, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
-    uint8_t reply[6];
-    REQUIRE(::recv(sock_, reply, sizeof reply, MSG_WAITALL) == 6);
-    CHECK(reply[0] == 2);
-    CHECK(reply[4] == 0x08);
-    if (reply[5] == 0) return std::nullopt;
+    send(json{{"image", name}}.dump() + "\n");
+    json reply = answer();
+    REQUIRE(reply.is_object());
+    if (!reply.at("exists").get<bool>()) {
+      CHECK_FALSE(reply.contains("size"));
+      return std::nullopt;
+    }
     int fds[2];
     REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
-    char byte = 0;
-    iovec iov{&byte, 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    msghdr m{};
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    m.msg_control = control;
-    m.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fds[1], sizeof(int));
-    REQUIRE(::sendmsg(sock_, &m, 0) == 1);
+    pass_fd(fds[1]);
     ::close(fds[1]);
     std::string out;
     char buf[65536];
@@ -717,6 +717,7 @@ class StreamClient {
       out.append(buf, static_cast<size_t>(r));
     }
     ::close(fds[0]);
+    if (out.size() < limit) CHECK(reply.at("size").get<size_t>() >= out.size());
     return out;
   }
 
@@ -726,29 +727,78 @@ class StreamClient {
 
 }  // namespace
 
-TEST_CASE("the image server streams each image whole, verified, and says which it does not have") {
+TEST_CASE("the image source streams each image whole, verified, and says which it does not have") {
   Fixture f;
   auto pages = random_pages(600, 21);  // more than one 1 MiB piece
   auto core = text_pages(3).substr(0, 9000);
   auto cp = f.checkpoint("j", {{"pages.img", pages}, {"core-1.img", core}});
   auto loaded = f.s->load_checkpoint("j", cp.seq);
   auto dir = f.tmp.path() / "serve";
-  store::ImageServer server(*f.s, loaded, "u", dir);
+  store::ImageSource source(*f.s, loaded, "u", dir);
   {
-    StreamClient criu(dir);
-    CHECK(criu.fetch("core-1.img") == core);
-    CHECK(criu.fetch("inventory.img") == std::nullopt);
-    CHECK(criu.fetch("pages.img") == pages);                      // read ahead
-    CHECK(criu.fetch("pages.img") == pages);                      // again: read anew
-    CHECK(criu.fetch("core-1.img", 100) == core.substr(0, 100));  // read in part, then closed
+    SourceClient translib(source.socket_path());
+    CHECK(translib.fetch("core-1.img") == core);
+    CHECK(translib.fetch("inventory.img") == std::nullopt);
+    CHECK(translib.fetch("pages.img") == pages);                      // read ahead
+    CHECK(translib.fetch("pages.img") == pages);                      // again: read anew
+    CHECK(translib.fetch("core-1.img", 100) == core.substr(0, 100));  // read in part, then closed
   }
-  CHECK(server.finish() == std::nullopt);
-  CHECK(!server.failure());
-  CHECK(server.served() == std::vector<std::string>{"core-1.img", "pages.img", "pages.img", "core-1.img"});
-  CHECK(!stdfs::exists(dir / store::ImageServer::kSocketName));
+  CHECK(source.finish() == std::nullopt);
+  CHECK(!source.failure());
+  CHECK(source.served() == std::vector<std::string>{"core-1.img", "pages.img", "pages.img", "core-1.img"});
+  CHECK(!stdfs::exists(dir / store::ImageSource::kSocketName));
 }
 
-TEST_CASE("the image server stops an image before a damaged chunk and names it") {
+TEST_CASE("the image source ends the connection at a request it cannot read, and says why") {
+  Fixture f;
+  auto core = text_pages(1);
+  auto cp = f.checkpoint("j", {{"core-1.img", core}});
+  auto loaded = f.s->load_checkpoint("j", cp.seq);
+  struct Case {
+    std::string sent;
+    std::string says;
+  };
+  for (const auto& c : std::vector<Case>{
+           {"core-1.img\n", "not {\"image\": \"<path>\"}"},
+           {"{\"image\": 7}\n", "not {\"image\": \"<path>\"}"},
+           {"{\"image\": \"\"}\n", "not {\"image\": \"<path>\"}"},
+           {"[\"core-1.img\"]\n", "not {\"image\": \"<path>\"}"},
+           {"{\"image\": \"core-1.img\"", "in the middle of a request"},
+           {std::string(GCP_IMAGE_SOURCE_MAX_LINE + 10, '{'), "longer than 4096 bytes"},
+       }) {
+    CAPTURE(c.sent.substr(0, 40));
+    store::ImageSource source(*f.s, loaded, "u", f.tmp.path() / "bad");
+    {
+      SourceClient translib(source.socket_path());
+      translib.send(c.sent);
+      if (c.says == "in the middle of a request") translib.close();
+      CHECK(translib.answer().is_discarded());  // no answer: the connection is closed
+    }
+    CHECK(source.finish() == std::nullopt);
+    REQUIRE(source.failure());
+    CHECK_CONTAINS(source.failure()->what(), c.says);
+  }
+  // A descriptor that is not a pipe gets no image written into it.
+  store::ImageSource source(*f.s, loaded, "u", f.tmp.path() / "bad");
+  auto file = f.tmp.path() / "not-a-pipe";
+  write(file, "untouched");
+  {
+    SourceClient translib(source.socket_path());
+    translib.send("{\"image\":\"core-1.img\"}\n");
+    CHECK(translib.answer() == json{{"exists", true}, {"size", core.size()}});
+    int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    translib.pass_fd(fd);
+    ::close(fd);
+    CHECK(translib.answer().is_discarded());
+  }
+  CHECK(source.finish() == std::nullopt);
+  REQUIRE(source.failure());
+  CHECK_CONTAINS(source.failure()->what(), "not a pipe");
+  CHECK(gcp::fs::read_file(file) == "untouched");
+}
+
+TEST_CASE("the image source stops an image before a damaged chunk and names it") {
   Fixture f;
   auto pages = random_pages(600, 22);
   auto cp = f.checkpoint("j", {{"pages.img", pages}});
@@ -765,38 +815,38 @@ TEST_CASE("the image server stops an image before a damaged chunk and names it")
   f.reopen();
   auto loaded = f.s->load_checkpoint("j", cp.seq);
   auto dir = f.tmp.path() / "serve";
-  store::ImageServer server(*f.s, loaded, "u", dir);
+  store::ImageSource source(*f.s, loaded, "u", dir);
   std::optional<std::string> got;
   {
-    StreamClient criu(dir);
-    got = criu.fetch("pages.img");
+    SourceClient translib(source.socket_path());
+    got = translib.fetch("pages.img");
   }
   REQUIRE(got.has_value());
   CHECK(got->size() < pages.size());
   CHECK(got->size() % (1 << 20) == 0);  // whole verified pieces only
   CHECK(pages.compare(0, got->size(), *got) == 0);
-  auto bad = server.finish();
+  auto bad = source.finish();
   REQUIRE(bad.has_value());
   CHECK_CONTAINS(bad->what(), "checkpoint 1 of job 'j', unit 'u', file 'pages.img': chunk ");
   CHECK_CONTAINS(bad->hint(), "--fallback");
 }
 
-TEST_CASE("the image server copes with a page image read in part, and with one never asked for") {
+TEST_CASE("the image source copes with a page image read in part, and with one never asked for") {
   Fixture f;
   auto pages = random_pages(3000, 24);  // 12 MiB: more than the read-ahead buffers hold
   auto cp = f.checkpoint("j", {{"pages.img", pages}, {"pages-2.img", random_pages(600, 25)}});
   auto loaded = f.s->load_checkpoint("j", cp.seq);
   auto dir = f.tmp.path() / "serve";
-  store::ImageServer server(*f.s, loaded, "u", dir);
+  store::ImageSource source(*f.s, loaded, "u", dir);
   {
-    StreamClient criu(dir);
-    CHECK(criu.fetch("pages.img", 3 << 20) == pages.substr(0, 3 << 20));
+    SourceClient translib(source.socket_path());
+    CHECK(translib.fetch("pages.img", 3 << 20) == pages.substr(0, 3 << 20));
   }
-  CHECK(server.finish() == std::nullopt);
-  CHECK(!server.failure());
+  CHECK(source.finish() == std::nullopt);
+  CHECK(!source.failure());
 }
 
-TEST_CASE("the image server reads the largest page images ahead and the others when asked") {
+TEST_CASE("the image source reads the largest page images ahead and the others when asked") {
   Fixture f;
   std::map<std::string, std::string> files;
   std::set<std::string> names;
@@ -808,30 +858,30 @@ TEST_CASE("the image server reads the largest page images ahead and the others w
   auto cp = f.checkpoint("j", files, names);
   auto loaded = f.s->load_checkpoint("j", cp.seq);
   auto dir = f.tmp.path() / "serve";
-  store::ImageServer server(*f.s, loaded, "u", dir);
+  store::ImageSource source(*f.s, loaded, "u", dir);
   {
-    StreamClient criu(dir);
-    for (const auto& [name, content] : files) CHECK(criu.fetch(name) == content);
+    SourceClient translib(source.socket_path());
+    for (const auto& [name, content] : files) CHECK(translib.fetch(name) == content);
   }
-  CHECK(server.finish() == std::nullopt);
-  CHECK(server.served().size() == 6);
+  CHECK(source.finish() == std::nullopt);
+  CHECK(source.served().size() == 6);
 }
 
-TEST_CASE("the image server ends at once when nobody connected, and refuses a path too long for a socket") {
+TEST_CASE("the image source ends at once when nobody connected, and refuses a path too long for a socket") {
   Fixture f;
   auto cp = f.checkpoint("j", {{"pages.img", random_pages(2, 23)}});
   auto loaded = f.s->load_checkpoint("j", cp.seq);
   {
-    store::ImageServer server(*f.s, loaded, "u", f.tmp.path() / "serve");
-    CHECK(server.finish() == std::nullopt);
-    CHECK(server.served().empty());
+    store::ImageSource source(*f.s, loaded, "u", f.tmp.path() / "serve");
+    CHECK(source.finish() == std::nullopt);
+    CHECK(source.served().empty());
   }
   auto deep = f.tmp.path() / std::string(120, 'd');
-  CHECK(!store::ImageServer::fits(deep));
-  auto e = error_from([&] { store::ImageServer server(*f.s, loaded, "u", deep); });
+  CHECK(!store::ImageSource::fits(deep));
+  auto e = error_from([&] { store::ImageSource source(*f.s, loaded, "u", deep); });
   REQUIRE(e.has_value());
   CHECK_CONTAINS(e->what(), "too long for a unix socket path");
-  auto e2 = error_from([&] { store::ImageServer server(*f.s, loaded, "nope", f.tmp.path() / "s2"); });
+  auto e2 = error_from([&] { store::ImageSource source(*f.s, loaded, "nope", f.tmp.path() / "s2"); });
   REQUIRE(e2.has_value());
   CHECK_CONTAINS(e2->what(), "has no unit 'nope'");
 }

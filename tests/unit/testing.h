@@ -5,12 +5,14 @@
 #include "gcp/process.h"
 
 #include <doctest/doctest.h>
+#include <sys/socket.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -145,5 +147,42 @@ inline bool is_root() { return ::geteuid() == 0; }
 
 /// Where `make unit` puts the fake translibs: next to the test binary.
 inline std::string fake_translib_dir() { return process::self_dir() + "/translibs"; }
+
+/// Passes `fd` over the unix socket `sock` as CRIU's image streamer and gcp's image
+/// source take it: one byte of data carrying it (SCM_RIGHTS).
+inline void send_fd(int sock, int fd) {
+  char byte = 0;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr m{};
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  m.msg_control = control;
+  m.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&m);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  REQUIRE(::sendmsg(sock, &m, MSG_NOSIGNAL) == 1);
+}
+
+/// A descriptor passed that way; -1 when the connection ended instead.
+inline int receive_fd(int sock) {
+  char byte;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  msghdr m{};
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  m.msg_control = control;
+  m.msg_controllen = sizeof control;
+  if (::recvmsg(sock, &m, MSG_CMSG_CLOEXEC) != 1) return -1;
+  cmsghdr* c = CMSG_FIRSTHDR(&m);
+  if (!c || c->cmsg_type != SCM_RIGHTS) return -1;
+  int fd;
+  std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  return fd;
+}
 
 }  // namespace gcp::testing

@@ -51,11 +51,15 @@ TEST_CASE("the echo translib loads and describes itself") {
   CHECK(info["path"] == "/nowhere");
 }
 
-TEST_CASE("the echo translib's checkpoint answers with its request") {
+TEST_CASE("the echo translib's checkpoint answers with its request and its needs as the options it used") {
   FakeTranslibPath path;
   auto lib = Translib::load("echo");
-  json request = {{"pid", 42}, {"imagesDir", "/tmp/x"}, {"leaveRunning", true}};
-  CHECK(lib.checkpoint(request) == request);
+  json request = {{"pid", 42}, {"imagesDir", "/tmp/x"}, {"leaveRunning", true}, {"needs", {"leader-outside"}}};
+  json answer = lib.checkpoint(request);
+  CHECK(answer["options"] == json::array({"leader-outside"}));
+  answer.erase("options");
+  CHECK(answer == request);
+  CHECK(lib.checkpoint(json::object()) == json{{"options", json::array()}});
   CHECK(lib.restart(json::object())["pid"] == 1);
 }
 

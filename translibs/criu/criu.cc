@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
-// The CRIU translib: maps gcp's translib ABI onto the criu binary (>= 4.2).
-#include "gcp/error.h"
-#include "gcp/fs.h"
-#include "gcp/proc.h"
-#include "gcp/process.h"
+// The CRIU translib: maps gcp's translib ABI onto the criu binary (>= 4.2). Of gcp it
+// includes translib.h only, and links nothing: run.h holds what it needs of processes
+// and files.
 #include "gcp/translib.h"
 #include "images.h"
+#include "relay.h"
+#include "run.h"
 
 #include <nlohmann/json.hpp>
 
@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -29,6 +30,7 @@ namespace {
 
 using json = nlohmann::ordered_json;
 namespace stdfs = std::filesystem;
+using gcp::criu::Outcome;
 
 constexpr const char* kTranslibVersion = "0.1.0";
 constexpr int kMinMajor = 4;
@@ -64,29 +66,34 @@ std::string find_gate() {
   return find_helper("criu-gate");
 }
 
-// Runs criu under criu-reaper (translibs/criu/reaper.c), in a process group of its own,
-// so that nothing criu starts outlives it. CRIU's kernel probes fork children and stop
-// them under ptrace. When the tool dies and takes criu with it (PR_SET_PDEATHSIG), such
-// a child can stay stopped for ever: killing gcp-checkpoint during CRIU's start-up left
-// one in 7 of 30 tries here, and with only a process group of its own (the kernel's
-// SIGHUP to orphaned groups) in 4 of 30. The reaper, a child subreaper, kills and reaps
-// whatever is left: 0 of 30. A timeout kills the whole group. What a successful
-// `criu restore` leaves is the restored unit: the reaper keeps it.
-gcp::process::Result run_criu(std::vector<std::string> argv, std::chrono::seconds timeout,
-                              std::vector<std::string> join_cgroups = {}, std::string netns = {},
-                              std::vector<std::string> env = {}) {
+// Where a program of the translib runs: the cgroups it joins (cgroup.procs files) and
+// the network namespace it enters (none: the tool's).
+struct Placement {
+  std::vector<std::string> join_cgroups;
+  std::string netns;
+};
+
+// Runs criu (and the iptables tools) under criu-reaper (translibs/criu/reaper.c), in a
+// process group of its own, so that nothing criu starts outlives it. CRIU's kernel
+// probes fork children and stop them under ptrace. When the tool dies and takes criu
+// with it (PR_SET_PDEATHSIG), such a child can stay stopped for ever: killing
+// gcp-checkpoint during CRIU's start-up left one in 7 of 30 tries here, and with only a
+// process group of its own (the kernel's SIGHUP to orphaned groups) in 4 of 30. The
+// reaper, a child subreaper, kills and reaps whatever is left: 0 of 30. A timeout kills
+// the whole group. What a successful `criu restore` leaves is the restored unit: the
+// reaper keeps it. The reaper also puts the program into the unit's cgroup and network
+// namespace, so that this translib's own spawner needs neither.
+Outcome run_reaped(std::vector<std::string> argv, std::chrono::seconds timeout, const Placement& where = {},
+                   std::vector<std::string> env = {}, std::optional<std::string> input = std::nullopt) {
   static const std::string reaper = find_helper("criu-reaper");
   if (reaper.empty()) failed("no criu-reaper next to the criu translib (<prefix>/libexec/gcp): reinstall gcp");
-  if (argv.size() > 1 && argv[1] == "restore") argv.insert(argv.begin(), "--keep-on-success");
-  argv.insert(argv.begin(), reaper);
-  gcp::process::Spec spec;
-  spec.argv = std::move(argv);
-  spec.timeout = timeout;
-  spec.own_process_group = true;
-  spec.join_cgroups = std::move(join_cgroups);
-  if (!netns.empty()) spec.netns = std::move(netns);
-  spec.env = std::move(env);
-  return gcp::process::run(spec);
+  std::vector<std::string> command = {reaper};
+  if (argv.size() > 1 && argv[1] == "restore") command.push_back("--keep-on-success");
+  for (const auto& procs : where.join_cgroups) command.insert(command.end(), {"--join-cgroup", procs});
+  if (!where.netns.empty()) command.insert(command.end(), {"--netns", where.netns});
+  command.push_back("--");
+  command.insert(command.end(), argv.begin(), argv.end());
+  return gcp::criu::run({std::move(command), std::move(env), std::move(input), timeout});
 }
 
 // The unit's own network namespace, when it has one: criu runs inside it, so that the
@@ -101,19 +108,19 @@ std::string netns_of(const json& req) {
 
 std::string find_criu() {
   if (const char* env = std::getenv("GCP_CRIU"); env && *env) {
-    if (auto path = gcp::process::find_in_path(env)) return *path;
+    if (auto path = gcp::criu::find_in_path(env)) return *path;
     unsupported(std::string("GCP_CRIU='") + env + "' is not an executable\nhint: " + kInstallHint);
   }
-  if (auto path = gcp::process::find_in_path("criu")) return *path;
+  if (auto path = gcp::criu::find_in_path("criu")) return *path;
   for (const char* dir : {"/usr/local/sbin/criu", "/usr/local/bin/criu", "/usr/sbin/criu", "/sbin/criu"}) {
-    if (auto path = gcp::process::find_in_path(dir)) return *path;
+    if (auto path = gcp::criu::find_in_path(dir)) return *path;
   }
   unsupported(std::string("no criu found in GCP_CRIU, PATH, /usr/local/sbin, /usr/local/bin, /usr/sbin or /sbin\nhint: ") + kInstallHint);
 }
 
 // "Version: 4.2.1" -> "4.2.1"
 std::string ask_criu_version(const std::string& criu) {
-  auto r = run_criu({criu, "--version"}, std::chrono::seconds(10));
+  auto r = run_reaped({criu, "--version"}, std::chrono::seconds(10));
   auto pos = r.out.find("Version:");
   std::string version;
   if (pos != std::string::npos) {
@@ -146,10 +153,10 @@ std::vector<std::string> error_lines(const std::string& log) {
 }
 
 // The first real error in a CRIU log: the earliest is the cause, later ones are fallout.
-std::string first_error(const stdfs::path& log_file, const gcp::process::Result& r) {
+std::string first_error(const stdfs::path& log_file, const Outcome& r) {
   std::string log;
   try {
-    log = gcp::fs::try_read_file(log_file).value_or("");
+    log = gcp::criu::read_file(log_file).value_or("");
   } catch (const std::exception&) {
   }
   auto lines = error_lines(log.empty() ? r.err : log);
@@ -174,7 +181,12 @@ uint64_t read_varint(const unsigned char*& p, const unsigned char* end) {
 // stats_entry whose field 1 is dump_stats_entry (images/stats.proto in CRIU).
 json read_dump_stats(const stdfs::path& file) {
   json stats = json::object();
-  auto data = gcp::fs::try_read_file(file);
+  std::optional<std::string> data;
+  try {
+    data = gcp::criu::read_file(file);
+  } catch (const std::exception&) {
+    return stats;  // statistics only: a dump without them is still a dump
+  }
   if (!data || data->size() < 12) return stats;
   const auto* p = reinterpret_cast<const unsigned char*>(data->data()) + 12;
   const auto* end = reinterpret_cast<const unsigned char*>(data->data()) + data->size();
@@ -218,7 +230,7 @@ constexpr const char* kCheckedFile = "/run/gcp/criu-checked.json";
 
 std::string binary_key(const std::string& criu) {
   struct stat st;
-  auto boot = gcp::fs::try_read_file("/proc/sys/kernel/random/boot_id");
+  auto boot = gcp::criu::read_file("/proc/sys/kernel/random/boot_id");
   if (::stat(criu.c_str(), &st) != 0 || !boot) return "";
   while (!boot->empty() && std::isspace(static_cast<unsigned char>(boot->back()))) boot->pop_back();
   return *boot + " " + criu + " " + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + " " +
@@ -228,7 +240,12 @@ std::string binary_key(const std::string& criu) {
 
 // [{"binary": key, "version": "4.2.1"}, ...]; anything else in the file is forgotten.
 std::vector<std::pair<std::string, std::string>> checked() {
-  auto text = gcp::fs::try_read_file(kCheckedFile);
+  std::optional<std::string> text;
+  try {
+    text = gcp::criu::read_file(kCheckedFile);
+  } catch (const std::exception&) {
+    return {};
+  }
   if (!text) return {};
   json doc = json::parse(*text, nullptr, false);
   if (!doc.is_array()) return {};
@@ -249,9 +266,9 @@ void remember_checked(const std::string& key, const std::string& version) {
   json doc = json::array();
   for (const auto& [k, v] : entries) doc.push_back({{"binary", k}, {"version", v}});
   try {
-    gcp::fs::make_dirs(stdfs::path(kCheckedFile).parent_path(), 0755);
-    gcp::fs::write_file_atomic(kCheckedFile, doc.dump() + "\n", 0644);
-  } catch (const gcp::Error&) {
+    gcp::criu::make_dirs(stdfs::path(kCheckedFile).parent_path(), 0755);
+    gcp::criu::write_file_atomic(kCheckedFile, doc.dump() + "\n", 0644);
+  } catch (const std::exception&) {
     // Not remembering costs the next probe 0.1-0.2 s, nothing else.
   }
 }
@@ -268,7 +285,7 @@ json probe(const json&) {
     versions.emplace(criu, version);
   } else {
     version = criu_version(criu);
-    auto r = run_criu({criu, "check"}, std::chrono::seconds(60));
+    auto r = run_reaped({criu, "check"}, std::chrono::seconds(60));
     if (!r.ok()) {
       auto lines = error_lines(r.err + r.out);
       unsupported("'" + criu + " check' failed: " + (lines.empty() ? r.describe() : lines.front()) +
@@ -276,11 +293,8 @@ json probe(const json&) {
     }
     remember_checked(key, version);
   }
-  // "streams": restart can read the images through CRIU's image-streamer socket
-  // (`criu restore --stream`) instead of from files.
-  // "gate": a checkpoint request may carry a gate (see checkpoint()).
-  return {{"checkpointer", "criu"}, {"version", version}, {"path", criu}, {"streams", true},
-          {"gate", !find_gate().empty()}};
+  // What this translib can do beyond that is in its descriptor's bits (descriptor()).
+  return {{"checkpointer", "criu"}, {"version", version}, {"path", criu}};
 }
 
 // Options that make a whole PID + mount namespace dump and restore here
@@ -379,14 +393,9 @@ std::string rule_spec(const LockRule& r) {
 const char* restore_tool(const std::string& family) { return family == "ipv6" ? "ip6tables-restore" : "iptables-restore"; }
 
 // Runs an iptables tool in the unit's network namespace (none: this one).
-gcp::process::Result run_iptables(std::vector<std::string> argv, const std::string& netns,
-                                  std::optional<std::string> input = std::nullopt) {
-  gcp::process::Spec spec;
-  spec.argv = std::move(argv);
-  spec.input = std::move(input);
-  spec.timeout = std::chrono::seconds(60);
-  if (!netns.empty()) spec.netns = netns;
-  return gcp::process::run(spec);
+Outcome run_iptables(std::vector<std::string> argv, const std::string& netns,
+                     std::optional<std::string> input = std::nullopt) {
+  return run_reaped(std::move(argv), std::chrono::seconds(60), {{}, netns}, {}, std::move(input));
 }
 
 void iptables_restore(const std::string& family, const std::string& commands, const std::string& netns) {
@@ -481,13 +490,81 @@ std::chrono::seconds timeout_of(const json& req) {
   return std::chrono::seconds(req.value("timeoutSec", 600));
 }
 
+// CRIU's option for each need of gcp's dependency check (gcp-deps(1), gcp-criu(7)).
+const std::map<std::string, std::string> kNeedOptions = {
+    {"leader-outside", "--shell-job"},           // restored into the restorer's session
+    {"tcp-established", "--tcp-established"},    // dumped in repair mode, locked with iptables
+    {"unix-datagram-outside", "--ext-unix-sk"},  // its peer is not dumped; connected again by name
+};
+
+// A request's array of strings `field` (absent: empty).
+std::vector<std::string> strings_of(const json& req, const char* field) {
+  std::vector<std::string> out;
+  if (!req.contains(field)) return out;
+  const json& list = req.at(field);
+  if (!list.is_array()) failed(std::string("bad request: ") + field + " is not an array");
+  for (const auto& e : list) {
+    if (!e.is_string()) failed(std::string("bad request: ") + field + " holds " + e.dump() + ", not a string");
+    out.push_back(e.get<std::string>());
+  }
+  return out;
+}
+
+// Whether a need maps to `option`.
+bool needed_option(const std::string& option) {
+  return std::any_of(kNeedOptions.begin(), kNeedOptions.end(), [&](const auto& e) { return e.second == option; });
+}
+
+// "--shell-job, --tcp-established, --ext-unix-sk" (or the needs, with `needs`).
+std::string known(bool needs) {
+  std::string list;
+  for (const auto& [need, option] : kNeedOptions) list += (list.empty() ? "" : ", ") + (needs ? need : option);
+  return list;
+}
+
+// What criu dumps with: an option for each need (sorted, once each). A checkpoint
+// request's "options" comes from a host of ABI 1.0, which said them in CRIU's words.
+std::set<std::string> dump_options(const json& req) {
+  std::set<std::string> options;
+  for (const auto& need : strings_of(req, "needs")) {
+    auto it = kNeedOptions.find(need);
+    if (it == kNeedOptions.end()) {
+      unsupported("the unit needs '" + need + "', which this translib cannot meet (it meets " + known(true) + ")");
+    }
+    options.insert(it->second);
+  }
+  for (const auto& option : strings_of(req, "options")) {
+    if (!needed_option(option)) {
+      failed("bad request: option '" + option + "' (this translib dumps with " + known(false) + " only)");
+    }
+    options.insert(option);
+  }
+  return options;
+}
+
+// What criu restores with: the options the dump returned, which gcp passes back from
+// the Checkpoint manifest. Anyone who can write the store may have written that, and
+// criu runs as root: only options a need maps to get through.
+std::vector<std::string> restore_options(const json& req) {
+  auto options = strings_of(req, "options");
+  for (const auto& option : options) {
+    if (!needed_option(option)) {
+      failed("bad request: option '" + option + "' (this translib restores with " + known(false) +
+             " only)\nhint: the checkpoint's units[].checkpointerOptions hold it: a checkpoint this translib "
+             "wrote does not");
+    }
+  }
+  return options;
+}
+
 json checkpoint(const json& req) {
+  auto options = dump_options(req);
   std::string criu = find_criu();
   std::string version = criu_version(criu);
   int pid = req.at("pid").get<int>();
   stdfs::path dir = req.at("imagesDir").get<std::string>();
   std::string grouping = req.value("grouping", "pidns");
-  gcp::fs::make_dirs(dir, 0700);
+  gcp::criu::make_dirs(dir, 0700);
   std::vector<std::string> argv = {criu, "dump", "-t", std::to_string(pid), "-D", dir.string(),
                                    "-o", "dump.log", log_level(3)};
   // No --link-remap: with --leave-running CRIU removes its remap links once the dump
@@ -502,7 +579,7 @@ json checkpoint(const json& req) {
     argv.insert(argv.end(), {"--freeze-cgroup", cg});
   }
   if (req.value("leaveRunning", true)) argv.push_back("--leave-running");
-  for (const auto& opt : req.value("options", std::vector<std::string>{})) argv.push_back(opt);
+  argv.insert(argv.end(), options.begin(), options.end());
   // A gate: CRIU starts up (probing the kernel: 0.1 s here) while the unit runs, says
   // "ready" at its pre-dump action and waits there until gcp, having frozen the unit,
   // says "go".
@@ -515,23 +592,21 @@ json checkpoint(const json& req) {
     env = {"GCP_GATE_READY=" + gate.at("ready").get<std::string>(), "GCP_GATE_GO=" + gate.at("go").get<std::string>(),
            "GCP_GATE_WAIT_SEC=" + std::to_string(timeout_of(req).count())};
   }
-  auto r = run_criu(argv, timeout_of(req), {}, netns_of(req), env);
+  auto r = run_reaped(argv, timeout_of(req), {{}, netns_of(req)}, env);
   auto log = dir / "dump.log";
   if (!r.ok()) {
     failed("criu dump of pid " + std::to_string(pid) + " failed: " + first_error(log, r) +
            " (log: " + log.string() + ")");
   }
   json connections = json::array();
-  const auto& options = req.value("options", std::vector<std::string>{});
-  if (std::find(options.begin(), options.end(), "--tcp-established") != options.end()) {
-    auto files = gcp::fs::try_read_file(dir / "files.img");
-    if (files) {
-      try {
+  if (options.count("--tcp-established")) {
+    try {
+      if (auto files = gcp::criu::read_file(dir / "files.img")) {
         connections = connections_json(gcp::criu::tcp_connections(
             {reinterpret_cast<const uint8_t*>(files->data()), files->size()}));
-      } catch (const std::exception& e) {
-        failed("reading the TCP connections of the dump in '" + (dir / "files.img").string() + "': " + e.what());
       }
+    } catch (const std::exception& e) {
+      failed("reading the TCP connections of the dump in '" + (dir / "files.img").string() + "': " + e.what());
     }
   }
   // CRIU writes memory as whole pages into pages-<id>.img: the store cuts these
@@ -546,20 +621,63 @@ json checkpoint(const json& req) {
           {"log", log.string()},
           {"pageAligned", aligned},
           {"stats", read_dump_stats(dir / "stats-dump")},
-          {"tcpConnections", connections}};
+          {"tcpConnections", connections},
+          {"options", options}};
 }
 
+// A directory of its own for one `criu restore --stream`: CRIU finds its streamer at
+// DIR/streamer-serve.sock, where DIR is its -D, and a unix socket path has 108 bytes at
+// most. imagesDir (deep in gcp's scratch) may be longer; this one never is.
+class StreamDir {
+ public:
+  StreamDir() {
+    char name[] = "/tmp/gcp-criu-stream-XXXXXX";
+    if (!::mkdtemp(name)) {
+      failed(std::string("creating a directory for criu's image streamer in /tmp: ") + std::strerror(errno));
+    }
+    path_ = name;
+  }
+  ~StreamDir() {
+    std::error_code ec;
+    stdfs::remove_all(path_, ec);
+  }
+  StreamDir(const StreamDir&) = delete;
+  StreamDir& operator=(const StreamDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 json restart(const json& req) {
+  auto options = restore_options(req);
+  std::string source = req.value("imageSource", std::string());
+  if (req.contains("imageSource") && (source.empty() || source[0] != '/')) {
+    failed("bad request: imageSource '" + source + "' is not an absolute path");
+  }
   std::string criu = find_criu();
   std::string version = criu_version(criu);
   stdfs::path dir = req.at("imagesDir").get<std::string>();
   stdfs::path work = req.at("workDir").get<std::string>();
   std::string grouping = req.value("grouping", "pidns");
-  gcp::fs::make_dirs(work, 0700);
+  gcp::criu::make_dirs(work, 0700);
   auto pidfile = work / "restored.pid";
   std::error_code ec;
   stdfs::remove(pidfile, ec);
-  std::vector<std::string> argv = {criu, "restore", "-D", dir.string(), "-W", work.string(),
+  // The images come from gcp's image source: CRIU reads them as a stream (--stream) from
+  // the relay, which hands each of CRIU's pipes on to gcp.
+  std::optional<StreamDir> stream_dir;
+  std::optional<gcp::criu::StreamRelay> relay;
+  if (!source.empty()) {
+    stream_dir.emplace();
+    try {
+      relay.emplace(stream_dir->path(), source);
+    } catch (const std::exception& e) {
+      failed(std::string("restoring from gcp's image source: ") + e.what());
+    }
+  }
+  std::vector<std::string> argv = {criu, "restore", "-D", relay ? stream_dir->path() : dir.string(),
+                                   "-W", work.string(),
                                    "-o", "restore.log", log_level(4), "--restore-detached",
                                    "--pidfile", pidfile.string(),
                                    // The restored unit belongs to the cgroup criu runs in
@@ -570,36 +688,46 @@ json restart(const json& req) {
     argv.insert(argv.end(), kNamespaceOptions.begin(), kNamespaceOptions.end());
     argv.insert(argv.end(), {"--root", "/"});
   }
-  // The images come from gcp's image server listening in imagesDir.
-  if (req.value("stream", false)) argv.push_back("--stream");
-  for (const auto& opt : req.value("options", std::vector<std::string>{})) argv.push_back(opt);
+  if (relay) argv.push_back("--stream");
+  argv.insert(argv.end(), options.begin(), options.end());
   auto connections = connections_of(req);
   std::string netns = netns_of(req);
   lock_connections(connections, netns);
-  auto r = run_criu(argv, timeout_of(req), req.value("joinCgroups", std::vector<std::string>{}), netns);
+  auto r = run_reaped(argv, timeout_of(req), {strings_of(req, "joinCgroups"), netns});
+  // CRIU has exited: it reads no more images.
+  std::string relay_failure = relay ? relay->finish() : std::string();
   std::string unlocked = connections.empty() ? std::string() : unlock_connections(connections, netns);
   auto log = work / "restore.log";
+  std::string from = relay ? "gcp's image source" : "'" + dir.string() + "'";
   if (!r.ok()) {
     std::string why = first_error(log, r);
+    if (!relay_failure.empty()) why += " (relaying its images: " + relay_failure + ")";
     std::string hint;
     if (grouping != "pidns" && why.find("File exists") != std::string::npos) {
       hint = "\nhint: a plain process tree comes back only with its own PIDs and one is taken; "
              "stop what holds it, or start the job with gcp-isolate so it gets its own PID namespace";
     }
     if (!unlocked.empty()) hint += "\nhint: " + unlocked;
-    failed("criu restore from '" + dir.string() + "' failed: " + why + " (log: " + log.string() + ")" + hint);
+    failed("criu restore from " + from + " failed: " + why + " (log: " + log.string() + ")" + hint);
   }
-  auto text = gcp::fs::try_read_file(pidfile);
+  std::optional<std::string> text;
+  try {
+    text = gcp::criu::read_file(pidfile);
+  } catch (const std::exception&) {
+  }
   if (!text || std::atoi(text->c_str()) <= 0) {
-    failed("criu restore from '" + dir.string() + "' wrote no pid file (log: " + log.string() + ")");
+    failed("criu restore from " + from + " wrote no pid file (log: " + log.string() + ")");
   }
   pid_t root = std::atoi(text->c_str());
   json result = {{"checkpointer", "criu"},
                  {"version", version},
                  {"pid", root},
-                 {"pids", gcp::proc::tree(root)},
+                 {"pids", gcp::criu::process_tree(root)},
                  {"log", log.string()}};
-  if (!unlocked.empty()) result["warnings"] = json::array({unlocked});
+  json warnings = json::array();
+  if (!unlocked.empty()) warnings.push_back(unlocked);
+  if (!relay_failure.empty()) warnings.push_back("relaying the images to criu: " + relay_failure);
+  if (!warnings.empty()) result["warnings"] = warnings;
   return result;
 }
 
@@ -620,8 +748,6 @@ gcp_translib_status call(json (*fn)(const json&), const char* request, char** re
   } catch (const Failure& f) {
     *error = dup_string(f.message);
     return f.status;
-  } catch (const gcp::Error& e) {
-    *error = dup_string(std::string(e.what()) + (e.hint().empty() ? "" : "\nhint: " + e.hint()));
   } catch (const json::exception& e) {
     *error = dup_string(std::string("bad request: ") + e.what());
   } catch (const std::exception& e) {
@@ -637,23 +763,29 @@ gcp_translib_status do_checkpoint(const char* req, char** res, char** err) { ret
 gcp_translib_status do_restart(const char* req, char** res, char** err) { return call(restart, req, res, err); }
 void free_string(char* s) { std::free(s); }
 
-const gcp_translib_descriptor kDescriptor = {
-    GCP_TRANSLIB_ABI_MAJOR,
-    GCP_TRANSLIB_ABI_MINOR,
-    sizeof(gcp_translib_descriptor),
-    "checkpointer/criu",
-    "criu",
-    kTranslibVersion,
-    GCP_CAP_PROCESS_TREE | GCP_CAP_PID_NAMESPACE | GCP_CAP_LEAVE_RUNNING,
-    do_probe,
-    do_checkpoint,
-    do_restart,
-    free_string,
-};
+// What this translib can do. A gate needs criu-gate: without it (not installed, or
+// GCP_CRIU_GATE naming no executable) gcp freezes a unit before CRIU starts.
+const gcp_translib_descriptor* descriptor() {
+  static const gcp_translib_descriptor d = {
+      GCP_TRANSLIB_ABI_MAJOR,
+      GCP_TRANSLIB_ABI_MINOR,
+      sizeof(gcp_translib_descriptor),
+      "checkpointer/criu",
+      "criu",
+      kTranslibVersion,
+      GCP_CAP_PROCESS_TREE | GCP_CAP_PID_NAMESPACE | GCP_CAP_TCP | GCP_CAP_LEAVE_RUNNING |
+          GCP_CAP_IMAGE_SOURCE | (find_gate().empty() ? 0u : static_cast<unsigned>(GCP_CAP_DUMP_GATE)),
+      do_probe,
+      do_checkpoint,
+      do_restart,
+      free_string,
+  };
+  return &d;
+}
 
 }  // namespace
 
 extern "C" __attribute__((visibility("default"))) const gcp_translib_descriptor* gcp_translib_open(
     const gcp_translib_host*) {
-  return &kDescriptor;
+  return descriptor();
 }

@@ -2,7 +2,7 @@
 /*
  * criu-reaper: runs one checkpointer command so that nothing it starts outlives it.
  *
- *   criu-reaper [--keep-on-success] PROGRAM [ARG...]
+ *   criu-reaper [--keep-on-success] [--join-cgroup FILE]... [--netns PATH] PROGRAM [ARG...]
  *
  * CRIU forks helpers of its own: while it probes the kernel at start-up (every run
  * where /run is not a tmpfs and it cannot keep its cache) some of them stop
@@ -17,8 +17,16 @@
  * what `criu restore --restore-detached` leaves is the restored unit. When the tool
  * above it dies (SIGTERM through PR_SET_PDEATHSIG), or on SIGTERM, SIGINT or SIGHUP,
  * it kills PROGRAM and everything under it, reaps them, and dies of that signal.
+ *
+ * PROGRAM starts in each cgroup whose cgroup.procs FILE is given (a restore's unit
+ * belongs to the cgroup criu runs in) and in the network namespace PATH (the unit's
+ * own: gcp-translib(7), "netns"), while this helper stays in the translib's. Both are
+ * opened before PROGRAM is started: a missing one fails with status 126 and a message.
  */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -65,11 +73,60 @@ static void end_as(int status) {
   die_of(WIFSIGNALED(status) ? WTERMSIG(status) : SIGKILL);
 }
 
+enum { kMaxCgroups = 16 };
+
+/* Writes this process's pid into an open cgroup.procs: it moves there. */
+static bool join_cgroup(int fd) {
+  char pid[24];
+  int len = snprintf(pid, sizeof pid, "%d", (int)getpid());
+  return write(fd, pid, (size_t)len) == len;
+}
+
 int main(int argc, char** argv) {
-  bool keep_on_success = argc > 1 && strcmp(argv[1], "--keep-on-success") == 0;
-  char** command = argv + 1 + keep_on_success;
+  static const char usage[] =
+      "usage: criu-reaper [--keep-on-success] [--join-cgroup FILE]... [--netns PATH] PROGRAM [ARG...]\n";
+  bool keep_on_success = false;
+  int cgroups[kMaxCgroups];
+  const char* cgroup_names[kMaxCgroups];
+  int ncgroups = 0, netns = -1;
+  const char* netns_name = NULL;
+  char** command = argv + (argc > 0);
+  for (; *command && strncmp(*command, "--", 2) == 0; ++command) {
+    if (strcmp(*command, "--") == 0) {
+      ++command;
+      break;
+    }
+    if (strcmp(*command, "--keep-on-success") == 0) {
+      keep_on_success = true;
+      continue;
+    }
+    bool cgroup = strcmp(*command, "--join-cgroup") == 0;
+    if ((!cgroup && strcmp(*command, "--netns") != 0) || !command[1]) {
+      fputs(usage, stderr);
+      return 2;
+    }
+    const char* file = *++command;
+    if (cgroup && ncgroups == kMaxCgroups) {
+      fprintf(stderr, "criu-reaper: error: more than %d --join-cgroup\n", kMaxCgroups);
+      return 2;
+    }
+    int fd = open(file, (cgroup ? O_WRONLY : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0) {
+      fprintf(stderr, "criu-reaper: error: opening %s '%s': %s\n", cgroup ? "cgroup" : "network namespace", file,
+              strerror(errno));
+      return 126;
+    }
+    if (cgroup) {
+      cgroup_names[ncgroups] = file;
+      cgroups[ncgroups++] = fd;
+    } else {
+      if (netns >= 0) close(netns);
+      netns = fd;
+      netns_name = file;
+    }
+  }
   if (!*command) {
-    fprintf(stderr, "usage: criu-reaper [--keep-on-success] PROGRAM [ARG...]\n");
+    fputs(usage, stderr);
     return 2;
   }
   sigset_t handled, old;
@@ -97,6 +154,16 @@ int main(int argc, char** argv) {
   if (child == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL); /* if this helper is killed outright */
     sigprocmask(SIG_SETMASK, &old, NULL);
+    for (int i = 0; i < ncgroups; ++i) {
+      if (!join_cgroup(cgroups[i])) {
+        fprintf(stderr, "criu-reaper: error: joining cgroup '%s': %s\n", cgroup_names[i], strerror(errno));
+        _exit(126);
+      }
+    }
+    if (netns >= 0 && setns(netns, CLONE_NEWNET) != 0) {
+      fprintf(stderr, "criu-reaper: error: entering network namespace '%s': %s\n", netns_name, strerror(errno));
+      _exit(126);
+    }
     execvp(command[0], command);
     fprintf(stderr, "criu-reaper: cannot run %s: %s\n", command[0], strerror(errno));
     _exit(127);

@@ -15,7 +15,9 @@
 // The dependency graph of a job's units: which processes they hold, and what ties
 // those processes to each other and to the outside (DESIGN.md, Dependencies). Read
 // from /proc and netlink sock_diag; says per tie that crosses a unit's boundary
-// whether a checkpoint stays consistent, needs a checkpointer option, or breaks.
+// whether a checkpoint stays consistent, needs something of the checkpointer, or
+// breaks. What it needs is said in gcp's words (kNeed*); each translib maps them to
+// its checkpointer's own options (gcp-translib(7)).
 namespace gcp::deps {
 
 /// One unit to look at: its name and how to find its processes.
@@ -34,11 +36,21 @@ enum class Scope {
   kExternal,  ///< a process outside every unit, or a remote endpoint
 };
 
+/// An established TCP connection is dumped and restored with its state (CRIU:
+/// --tcp-established).
+inline constexpr const char* kNeedTcpEstablished = "tcp-established";
+/// The unit's process group or session leader is outside it: restored into the
+/// restorer's session (CRIU: --shell-job).
+inline constexpr const char* kNeedLeaderOutside = "leader-outside";
+/// A datagram socket is connected to one outside the unit, which is not dumped
+/// (CRIU: --ext-unix-sk).
+inline constexpr const char* kNeedUnixDatagramOutside = "unix-datagram-outside";
+
 /// What a tie means for a checkpoint of its unit.
 enum class Verdict {
-  kHarmless,     ///< restores as it was
-  kNeedsOption,  ///< restores when the checkpointer gets `option`
-  kBreaks,       ///< the unit would restart broken: `advice` says what to do
+  kHarmless,  ///< restores as it was
+  kNeeds,     ///< restores when the checkpointer meets `need`
+  kBreaks,    ///< the unit would restart broken: `advice` says what to do
 };
 
 /// One end of a tie held by a local process.
@@ -57,7 +69,7 @@ struct Tie {
   std::string remote;   ///< a network peer no local process holds, else empty
   Scope scope = Scope::kProcess;
   Verdict verdict = Verdict::kHarmless;
-  std::string option;   ///< kNeedsOption: the checkpointer option, e.g. "--tcp-established"
+  std::string need;     ///< kNeeds: what the checkpointer must do, one of kNeed*
   std::string advice;   ///< why, and what to do
   /// True when the tie touches more than one unit or the outside.
   bool crossing() const { return scope == Scope::kJob || scope == Scope::kExternal; }
@@ -82,8 +94,8 @@ struct Graph {
   size_t descriptors = 0;  ///< descriptors looked at in the units
   double build_ms = 0;
 
-  /// The options the checkpointer needs for unit i (sorted, no duplicates).
-  std::set<std::string> options(size_t unit) const;
+  /// What the checkpointer must meet for unit i (kNeed*, sorted, no duplicates).
+  std::set<std::string> needs(size_t unit) const;
   /// Ties of unit i that break its checkpoint.
   std::vector<const Tie*> breaking(size_t unit) const;
 };
@@ -116,7 +128,7 @@ std::string verdict_name(Verdict verdict);
 /// The DependencyGraph manifest.
 manifest::json to_json(const Graph& graph);
 /// Graphviz: processes as nodes, units as clusters, ties as labelled edges, crossing
-/// ties in red (breaking) or orange (needing an option).
+/// ties in red (breaking) or orange (needing something of the checkpointer).
 std::string to_dot(const Graph& graph);
 /// A short summary for people: per unit its processes, the crossing ties and verdicts.
 std::string to_text(const Graph& graph);

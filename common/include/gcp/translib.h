@@ -26,10 +26,50 @@
  * "hint: <what to do>". Both strings are allocated by the translib and released
  * with its free_string. The request and result schemas are in gcp-translib(7).
  *
+ * Capabilities: the host decides from the descriptor's GCP_CAP_* bits, not from what
+ * probe says. It sends a checkpoint request a "gate" only to a translib with
+ * GCP_CAP_DUMP_GATE, and a restart request an "imageSource" only to one with
+ * GCP_CAP_IMAGE_SOURCE.
+ *
+ * Dependencies: a checkpoint request's "needs" says in gcp's words what the unit's
+ * ties need of the checkpointer ("tcp-established": an established TCP connection is
+ * dumped and restored; "leader-outside": the unit's process group or session leader
+ * is outside it; "unix-datagram-outside": a datagram socket is connected to one
+ * outside). The translib maps each to its checkpointer's own options, answers
+ * GCP_TRANSLIB_UNSUPPORTED for a need it cannot meet, and returns the options it used
+ * as "options"; gcp records them with the checkpoint and passes them back, verbatim,
+ * as the restart request's "options". Those come from a manifest that anyone who can
+ * write the store may have written: the translib accepts only options it would have
+ * used itself.
+ *
+ * The image source (GCP_CAP_IMAGE_SOURCE): instead of reading a unit's images back
+ * into imagesDir before the restart, gcp serves them from its store while the
+ * checkpointer restores, each chunk verified before its bytes go out. The restart
+ * request then names a unix stream socket where gcp listens, "imageSource". The
+ * translib connects once and asks for its images one after another on that
+ * connection:
+ *
+ *   translib -> gcp   {"image":"pages-1.img"}
+          a path relative to imagesDir
+ *   gcp -> translib   {"exists":true,"size":4096}
+      or {"exists":false}
+
+ *   translib -> gcp   one byte carrying the write end of a pipe (SCM_RIGHTS), only
+ *                     when the image exists; gcp writes the image's size bytes into it
+ *                     and closes it
+ *
+ * Each message is one JSON object on one line of at most GCP_IMAGE_SOURCE_MAX_LINE
+ * bytes, its newline included; anything else ends the connection. gcp closes a pipe
+ * early at a chunk that does not verify: the restore must then fail before the
+ * restored processes run. The translib closes the connection when it is done, and
+ * returns from restart only once its checkpointer has stopped reading.
+ *
  * Versioning: the major number changes when this table or the meaning of a call
  * changes incompatibly; host and translib must agree on it exactly. The minor
- * number grows with compatible additions at the end of the table; struct_size
- * tells the host which of them a translib has.
+ * number grows with compatible additions (capability bits, request and result
+ * fields, entries at the end of the table); struct_size tells the host which
+ * entries a translib has. 1.1 added GCP_CAP_DUMP_GATE, GCP_CAP_IMAGE_SOURCE, "needs"
+ * and "imageSource".
  */
 #ifndef GCP_TRANSLIB_H
 #define GCP_TRANSLIB_H
@@ -41,10 +81,13 @@ extern "C" {
 #endif
 
 #define GCP_TRANSLIB_ABI_MAJOR 1
-#define GCP_TRANSLIB_ABI_MINOR 0
+#define GCP_TRANSLIB_ABI_MINOR 1
 
 /** The name of the one symbol a translib exports. */
 #define GCP_TRANSLIB_OPEN_SYMBOL "gcp_translib_open"
+
+/** The longest line of the image-source protocol, its newline included. */
+#define GCP_IMAGE_SOURCE_MAX_LINE 4096
 
 /** Outcome of a translib call. */
 typedef enum gcp_translib_status {
@@ -61,6 +104,8 @@ enum {
   GCP_CAP_TCP = 1u << 3,            /**< checkpoints established TCP connections */
   GCP_CAP_LIVE_MIGRATION = 1u << 4, /**< lazy / post-copy restore */
   GCP_CAP_LEAVE_RUNNING = 1u << 5,  /**< the unit can keep running after a dump */
+  GCP_CAP_DUMP_GATE = 1u << 6,      /**< checkpoint takes a "gate": starts up before the unit is frozen (1.1) */
+  GCP_CAP_IMAGE_SOURCE = 1u << 7,   /**< restart reads the images from gcp's "imageSource" (1.1) */
 };
 
 /** What the host tells a translib about itself. */

@@ -1,15 +1,17 @@
 // SPDX-License-Identifier: MIT
-#include "gcp/image_server.h"
+#include "gcp/image_source.h"
 
 #include "gcp/chunks.h"
 #include "gcp/fs.h"
 #include "gcp/progress.h"
+#include "gcp/translib.h"
 
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -25,65 +27,78 @@ namespace gcp::store {
 
 namespace {
 
-constexpr uint32_t kMaxRequest = 4096;  // a file name and its protobuf framing
+using manifest::json;
 
-// Waits until `fd` is readable; false when `stop` fired first.
+// Waits until `fd` is readable (or at its end); false when `stop` fired and it is
+// not. What the translib sent before its restart returned is read to its end.
 bool wait_readable(int fd, int stop) {
   pollfd fds[2] = {{fd, POLLIN, 0}, {stop, POLLIN, 0}};
   for (;;) {
     int n = ::poll(fds, 2, -1);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw_errno("waiting for the checkpointer");
-    if (fds[1].revents) return false;
-    return true;
+    if (n < 0) throw_errno("waiting for the translib");
+    return fds[0].revents != 0;
   }
 }
 
-// Reads exactly `len` bytes; false at end of file before the first byte.
-bool read_exact(int fd, int stop, void* buf, size_t len) {
-  auto* p = static_cast<uint8_t*>(buf);
-  for (size_t got = 0; got < len;) {
-    if (!wait_readable(fd, stop)) return false;
-    ssize_t r = ::recv(fd, p + got, len - got, 0);
+// One request line, its newline taken off; nullopt when the translib is done (end of
+// file before a line) or when stopped. Peeks first, so that nothing after the newline
+// (the byte that carries a pipe) is taken.
+std::optional<std::string> read_line(int fd, int stop) {
+  std::string line;
+  char buf[GCP_IMAGE_SOURCE_MAX_LINE];
+  for (;;) {
+    if (!wait_readable(fd, stop)) return std::nullopt;
+    ssize_t r = ::recv(fd, buf, sizeof buf - line.size(), MSG_PEEK);
     if (r < 0 && errno == EINTR) continue;
-    if (r < 0) throw_errno("reading a request of the checkpointer");
+    if (r < 0) throw_errno("reading a request of the translib");
     if (r == 0) {
-      if (got == 0) return false;
-      throw Error(Exit::kFailed, "the checkpointer closed its image-streamer connection in the middle of a request");
+      if (line.empty()) return std::nullopt;
+      throw Error(Exit::kFailed, "the translib closed its image-source connection in the middle of a request");
     }
-    got += static_cast<size_t>(r);
+    const void* nl = std::memchr(buf, '\n', static_cast<size_t>(r));
+    size_t take = nl ? static_cast<size_t>(static_cast<const char*>(nl) - buf) + 1 : static_cast<size_t>(r);
+    ssize_t got;
+    do {
+      got = ::recv(fd, buf, take, 0);
+    } while (got < 0 && errno == EINTR);
+    if (got != static_cast<ssize_t>(take)) throw_errno("reading a request of the translib");
+    line.append(buf, take);
+    if (nl) {
+      line.pop_back();
+      return line;
+    }
+    if (line.size() >= GCP_IMAGE_SOURCE_MAX_LINE) {
+      throw Error(Exit::kFailed, "the translib sent an image-source request longer than " +
+                                     std::to_string(GCP_IMAGE_SOURCE_MAX_LINE) + " bytes");
+    }
   }
-  return true;
 }
 
-// img_streamer_request_entry { required string filename = 1; }
-std::string parse_filename(const std::vector<uint8_t>& msg) {
-  auto bad = [] { return Error(Exit::kFailed, "the checkpointer sent an image-streamer request this gcp cannot read"); };
-  if (msg.empty() || msg[0] != 0x0a) throw bad();
-  uint64_t len = 0;
-  size_t i = 1;
-  for (int shift = 0;; shift += 7) {
-    if (i >= msg.size() || shift > 28) throw bad();
-    uint8_t b = msg[i++];
-    len |= static_cast<uint64_t>(b & 0x7f) << shift;
-    if (!(b & 0x80)) break;
+// {"image": "<path>"}: the path, or an Error that quotes what came instead.
+std::string requested_image(const std::string& line) {
+  json request = json::parse(line, nullptr, false);
+  if (request.is_object() && request.contains("image") && request["image"].is_string() &&
+      !request["image"].get<std::string>().empty()) {
+    return request["image"].get<std::string>();
   }
-  if (len != msg.size() - i) throw bad();
-  return std::string(msg.begin() + static_cast<long>(i), msg.end());
+  throw Error(Exit::kFailed, "the translib sent the image-source request '" + line.substr(0, 200) +
+                                 "', not {\"image\": \"<path>\"}");
 }
 
-void send_reply(int conn, bool exists) {
-  // [u32 length = 2][img_streamer_reply_entry { required bool exists = 1; }]
-  uint8_t reply[6] = {2, 0, 0, 0, 0x08, static_cast<uint8_t>(exists ? 1 : 0)};
-  for (size_t done = 0; done < sizeof reply;) {
-    ssize_t w = ::send(conn, reply + done, sizeof reply - done, MSG_NOSIGNAL);
+void send_answer(int conn, const json& answer) {
+  std::string line = answer.dump() + "\n";
+  for (size_t done = 0; done < line.size();) {
+    ssize_t w = ::send(conn, line.data() + done, line.size() - done, MSG_NOSIGNAL);
     if (w < 0 && errno == EINTR) continue;
-    if (w < 0) throw_errno("answering the checkpointer");
+    if (w < 0) throw_errno("answering the translib");
     done += static_cast<size_t>(w);
   }
 }
 
-// The write end of the checkpointer's pipe: one byte of data with one descriptor.
+// The write end of the checkpointer's pipe: one byte of data with one descriptor, which
+// must be a pipe (the image is written into whatever comes); -1 when stopped or when the
+// translib has gone.
 int receive_fd(int conn, int stop) {
   if (!wait_readable(conn, stop)) return -1;
   char byte;
@@ -98,14 +113,20 @@ int receive_fd(int conn, int stop) {
   do {
     r = ::recvmsg(conn, &msg, MSG_CMSG_CLOEXEC);
   } while (r < 0 && errno == EINTR);
-  if (r < 0) throw_errno("receiving a pipe from the checkpointer");
+  if (r < 0) throw_errno("receiving a pipe from the translib");
+  if (r == 0) return -1;  // it has gone: its checkpointer no longer reads
   cmsghdr* c = CMSG_FIRSTHDR(&msg);
   if (r != 1 || !c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
-      c->cmsg_len != CMSG_LEN(sizeof(int))) {
-    throw Error(Exit::kFailed, "the checkpointer did not pass a pipe for the image it asked for");
+      c->cmsg_len != CMSG_LEN(sizeof(int)) || (msg.msg_flags & MSG_CTRUNC)) {
+    throw Error(Exit::kFailed, "the translib did not pass a pipe for the image it asked for");
   }
   int fd;
   std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) {
+    ::close(fd);
+    throw Error(Exit::kFailed, "the translib passed a descriptor that is not a pipe for the image it asked for");
+  }
   return fd;
 }
 
@@ -135,7 +156,7 @@ bool write_pipe(int fd, std::span<const uint8_t> data) {
 
 // One page image read and verified ahead, piece by piece, into a few reused buffers
 // (fresh memory is dear here: a first touch of a page costs ~10 us).
-class ImageServer::ReadAhead {
+class ImageSource::ReadAhead {
  public:
   static constexpr size_t kBuffers = 8;  // 1 MiB pieces
 
@@ -228,11 +249,11 @@ class ImageServer::ReadAhead {
   std::thread thread_;
 };
 
-bool ImageServer::fits(const std::filesystem::path& dir) {
+bool ImageSource::fits(const std::filesystem::path& dir) {
   return (dir / kSocketName).string().size() < sizeof(sockaddr_un::sun_path);
 }
 
-ImageServer::ImageServer(Store& store, const manifest::Checkpoint& checkpoint, const std::string& unit,
+ImageSource::ImageSource(Store& store, const manifest::Checkpoint& checkpoint, const std::string& unit,
                          const std::filesystem::path& dir)
     : store_(store), checkpoint_(checkpoint), dir_(dir) {
   unit_ = checkpoint.find_unit(unit);
@@ -241,7 +262,7 @@ ImageServer::ImageServer(Store& store, const manifest::Checkpoint& checkpoint, c
   fs::make_dirs(dir, 0700);
   auto path = dir / kSocketName;
   listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (listen_fd_ < 0) throw_errno("creating the image-streamer socket");
+  if (listen_fd_ < 0) throw_errno("creating the image-source socket");
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
@@ -267,7 +288,7 @@ ImageServer::ImageServer(Store& store, const manifest::Checkpoint& checkpoint, c
   }
 }
 
-void ImageServer::start() {
+void ImageSource::start() {
   uint64_t total = 0;
   for (const auto& image : unit_->images) total += image.size;
   progress_ = std::make_unique<log::Progress>("reading unit '" + unit_->name + "' of " + checkpoint_.name(), total);
@@ -289,20 +310,20 @@ void ImageServer::start() {
   server_ = std::thread([this] { serve(); });
 }
 
-ImageServer::~ImageServer() {
+ImageSource::~ImageSource() {
   try {
     finish();
   } catch (...) {
   }
 }
 
-void ImageServer::serve() {
+void ImageSource::serve() {
   int conn = -1;
   try {
-    // One checkpointer, one connection: it asks for its images one after the other.
+    // One translib, one connection: it asks for its images one after the other.
     if (wait_readable(listen_fd_, stop_fd_)) {
       conn = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (conn < 0) throw_errno("accepting the checkpointer's connection");
+      if (conn < 0) throw_errno("accepting the translib's connection");
       while (handle_request(conn)) {
       }
     }
@@ -316,25 +337,18 @@ void ImageServer::serve() {
   if (conn >= 0) ::close(conn);
 }
 
-bool ImageServer::handle_request(int conn) {
-  uint32_t len;
-  if (!read_exact(conn, stop_fd_, &len, sizeof len)) return false;  // the checkpointer is done
-  if (len == 0 || len > kMaxRequest) {
-    throw Error(Exit::kFailed, "the checkpointer sent an image-streamer request of " + std::to_string(len) + " bytes");
-  }
-  std::vector<uint8_t> msg(len);
-  if (!read_exact(conn, stop_fd_, msg.data(), len)) {
-    throw Error(Exit::kFailed, "the checkpointer closed its image-streamer connection in the middle of a request");
-  }
-  std::string name = parse_filename(msg);
+bool ImageSource::handle_request(int conn) {
+  auto line = read_line(conn, stop_fd_);
+  if (!line) return false;  // the translib is done
+  std::string name = requested_image(*line);
   const manifest::ImageFile* image = nullptr;
   size_t index = 0;
   for (size_t i = 0; i < unit_->images.size(); ++i) {
     if (unit_->images[i].path == name) image = &unit_->images[index = i];
   }
-  send_reply(conn, image != nullptr);
+  send_answer(conn, image ? json{{"exists", true}, {"size", image->size}} : json{{"exists", false}});
   if (!image) {
-    spdlog::trace("image server: '{}' is not in the checkpoint", name);
+    spdlog::trace("image source: '{}' is not in the checkpoint", name);
     return true;
   }
   int pipe_fd = receive_fd(conn, stop_fd_);
@@ -368,13 +382,13 @@ bool ImageServer::handle_request(int conn) {
   return true;
 }
 
-void ImageServer::note(std::optional<Corrupt> bad) {
+void ImageSource::note(std::optional<Corrupt> bad) {
   if (!bad) return;
   std::lock_guard lock(m_);
   if (!problem_) problem_ = std::move(bad);
 }
 
-void ImageServer::stream(const manifest::ImageFile* image, int pipe_fd) {
+void ImageSource::stream(const manifest::ImageFile* image, int pipe_fd) {
   block_sigpipe();
   try {
     note(store_.stream_image(
@@ -390,15 +404,15 @@ void ImageServer::stream(const manifest::ImageFile* image, int pipe_fd) {
   ::close(pipe_fd);
 }
 
-std::optional<Corrupt> ImageServer::finish() {
+std::optional<Corrupt> ImageSource::finish() {
   if (finished_) return problem_;
   finished_ = true;
   uint64_t one = 1;
   if (::write(stop_fd_, &one, sizeof one) < 0) {
-    spdlog::warn("stopping the image server: {}", std::strerror(errno));
+    spdlog::warn("stopping the image source: {}", std::strerror(errno));
   }
   if (server_.joinable()) server_.join();
-  // The serving thread is gone: streams_ no longer grows. The checkpointer has exited,
+  // The serving thread is gone: streams_ no longer grows. The restart has returned,
   // so a stream still running ends at its next write; images nobody asked for stop
   // being read ahead.
   for (auto& ahead : read_aheads_) {
@@ -414,7 +428,7 @@ std::optional<Corrupt> ImageServer::finish() {
   return problem_;
 }
 
-std::vector<std::string> ImageServer::served() {
+std::vector<std::string> ImageSource::served() {
   std::lock_guard lock(m_);
   return served_;
 }

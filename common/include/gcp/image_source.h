@@ -19,37 +19,41 @@ class Progress;
 namespace gcp::store {
 
 /// Serves the images of one unit of a committed checkpoint straight from the store to
-/// a checkpointer that reads them through CRIU's image-streamer protocol (`criu restore
-/// --stream`), so that restoring starts at once instead of after every image has been
-/// written to scratch. The checkpointer connects to DIR/streamer-serve.sock and, per
-/// image, sends its name ([u32 length][protobuf: 1 = filename]), gets whether it exists
-/// ([u32 length][protobuf: 1 = exists]) and, when it does, passes the write end of a
-/// pipe (SCM_RIGHTS, one byte of data) into which the image is written. Every chunk is verified before
-/// any of its bytes goes into a pipe: a missing or damaged chunk ends that image early,
-/// the checkpointer's restore fails before the restored tasks run, and finish() returns
-/// the Corrupt error naming checkpoint, unit, file and chunk. The largest page images
-/// are read ahead from the start (CRIU asks for them last, after ~0.1 s of its own
-/// start), into a few buffers that the first request for each drains.
-class ImageServer {
+/// a translib that restores from an image source (GCP_CAP_IMAGE_SOURCE, the restart
+/// request's "imageSource"), so that restoring starts at once instead of after every
+/// image has been written to scratch. The protocol is gcp's own (translib.h): per
+/// image the translib sends {"image": path} on one line, gets {"exists": true, "size":
+/// N} or {"exists": false}, and when it exists passes the write end of a pipe
+/// (SCM_RIGHTS, one byte of data), into which the image is written. Every chunk is
+/// verified before any of its bytes goes into a pipe: a missing or damaged chunk ends
+/// that image early, the checkpointer's restore fails before the restored tasks run,
+/// and finish() returns the Corrupt error naming checkpoint, unit, file and chunk. The
+/// largest page images are read ahead from the start (a checkpointer asks for them
+/// last: CRIU after ~0.1 s of its own start), into a few buffers that the first request
+/// for each drains.
+class ImageSource {
  public:
-  static constexpr const char* kSocketName = "streamer-serve.sock";
+  static constexpr const char* kSocketName = "image-source.sock";
   static constexpr size_t kReadAheads = 4;  ///< page images read ahead at most
 
   /// Whether a socket in `dir` fits a unix socket address (108 bytes).
   static bool fits(const std::filesystem::path& dir);
 
   /// Creates `dir` and listens in it; serves on a thread of its own until finish().
-  ImageServer(Store& store, const manifest::Checkpoint& checkpoint, const std::string& unit,
+  ImageSource(Store& store, const manifest::Checkpoint& checkpoint, const std::string& unit,
               const std::filesystem::path& dir);
-  ~ImageServer();  // finish() when not called
-  ImageServer(const ImageServer&) = delete;
-  ImageServer& operator=(const ImageServer&) = delete;
+  ~ImageSource();  // finish() when not called
+  ImageSource(const ImageSource&) = delete;
+  ImageSource& operator=(const ImageSource&) = delete;
+
+  /// Where it listens: the restart request's "imageSource".
+  std::filesystem::path socket_path() const { return dir_ / kSocketName; }
 
   /// Stops serving and waits until every image being written has ended (call it once
-  /// the checkpointer has exited). The first image that did not verify, if any.
+  /// the translib's restart has returned). The first image that did not verify, if any.
   std::optional<Corrupt> finish();
 
-  /// Images served so far (names as the checkpointer asked for them).
+  /// Images served so far (paths as the translib asked for them).
   std::vector<std::string> served();
 
   /// What went wrong in serving itself (the protocol, a pipe), after finish().
