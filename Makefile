@@ -56,6 +56,7 @@ BINS      := $(TOOLS:%=$(BUILD)/bin/%)
 INIT      := $(BUILD)/libexec/gcp/gcp-init
 GATE      := $(BUILD)/libexec/gcp/criu-gate
 REAPER    := $(BUILD)/libexec/gcp/criu-reaper
+RLIMITS   := $(BUILD)/libexec/gcp/criu-rlimits.so
 TRANSLIBS := $(BUILD)/lib/gcp/translibs/criu.so
 CRIU_OBJS := $(patsubst %.cc,$(BUILD)/obj/%.o,$(wildcard translibs/criu/*.cc))
 FAKES     := $(addprefix $(BUILD)/tests/translibs/,echo.so wrong-abi.so old-abi.so failing-probe.so short-table.so)
@@ -64,7 +65,7 @@ UNIT_BIN  := $(BUILD)/tests/unit-tests
 WORKLOADS := $(patsubst tests/workloads/%.c,$(BUILD)/tests/workloads/%,$(wildcard tests/workloads/*.c))
 
 .PHONY: all help test check unit e2e bench demo install man clean deps
-all: $(BINS) $(INIT) $(GATE) $(REAPER) $(TRANSLIBS)
+all: $(BINS) $(INIT) $(GATE) $(REAPER) $(RLIMITS) $(TRANSLIBS)
 
 help:
 	@echo "make [all]      build the tools, gcp-init and the CRIU translib into $(BUILD)/"
@@ -109,6 +110,12 @@ $(INIT): tools/gcp-init/init.c
 $(GATE): translibs/criu/gate.c
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 $(WARN) $(CFLAGS) -o $@ $<
+
+# Preloaded into criu dump: another uid's resource limits without CAP_SYS_RESOURCE
+# (translibs/criu/rlimits.c).
+$(RLIMITS): translibs/criu/rlimits.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 $(WARN) $(CFLAGS) -fPIC -shared -o $@ $< -ldl
 
 # Runs every criu so that nothing it starts outlives it (translibs/criu/reaper.c).
 $(REAPER): translibs/criu/reaper.c
@@ -170,7 +177,7 @@ test: deps
 
 check: test
 
-unit: $(UNIT_BIN) $(FAKES) $(GATE) $(REAPER) $(TRANSLIBS)
+unit: $(UNIT_BIN) $(FAKES) $(GATE) $(REAPER) $(RLIMITS) $(TRANSLIBS)
 	cd $(BUILD)/tests && ./unit-tests
 
 e2e: all $(WORKLOADS)
@@ -215,7 +222,7 @@ man:
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/gcp/translibs $(DESTDIR)$(LIBEXECDIR)/gcp
 	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
-	install -m 0755 $(INIT) $(GATE) $(REAPER) $(DESTDIR)$(LIBEXECDIR)/gcp/
+	install -m 0755 $(INIT) $(GATE) $(REAPER) $(RLIMITS) $(DESTDIR)$(LIBEXECDIR)/gcp/
 	install -m 0755 $(TRANSLIBS) $(DESTDIR)$(LIBDIR)/gcp/translibs/
 	install -d $(DESTDIR)$(PREFIX)/include/gcp
 	install -m 0644 common/include/gcp/callbacks.h $(DESTDIR)$(PREFIX)/include/gcp/

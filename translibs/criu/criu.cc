@@ -592,6 +592,9 @@ json checkpoint(const json& req) {
     env = {"GCP_GATE_READY=" + gate.at("ready").get<std::string>(), "GCP_GATE_GO=" + gate.at("go").get<std::string>(),
            "GCP_GATE_WAIT_SEC=" + std::to_string(timeout_of(req).count())};
   }
+  // Without CAP_SYS_RESOURCE (none here), root may not read the limits of a unit that
+  // runs as a user: criu-rlimits.so reads them from /proc (translibs/criu/rlimits.c).
+  if (auto rlimits = find_helper("criu-rlimits.so"); !rlimits.empty()) env.push_back("LD_PRELOAD=" + rlimits);
   auto r = run_reaped(argv, timeout_of(req), {{}, netns_of(req)}, env);
   auto log = dir / "dump.log";
   if (!r.ok()) {
