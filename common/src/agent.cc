@@ -4,7 +4,9 @@
 // by the protocol in wire.h.
 #include "gcp/agent.h"
 
+#include "gcp/caller.h"
 #include "gcp/error.h"
+#include "gcp/names.h"
 #include "gcp/job_store.h"
 #include "gcp/log.h"
 #include "gcp/process.h"
@@ -186,6 +188,9 @@ void serve_restart(Wire& wire, store::Store& store, const Machine& machine, cons
 }  // namespace
 
 int serve_agent(const std::string& tool, bool verbose) {
+  // A node's part takes its job, store and units from its stdin: only a job
+  // checkpointer started by root may drive it, never a user through gcp-user.
+  caller::refuse_for_user(std::string(names::kOptAgent), "the job checkpointer starts a node's part as root, through the node's launcher");
   // Only answers go to stdout.
   log::setup(tool + "@" + proc::node_name(), verbose);
   // Its reader thread runs until the process ends: the object must too.

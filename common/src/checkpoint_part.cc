@@ -5,6 +5,7 @@
 // (thaw, unlock, abort callbacks, staging), so that a phase that fails just throws.
 #include "local_parts.h"
 
+#include "gcp/caller.h"
 #include "gcp/cgroup.h"
 #include "gcp/deps.h"
 #include "gcp/error.h"
@@ -302,6 +303,18 @@ void LocalCheckpointPart::freeze() {
       throw Error(Exit::kFailed, unit_error(i, e.what()), e.hint());
     }
     units_[i].freeze_ms = ms_between(t, Clock::now());
+  }
+  // Frozen, no process of a user's unit can exec a setuid program any more: one that
+  // did is refused, as its memory would be in a checkpoint the user may read.
+  if (job_.owner != 0) {
+    auto account = caller::account(job_.owner);
+    for (size_t i = 0; i < units_.size(); ++i) {
+      try {
+        caller::check_within(machine_.cgroups.procs(units_[i].spec->cgroup), account, "unit '" + units_[i].spec->name + "' of job '" + job_.name + "'");
+      } catch (const Error& e) {
+        throw Error(e.code(), std::string(e.what()) + "; nothing was checkpointed", e.hint());
+      }
+    }
   }
   // The network of a unit that is held once dumped is locked until it is killed: its
   // kernel would otherwise acknowledge what peers send after the dump, which the

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "gcp/job_store.h"
 
+#include "gcp/caller.h"
 #include "gcp/error.h"
 
 #include <spdlog/spdlog.h>
@@ -15,10 +16,11 @@ manifest::Job load(store::Store& store, const std::string& job) {
     throw Error(Exit::kUsage, "job '" + job + "' is not in store '" + store.root().string() + "'",
                 "list the jobs with 'gcp-isolate list', or pass --store");
   }
-  uid_t me = ::geteuid();
+  uid_t me = caller::uid();
   if (me != 0 && me != loaded->owner) {
-    throw Error(Exit::kNotPermitted, "job '" + job + "' belongs to uid " + std::to_string(loaded->owner) +
-                                         ", not to you (uid " + std::to_string(me) + ")");
+    // Whose it is stays unsaid: one user learns nothing of another's jobs.
+    throw Error(Exit::kNotPermitted, "job '" + job + "' belongs to another user, not to you (uid " +
+                                         std::to_string(me) + ")");
   }
   return *loaded;
 }

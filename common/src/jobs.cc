@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "gcp/jobs.h"
 
+#include "gcp/caller.h"
 #include "gcp/checkpoint_round.h"
 #include "gcp/error.h"
 #include "gcp/events.h"
@@ -21,6 +22,32 @@
 namespace gcp::jobs {
 
 using manifest::json;
+
+namespace {
+
+// Processes a user names (an ad-hoc unit) must be the user's own, with no right beyond
+// the user's: root acts on them for the user.
+void check_callers(const std::vector<pid_t>& pids, const std::map<pid_t, grouping::Process>& all,
+                   const std::string& what) {
+  uid_t me = caller::uid();
+  if (me == 0) return;
+  for (pid_t pid : pids) {
+    if (all.at(pid).uid != me) {
+      throw Error(Exit::kNotPermitted, "pid " + std::to_string(pid) + " (" + printable(all.at(pid).comm, 40) +
+                                           ") belongs to uid " + std::to_string(all.at(pid).uid) +
+                                           ", not to you (uid " + std::to_string(me) + ")");
+    }
+  }
+  caller::check_within(pids, caller::account(me), what);
+}
+
+}  // namespace
+
+void check_processes(const grouping::Spec& spec) {
+  if (caller::uid() == 0) return;
+  auto all = grouping::snapshot();
+  check_callers(grouping::resolve(spec, all).pids, all, grouping::describe(spec));
+}
 
 std::string adopt(store::Store& store, cgroup::Cgroups& cgroups, std::string job_name,
                   const std::string& unit_name, const grouping::Spec& spec) {
@@ -47,15 +74,8 @@ std::string adopt(store::Store& store, cgroup::Cgroups& cgroups, std::string job
   manifest::check_name("job", job_name);
   manifest::check_name("unit", unit_name);
   uid_t owner = all.at(root).uid;
-  uid_t me = ::geteuid();
   std::vector<pid_t> tree = grouping::resolve({Kind::kTree, root, {}}, all).pids;
-  for (pid_t pid : tree) {
-    if (me != 0 && all.at(pid).uid != me) {
-      throw Error(Exit::kNotPermitted, "pid " + std::to_string(pid) + " (" + all.at(pid).comm +
-                                           ") belongs to uid " + std::to_string(all.at(pid).uid) +
-                                           ", not to you (uid " + std::to_string(me) + ")");
-    }
-  }
+  check_callers(tree, all, grouping::describe(spec));
   if (tree.size() > members.pids.size()) {
     spdlog::warn("{} has {} process(es); the unit takes in the whole tree of pid {} ({}): {} process(es)",
                  grouping::describe(spec), members.pids.size(), root, all.at(root).comm, tree.size());
@@ -186,12 +206,16 @@ manifest::Job kill(store::Store& store, cgroup::Cgroups& cgroups, const std::str
     if ((unit && u.name != *unit) || u.node == here || u.state == manifest::UnitState::kStopped) continue;
     if (!remote) cfg = launcher::config();
     remote = true;
+    // There, too, the tool acts for the user it acts for here.
+    auto env = launcher::forwarded_env();
+    for (const auto& e : caller::env_for_remote()) env.push_back(e);
     auto argv = launcher::command_for(launcher::for_node(job, u.node, cfg), u.node,
                                       {launcher::tool_path("gcp-isolate", cfg), names::kOptStore, store.root().string(),
                                        "kill", job_name, names::kOptUnit, u.name},
-                                      launcher::forwarded_env());
+                                      env);
     process::Spec spec;
     spec.argv = argv;
+    spec.env = caller::env_for_remote();
     spec.timeout = std::chrono::seconds(60);
     auto r = process::run(spec);
     if (!r.ok()) {

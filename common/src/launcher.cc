@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "gcp/launcher.h"
 
+#include "gcp/caller.h"
 #include "gcp/error.h"
 #include "gcp/fs.h"
 #include "gcp/names.h"
@@ -52,6 +53,9 @@ Launcher parse(const json& doc, const std::string& where) {
 }
 
 std::string config_path() {
+  // Fixed in user mode: the launchers, the tools' directory and the stores open to users
+  // are root's to say.
+  if (caller::for_user()) return names::kDefaultConfig;
   const char* env = std::getenv(names::kEnvConfig);
   return env && *env ? env : names::kDefaultConfig;
 }

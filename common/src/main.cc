@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "gcp/main.h"
 
+#include "gcp/caller.h"
 #include "gcp/error.h"
 #include "gcp/log.h"
 #include "gcp/proc.h"
@@ -14,6 +15,15 @@ namespace gcp {
 
 int run_main(const std::string& tool, CLI::App& app, int argc, char** argv,
              const std::function<void()>& body) {
+  // A user who may run gcp-user becomes this tool run as root for itself, before any of
+  // its arguments is read (the tool run as root checks them).
+  caller::reexec_through_helper(tool, argc, argv);
+  try {
+    caller::adopt_environment();
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s: error: %s\n%s: hint: %s\n", tool.c_str(), e.what(), tool.c_str(), e.hint().c_str());
+    return static_cast<int>(e.code());
+  }
   bool verbose = false;
   app.add_flag("-v,--verbose", verbose, "Log debug details to stderr");
   // -v and the tool's own options (--store) also after a subcommand

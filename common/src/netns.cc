@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "gcp/netns.h"
 
+#include "gcp/caller.h"
 #include "gcp/error.h"
 #include "gcp/fs.h"
 #include "gcp/names.h"
@@ -406,7 +407,7 @@ void remove(const std::string& job, const std::string& unit) noexcept {
 }
 
 std::optional<std::string> configured_parent() {
-  const char* env = std::getenv(names::kEnvConfig);
+  const char* env = caller::for_user() ? nullptr : std::getenv(names::kEnvConfig);
   std::string file = env && *env ? env : kDefaultConfig;
   auto text = fs::try_read_file(file);
   if (!text) {

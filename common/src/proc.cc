@@ -13,17 +13,22 @@
 #include <filesystem>
 #include <set>
 #include <sstream>
+#include <type_traits>
 
 namespace gcp::proc {
 namespace {
 
-std::optional<std::string> status_field(pid_t pid, const std::string& key) {
-  std::optional<std::string> status;
+// The text of /proc/PID/status; nullopt when the process is gone.
+std::optional<std::string> status_of(pid_t pid) {
   try {
-    status = fs::try_read_file("/proc/" + std::to_string(pid) + "/status");
+    return fs::try_read_file("/proc/" + std::to_string(pid) + "/status");
   } catch (const std::exception&) {
     return std::nullopt;
   }
+}
+
+std::optional<std::string> status_field(pid_t pid, const std::string& key) {
+  auto status = status_of(pid);
   if (!status) return std::nullopt;
   std::istringstream in(*status);
   std::string line;
@@ -38,6 +43,40 @@ std::optional<std::string> status_field(pid_t pid, const std::string& key) {
 }
 
 }  // namespace
+
+Credentials parse_credentials(const std::string& status) {
+  Credentials c;
+  std::istringstream in(status);
+  std::string line;
+  auto numbers = [](const std::string& text, auto& out) {
+    std::istringstream words(text);
+    for (unsigned long long n; words >> n;) out.push_back(static_cast<std::remove_reference_t<decltype(out[0])>>(n));
+  };
+  while (std::getline(in, line)) {
+    auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string key = line.substr(0, colon), value = line.substr(colon + 1);
+    if (key == "Name") {
+      value.erase(0, value.find_first_not_of(" \t"));
+      c.name = value;
+    } else if (key == "Uid") {
+      numbers(value, c.uids);
+    } else if (key == "Gid") {
+      numbers(value, c.gids);
+    } else if (key == "Groups") {
+      numbers(value, c.groups);
+    } else if (key == "CapPrm") {
+      c.cap_prm = std::strtoull(value.c_str(), nullptr, 16);
+    }
+  }
+  return c;
+}
+
+std::optional<Credentials> credentials(pid_t pid) {
+  auto status = status_of(pid);
+  if (!status) return std::nullopt;
+  return parse_credentials(*status);
+}
 
 bool alive(pid_t pid) {
   auto state = status_field(pid, "State");

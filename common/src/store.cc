@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "gcp/store.h"
 
+#include "gcp/caller.h"
 #include "gcp/chunks.h"
 #include "gcp/error.h"
 #include "gcp/events.h"
@@ -28,8 +29,10 @@
 namespace gcp::store {
 
 stdfs::path default_root() {
+  // A user's environment never picks root's store (gcp-user clears it anyway).
+  if (caller::for_user()) return names::kDefaultRootStore;
   if (const char* env = std::getenv(names::kEnvStore); env && *env) return env;
-  if (::geteuid() == 0) return "/var/lib/gcp";
+  if (::geteuid() == 0) return names::kDefaultRootStore;
   if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg && *xdg) return stdfs::path(xdg) / "gcp";
   if (const char* home = std::getenv("HOME"); home && *home) {
     return stdfs::path(home) / ".local/share/gcp";
@@ -39,6 +42,7 @@ stdfs::path default_root() {
 }
 
 stdfs::path scratch_root() {
+  if (caller::for_user()) return "/var/tmp/gcp";
   if (const char* env = std::getenv(names::kEnvScratch); env && *env) return env;
   if (::geteuid() == 0) return "/var/tmp/gcp";
   if (const char* run = std::getenv("XDG_RUNTIME_DIR"); run && *run) return stdfs::path(run) / "gcp";
@@ -313,7 +317,17 @@ class ChunkStore : public Store {
  public:
   ChunkStore(stdfs::path root, Options options, std::optional<Error> level_error)
       : root_(std::move(root)), options_(std::move(options)), level_error_(std::move(level_error)) {
-    for (const char* sub : {"jobs", "packs", "index", "locks"}) fs::make_dirs(root_ / sub, 0755);
+    // 0711: users reach their own jobs, packs and indexes by name (and read them through
+    // the ACLs gcp gives them); a listing would show every user's job names and uids.
+    for (const char* sub : {"jobs", "packs", "index", "locks"}) {
+      auto dir = root_ / sub;
+      fs::make_dirs(dir, 0711);
+      struct stat st {};
+      if (::lstat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == ::geteuid() &&
+          (st.st_mode & 07777) != 0711 && ::chmod(dir.c_str(), 0711) != 0) {
+        spdlog::warn("closing '{}' to listing (chmod 0711): {}", dir.string(), std::strerror(errno));
+      }
+    }
   }
 
   const stdfs::path& root() const override { return root_; }
@@ -1030,6 +1044,8 @@ json ChunkStore::usage() {
   for (const auto& e : stdfs::directory_iterator(root_ / "index", ec)) {
     if (auto id = parse_uid(e.path().filename())) jobs_of.try_emplace(*id);
   }
+  // A user in root's store cannot list index/ (0711), but reads its own packs by name.
+  if (::geteuid() != 0 && real_dir(root_ / "packs" / std::to_string(::geteuid()))) jobs_of.try_emplace(::geteuid());
   for (const auto& [owner, names] : jobs_of) {
     uint64_t packs = 0, pack_bytes = 0, chunk_count = 0, unique = 0, referenced = 0, count = 0;
     stdfs::path packs_of;
@@ -1077,9 +1093,11 @@ json ChunkStore::usage() {
 
 }  // namespace
 
-std::unique_ptr<Store> open(const std::string& dir, std::optional<Options> options, IfMissing if_missing) {
+std::unique_ptr<Store> open(const std::string& given, std::optional<Options> options, IfMissing if_missing) {
+  // Before anything is looked at: a user learns nothing of a directory it names.
+  const std::string dir = caller::check_store(given.empty() ? default_root() : stdfs::path(given)).string();
   std::error_code ec;
-  if (!dir.empty() && if_missing == IfMissing::kRefuse && !stdfs::is_directory(dir, ec)) {
+  if (!given.empty() && if_missing == IfMissing::kRefuse && !stdfs::is_directory(dir, ec)) {
     throw Error(Exit::kUsage, "no store at '" + dir + "'",
                 "check --store (or $GCP_STORE); 'gcp-isolate run' makes a new store");
   }
@@ -1100,7 +1118,7 @@ std::unique_ptr<Store> open(const std::string& dir, std::optional<Options> optio
       level_error = e;
     }
   }
-  stdfs::path root = dir.empty() ? default_root() : stdfs::path(dir);
+  stdfs::path root = dir;
   fs::make_dirs(root, 0755);
   // Root works in a store that only root can change: through a link in a directory a
   // user controls, its writes and removals could reach anywhere.

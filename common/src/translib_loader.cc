@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "gcp/translib_loader.h"
 
+#include "gcp/caller.h"
 #include "gcp/main.h"
 #include "gcp/names.h"
 #include "gcp/process.h"
@@ -15,7 +16,9 @@ namespace gcp::translib {
 
 std::vector<std::filesystem::path> search_path() {
   std::vector<std::filesystem::path> dirs;
-  if (const char* env = std::getenv(names::kEnvTranslibPath); env && *env) {
+  // Root never loads a translib from a directory a user named.
+  const char* env = caller::for_user() ? nullptr : std::getenv(names::kEnvTranslibPath);
+  if (env && *env) {
     std::string list = env;
     size_t start = 0;
     while (start <= list.size()) {

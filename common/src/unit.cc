@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "gcp/unit.h"
 
+#include "gcp/caller.h"
 #include "gcp/error.h"
 #include "gcp/names.h"
 #include "gcp/netns.h"
@@ -23,7 +24,8 @@
 namespace gcp::unit {
 
 std::string init_path() {
-  if (const char* env = std::getenv(names::kEnvInit); env && *env) return env;
+  // Root never runs a gcp-init a user named.
+  if (const char* env = std::getenv(names::kEnvInit); env && *env && !caller::for_user()) return env;
   return (std::filesystem::path(process::self_dir()).parent_path() / "libexec/gcp/gcp-init").string();
 }
 
@@ -103,14 +105,31 @@ std::string read_all(int fd) {
         ::dup2(report_fd, 3) < 0)
       child_fail(report_fd, "setting up the unit's stdio");
     ::syscall(SYS_close_range, 4U, ~0U, 0U);
+    std::vector<std::string> init_args = {"gcp-init", "--report-fd=3"};
+    if (spec.as) {
+      // A user's unit gets a login's environment, not root's (nor what gcp-user cleared).
+      std::string path = std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin";
+      ::clearenv();
+      ::setenv("PATH", path.c_str(), 1);
+      ::setenv("HOME", spec.as->home.c_str(), 1);
+      ::setenv("SHELL", spec.as->shell.c_str(), 1);
+      if (!spec.as->name.empty()) {
+        ::setenv("USER", spec.as->name.c_str(), 1);
+        ::setenv("LOGNAME", spec.as->name.c_str(), 1);
+      }
+      std::string groups;
+      for (gid_t g : spec.as->groups) groups += (groups.empty() ? "" : ",") + std::to_string(g);
+      init_args.push_back("--uid=" + std::to_string(spec.as->uid));
+      init_args.push_back("--gid=" + std::to_string(spec.as->gid));
+      init_args.push_back("--groups=" + groups);
+    }
     ::setenv(names::kEnvJob, spec.job.c_str(), 1);
     ::setenv(names::kEnvUnit, spec.unit.c_str(), 1);
     if (!spec.callback_socket.empty()) ::setenv(names::kEnvCallbackSocket, spec.callback_socket.c_str(), 1);
     else ::unsetenv(names::kEnvCallbackSocket);
+    init_args.push_back("--");
     std::vector<char*> argv;
-    argv.push_back(const_cast<char*>("gcp-init"));
-    argv.push_back(const_cast<char*>("--report-fd=3"));
-    argv.push_back(const_cast<char*>("--"));
+    for (auto& a : init_args) argv.push_back(a.data());
     for (const auto& a : spec.command) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
     ::execv(init.c_str(), argv.data());

@@ -17,6 +17,7 @@ void run(const Options& opt) {
   std::vector<deps::UnitSpec> units;
   std::string job = opt.job;
   if (auto spec = opt.grouping.spec()) {
+    jobs::check_processes(*spec);  // a user sees into its own processes only
     units.push_back(deps::UnitSpec{opt.unit.value_or("main"), *spec});
   } else {
     if (job.empty()) {

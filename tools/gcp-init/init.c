@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * gcp-init: PID 1 of a unit's PID namespace. Runs the unit's command, forwards
+ * gcp-init: PID 1 of a unit's PID namespace. Becomes the unit's user (--uid, --gid,
+ * --groups: a user's job runs as that user, gcp-init included), runs the unit's command, forwards
  * termination signals to it, reaps every orphan (so programs that daemonize stay in
  * the unit) and exits, with the command's status, when no process is left.
  *
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -31,16 +33,62 @@ static void forward(int sig) {
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: gcp-init [--report-fd=N] -- COMMAND [ARG...]\n");
+  fprintf(stderr, "usage: gcp-init [--report-fd=N] [--uid=UID --gid=GID [--groups=GID,...]] -- COMMAND [ARG...]\n");
   exit(2);
+}
+
+/* A decimal id; -1 for anything else. */
+static long parse_id(const char *text) {
+  char *end = NULL;
+  errno = 0;
+  unsigned long v = strtoul(text, &end, 10);
+  if (errno != 0 || end == text || *end != '\0' || v >= 0xffffffffUL || text[0] == '-') return -1;
+  return (long)v;
+}
+
+/* Reports why it cannot run the command (to the launcher, through the report fd) and ends. */
+static void fail(int report_fd, const char *what) {
+  int err = errno;
+  if (report_fd >= 0) dprintf(report_fd, "%s: %s", what, strerror(err));
+  fprintf(stderr, "gcp-init: %s: %s\n", what, strerror(err));
+  exit(127);
+}
+
+/* Groups first, then the group, then the user: each later step takes the right to do the
+ * earlier ones away. All three ids (real, effective, saved) change, so nothing of root's
+ * is left to take back, and capabilities go with uid 0. */
+static void become(long uid, long gid, const char *groups, int report_fd) {
+  gid_t list[256];
+  size_t n = 0;
+  if (groups && *groups) {
+    char copy[4096];
+    if (strlen(groups) >= sizeof copy) usage();
+    strcpy(copy, groups);
+    for (char *save = NULL, *g = strtok_r(copy, ",", &save); g; g = strtok_r(NULL, ",", &save)) {
+      long id = parse_id(g);
+      if (id < 0 || n == sizeof list / sizeof list[0]) usage();
+      list[n++] = (gid_t)id;
+    }
+  }
+  if (setgroups(n, list) != 0) fail(report_fd, "setting the unit's groups");
+  if (setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) != 0) fail(report_fd, "changing to the unit's group");
+  if (setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) != 0) fail(report_fd, "changing to the unit's user");
 }
 
 int main(int argc, char **argv) {
   int report_fd = -1;
+  long uid = -1, gid = -1;
+  const char *groups = NULL;
   int i = 1;
   for (; i < argc; ++i) {
     if (strncmp(argv[i], "--report-fd=", 12) == 0) {
       report_fd = atoi(argv[i] + 12);
+    } else if (strncmp(argv[i], "--uid=", 6) == 0) {
+      if ((uid = parse_id(argv[i] + 6)) < 0) usage();
+    } else if (strncmp(argv[i], "--gid=", 6) == 0) {
+      if ((gid = parse_id(argv[i] + 6)) < 0) usage();
+    } else if (strncmp(argv[i], "--groups=", 9) == 0) {
+      groups = argv[i] + 9;
     } else if (strcmp(argv[i], "--") == 0) {
       ++i;
       break;
@@ -48,8 +96,9 @@ int main(int argc, char **argv) {
       usage();
     }
   }
-  if (i >= argc) usage();
+  if (i >= argc || (uid < 0) != (gid < 0) || (groups && uid < 0)) usage();
   char **command = argv + i;
+  if (uid >= 0) become(uid, gid, groups, report_fd);
 
   /* Outside a PID namespace (tests, debugging) orphans still come to us. */
   if (getpid() != 1) prctl(PR_SET_CHILD_SUBREAPER, 1);

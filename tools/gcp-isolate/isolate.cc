@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "isolate.h"
 
+#include "gcp/caller.h"
 #include "gcp/cgroup.h"
 #include "gcp/deps.h"
 #include "gcp/error.h"
@@ -45,8 +46,12 @@ void run_on(const Options& opt, store::Store& store) {
   if (!opt.gateway.empty()) argv.insert(argv.end(), {kOptGateway, opt.gateway});
   argv.push_back("--");
   argv.insert(argv.end(), opt.command.begin(), opt.command.end());
+  // There, too, the tool acts for the user it acts for here.
+  auto env = launcher::forwarded_env();
+  for (const auto& e : caller::env_for_remote()) env.push_back(e);
   process::Spec spec;
-  spec.argv = launcher::command_for(how, opt.node, argv, launcher::forwarded_env());
+  spec.argv = launcher::command_for(how, opt.node, argv, env);
+  spec.env = caller::env_for_remote();
   spdlog::debug("starting unit '{}' on node '{}': {}", opt.unit, opt.node, fmt::join(spec.argv, " "));
   auto r = process::run(spec);
   std::fputs(r.err.c_str(), stderr);
@@ -75,9 +80,32 @@ std::optional<netns::Config> network_of(const Options& opt) {
   return c;
 }
 
+// What the Job manifest says of a unit that starts here.
+void record_unit(manifest::Unit& unit, const Options& opt, store::Store& store, const std::string& cg,
+                 const std::string& hooks, const std::optional<netns::Config>& network) {
+  unit.node = proc::node_name();
+  // Where the job's other units reach this one (its TCP peers: gcp-deps).
+  unit.node_addresses = proc::node_addresses();
+  unit.grouping = "pidns";
+  unit.cgroup = cg;
+  unit.translib = "criu";
+  unit.command = opt.command;
+  unit.output = (store.job_dir(opt.job) / "logs" / (opt.unit + ".out")).string();
+  unit.restored_from.reset();
+  unit.callbacks.socket = events::socket_path(store.root(), opt.job, opt.unit);
+  unit.callbacks.hooks = hooks;
+  unit.network.reset();
+  if (network) unit.network = manifest::Network{network->address, network->parent, network->gateway, network->mac};
+}
+
 }  // namespace
 
 void run(const Options& opt) {
+  if (!opt.address.empty() || !opt.via.empty() || !opt.gateway.empty()) {
+    // Any address on the node's network could be claimed, another host's among them.
+    caller::refuse_for_user("a network of the unit's own (--address, --via, --gateway)",
+                            "root starts units with a network of their own; start yours without --address");
+  }
   auto store = store::open(opt.store, {}, store::IfMissing::kCreate);
   if (!opt.node.empty() && opt.node != proc::node_name()) return run_on(opt, *store);
   auto cgroups = cgroup::system_cgroups();
@@ -87,7 +115,7 @@ void run(const Options& opt) {
   std::string hooks;
   if (!opt.hooks.empty()) {
     hooks = std::filesystem::absolute(opt.hooks).lexically_normal().string();
-    events::check_hooks_dir(hooks, ::geteuid());
+    events::check_hooks_dir(hooks, caller::uid());
   }
   auto lock = store->try_lock_job(opt.job);
   if (!lock) throw Error(Exit::kBusy, "job '" + opt.job + "' is busy (checkpoint or restart running)", "retry later");
@@ -98,7 +126,7 @@ void run(const Options& opt) {
     job = jobs::load(*store, opt.job);
   } else {
     job.name = opt.job;
-    job.owner = ::geteuid();
+    job.owner = caller::uid();
     job.created = manifest::now_rfc3339();
   }
   if (opt.keep) job.keep = opt.keep;
@@ -124,19 +152,7 @@ void run(const Options& opt) {
     unit = &job.units.back();
     unit->name = opt.unit;
   }
-  unit->node = proc::node_name();
-  // Where the job's other units reach this one (its TCP peers: gcp-deps).
-  unit->node_addresses = proc::node_addresses();
-  unit->grouping = "pidns";
-  unit->cgroup = cg;
-  unit->translib = "criu";
-  unit->command = opt.command;
-  unit->output = (store->job_dir(opt.job) / "logs" / (opt.unit + ".out")).string();
-  unit->restored_from.reset();
-  unit->callbacks.socket = events::socket_path(store->root(), opt.job, opt.unit);
-  unit->callbacks.hooks = hooks;
-  unit->network.reset();
-  if (network) unit->network = manifest::Network{network->address, network->parent, network->gateway, network->mac};
+  record_unit(*unit, opt, *store, cg, hooks, network);
   const std::string socket = unit->callbacks.socket;
   try {
     events::prepare_socket(socket, job.owner);
@@ -149,7 +165,10 @@ void run(const Options& opt) {
       netns::create(opt.job, opt.unit, *network);
       ns = netns::path(opt.job, opt.unit);
     }
-    unit->pid = unit::launch(*cgroups, {opt.job, opt.unit, opt.command, cg, unit->output, unit->callbacks.socket, ns});
+    unit::LaunchSpec launch{opt.job, opt.unit, opt.command, cg, unit->output, unit->callbacks.socket, ns, {}};
+    // A user's job runs as that user, whoever starts it.
+    if (job.owner != 0) launch.as = caller::account(job.owner);
+    unit->pid = unit::launch(*cgroups, launch);
   } catch (const Error&) {
     // Nothing of a unit that never started stays: its namespace, socket directory and
     // cgroups go, and the store is left as it was.
@@ -188,7 +207,8 @@ void list(const Options& opt) {
     try {
       job = jobs::status(*store, *cgroups, name);
     } catch (const Error& e) {
-      if (e.code() == Exit::kNotPermitted) continue;  // other users' jobs are not listed
+      // Other users' jobs are not listed; nor, for a user, a job whose owner cannot be read.
+      if (e.code() == Exit::kNotPermitted || caller::for_user()) continue;
       // One damaged job must not hide the others.
       spdlog::warn("{}", e.what());
       out.push_back({{"job", name}, {"error", e.what()}});

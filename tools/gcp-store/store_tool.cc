@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "store_tool.h"
 
+#include "gcp/caller.h"
 #include "gcp/cgroup.h"
 #include "gcp/error.h"
 #include "gcp/jobs.h"
@@ -85,7 +86,8 @@ std::vector<std::string> visible_jobs(store::Store& store) {
       jobs::load(store, name);
       out.push_back(name);
     } catch (const Error& e) {
-      if (e.code() != Exit::kNotPermitted) spdlog::warn("{}", e.what());
+      // A job whose owner cannot be read is root's to see, not a user's.
+      if (e.code() != Exit::kNotPermitted && !caller::for_user()) spdlog::warn("{}", e.what());
     }
   }
   return out;
@@ -214,6 +216,7 @@ void verify(const Options& opt) {
 }
 
 void gc(const Options& opt) {
+  caller::refuse_for_user("gcp-store gc", "gc is root's maintenance of the whole store (from cron, say)");
   if (::geteuid() != 0) {
     throw Error(Exit::kNotPermitted, "gc of a store works on every owner's chunks: it needs root");
   }
@@ -276,10 +279,10 @@ void rm(const Options& opt) {
 void du(const Options& opt) {
   auto store = store::open(opt.store);
   auto usage = store->usage();
-  if (::geteuid() != 0) {
+  if (caller::uid() != 0) {
     json mine = json::array();
     for (const auto& o : usage) {
-      if (o["uid"] == ::geteuid()) mine.push_back(o);
+      if (o["uid"] == caller::uid()) mine.push_back(o);
     }
     usage = mine;
   }

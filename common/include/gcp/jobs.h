@@ -30,6 +30,11 @@ using rounds::RestartOptions;
 std::string adopt(store::Store& store, cgroup::Cgroups& cgroups, std::string job, const std::string& unit,
                   const grouping::Spec& spec);
 
+/// Throws Error(kNotPermitted) unless the caller (caller::uid()) is root or every process
+/// of `spec` belongs to the caller and holds no right beyond the caller's; throws
+/// Error(kUsage) when the spec finds no process.
+void check_processes(const grouping::Spec& spec);
+
 /// The job checkpointer: a checkpoint round over the nodes the job's units run on
 /// (rounds::CheckpointRound). Any failure before the commit thaws every unit, delivers
 /// abort, removes the staging and throws Error; the previous checkpoint stays the latest.

@@ -30,9 +30,9 @@ Launcher with_default_command(Launcher launcher);
 /// template; throws Error(kUsage) naming `where` (e.g. "/etc/gcp/gcp.json: nodes.n1.launcher") when it is wrong.
 Launcher parse(const json& doc, const std::string& where);
 
-/// The site configuration: $GCP_CONFIG, else /etc/gcp/gcp.json; an empty object when
-/// the file does not exist. Throws Error(kUsage) naming the file when it is not JSON.
-/// Documented in gcp-launchers(7).
+/// The site configuration: $GCP_CONFIG, else (and always in user mode, caller.h)
+/// /etc/gcp/gcp.json; an empty object when the file does not exist. Throws
+/// Error(kUsage) naming the file when it is not JSON. Documented in gcp-launchers(7).
 json config();
 /// Where config() read from, for messages.
 std::string config_path();

@@ -11,8 +11,10 @@ namespace gcp {
 /// The release of gcp, also passed to translibs.
 inline constexpr const char* kVersion = "0.1.0";
 
-/// The one entry path of every tool: parses argv with `app` (to which it adds -v and
-/// --version), sets up logging on stderr, calls `body`, catches once and maps
+/// The one entry path of every tool: run by a user who may use gcp-user, re-execs the
+/// tool through it (caller::reexec_through_helper); takes whom it acts for from the
+/// environment (caller::adopt_environment); parses argv with `app` (to which it adds -v
+/// and --version), sets up logging on stderr, calls `body`, catches once and maps
 /// errors to the exit codes of DESIGN.md. CLI11 parse errors map to 2.
 int run_main(const std::string& tool, CLI::App& app, int argc, char** argv,
              const std::function<void()>& body);

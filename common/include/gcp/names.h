@@ -17,9 +17,18 @@ inline constexpr const char* kEnvConfig = "GCP_CONFIG";              ///< node c
 inline constexpr const char* kEnvZstdLevel = "GCP_ZSTD_LEVEL";       ///< zstd level of new chunks
 inline constexpr const char* kEnvDumpGate = "GCP_DUMP_GATE";         ///< "0": freeze before the checkpointer starts
 inline constexpr const char* kEnvProgressDelay = "GCP_PROGRESS_DELAY_MS";  ///< before a progress line shows
+/// "1": a tool run by a user does not go through gcp-user (the user's own store, as
+/// that user; gcp-security(7)).
+inline constexpr const char* kEnvNoHelper = "GCP_NO_HELPER";
 /// The prefix of every setting above: a unit-level command on another node gets them
 /// as they are here (launcher::forwarded_env), except the ones a node keeps its own.
 inline constexpr const char* kEnvPrefix = "GCP_";
+
+// ---- between gcp-user and the tool it runs as root (gcp-security(7)) ----
+/// The real uid of the user gcp-user runs the tool for; honoured only when the tool runs
+/// as root, removed from its environment at once (a unit, a hook or a node never sees
+/// it). tools/gcp-user/user.c spells it too: it includes nothing of gcp.
+inline constexpr const char* kEnvCallerUid = "GCP_CALLER_UID";
 
 // ---- what a unit's processes and its hooks see (gcp-callbacks(7)) ----
 inline constexpr const char* kEnvJob = "GCP_JOB";        ///< its job
@@ -63,7 +72,9 @@ inline constexpr std::chrono::milliseconds kDefaultFreezeTimeout{10000};
 inline constexpr std::chrono::seconds kDefaultMaxFrozen{900};
 /// How long a unit has to answer one callback event.
 inline constexpr std::chrono::milliseconds kDefaultCallbackDeadline{10000};
-/// Where the site configuration is (launchers, node settings).
+/// Root's default store, and the one gcp-user always opens for users.
+inline constexpr const char* kDefaultRootStore = "/var/lib/gcp";
+/// Where the site configuration is (launchers, node settings, the stores open to users).
 inline constexpr const char* kDefaultConfig = "/etc/gcp/gcp.json";
 
 }  // namespace gcp::names

@@ -27,6 +27,21 @@ std::vector<pid_t> tree(pid_t pid);
 /// The inode of a namespace of `pid` ("pid", "mnt", "net", ...); nullopt when gone.
 std::optional<unsigned long> ns_inode(pid_t pid, const std::string& ns);
 
+/// What a process may do, as /proc/PID/status shows it.
+struct Credentials {
+  std::string name;                 ///< its command name
+  std::vector<uid_t> uids;          ///< real, effective, saved, file system
+  std::vector<gid_t> gids;          ///< the same for groups
+  std::vector<gid_t> groups;        ///< supplementary groups
+  unsigned long long cap_prm = 0;   ///< permitted capabilities
+};
+
+/// Parses the text of a /proc/PID/status file; fields it lacks stay empty.
+Credentials parse_credentials(const std::string& status);
+
+/// The credentials of a process; nullopt when it is gone.
+std::optional<Credentials> credentials(pid_t pid);
+
 /// The command line of a process, arguments joined by spaces.
 std::string cmdline(pid_t pid);
 

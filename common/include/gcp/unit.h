@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include "gcp/caller.h"
 #include "gcp/cgroup.h"
 #include "gcp/manifest.h"
 
@@ -21,6 +22,10 @@ struct LaunchSpec {
   std::string output;                ///< file that gets the unit's stdout and stderr (appended)
   std::string callback_socket;       ///< set as $GCP_CALLBACK_SOCKET in the unit; empty: not set
   std::string netns;                 ///< network namespace file the unit joins; empty: the caller's
+  /// The user the unit's processes run as (gcp-init too, once the namespaces are made),
+  /// with an environment of its own: PATH and the settings above, and HOME, USER,
+  /// LOGNAME and SHELL of the account. Empty: as the caller, with its environment.
+  std::optional<caller::Account> as;
 };
 
 /// The gcp-init helper: $GCP_INIT, else <exe dir>/../libexec/gcp/gcp-init.
@@ -29,7 +34,8 @@ std::string init_path();
 /// Starts a unit: gcp-init as PID 1 of a new PID and mount namespace (propagation
 /// private; in the network namespace `spec.netns` when given, without the namespace
 /// files of netns::kDir), session leader, in the unit's cgroup, stdin from /dev/null and stdout and
-/// stderr to `output`, no other descriptors; gcp-init then runs the command. Returns
+/// stderr to `output`, no other descriptors; gcp-init then becomes `spec.as` (when set)
+/// and runs the command. Returns
 /// once the command has been exec'd, with the host PID of gcp-init. Throws Error (and
 /// leaves nothing running) when the namespace, the cgroup or the exec fails.
 pid_t launch(cgroup::Cgroups& cgroups, const LaunchSpec& spec);
