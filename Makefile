@@ -57,6 +57,7 @@ INIT      := $(BUILD)/libexec/gcp/gcp-init
 GATE      := $(BUILD)/libexec/gcp/criu-gate
 REAPER    := $(BUILD)/libexec/gcp/criu-reaper
 RLIMITS   := $(BUILD)/libexec/gcp/criu-rlimits.so
+USER_HELPER := $(BUILD)/libexec/gcp/gcp-user
 TRANSLIBS := $(BUILD)/lib/gcp/translibs/criu.so
 CRIU_OBJS := $(patsubst %.cc,$(BUILD)/obj/%.o,$(wildcard translibs/criu/*.cc))
 FAKES     := $(addprefix $(BUILD)/tests/translibs/,echo.so wrong-abi.so old-abi.so failing-probe.so short-table.so)
@@ -65,7 +66,7 @@ UNIT_BIN  := $(BUILD)/tests/unit-tests
 WORKLOADS := $(patsubst tests/workloads/%.c,$(BUILD)/tests/workloads/%,$(wildcard tests/workloads/*.c))
 
 .PHONY: all help test check unit e2e bench demo install man clean deps
-all: $(BINS) $(INIT) $(GATE) $(REAPER) $(RLIMITS) $(TRANSLIBS)
+all: $(BINS) $(INIT) $(GATE) $(REAPER) $(RLIMITS) $(USER_HELPER) $(TRANSLIBS)
 
 help:
 	@echo "make [all]      build the tools, gcp-init and the CRIU translib into $(BUILD)/"
@@ -74,7 +75,7 @@ help:
 	@echo "make e2e        run the end-to-end tests only (root, real CRIU)"
 	@echo "make demo       install what is missing, build, checkpoint and restart a sample job"
 	@echo "make bench      hash and pipe speeds; gcp-deps on 1,000 processes; gcp's store vs plain criu (256 MiB, 1 GiB); coordinated rounds on 3 test nodes; reports in $(BUILD)/bench/"
-	@echo "make install    install under PREFIX=$(PREFIX) (DESTDIR honoured)"
+	@echo "make install    install under PREFIX=$(PREFIX) (DESTDIR honoured); as root, gcp-user setuid root for group gcp"
 	@echo "SANITIZE=address,undefined  build with sanitizers"
 
 deps:
@@ -105,6 +106,13 @@ $(foreach t,$(TOOLS),$(eval $(call tool_rule,$(t))))
 $(INIT): tools/gcp-init/init.c
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 $(WARN) -O2 -static -o $@ $<
+
+# The setuid helper through which users run the tools (tools/gcp-user/user.c), built
+# with the usual hardening of setuid programs.
+$(USER_HELPER): tools/gcp-user/user.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 $(WARN) $(CFLAGS) -fPIE -pie -fstack-protector-strong -D_FORTIFY_SOURCE=2 \
+	  -Wl,-z,relro,-z,now -o $@ $<
 
 # CRIU's action script for the criu translib's gate (translibs/criu/gate.c).
 $(GATE): translibs/criu/gate.c
@@ -177,7 +185,7 @@ test: deps
 
 check: test
 
-unit: $(UNIT_BIN) $(FAKES) $(GATE) $(REAPER) $(RLIMITS) $(TRANSLIBS)
+unit: $(UNIT_BIN) $(FAKES) $(GATE) $(REAPER) $(RLIMITS) $(USER_HELPER) $(INIT) $(TRANSLIBS)
 	cd $(BUILD)/tests && ./unit-tests
 
 e2e: all $(WORKLOADS)
@@ -223,6 +231,15 @@ install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/gcp/translibs $(DESTDIR)$(LIBEXECDIR)/gcp
 	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
 	install -m 0755 $(INIT) $(GATE) $(REAPER) $(RLIMITS) $(DESTDIR)$(LIBEXECDIR)/gcp/
+	install -m 0755 $(USER_HELPER) $(DESTDIR)$(LIBEXECDIR)/gcp/
+	@# Setuid root, run by root and group gcp only: a site adds its users to group gcp.
+	@h=$(DESTDIR)$(LIBEXECDIR)/gcp/gcp-user; \
+	if [ "$$(id -u)" -eq 0 ]; then \
+	  getent group gcp >/dev/null || groupadd --system gcp || exit 1; \
+	  chown root:gcp "$$h" && chmod 4750 "$$h" || exit 1; \
+	else \
+	  echo "make: warning: not root: '$$h' is not setuid; as root: chown root:gcp '$$h' && chmod 4750 '$$h'" >&2; \
+	fi
 	install -m 0755 $(TRANSLIBS) $(DESTDIR)$(LIBDIR)/gcp/translibs/
 	install -d $(DESTDIR)$(PREFIX)/include/gcp
 	install -m 0644 common/include/gcp/callbacks.h $(DESTDIR)$(PREFIX)/include/gcp/
