@@ -95,6 +95,9 @@ std::string shell_quote(const std::string& word) {
 
 std::vector<std::string> command_for(const Launcher& l, const std::string& node, const std::vector<std::string>& argv,
                                      const std::vector<std::string>& env) {
+  // A node's name goes into root's ssh or srun command line: '-oProxyCommand=...' would
+  // be an option there, not a host.
+  manifest::check_name("node", node);
   if (l.kind == "local") {
     if (node != proc::node_name()) {
       throw Error(Exit::kUsage, "the local launcher runs on this node ('" + proc::node_name() + "'), not on '" +

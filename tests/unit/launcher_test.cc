@@ -82,6 +82,17 @@ TEST_CASE("an srun launcher names the node and the allocation and passes the wor
   CHECK_CONTAINS(e->hint(), "SLURM_JOB_ID");
 }
 
+TEST_CASE("a node name that is not a host name never reaches the launcher's command line") {
+  Launcher ssh = gcp::launcher::parse(json{{"kind", "ssh"}}, "test");
+  for (const char* bad : {"-oProxyCommand=touch /tmp/x", "n1 n2", "n1;id", ""}) {
+    auto e = error_from([&] { gcp::launcher::command_for(ssh, bad, {"true"}); });
+    REQUIRE_MESSAGE(e, "'" << bad << "' was taken for a node");
+    CHECK(e->code() == Exit::kUsage);
+    CHECK_CONTAINS(e->what(), "node name");
+  }
+  CHECK_NOTHROW(gcp::launcher::command_for(ssh, "node-7.cluster_a", {"true"}));
+}
+
 TEST_CASE("a wrong launcher is refused naming where it is") {
   auto e = error_from([] { gcp::launcher::parse(json{{"kind", "telnet"}}, "/etc/gcp/gcp.json: launcher"); });
   REQUIRE(e);
