@@ -77,6 +77,24 @@ SH
   chmod +x "$work/slow-hook" "$work/slow-criu"
 }
 
+# site_config JSON: writes /etc/gcp/gcp.json, the configuration that the tools read in user
+# mode (through gcp-user, where GCP_CONFIG does not count); what was there before comes back
+# when the test exits.
+site_config() {
+  local f=/etc/gcp/gcp.json
+  if [ -z "${site_config_kept:-}" ]; then
+    site_config_kept=1
+    if [ -e "$f" ]; then
+      cp -p "$f" "$work/site-gcp.json"
+      on_exit cp -p "$work/site-gcp.json" "$f"
+    else
+      [ -d /etc/gcp ] || { mkdir /etc/gcp; on_exit rmdir /etc/gcp; }
+      on_exit rm -f "$f"
+    fi
+  fi
+  printf '%s\n' "$1" >"$f"
+}
+
 # start_job JOB UNIT CMD... : gcp-isolate run; the Job manifest goes to $work/JOB.job.json
 start_job() {
   local job=$1 unit=$2; shift 2

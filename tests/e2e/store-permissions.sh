@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# A job of another user (uid 65534, 'nobody'): its owner can list, show and verify its
-# checkpoints and read its packs through POSIX ACLs; a third user sees nothing of it;
+# A job of another user (uid 65534, 'nobody'), started for it by root as gcp-user would
+# (GCP_CALLER_UID, in a store /etc/gcp/gcp.json lists): its unit runs as 65534; its owner,
+# as itself (no gcp-user), can list, show and verify its checkpoints and read its packs
+# through POSIX ACLs, but list no directory of the store; a third user sees nothing of it;
 # identical data of two owners is stored twice (no deduplication across owners).
 # Also gcp-store's table, rm (refused while the job runs) and gc, and --level.
 source "$(dirname "$0")/lib.sh"
@@ -9,12 +11,15 @@ requires root criu freezer
 command -v setpriv >/dev/null || skip "needs setpriv (util-linux)"
 chmod 755 "$work"
 
-st=$work/c.state
-start_job theirs main "$workloads/counter" "$st" 16
+site_config "{\"stores\": [\"$GCP_STORE\"]}"
+mkdir -m 700 "$work/theirs"
+chown 65534:65534 "$work/theirs"
+st=$work/theirs/c.state
+jobs_started+=(theirs)
+GCP_CALLER_UID=65534 run_tool "$work/theirs.json" "$work/theirs.err" gcp-isolate --store "$GCP_STORE" run --job theirs \
+  -- "$workloads/counter" "$st" 16 || fail "starting the job of uid 65534 failed: $(cat "$work/theirs.err")"
+[ "$(json "$work/theirs.json" 'd["owner"]["uid"]')" = 65534 ] || fail "the job is not recorded as uid 65534's"
 wait_for "the counter" 30 count_at_least "$st" 3
-# gcp-isolate records its caller (root) as the owner; make it a job of uid 65534.
-python3 -c 'import json,sys; p=sys.argv[1]; d=json.load(open(p)); d["owner"]["uid"]=65534; json.dump(d, open(p,"w"))' \
-  "$GCP_STORE/jobs/theirs/job.json"
 run_tool "$work/cp.json" "$work/cp.err" gcp-checkpoint theirs || fail "checkpoint failed: $(cat "$work/cp.err")"
 [ -n "$(ls "$GCP_STORE"/packs/65534/*.pack)" ] || fail "no pack in packs/65534"
 "$bin/gcp-isolate" kill theirs >/dev/null  # rewrites the Job manifest, with the owner's ACLs
@@ -27,6 +32,11 @@ done
 as 65534 cat "$GCP_STORE"/packs/65534/*.pack >/dev/null || fail "the owner cannot read its packs"
 as 65534 "$bin/gcp-store" du >"$work/du.json" || fail "gcp-store du as the owner failed"
 [ "$(json "$work/du.json" 'd[0]["chunks"] > 0')" = True ] || fail "du as the owner counts no chunks: $(cat "$work/du.json")"
+# No user lists the store's job names or uids, its owner neither: it reaches its own by name.
+for d in jobs packs index locks; do
+  [ "$(stat -c %a "$GCP_STORE/$d")" = 711 ] || fail "$d/ of the store is $(stat -c %a "$GCP_STORE/$d"), not 711"
+  ! as 65534 ls "$GCP_STORE/$d" >/dev/null 2>&1 || fail "a user can list $d/ of the store"
+done
 
 # A third user: nothing to see, nothing to read.
 as 1234 "$bin/gcp-store" ls >"$work/ls.json" || fail "gcp-store ls as a third user failed"
