@@ -36,7 +36,8 @@ manifest::Job migrate(store::Store& store, const rounds::Machine& machine, const
   }
   if (options.unit && moving.empty()) throw Error(Exit::kUsage, "job '" + job_name + "' has no unit '" + *options.unit + "'");
   if (moving.empty()) throw Error(Exit::kFailed, "job '" + job_name + "' has no running unit to move");
-  // The target must be reachable before anything is frozen.
+  // The target must be a node's name and reachable before anything is frozen.
+  manifest::check_name("node", options.to);
   launcher::for_node(job, options.to, launcher::config());
 
   auto nodes = rounds::system_nodes(store, machine);

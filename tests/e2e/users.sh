@@ -208,6 +208,11 @@ ok_as $b gcp-store --store "$store" rm jsuid
 # ---- a user moves a unit from one test node to another
 start_nodes 2
 site_config "{\"stores\": [\"$store\"], \"launcher\": {\"kind\": \"ssh\", \"command\": [\"ssh\", \"-F\", \"$ssh_config\", \"{node}\"]}}"
+# A node name goes into root's ssh command line: one that is an option never gets there.
+refused_as 2 $a gcp-isolate --store "$store" run --job jx "--node=-oProxyCommand=touch $evil/proxy-ran" -- /bin/true
+grep -q "error: node name '-oProxyCommand=touch " "$work/last.err" || fail "no word on the node name: $(cat "$work/last.err")"
+refused_as 2 $a gcp-migrate --store "$store" ja --to=-oProxyCommand=touch\ "$evil/proxy-ran"
+[ ! -e "$evil/proxy-ran" ] || fail "a user's node name ran a command as root through ssh"
 jobs_started+=(jm)
 ok_as $a gcp-isolate --store "$store" run --job jm --node gcpn1 -- "$workloads/counter" "$work/$a/m.state" 16
 wait_for "the counter on gcpn1" 30 count_at_least "$work/$a/m.state" 3

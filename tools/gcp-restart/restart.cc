@@ -26,6 +26,7 @@ void run(const Options& opt) {
       throw Error(Exit::kUsage, "--place '" + p + "': not UNIT=NODE", "e.g. --place worker=node3");
     }
     manifest::check_name("unit", p.substr(0, eq));
+    manifest::check_name("node", p.substr(eq + 1));
     options.place[p.substr(0, eq)] = p.substr(eq + 1);
   }
   auto job = jobs::restart(*store, rounds::system_machine(*cgroups), opt.job, options);
