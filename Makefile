@@ -228,6 +228,8 @@ $(FUZZ_DIR)/libgcp.a: $(FUZZ_LIB_SRCS:%.cc=$(FUZZ_DIR)/obj/%.o)
 $(FUZZ_DIR)/%: $(FUZZ_DIR)/obj/tests/fuzz/%.o $(FUZZ_DIR)/libgcp.a
 	$(FUZZ_CXX) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LDLIBS_GCP)
 
+# Kept, so that a built harness is not rebuilt for want of its object.
+.SECONDARY: $(FUZZERS:%=$(FUZZ_DIR)/obj/tests/fuzz/%.o)
 fuzz-build: $(FUZZ_BINS)
 
 # Each harness in turn on a copy of its committed corpus (what it finds stays in
