@@ -9,7 +9,10 @@ BINDIR     := $(PREFIX)/bin
 LIBDIR     := $(PREFIX)/lib
 LIBEXECDIR := $(PREFIX)/libexec
 MANDIR     ?= $(PREFIX)/share/man
-BUILD      ?= build
+comma      := ,
+# A sanitizer build goes to its own directory (build/san-address-undefined), so that it
+# never mixes its objects with the plain build's.
+BUILD      ?= $(if $(SANITIZE),build/san-$(subst $(comma),-,$(SANITIZE)),build)
 
 CXX      ?= g++
 CC       ?= cc
@@ -23,8 +26,12 @@ ALL_CXXFLAGS = -std=c++20 $(WARN) -fPIC -MMD -MP -Icommon/include $(PKG_CFLAGS) 
 ALL_CFLAGS   = -std=gnu11 $(WARN) -fPIC -MMD -MP -Icommon/include $(CFLAGS)
 LDLIBS_GCP   = $(PKG_LIBS) -ldl -pthread
 
+# The C++ code (libgcp, the tools, the unit tests, the criu translib) only: the small C
+# programs stay as they are: gcp-user is setuid (the sanitizers' runtime honours
+# environment variables a user sets), criu-rlimits.so is preloaded into criu (which is
+# not sanitized), gcp-init is static. Any report fails the run (-fno-sanitize-recover).
 ifneq ($(SANITIZE),)
-SANFLAGS     := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
+SANFLAGS     := -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
 ALL_CXXFLAGS += $(SANFLAGS)
 LDFLAGS      += -fsanitize=$(SANITIZE)
 endif
@@ -65,7 +72,7 @@ UNIT_SRCS := $(wildcard tests/unit/*.cc)
 UNIT_BIN  := $(BUILD)/tests/unit-tests
 WORKLOADS := $(patsubst tests/workloads/%.c,$(BUILD)/tests/workloads/%,$(wildcard tests/workloads/*.c))
 
-.PHONY: all help test check unit e2e bench demo install man clean deps
+.PHONY: all help test check unit unit-build e2e bench demo install man clean deps fuzz fuzz-build fuzz-check sanitize-unit
 all: $(BINS) $(INIT) $(GATE) $(REAPER) $(RLIMITS) $(USER_HELPER) $(TRANSLIBS)
 
 help:
@@ -76,7 +83,9 @@ help:
 	@echo "make demo       install what is missing, build, checkpoint and restart a sample job"
 	@echo "make bench      hash and pipe speeds; gcp-deps on 1,000 processes; gcp's store vs plain criu (256 MiB, 1 GiB); coordinated rounds on 3 test nodes; reports in $(BUILD)/bench/"
 	@echo "make install    install under PREFIX=$(PREFIX) (DESTDIR honoured); as root, gcp-user setuid root for group gcp"
-	@echo "SANITIZE=address,undefined  build with sanitizers"
+	@echo "make fuzz       build the libFuzzer harnesses of tests/fuzz and run each for FUZZ_SECONDS (default 600)"
+	@echo "make fuzz-build build the harnesses only (clang, ASan, UBSan) into $(FUZZ_DIR)/"
+	@echo "make SANITIZE=address,undefined unit   the unit tests under ASan and UBSan (in build/san-address-undefined)"
 
 deps:
 	@scripts/install-deps.sh
@@ -178,10 +187,59 @@ $(BUILD)/tests/workloads/%: tests/workloads/%.c tests/workloads/state.h common/i
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 -O2 $(WARN) -Icommon/include -pthread -o $@ $<
 
-# `make test` is what CI runs: it installs what is missing first.
+# `make test` is what CI runs: it installs what is missing first. Besides the unit and
+# end-to-end tests: the unit tests again under ASan and UBSan, and each fuzz harness for
+# FUZZ_CHECK_SECONDS on its corpus.
 test: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) all $(UNIT_BIN) $(FAKES) $(WORKLOADS)
 	@BUILD=$(BUILD) tests/run-all.sh
+	@$(MAKE) --no-print-directory sanitize-unit
+	@$(MAKE) --no-print-directory fuzz-check
+
+SAN_BUILD := build/san-address-undefined
+sanitize-unit:
+	@$(MAKE) --no-print-directory -j$(JOBS) SANITIZE=address,undefined BUILD=$(SAN_BUILD) unit
+
+unit-build: $(UNIT_BIN) $(FAKES) $(GATE) $(REAPER) $(RLIMITS) $(USER_HELPER) $(INIT) $(TRANSLIBS)
+
+# ---- fuzzing (tests/fuzz) ----
+# libFuzzer harnesses, one per reader of hostile input, built with clang: all of libgcp
+# again, instrumented for coverage and checked by ASan and UBSan, in $(FUZZ_DIR).
+FUZZ_CXX     ?= clang++-14
+FUZZ_DIR     := $(BUILD)/fuzz
+FUZZ_SECONDS ?= 600
+FUZZ_CHECK_SECONDS ?= 30
+FUZZERS      := $(patsubst tests/fuzz/%.cc,%,$(wildcard tests/fuzz/*.cc))
+FUZZ_BINS    := $(FUZZERS:%=$(FUZZ_DIR)/%)
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CXXFLAGS = -std=c++20 -MMD -MP -O1 -g -Icommon/include $(PKG_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link
+
+$(FUZZ_DIR)/obj/%.o: %.cc
+	@mkdir -p $(@D)
+	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -c $< -o $@
+
+# The parts of libgcp the harnesses reach (readers, and what those link to): the rest
+# would only double the build. A harness that needs another part fails to link, naming it.
+FUZZ_LIB_SRCS := $(addprefix common/src/,caller.cc chunks.cc deps.cc error.cc events.cc fs.cc grouping.cc \
+                   log.cc manifest.cc netns.cc proc.cc process.cc progress.cc rounds.cc store.cc wire.cc)
+$(FUZZ_DIR)/libgcp.a: $(FUZZ_LIB_SRCS:%.cc=$(FUZZ_DIR)/obj/%.o)
+	rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_DIR)/%: $(FUZZ_DIR)/obj/tests/fuzz/%.o $(FUZZ_DIR)/libgcp.a
+	$(FUZZ_CXX) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LDLIBS_GCP)
+
+# Kept, so that a built harness is not rebuilt for want of its object.
+.SECONDARY: $(FUZZERS:%=$(FUZZ_DIR)/obj/tests/fuzz/%.o)
+fuzz-build: $(FUZZ_BINS)
+
+# Each harness in turn on a copy of its committed corpus (what it finds stays in
+# $(FUZZ_DIR)/corpus), nice'd: the machine stays usable. A crash stops the run; its
+# input is in $(FUZZ_DIR)/crash-*.
+fuzz: fuzz-build
+	@FUZZ_DIR=$(FUZZ_DIR) tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZERS)
+
+fuzz-check: fuzz-build
+	@FUZZ_DIR=$(FUZZ_DIR) tests/fuzz/run.sh $(FUZZ_CHECK_SECONDS) $(FUZZERS)
 
 check: test
 
@@ -250,4 +308,4 @@ install: all
 clean:
 	rm -rf $(BUILD)
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(FUZZ_DIR)/obj -name '*.d' 2>/dev/null)

@@ -13,7 +13,8 @@ criu_want=4.2.1
 build_dir=${GCP_BUILD_CACHE:-/var/cache/gcp-build}
 
 build_pkgs=(g++ make pkg-config libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev doctest-dev
-  libcgroup-dev libssl-dev libzstd-dev libacl1-dev zstd iproute2 graphviz util-linux procps xz-utils python3)
+  libcgroup-dev libssl-dev libzstd-dev libacl1-dev zstd iproute2 graphviz util-linux procps xz-utils python3
+  clang-14 libclang-rt-14-dev llvm-14 time)  # clang, libFuzzer, llvm-symbolizer, time: make fuzz (tests/fuzz)
 criu_build_pkgs=(libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler python3-protobuf
   libnl-3-dev libnet1-dev libcap-dev libaio-dev libbsd-dev libgnutls28-dev libnftables-dev uuid-dev
   pkg-config gcc make iptables dpkg-dev)

@@ -41,14 +41,20 @@ class Wire {
   Wire() {
     std::thread([this] {
       std::string line;
-      while (std::getline(std::cin, line)) {
-        // Told to abort, this node winds its part down in order (thaw, abort callbacks,
-        // staging), even though its input ends right after.
-        json doc = json::parse(line, nullptr, false);
-        if (doc.is_object() && doc.value("op", "") == "abort") abandon_on_eof_ = false;
+      try {
+        while (wire::read_line(std::cin, line, wire::kMaxRequestBytes)) {
+          // Told to abort, this node winds its part down in order (thaw, abort callbacks,
+          // staging), even though its input ends right after.
+          auto doc = manifest::try_parse(line);
+          if (doc && doc->is_object() && (*doc)["op"] == "abort") abandon_on_eof_ = false;
+          std::lock_guard lock(m_);
+          lines_.push_back(std::move(line));
+          cv_.notify_all();
+        }
+      } catch (const Error& e) {
+        // A line too long: the rest of the input is no protocol; it counts as its end.
         std::lock_guard lock(m_);
-        lines_.push_back(std::move(line));
-        cv_.notify_all();
+        broken_ = e.what();
       }
       if (abandon_on_eof_) {
         spdlog::debug("the job checkpointer went away: ending this node's part of the round");
@@ -79,15 +85,14 @@ class Wire {
     std::unique_lock lock(m_);
     for (;;) {
       cv_.wait(lock, [&] { return eof_ || !lines_.empty(); });
-      if (lines_.empty()) return std::nullopt;
+      if (lines_.empty()) {
+        if (broken_) throw Error(Exit::kUsage, *broken_);
+        return std::nullopt;
+      }
       std::string line = std::move(lines_.front());
       lines_.pop_front();
       if (line.empty()) continue;
-      json doc = json::parse(line, nullptr, false);
-      if (doc.is_discarded() || !doc.is_object()) {
-        throw Error(Exit::kUsage, "the job checkpointer sent something that is not a JSON object");
-      }
-      return doc;
+      return wire::parse_message(line, "the job checkpointer");
     }
   }
 
@@ -95,8 +100,8 @@ class Wire {
   std::pair<std::string, json> instruction() {
     auto m = next();
     if (!m) return {"", json::object()};
-    std::string op = m->value("op", "");
-    if (op == "abort") throw Error(Exit::kFailed, "aborted by the job checkpointer: " + m->value("reason", "no reason given"));
+    std::string op = wire::text_field(*m, "op", "");
+    if (op == "abort") throw Error(Exit::kFailed, "aborted by the job checkpointer: " + wire::text_field(*m, "reason", "no reason given"));
     return {op, std::move(*m)};
   }
 
@@ -112,6 +117,7 @@ class Wire {
   std::condition_variable cv_;
   std::deque<std::string> lines_;
   bool eof_ = false;
+  std::optional<std::string> broken_;  // why the input stopped being the protocol
   std::atomic<bool> abandon_on_eof_{false};
   std::function<void()> cleanup_;
 };
@@ -143,7 +149,7 @@ void serve_checkpoint(Wire& wire, store::Store& store, const Machine& machine, c
     } else if (op == "dump") {
       part->dump();
     } else if (op == "resume") {
-      bool thaw = m.value("thaw", true);
+      bool thaw = wire::flag_field(m, "thaw", true);
       part->resume(thaw);
       if (thaw) defer.reset();
     } else if (op == "store") {
@@ -152,7 +158,7 @@ void serve_checkpoint(Wire& wire, store::Store& store, const Machine& machine, c
       part->committed();
       wire.abandon_on_eof(false);  // committed: units still held thaw on the end of input
     } else if (op == "release") {
-      part->release(m.value("stop", false));
+      part->release(wire::flag_field(m, "stop", false));
       defer.reset();
     } else {
       out_of_turn(op);
@@ -197,9 +203,9 @@ int serve_agent(const std::string& tool, bool verbose) {
   Wire& wire = *new Wire;
   try {
     auto request = wire.next();
-    std::string op = request ? request->value("op", "") : "";
+    std::string op = request ? wire::text_field(*request, "op", "") : "";
     if (op.empty() || op == "abort") return 0;  // nothing asked, or called off before it began
-    int protocol = request->value("protocol", 1);
+    int protocol = wire::int_field(*request, "protocol", 1);
     if (protocol != wire::kProtocol) {
       throw Error(Exit::kUsage,
                   "the job checkpointer speaks protocol " + std::to_string(protocol) + ", this node's " + tool +
@@ -212,7 +218,7 @@ int serve_agent(const std::string& tool, bool verbose) {
     auto store = store::open((*request)["store"].get<std::string>());
     auto cgroups = cgroup::system_cgroups();
     Machine machine = system_machine(*cgroups);
-    manifest::Job job = jobs::load(*store, request->value("job", ""));
+    manifest::Job job = jobs::load(*store, wire::text_field(*request, "job", ""));
     if (op == "checkpoint") {
       serve_checkpoint(wire, *store, machine, job, *request);
     } else if (op == "restart") {

@@ -203,7 +203,12 @@ Index::Index(Index&&) noexcept = default;
 Index& Index::operator=(Index&&) noexcept = default;
 
 std::vector<IndexEntry> read_index_file(const stdfs::path& path) {
-  std::string data = fs::read_file(path);
+  auto text = fs::try_read_regular(path, kMaxIndexBytes);
+  if (!text) {
+    errno = ENOENT;
+    throw_errno("reading '" + path.string() + "'");
+  }
+  std::string data = std::move(*text);
   auto damaged = [&](const std::string& why) {
     return Error(Exit::kFailed, "index file '" + path.string() + "' is damaged: " + why,
                  "run 'gcp-store verify' and 'gcp-store gc'");
@@ -238,15 +243,17 @@ std::unique_ptr<Index::Mapped> Index::map_file(const stdfs::path& path) {
     return Error(Exit::kFailed, "index file '" + path.string() + "' is damaged: " + why,
                  "run 'gcp-store verify' and 'gcp-store gc'");
   };
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  uint64_t size = 0;
+  int fd = fs::open_regular(path, &size);
+  if (fd < 0 && errno == ELOOP) throw damaged("it is a symbolic link");
+  if (fd < 0 && errno == EINVAL) throw damaged("it is not a regular file");
   if (fd < 0) throw_errno("reading '" + path.string() + "'");
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    throw_errno("reading '" + path.string() + "'");
-  }
   auto m = std::make_unique<Index::Mapped>();
-  m->length = static_cast<size_t>(st.st_size);
+  m->length = static_cast<size_t>(size);
+  if (size > kMaxIndexBytes) {
+    ::close(fd);
+    throw damaged("it is larger than " + std::to_string(kMaxIndexBytes) + " bytes");
+  }
   if (m->length < 8 + 8 + 32) {
     ::close(fd);
     throw damaged("bad header");
@@ -568,8 +575,11 @@ int ChunkReader::pack_fd(uint32_t pack, std::string& why) {
   auto it = fds_.find(pack);
   if (it != fds_.end()) return it->second;
   auto path = index_.packs_dir() / (index_.packs().at(pack) + ".pack");
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) why = "pack '" + path.string() + "': " + std::strerror(errno);
+  int fd = fs::open_regular(path);
+  if (fd < 0) {
+    why = "pack '" + path.string() + "': " +
+          (errno == ELOOP ? "a symbolic link" : errno == EINVAL ? "not a regular file" : std::strerror(errno));
+  }
   fds_[pack] = fd;
   return fd;
 }
@@ -580,6 +590,12 @@ const std::vector<uint8_t>* ChunkReader::frame(const Location& loc, std::string&
   }
   int fd = pack_fd(loc.pack, why);
   if (fd < 0) return nullptr;
+  // A damaged index entry must not make us allocate 4 GiB.
+  if (loc.frame_length > ZSTD_compressBound(4 * kFrameBytes + kFileChunk)) {
+    why = "pack " + index_.packs().at(loc.pack) + ": the index entry's frame length " +
+          std::to_string(loc.frame_length) + " is larger than any frame";
+    return nullptr;
+  }
   compressed_.resize(loc.frame_length);
   try {
     fs::pread_all(fd, compressed_.data(), compressed_.size(), loc.frame_offset,

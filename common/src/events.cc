@@ -127,15 +127,18 @@ std::optional<Result> deliver_socket(const std::string& path, const Request& r, 
     return Result{false, "the application closed the connection without answering " + std::string(name(r.event)), 0,
                   "socket"};
   }
-  manifest::json reply = manifest::json::parse(answer.substr(0, nl), nullptr, false);
+  // The application's words: parsed with gcp's limits, shown printable.
+  manifest::json reply = manifest::try_parse(std::string_view(answer).substr(0, nl)).value_or(manifest::json());
   if (!reply.is_object() || !reply.contains("status") || !reply["status"].is_string()) {
     return Result{false, "the answer to " + std::string(name(r.event)) + " is not {\"status\": ...}: '" +
-                             answer.substr(0, std::min<size_t>(nl, 200)) + "'",
+                             printable(std::string_view(answer).substr(0, nl), 200) + "'",
                   0, "socket"};
   }
   std::string status = reply["status"];
   if (status == "ok") return Result{true, "", 0, "socket"};
-  std::string message = reply.value("message", std::string("no message"));
+  std::string message = reply.contains("message") && reply["message"].is_string()
+                            ? printable(reply["message"].get<std::string>(), 500)
+                            : std::string("no message");
   return Result{false, "the application answered " + std::string(name(r.event)) + " with an error: " + message, 0,
                 "socket"};
 }

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <memory>
@@ -37,6 +38,69 @@ std::optional<std::string> try_read_file(const stdfs::path& path) {
     if (r == 0) break;
     got += static_cast<size_t>(r);
   }
+  out.resize(got);
+  return out;
+}
+
+int open_regular(const stdfs::path& path, uint64_t* size) {
+  // O_NONBLOCK: opening a FIFO for reading would wait for a writer.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) return -1;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    errno = err;
+    return -1;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    errno = EINVAL;
+    return -1;
+  }
+  // Back to blocking reads: a regular file never blocks, and reads of it must not see EAGAIN.
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  if (size) *size = static_cast<uint64_t>(st.st_size);
+  return fd;
+}
+
+std::optional<std::string> try_read_regular(const stdfs::path& path, size_t max_bytes) {
+  const std::string name = "'" + printable(path.string()) + "'";
+  uint64_t size = 0;
+  int fd = open_regular(path, &size);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::nullopt;
+    if (errno == ELOOP) {
+      throw Error(Exit::kUsage, "reading " + name + ": it is a symbolic link, not a file gcp wrote",
+                  "remove the link; gcp never makes one in its store");
+    }
+    if (errno == EINVAL) {
+      throw Error(Exit::kUsage, "reading " + name + ": it is not a regular file (a FIFO, device or directory)",
+                  "remove it; gcp writes only regular files there");
+    }
+    throw_errno("reading " + name);
+  }
+  std::unique_ptr<int, void (*)(int*)> closer(&fd, [](int* p) { ::close(*p); });
+  auto too_large = [&] {
+    return Error(Exit::kUsage, "reading " + name + ": it is larger than " + std::to_string(max_bytes) + " bytes",
+                 "it is not a file gcp wrote: remove it");
+  };
+  if (size > max_bytes) throw too_large();
+  std::string out(static_cast<size_t>(size) + 1, '\0');
+  size_t got = 0;
+  for (;;) {
+    if (got == out.size()) {
+      if (got > max_bytes) throw too_large();  // it grew while read
+      out.resize(std::min(out.size() * 2, max_bytes + 1));
+    }
+    ssize_t r = ::read(fd, out.data() + got, out.size() - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) throw_errno("reading " + name);
+    if (r == 0) break;
+    got += static_cast<size_t>(r);
+  }
+  if (got > max_bytes) throw too_large();
   out.resize(got);
   return out;
 }

@@ -77,12 +77,12 @@ std::optional<std::string> read_line(int fd, int stop) {
 
 // {"image": "<path>"}: the path, or an Error that quotes what came instead.
 std::string requested_image(const std::string& line) {
-  json request = json::parse(line, nullptr, false);
+  json request = manifest::try_parse(line).value_or(json());
   if (request.is_object() && request.contains("image") && request["image"].is_string() &&
       !request["image"].get<std::string>().empty()) {
     return request["image"].get<std::string>();
   }
-  throw Error(Exit::kFailed, "the translib sent the image-source request '" + line.substr(0, 200) +
+  throw Error(Exit::kFailed, "the translib sent the image-source request '" + printable(line, 200) +
                                  "', not {\"image\": \"<path>\"}");
 }
 

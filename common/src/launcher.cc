@@ -226,9 +226,9 @@ std::optional<json> Channel::receive(std::chrono::steady_clock::time_point deadl
       std::string line = buffer_.substr(0, nl);
       buffer_.erase(0, nl + 1);
       if (line.empty()) continue;
-      json doc = json::parse(line, nullptr, false);
-      if (doc.is_discarded() || !doc.is_object()) {
-        throw Error(Exit::kFailed, label_ + " answered something that is not a JSON object: '" + line.substr(0, 120) + "'",
+      json doc = manifest::try_parse(line).value_or(json());
+      if (!doc.is_object()) {
+        throw Error(Exit::kFailed, label_ + " answered something that is not a JSON object: '" + printable(line, 120) + "'",
                     "the launcher must pass the command's stdout through unchanged (no banner, no shell output)");
       }
       return doc;

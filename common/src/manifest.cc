@@ -12,6 +12,7 @@
 #include <chrono>
 #include <filesystem>
 #include <ctime>
+#include <limits>
 #include <set>
 
 namespace gcp::manifest {
@@ -86,7 +87,7 @@ class Fields {
   }
 
   [[noreturn]] void fail(const std::string& field, const std::string& why) const {
-    throw Error(Exit::kUsage, "reading manifest '" + source_ + "': field '" + field + "' " + why,
+    throw Error(Exit::kUsage, "reading manifest '" + printable(source_) + "': field '" + printable(field) + "' " + why,
                 "see gcp-manifest(5) for the fields of gcp/v1 manifests");
   }
 
@@ -100,9 +101,18 @@ class Fields {
         if (!value.is_boolean()) fail(name(key), "must be true or false");
       } else if constexpr (std::is_integral_v<T>) {
         if (!value.is_number_integer()) fail(name(key), "must be an integer");
-        if constexpr (std::is_unsigned_v<T>) {
-          if (value.is_number_integer() && !value.is_number_unsigned() && value.get<long long>() < 0)
-            fail(name(key), "must not be negative");
+        // nlohmann's get<T> truncates: 2^32 would become a uid of 0.
+        if (value.is_number_unsigned()) {
+          if (value.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<T>::max())) {
+            fail(name(key), "is out of range (at most " + std::to_string(std::numeric_limits<T>::max()) + ")");
+          }
+        } else {
+          auto v = value.get<int64_t>();
+          if (std::is_unsigned_v<T> && v < 0) fail(name(key), "must not be negative");
+          if (v < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
+              (v > 0 && static_cast<uint64_t>(v) > static_cast<uint64_t>(std::numeric_limits<T>::max()))) {
+            fail(name(key), "is out of range");
+          }
         }
       }
       return value.get<T>();
@@ -327,8 +337,11 @@ ImageFile image_from_json(const json& obj, const std::string& where, const std::
   for (const auto& part : std::filesystem::path(i.path)) escapes = escapes || part == "..";
   if (escapes) f.fail(f.name("path"), "must be a relative path inside the image directory");
   i.size = f.required<uint64_t>("size");
+  if (i.size > kMaxImageBytes) f.fail(f.name("size"), "is larger than 1 PiB (" + std::to_string(kMaxImageBytes) + " bytes)");
   i.chunk_size = f.required<uint32_t>("chunkSize");
-  if (i.chunk_size == 0) f.fail(f.name("chunkSize"), "must be positive");
+  if (i.chunk_size == 0 || i.chunk_size > kMaxChunkSize) {
+    f.fail(f.name("chunkSize"), "must be 1 to " + std::to_string(kMaxChunkSize) + " bytes");
+  }
   uint64_t expected = i.chunk_count();
   if (f.required<uint64_t>("chunkCount") != expected) {
     f.fail(f.name("chunkCount"), "is not " + std::to_string(expected) + ", what size and chunkSize need");
@@ -349,6 +362,31 @@ ImageFile image_from_json(const json& obj, const std::string& where, const std::
   }
   i.extra = f.extra();
   return i;
+}
+
+// A non-negative integer: unsigned as parsed, signed when built in C++ from an int.
+bool is_count(const json& value) {
+  return value.is_number_unsigned() || (value.is_number_integer() && value.get<int64_t>() >= 0);
+}
+
+// "bytes" of a checkpoint or unit: counts only (tools add them up and print them).
+json counts(Fields& f, const std::string& key) {
+  json obj = f.object(key);
+  for (auto it = obj.begin(); it != obj.end(); ++it) {
+    if (!is_count(*it)) f.fail(f.name(key) + "." + it.key(), "must be a non-negative integer");
+  }
+  return obj;
+}
+
+// "timings": milliseconds, as numbers or, per callback event, an object of numbers.
+json milliseconds(Fields& f, const std::string& key) {
+  json obj = f.object(key);
+  for (auto it = obj.begin(); it != obj.end(); ++it) {
+    bool ok = it->is_number() ||
+              (it->is_object() && std::all_of(it->begin(), it->end(), [](const json& v) { return v.is_number(); }));
+    if (!ok) f.fail(f.name(key) + "." + it.key(), "must be a number of milliseconds");
+  }
+  return obj;
 }
 
 }  // namespace
@@ -561,8 +599,8 @@ Checkpoint checkpoint_from_json(const json& doc, const std::string& source) {
   c.partial = f.optional<bool>("partial", false);
   c.kernel = f.optional<std::string>("kernel", "");
   c.kernels = f.optional<std::map<std::string, std::string>>("kernels", {});
-  c.timings = f.object("timings");
-  c.bytes = f.object("bytes");
+  c.timings = milliseconds(f, "timings");
+  c.bytes = counts(f, "bytes");
   c.chunk_list = f.object("chunkList");
   if (!c.chunk_list.empty()) {
     Fields cl(c.chunk_list, "chunkList", source);
@@ -607,9 +645,9 @@ Checkpoint checkpoint_from_json(const json& doc, const std::string& source) {
     for (size_t k = 0; k < connections.size(); ++k) {
       u.tcp_connections.push_back(tcp_connection(connections[k], where + "." + indexed("tcpConnections", k), source));
     }
-    u.timings = fu.object("timings");
+    u.timings = milliseconds(fu, "timings");
     u.callbacks = fu.optional<std::string>("callbacks", "");
-    u.bytes = fu.object("bytes");
+    u.bytes = counts(fu, "bytes");
     u.stats = fu.object("stats");
     u.job_ties = fu.optional<std::vector<std::string>>("jobTies", {});
     u.zstd_level = fu.maybe<int>("zstdLevel");
@@ -620,21 +658,102 @@ Checkpoint checkpoint_from_json(const json& doc, const std::string& source) {
     u.extra = fu.extra();
     c.units.push_back(std::move(u));
   }
+  // Each image has at most 2^50 chunks; many of them must not wrap the chunk list's count.
+  uint64_t chunks = 0;
+  for (const auto& u : c.units) {
+    for (const auto& image : u.images) {
+      chunks += image.chunk_count();
+      if (chunks > kMaxImageBytes) f.fail("units", "list more than 2^50 chunks in all");
+    }
+  }
   c.extra = f.extra();
   return c;
 }
 
-json parse(const std::string& text, const std::string& source) {
+namespace {
+
+// Nesting and member counts, checked before nlohmann builds anything: its parser does
+// not recurse, but copying, comparing and destroying a document do (a job.json of 100k
+// brackets overflowed the stack of every tool that listed the store). Returns what is
+// wrong, or "".
+std::string check_shape(std::string_view text) {
+  struct Level {
+    bool object;
+    size_t members;
+  };
+  std::vector<Level> open;
+  bool in_string = false, escaped = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (open.size() == kMaxDepth) {
+        return "it nests deeper than " + std::to_string(kMaxDepth) + " levels (at byte " + std::to_string(i) + ")";
+      }
+      open.push_back({c == '{', 1});
+    } else if (c == ']' || c == '}') {
+      if (!open.empty()) open.pop_back();
+    } else if (c == ',' && !open.empty() && open.back().object && ++open.back().members > kMaxMembers) {
+      return "an object has more than " + std::to_string(kMaxMembers) + " members (at byte " + std::to_string(i) + ")";
+    }
+  }
+  return "";
+}
+
+std::optional<json> parse_bounded(std::string_view text, std::string& why) {
+  why = check_shape(text);
+  if (!why.empty()) return std::nullopt;
   try {
-    return json::parse(text);
-  } catch (const json::parse_error& e) {
-    std::string why = e.what();
-    auto pos = why.find("parse error");
-    throw Error(Exit::kUsage,
-                "reading manifest '" + source + "': not valid JSON (" +
-                    (pos == std::string::npos ? why : why.substr(pos)) + ")",
+    return json::parse(text.begin(), text.end());
+  } catch (const json::exception& e) {
+    // parse_error, and out_of_range for a number such as 1e999
+    std::string what = e.what();
+    auto pos = what.find("] ");
+    why = printable(pos == std::string::npos ? what : what.substr(pos + 2), 300);
+    return std::nullopt;
+  }
+}
+
+}  // namespace
+
+json parse(std::string_view text, const std::string& source) {
+  std::string why;
+  auto doc = parse_bounded(text, why);
+  if (!doc) {
+    throw Error(Exit::kUsage, "reading manifest '" + printable(source) + "': not valid JSON (" + why + ")",
                 "check the file; gcp manifests are JSON documents (gcp-manifest(5))");
   }
+  return std::move(*doc);
+}
+
+std::optional<json> try_parse(std::string_view text, std::string* why) {
+  std::string problem;
+  auto doc = parse_bounded(text, problem);
+  if (why) *why = problem;
+  return doc;
+}
+
+std::string dump(const json& doc, int indent) {
+  return doc.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
+uint64_t count_or(const json& obj, const char* key, uint64_t fallback) {
+  if (!obj.is_object()) return fallback;
+  auto it = obj.find(key);
+  return it != obj.end() && is_count(*it) ? it->get<uint64_t>() : fallback;
+}
+
+double number_or(const json& obj, const char* key, double fallback) {
+  if (!obj.is_object()) return fallback;
+  auto it = obj.find(key);
+  return it != obj.end() && it->is_number() ? it->get<double>() : fallback;
 }
 
 std::string now_rfc3339() {

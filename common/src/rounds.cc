@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "gcp/rounds.h"
 
+#include <limits>
+
 #include "gcp/error.h"
 
 #include <future>
@@ -13,7 +15,20 @@ namespace {
 template <typename T>
 T field(const json& doc, const char* key) {
   try {
-    return doc.at(key).get<T>();
+    const json& value = doc.at(key);
+    // get<T> would truncate an integer out of T's range and cast a float to one (1e300
+    // as a pid is undefined behaviour): integers are checked first.
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      bool fits = value.is_number_unsigned()
+                      ? value.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+                      : value.is_number_integer() && value.get<int64_t>() >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+                            (value.get<int64_t>() < 0 || static_cast<uint64_t>(value.get<int64_t>()) <=
+                                                             static_cast<uint64_t>(std::numeric_limits<T>::max()));
+      if (!fits) {
+        throw Error(Exit::kUsage, std::string("a message of the round: field '") + key + "': not an integer in range");
+      }
+    }
+    return value.get<T>();
   } catch (const json::exception& e) {
     throw Error(Exit::kUsage, std::string("a message of the round: field '") + key + "': " + e.what());
   }
@@ -103,7 +118,9 @@ json to_json(const RestartRequest& r) {
 RestartRequest restart_request_from_json(const json& doc) {
   RestartRequest r;
   r.job = field<std::string>(doc, "job");
-  r.units = field<std::map<std::string, uint64_t>>(doc, "units");
+  json units = field<json>(doc, "units");
+  if (!units.is_object()) throw Error(Exit::kUsage, "a message of the round: field 'units': not an object");
+  for (const auto& [name, seq] : units.items()) r.units[name] = field<uint64_t>(units, name.c_str());
   r.materialize = field<bool>(doc, "materialize", false);
   r.leave_stopped = field<bool>(doc, "leaveStopped", false);
   r.callback_deadline = std::chrono::milliseconds(field<int64_t>(doc, "callbackTimeoutMs", r.callback_deadline.count()));

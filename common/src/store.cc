@@ -79,6 +79,37 @@ int check_level(long level, const std::string& source) {
   return static_cast<int>(level);
 }
 
+std::optional<std::string> apply_chunk_list(std::string_view data, manifest::Checkpoint& cp) {
+  uint64_t count = cp.chunk_list.is_object() ? manifest::count_or(cp.chunk_list, "count") : 0, expected = 0;
+  for (const auto& u : cp.units) {
+    for (const auto& image : u.images) expected += image.chunk_count();  // bounded (manifest.h)
+  }
+  if (count != expected) return "does not fit the manifest (" + std::to_string(count) + " chunks listed)";
+  if (data.size() != 16 + count * 32 + 32 || std::memcmp(data.data(), kChunkListMagic, 8) != 0) {
+    return "has the wrong length or header (truncated?)";
+  }
+  const auto* p = reinterpret_cast<const uint8_t*>(data.data());
+  uint64_t listed = 0;
+  for (size_t b = 0; b < 8; ++b) listed |= static_cast<uint64_t>(p[8 + b]) << (8 * b);
+  if (listed != count) return "has the wrong length or header (truncated?)";
+  auto sum = chunks::hash_of({p, data.size() - 32});
+  if (std::memcmp(sum.bytes.data(), p + data.size() - 32, 32) != 0 ||
+      sum.hex() != (cp.chunk_list.contains("sha256") && cp.chunk_list["sha256"].is_string()
+                        ? cp.chunk_list["sha256"].get<std::string>()
+                        : std::string())) {
+    return "does not match its SHA-256 (corrupted)";
+  }
+  const uint8_t* at = p + 16;
+  for (auto& u : cp.units) {
+    for (auto& image : u.images) {
+      size_t bytes = image.chunk_count() * manifest::ImageFile::kDigestBytes;
+      image.digests.assign(reinterpret_cast<const char*>(at), bytes);
+      at += bytes;
+    }
+  }
+  return std::nullopt;
+}
+
 namespace {
 
 using manifest::json;
@@ -357,7 +388,7 @@ class ChunkStore : public Store {
 
   std::optional<manifest::Job> load_job(const std::string& job) override {
     auto path = job_dir(job) / "job.json";
-    auto text = fs::try_read_file(path);
+    auto text = fs::try_read_regular(path, manifest::kMaxJobBytes);
     if (!text) return std::nullopt;
     auto loaded = manifest::job_from_json(manifest::parse(*text, path.string()), path.string());
     if (loaded.name != job) {
@@ -410,7 +441,7 @@ class ChunkStore : public Store {
     staging.job = job;
     // mkdir is the allocation: two writers racing for a number cannot both get it.
     // Numbers are never handed out twice, even after the newest checkpoint is removed.
-    if (auto last = fs::try_read_file(job_dir(job) / "last-seq")) {
+    if (auto last = fs::try_read_regular(job_dir(job) / "last-seq", 64)) {
       if (auto seq = parse_seq(std::string(last->begin(), std::find(last->begin(), last->end(), '\n')))) {
         next = std::max(next, *seq + 1);
       }
@@ -580,7 +611,7 @@ class ChunkStore : public Store {
 
   manifest::Checkpoint load_checkpoint_metadata(const std::string& job, uint64_t seq) override {
     auto path = checkpoint_dir(job, seq) / "manifest.json";
-    auto text = fs::try_read_file(path);
+    auto text = fs::try_read_regular(path, manifest::kMaxCheckpointBytes);
     if (!text) {
       throw Error(Exit::kUsage, "job '" + job + "' has no checkpoint " + std::to_string(seq),
                   "list its checkpoints with 'gcp-store ls " + job + "'");
@@ -711,11 +742,6 @@ class ChunkStore : public Store {
     return path;
   }
 
-  // chunks.bin: "GCPCHK01", the count (u64, little-endian), the SHA-256 of every chunk of
-  // every image in manifest order (32 bytes each), then the SHA-256 of all before it,
-  // which the manifest also records. Ten times quicker to load than a JSON list.
-  static constexpr char kChunkListMagic[8] = {'G', 'C', 'P', 'C', 'H', 'K', '0', '1'};
-
   void write_chunk_list(const stdfs::path& dir, manifest::Checkpoint& cp, uid_t owner) {
     std::string out(kChunkListMagic, sizeof kChunkListMagic);
     uint64_t count = 0;
@@ -758,35 +784,18 @@ class ChunkStore : public Store {
       return Corrupt(Exit::kFailed, what + ": its chunk list '" + path.string() + "' " + why,
                      "restart an earlier checkpoint with --seq N or --fallback");
     };
+    uint64_t count = 0;
+    for (const auto& u : cp.units) {
+      for (const auto& image : u.images) count += image.chunk_count();  // bounded (manifest.h)
+    }
     std::optional<std::string> data;
     try {
-      data = fs::try_read_file(path);
+      data = fs::try_read_regular(path, 16 + count * 32 + 32);
     } catch (const Error& e) {
       throw damaged(std::string("cannot be read (") + e.what() + ")");
     }
     if (!data) throw damaged("is missing");
-    uint64_t count = cp.chunk_list.value("count", uint64_t{0}), expected = 0;
-    for (const auto& u : cp.units) {
-      for (const auto& image : u.images) expected += image.chunk_count();
-    }
-    if (count != expected) throw damaged("does not fit the manifest (" + std::to_string(count) + " chunks listed)");
-    if (data->size() != 16 + count * 32 + 32 || std::memcmp(data->data(), kChunkListMagic, 8) != 0) {
-      throw damaged("has the wrong length or header (truncated?)");
-    }
-    const auto* p = reinterpret_cast<const uint8_t*>(data->data());
-    auto sum = chunks::hash_of({p, data->size() - 32});
-    if (std::memcmp(sum.bytes.data(), p + data->size() - 32, 32) != 0 ||
-        sum.hex() != cp.chunk_list.value("sha256", std::string())) {
-      throw damaged("does not match its SHA-256 (corrupted)");
-    }
-    const uint8_t* at = p + 16;
-    for (auto& u : cp.units) {
-      for (auto& image : u.images) {
-        size_t bytes = image.chunk_count() * manifest::ImageFile::kDigestBytes;
-        image.digests.assign(reinterpret_cast<const char*>(at), bytes);
-        at += bytes;
-      }
-    }
+    if (auto problem = apply_chunk_list(*data, cp)) throw damaged(*problem);
   }
   stdfs::path index_dir(uid_t owner) { return inside(root_ / "index" / std::to_string(owner)); }
 
@@ -1072,7 +1081,7 @@ json ChunkStore::usage() {
       for (uint64_t seq : checkpoints(job)) {
         ++count;
         try {
-          referenced += load_checkpoint_metadata(job, seq).bytes.value("raw", uint64_t{0});
+          referenced += manifest::count_or(load_checkpoint_metadata(job, seq).bytes, "raw");
         } catch (const Error& e) {
           spdlog::warn("{}", e.what());
         }

@@ -3,6 +3,8 @@
 
 #include "gcp/error.h"
 
+#include <cstdint>
+
 namespace gcp::rounds::wire {
 namespace {
 
@@ -30,6 +32,64 @@ std::string unhex(const std::string& text, const std::string& what) {
 }
 
 }  // namespace
+
+bool read_line(std::istream& in, std::string& line, size_t max) {
+  line.clear();
+  for (char c; in.get(c);) {
+    if (c == '\n') return true;
+    if (line.size() == max) {
+      throw Error(Exit::kUsage, "a message of the round is longer than " + std::to_string(max) + " bytes",
+                  "the job checkpointer and this node must run the same gcp release");
+    }
+    line.push_back(c);
+  }
+  return false;
+}
+
+namespace {
+
+const manifest::json* find(const manifest::json& message, const char* key) {
+  if (!message.is_object()) return nullptr;
+  auto it = message.find(key);
+  return it == message.end() || it->is_null() ? nullptr : &*it;
+}
+
+[[noreturn]] void wrong(const char* key, const char* what) {
+  throw Error(Exit::kUsage, std::string("a message of the round: field '") + key + "' is not " + what,
+              "the job checkpointer and this node must run the same gcp release");
+}
+
+}  // namespace
+
+std::string text_field(const manifest::json& message, const char* key, const std::string& fallback) {
+  const auto* v = find(message, key);
+  if (!v) return fallback;
+  if (!v->is_string()) wrong(key, "a string");
+  return v->get<std::string>();
+}
+
+bool flag_field(const manifest::json& message, const char* key, bool fallback) {
+  const auto* v = find(message, key);
+  if (!v) return fallback;
+  if (!v->is_boolean()) wrong(key, "true or false");
+  return v->get<bool>();
+}
+
+int int_field(const manifest::json& message, const char* key, int fallback) {
+  const auto* v = find(message, key);
+  if (!v) return fallback;
+  if (v->is_number_unsigned() && v->get<uint64_t>() <= static_cast<uint64_t>(INT32_MAX)) return v->get<int>();
+  if (v->is_number_integer() && !v->is_number_unsigned() && v->get<int64_t>() >= INT32_MIN) return v->get<int>();
+  wrong(key, "an integer in range");
+}
+
+manifest::json parse_message(std::string_view line, const std::string& from) {
+  std::string why;
+  auto doc = manifest::try_parse(line, &why);
+  if (!doc) throw Error(Exit::kUsage, from + " sent something that is not JSON (" + why + ")");
+  if (!doc->is_object()) throw Error(Exit::kUsage, from + " sent something that is not a JSON object");
+  return std::move(*doc);
+}
 
 manifest::json part_to_wire(const manifest::Checkpoint& part) {
   manifest::json doc = manifest::to_json(part, false);

@@ -28,12 +28,32 @@
 
 #include "gcp/manifest.h"
 
+#include <istream>
 #include <string>
+#include <string_view>
 
 namespace gcp::rounds::wire {
 
 /// The protocol above; a node that speaks another one refuses the round.
 inline constexpr int kProtocol = 2;
+
+/// Longest line a node reads from the job checkpointer (requests are a few KiB).
+inline constexpr size_t kMaxRequestBytes = 16u << 20;
+
+/// Reads one line of at most `max` bytes from `in` into `line`, without its newline;
+/// false at the end of input (a last line without its newline is not a message);
+/// throws Error(kUsage) when the line is longer.
+bool read_line(std::istream& in, std::string& line, size_t max);
+
+/// A field of a message: `fallback` when it is absent or null; Error(kUsage) naming the
+/// field when it has another type (or, for an int, is out of its range).
+std::string text_field(const manifest::json& message, const char* key, const std::string& fallback);
+bool flag_field(const manifest::json& message, const char* key, bool fallback);
+int int_field(const manifest::json& message, const char* key, int fallback);
+
+/// One message of the protocol: a JSON object (nesting bounded as manifest::parse
+/// does); throws Error(kUsage) naming `from` otherwise.
+manifest::json parse_message(std::string_view line, const std::string& from);
 
 /// A node's part of a checkpoint as it travels: the manifest's units with each image's
 /// chunk digests as one hex string (a list of 262,144 strings per GiB parses slowly).

@@ -311,7 +311,7 @@ TEST_CASE("an image's chunk count and inline chunks must match its size and be S
   CHECK_CONTAINS(checkpoint_error(doc), "units[0].images[0].chunks' is not SHA-256 digests in lowercase hex (hash 0)");
   doc = manifest::to_json(sample_checkpoint());
   doc["units"][0]["images"][0]["chunkSize"] = 0;
-  CHECK_CONTAINS(checkpoint_error(doc), "chunkSize' must be positive");
+  CHECK_CONTAINS(checkpoint_error(doc), "chunkSize' must be 1 to 1048576 bytes");
   doc = manifest::to_json(sample_checkpoint());
   doc["chunkList"] = {{"path", "../../etc/shadow"}, {"count", 1}, {"sha256", std::string(64, 'a')}};
   CHECK_CONTAINS(checkpoint_error(doc), "chunkList.path' must be 'chunks.bin'");
@@ -614,4 +614,103 @@ TEST_CASE("an unknown unit state, policy mode or launcher kind is refused naming
   auto launcher = with([](json& d) { d["launcher"] = {{"kind", "telnet"}}; });
   REQUIRE(launcher.has_value());
   CHECK_CONTAINS(launcher->what(), "launcher.kind: unknown launcher 'telnet'");
+}
+
+// ---- hostile input (gcp-security(7), Limits) ----
+
+TEST_CASE("parse refuses 100,000 nested brackets with one error instead of overflowing the stack") {
+  std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  auto e = error_from([&] { manifest::parse(deep, "job.json"); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kUsage);
+  CHECK_CONTAINS(e->what(), "nests deeper than 64 levels (at byte 64)");
+  // Brackets inside strings are text, and 64 levels are fine.
+  CHECK(manifest::parse("[\"" + std::string(1000, '[') + "\"]", "x")[0].get<std::string>().size() == 1000);
+  CHECK(manifest::parse(std::string(64, '[') + std::string(64, ']'), "x").is_array());
+}
+
+TEST_CASE("parse refuses an object with more than 10,000 members, which would take hours to parse") {
+  std::string many = "{";
+  for (int i = 0; i <= 10000; ++i) many += (i ? ",\"k" : "\"k") + std::to_string(i) + "\":0";
+  many += "}";
+  auto e = error_from([&] { manifest::parse(many, "job.json"); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "more than 10000 members");
+  // An array of as many is no problem (no key to look up).
+  std::string zeros = "[0";
+  for (int i = 0; i < 20000; ++i) zeros += ",0";
+  CHECK(manifest::parse(zeros + "]", "x").size() == 20001);
+}
+
+TEST_CASE("parse turns a number out of range and non-UTF-8 bytes into one error with printable bytes") {
+  auto e = error_from([] { manifest::parse(R"({"seq": 1e999})", "m.json"); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kUsage);
+  CHECK_CONTAINS(e->what(), "number overflow parsing '1e999'");
+  e = error_from([] { manifest::parse("{\"name\": \"a\xff\"}", "m.json"); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "\\xff");
+  CHECK_NOT_CONTAINS(e->what(), "\xff");
+  CHECK_FALSE(manifest::try_parse("[1e999]").has_value());
+  CHECK(manifest::try_parse("{\"op\": \"abort\"}").has_value());
+}
+
+TEST_CASE("dump replaces bytes that are not UTF-8 instead of throwing") {
+  json doc = {{"problem", std::string("bad \xff byte")}};
+  CHECK_THROWS(doc.dump());
+  CHECK(manifest::dump(doc, -1) == "{\"problem\":\"bad \xef\xbf\xbd byte\"}");
+}
+
+TEST_CASE("integers out of their field's range are refused, not truncated") {
+  json doc = manifest::to_json(sample_job());
+  doc["owner"]["uid"] = 4294967296ull;  // 2^32 would truncate to uid 0, root
+  CHECK_CONTAINS(job_error(doc), "field 'owner.uid' is out of range");
+  doc = manifest::to_json(sample_checkpoint());
+  doc["units"][0]["images"][0]["chunkSize"] = 4294971392ull;  // 2^32 + 4096
+  CHECK_CONTAINS(checkpoint_error(doc), "chunkSize' is out of range");
+  doc = manifest::to_json(sample_checkpoint());
+  doc["units"][0]["zstdLevel"] = -3000000000ll;
+  CHECK_CONTAINS(checkpoint_error(doc), "zstdLevel' is out of range");
+  doc = manifest::to_json(sample_checkpoint());
+  doc["seq"] = 1.5;
+  CHECK_CONTAINS(checkpoint_error(doc), "field 'seq' must be an integer");
+}
+
+TEST_CASE("an image of 2^64-1 bytes or a huge chunk size is refused") {
+  json doc = manifest::to_json(sample_checkpoint());
+  doc["units"][0]["images"][0]["size"] = UINT64_MAX;
+  doc["units"][0]["images"][0]["chunkCount"] = 4503599627370496ull;
+  CHECK_CONTAINS(checkpoint_error(doc), "units[0].images[0].size' is larger than 1 PiB");
+  doc = manifest::to_json(sample_checkpoint());
+  doc["units"][0]["images"][0]["chunkSize"] = 1u << 21;
+  CHECK_CONTAINS(checkpoint_error(doc), "chunkSize' must be 1 to 1048576 bytes");
+}
+
+TEST_CASE("many images of 1 PiB do not wrap the checkpoint's chunk count") {
+  json doc = manifest::to_json(sample_checkpoint());
+  json image = {{"path", "p"}, {"size", 1ull << 50}, {"chunkSize", 1}, {"chunkCount", 1ull << 50}};
+  doc["units"][0]["images"] = json::array({image, image});
+  CHECK_CONTAINS(checkpoint_error(doc), "field 'units' list more than 2^50 chunks in all");
+}
+
+TEST_CASE("bytes and timings that are not numbers are refused naming the field") {
+  json doc = manifest::to_json(sample_checkpoint());
+  doc["bytes"]["raw"] = "many";
+  CHECK_CONTAINS(checkpoint_error(doc), "field 'bytes.raw' must be a non-negative integer");
+  doc = manifest::to_json(sample_checkpoint());
+  doc["units"][0]["timings"] = {{"dumpMs", {1, 2}}};
+  CHECK_CONTAINS(checkpoint_error(doc), "units[0].timings.dumpMs' must be a number of milliseconds");
+  doc = manifest::to_json(sample_checkpoint());
+  doc["units"][0]["timings"] = {{"callbacks", {{"pre-checkpoint", 1.5}}}};
+  CHECK_NOTHROW(manifest::checkpoint_from_json(doc, "m"));
+}
+
+TEST_CASE("count_or and number_or take numbers only") {
+  json bytes = {{"raw", 5}, {"new", "x"}, {"stored", -1}, {"f", 2.5}};
+  CHECK(manifest::count_or(bytes, "raw") == 5);
+  CHECK(manifest::count_or(bytes, "new", 9) == 9);
+  CHECK(manifest::count_or(bytes, "stored") == 0);
+  CHECK(manifest::count_or(json::array(), "raw") == 0);
+  CHECK(manifest::number_or(bytes, "f") == 2.5);
+  CHECK(manifest::number_or(bytes, "new", 1.0) == 1.0);
 }

@@ -885,3 +885,138 @@ TEST_CASE("the image source ends at once when nobody connected, and refuses a pa
   REQUIRE(e2.has_value());
   CHECK_CONTAINS(e2->what(), "has no unit 'nope'");
 }
+
+// ---- hostile store content (gcp-security(7), Limits) ----
+
+namespace {
+
+// Replaces `path` by a FIFO; a reader that opens it waits for a writer forever, so a
+// test that regresses would hang: the alarm ends it instead.
+void make_fifo(const stdfs::path& path) {
+  stdfs::remove(path);
+  REQUIRE(::mkfifo(path.c_str(), 0600) == 0);
+}
+
+struct Deadline {
+  explicit Deadline(unsigned seconds) { ::alarm(seconds); }
+  ~Deadline() { ::alarm(0); }
+};
+
+}  // namespace
+
+TEST_CASE("a job.json that is a FIFO, a link to /dev/zero or too large gives one error, no hang") {
+  Deadline deadline(20);
+  Fixture f;
+  f.s->save_job(sample_job("j"));
+  auto path = f.tmp.path() / "store/jobs/j/job.json";
+  make_fifo(path);
+  auto e = error_from([&] { f.s->load_job("j"); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kUsage);
+  CHECK_CONTAINS(e->what(), "job.json': it is not a regular file");
+  stdfs::remove(path);
+  stdfs::create_symlink("/dev/zero", path);
+  e = error_from([&] { f.s->load_job("j"); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "job.json' is a symbolic link");
+  stdfs::remove(path);
+  {
+    std::ofstream big(path);
+    big << std::string(manifest::kMaxJobBytes + 1, ' ');
+  }
+  e = error_from([&] { f.s->load_job("j"); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "it is larger than 16777216 bytes");
+}
+
+TEST_CASE("one job.json of 100,000 brackets fails alone; the other jobs still load") {
+  Fixture f;
+  f.s->save_job(sample_job("good"));
+  f.s->save_job(sample_job("bad"));
+  write(f.tmp.path() / "store/jobs/bad/job.json", std::string(100000, '[') + std::string(100000, ']'));
+  CHECK(f.s->jobs() == std::vector<std::string>{"bad", "good"});
+  auto e = error_from([&] { f.s->load_job("bad"); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kUsage);
+  CHECK_CONTAINS(e->what(), "nests deeper than 64 levels");
+  CHECK(f.s->load_job("good").has_value());
+}
+
+TEST_CASE("a checkpoint manifest or chunk list that is a FIFO gives one error, no hang") {
+  Deadline deadline(20);
+  Fixture f;
+  f.checkpoint("j", {{"pages.img", random_pages(4, 3)}});
+  auto dir = f.tmp.path() / "store/jobs/j/checkpoints/1";
+  make_fifo(dir / "chunks.bin");
+  auto e = error_from([&] { f.s->load_checkpoint("j", 1); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "its chunk list");
+  CHECK_CONTAINS(e->what(), "not a regular file");
+  make_fifo(dir / "manifest.json");
+  e = error_from([&] { f.s->load_checkpoint_metadata("j", 1); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kUsage);
+  CHECK_CONTAINS(e->what(), "manifest.json': it is not a regular file");
+}
+
+TEST_CASE("an index or pack file that is a FIFO is damaged, not waited on") {
+  Deadline deadline(20);
+  Fixture f;
+  auto data = random_pages(4, 8);
+  auto cp = f.checkpoint("j", {{"pages.img", data}});
+  auto pack = f.packs().at(0);
+  make_fifo(pack);
+  f.reopen();
+  auto report = f.s->verify(f.s->load_checkpoint("j", 1));
+  REQUIRE(report.problems.size() == 1);
+  CHECK_CONTAINS(report.problems[0], "not a regular file");
+  auto idx = f.tmp.path() / "store/index/0" / (pack.stem().string() + ".idx");
+  make_fifo(idx);
+  auto e = error_from([&] { gcp::chunks::read_index_file(idx); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "not a regular file");
+  f.reopen();
+  report = f.s->verify(f.s->load_checkpoint("j", 1));
+  REQUIRE(report.problems.size() == 1);
+  CHECK_CONTAINS(report.problems[0], "is missing (no pack holds it)");
+}
+
+TEST_CASE("an index entry whose frame length is 4 GiB is damaged, not allocated") {
+  TempDir tmp;
+  auto packs = tmp.path() / "packs";
+  stdfs::create_directories(packs);
+  write(packs / "p.pack", "GCPPACK1" + std::string(100, '\0'));
+  auto index = gcp::chunks::Index::load(packs, tmp.path() / "index");
+  gcp::chunks::Location loc;
+  loc.pack = index.add_pack("p");
+  loc.frame_offset = 8;
+  loc.frame_length = 0xffffffffu;
+  loc.length = 4096;
+  gcp::chunks::Hash h;
+  h.bytes[0] = 1;
+  index.add(h, loc);
+  gcp::chunks::ChunkReader reader(index);
+  std::vector<uint8_t> out(4096);
+  std::string why;
+  CHECK(reader.read(h, out, why) == gcp::chunks::ChunkReader::Result::kDamaged);
+  CHECK_CONTAINS(why, "frame length 4294967295 is larger than any frame");
+}
+
+TEST_CASE("a chunk list is applied only when its count, length, header and SHA-256 fit") {
+  Fixture f;
+  f.checkpoint("j", {{"pages.img", random_pages(3, 4)}});
+  auto dir = f.tmp.path() / "store/jobs/j/checkpoints/1";
+  auto list = gcp::fs::read_file(dir / "chunks.bin");
+  auto cp = f.s->load_checkpoint_metadata("j", 1);
+  CHECK_FALSE(store::apply_chunk_list(list, cp).has_value());
+  CHECK(cp.units[0].images[0].digests.size() == 3 * 32);
+  CHECK_CONTAINS(*store::apply_chunk_list(list.substr(0, 50), cp), "wrong length");
+  auto wrong_count = list;
+  wrong_count[8] = 4;
+  CHECK_CONTAINS(*store::apply_chunk_list(wrong_count, cp), "wrong length or header");
+  auto flipped = list;
+  flipped[20] ^= 1;
+  CHECK_CONTAINS(*store::apply_chunk_list(flipped, cp), "does not match its SHA-256");
+  cp.chunk_list["count"] = "3";
+  CHECK_CONTAINS(*store::apply_chunk_list(list, cp), "does not fit the manifest (0 chunks listed)");
+}

@@ -45,7 +45,7 @@ void run(const Options& opt) {
                cp.timings.value("downtimeMs", 0.0), cp.timings.value("totalMs", 0.0),
                opt.stop ? "; job stopped" : "");
   // The chunk lists are in the store ('gcp-store show --chunks'); stdout gets the rest.
-  print_json(manifest::to_json(cp, false).dump(2));
+  print_json(gcp::manifest::dump(manifest::to_json(cp, false)));
 }
 
 }  // namespace gcp::checkpoint_tool

@@ -48,7 +48,7 @@ void run(const Options& opt) {
   } else if (opt.format == "text") {
     std::cout << deps::to_text(graph) << std::flush;
   } else {
-    print_json(deps::to_json(graph).dump(2));
+    print_json(gcp::manifest::dump(deps::to_json(graph)));
   }
 }
 

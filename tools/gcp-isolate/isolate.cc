@@ -195,7 +195,7 @@ void run(const Options& opt) {
   fs::grant_read(unit->output, job.owner);
   spdlog::info("started unit '{}' of job '{}' (host pid {}); output in {}", opt.unit, opt.job, *unit->pid,
                unit->output);
-  print_json(manifest::to_json(job).dump(2));
+  print_json(gcp::manifest::dump(manifest::to_json(job)));
 }
 
 void list(const Options& opt) {
@@ -223,7 +223,7 @@ void list(const Options& opt) {
                    {"checkpoints", seqs.size()},
                    {"latest", seqs.empty() ? manifest::json() : manifest::json(seqs.back())}});
   }
-  print_json(out.dump(2));
+  print_json(gcp::manifest::dump(out));
 }
 
 void status(const Options& opt) {
@@ -241,7 +241,7 @@ void status(const Options& opt) {
       spdlog::warn("unit '{}': {}", u.name, e.what());  // ended meanwhile
     }
   }
-  print_json(manifest::to_json(job).dump(2));
+  print_json(gcp::manifest::dump(manifest::to_json(job)));
 }
 
 void kill(const Options& opt) {
@@ -249,7 +249,7 @@ void kill(const Options& opt) {
   auto cgroups = cgroup::system_cgroups();
   auto job = jobs::kill(*store, *cgroups, opt.job, opt.kill_unit);
   spdlog::info("killed {} of job '{}'", opt.kill_unit ? "unit '" + *opt.kill_unit + "'" : "all units", opt.job);
-  print_json(manifest::to_json(job).dump(2));
+  print_json(gcp::manifest::dump(manifest::to_json(job)));
 }
 
 }  // namespace gcp::isolate

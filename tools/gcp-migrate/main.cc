@@ -23,6 +23,6 @@ int main(int argc, char** argv) {
     round.apply(options.checkpoint);
     options.restart.callback_timeout = options.checkpoint.callback_timeout;
     auto moved = gcp::jobs::migrate(*store, gcp::rounds::system_machine(*cgroups), job, options);
-    gcp::print_json(gcp::manifest::to_json(moved).dump(2));
+    gcp::print_json(gcp::manifest::dump(gcp::manifest::to_json(moved)));
   });
 }

@@ -34,7 +34,7 @@ void run(const Options& opt) {
   for (const auto& u : job.units) pids += (pids.empty() ? "" : ", ") + u.name + "=" + std::to_string(u.pid.value_or(0));
   spdlog::info("job '{}' restarted from checkpoint {} (host pids: {})", job.name,
                job.units.empty() ? 0 : job.units.front().restored_from.value_or(0), pids);
-  print_json(manifest::to_json(job).dump(2));
+  print_json(gcp::manifest::dump(manifest::to_json(job)));
 }
 
 }  // namespace gcp::restart_tool

@@ -62,7 +62,7 @@ void print_table(const std::vector<std::vector<std::string>>& rows) {
   }
 }
 
-uint64_t bytes_of(const json& bytes, const char* key) { return bytes.value(key, uint64_t{0}); }
+uint64_t bytes_of(const json& bytes, const char* key) { return manifest::count_or(bytes, key); }
 
 json checkpoint_row(const manifest::Checkpoint& cp) {
   uint64_t raw = bytes_of(cp.bytes, "raw"), fresh = bytes_of(cp.bytes, "new"),
@@ -74,8 +74,8 @@ json checkpoint_row(const manifest::Checkpoint& cp) {
           {"bytes", cp.bytes},
           {"dedupRatio", ratio(raw, fresh)},
           {"compressionRatio", ratio(fresh, stored)},
-          {"downtimeMs", cp.timings.value("downtimeMs", 0.0)},
-          {"storeMs", cp.timings.value("storeMs", 0.0)}};
+          {"downtimeMs", manifest::number_or(cp.timings, "downtimeMs")},
+          {"storeMs", manifest::number_or(cp.timings, "storeMs")}};
 }
 
 // The jobs the caller may see: all for root, their own for a user.
@@ -145,7 +145,7 @@ void ls(const Options& opt) {
     }
   }
   if (as_table(opt)) print_table(rows);
-  else print_json(out.dump(2));
+  else print_json(gcp::manifest::dump(out));
 }
 
 void show(const Options& opt) {
@@ -157,7 +157,7 @@ void show(const Options& opt) {
   }
   uint64_t seq = opt.seq.value_or(seqs.empty() ? 0 : seqs.back());
   auto cp = opt.chunks ? store->load_checkpoint(opt.job, seq) : store->load_checkpoint_metadata(opt.job, seq);
-  print_json(manifest::to_json(cp, opt.chunks).dump(2));
+  print_json(gcp::manifest::dump(manifest::to_json(cp, opt.chunks)));
 }
 
 void verify(const Options& opt) {
@@ -203,7 +203,7 @@ void verify(const Options& opt) {
     checked.push_back(std::move(entry));
   }
   if (as_table(opt)) print_table(rows);
-  else print_json(json{{"ok", bad == 0}, {"checkpoints", checked}}.dump(2));
+  else print_json(gcp::manifest::dump(json{{"ok", bad == 0}, {"checkpoints", checked}}));
   if (bad) {
     // One line: the first problem; every problem is in the report on stdout.
     throw Error(Exit::kFailed,
@@ -234,7 +234,7 @@ void gc(const Options& opt) {
                 static_cast<unsigned long long>(report.packs_removed),
                 static_cast<unsigned long long>(report.packs_repacked), human_bytes(report.bytes_freed).c_str());
   } else {
-    print_json(out.dump(2));
+    print_json(gcp::manifest::dump(out));
   }
   if (!report.busy_owners.empty()) {
     std::string owners;
@@ -258,7 +258,7 @@ void rm(const Options& opt) {
     store->remove_checkpoint(opt.job, *opt.seq);
     store->append_event(opt.job, {{"event", "checkpoint-removed"}, {"seq", *opt.seq}});
     spdlog::info("removed checkpoint {} of job '{}'; 'gcp-store gc' frees its chunks", *opt.seq, opt.job);
-    print_json(json{{"job", opt.job}, {"removed", json::array({*opt.seq})}}.dump(2));
+    print_json(gcp::manifest::dump(json{{"job", opt.job}, {"removed", json::array({*opt.seq})}}));
     return;
   }
   auto cgroups = cgroup::system_cgroups();
@@ -273,7 +273,7 @@ void rm(const Options& opt) {
   store->remove_job(opt.job);  // the lock goes with the directory
   spdlog::info("removed job '{}' and its {} checkpoint(s); 'gcp-store gc' frees their chunks", opt.job,
                seqs.size());
-  print_json(json{{"job", opt.job}, {"removed", seqs}}.dump(2));
+  print_json(gcp::manifest::dump(json{{"job", opt.job}, {"removed", seqs}}));
 }
 
 void du(const Options& opt) {
@@ -287,7 +287,7 @@ void du(const Options& opt) {
     usage = mine;
   }
   if (!as_table(opt)) {
-    print_json(usage.dump(2));
+    print_json(gcp::manifest::dump(usage));
     return;
   }
   std::vector<std::vector<std::string>> rows{

@@ -56,6 +56,9 @@ inline constexpr size_t kFrameBytes = 256 * 1024;
 /// A pack is closed when it holds this many compressed bytes.
 inline constexpr uint64_t kPackBytes = 64ull << 20;
 
+/// Largest index file read (about 20 million chunks): a larger one is not gcp's.
+inline constexpr size_t kMaxIndexBytes = 1ull << 30;
+
 /// Where a chunk is: its pack, the frame, and its place in the decompressed frame.
 struct Location {
   uint32_t pack = 0;         ///< index into Index::packs()

@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <optional>
@@ -18,6 +19,17 @@ std::string read_file(const stdfs::path& path);
 
 /// Reads a whole file; nullopt when it does not exist.
 std::optional<std::string> try_read_file(const stdfs::path& path);
+
+/// Reads a whole file of the store (or other content someone else may have placed):
+/// without following a symbolic link, without waiting on a FIFO, only a regular file
+/// and only up to `max_bytes`. nullopt when it does not exist; Error(kUsage) naming the
+/// file when it is something else or larger; Error(kFailed) on an I/O error.
+std::optional<std::string> try_read_regular(const stdfs::path& path, size_t max_bytes);
+
+/// Opens a regular file for reading the same way (O_NOFOLLOW, O_NONBLOCK, fstat); -1 with
+/// errno set when it cannot be opened, and ELOOP / EINVAL when it is a symbolic link /
+/// not a regular file. `size` receives its length.
+int open_regular(const stdfs::path& path, uint64_t* size = nullptr);
 
 /// Reads exactly `n` bytes at `offset`; throws Error naming `what` ("reading WHAT: ...")
 /// on an I/O error or when the file ends first.

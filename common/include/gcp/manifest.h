@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace gcp::manifest {
@@ -228,8 +229,39 @@ json to_json(const Checkpoint& checkpoint, bool chunk_lists = true);
 Job job_from_json(const json& doc, const std::string& source);
 Checkpoint checkpoint_from_json(const json& doc, const std::string& source);
 
-/// Parses text as JSON; throws Error(kUsage) naming `source` on a syntax error.
-json parse(const std::string& text, const std::string& source);
+/// What gcp reads from JSON it did not just write (store content, stdin, a node's
+/// answers) may be hostile: these bound it (gcp-security(7), Limits).
+/// Arrays and objects nest at most this deep (copying or destroying a document recurses).
+inline constexpr size_t kMaxDepth = 64;
+/// An object has at most this many members (finding a key in an ordered_json object is a
+/// linear search, so a million keys would take hours to parse).
+inline constexpr size_t kMaxMembers = 10000;
+/// Largest Job manifest (job.json) read.
+inline constexpr size_t kMaxJobBytes = 16u << 20;
+/// Largest Checkpoint manifest (manifest.json) read; chunks inline take 16 MiB per GiB.
+inline constexpr size_t kMaxCheckpointBytes = 256u << 20;
+/// Largest image file a Checkpoint may list (1 PiB, more than any machine's memory): its
+/// chunk count and byte offsets then fit in 64 bits whatever its chunk size.
+inline constexpr uint64_t kMaxImageBytes = 1ull << 50;
+/// Largest chunk size an image may have (the store cuts at most 1 MiB pieces).
+inline constexpr uint32_t kMaxChunkSize = 1u << 20;
+
+/// Parses text as JSON; throws Error(kUsage) naming `source` on a syntax error, a number
+/// out of range, nesting deeper than kMaxDepth or an object with more than kMaxMembers
+/// members. The message shows the text's bytes printable (\xNN).
+json parse(std::string_view text, const std::string& source);
+/// The same for a line of a protocol: nullopt instead of an error (`why` says why).
+std::optional<json> try_parse(std::string_view text, std::string* why = nullptr);
+
+/// The document as JSON text (indented by `indent` spaces, -1: one line); bytes in its
+/// strings that are not UTF-8 become U+FFFD, so that printing a report never throws.
+std::string dump(const json& doc, int indent = 2);
+
+/// obj[key] when it is a non-negative integer, else `fallback` (also when obj is not an
+/// object): for numbers of a manifest that only inform (bytes, timings).
+uint64_t count_or(const json& obj, const char* key, uint64_t fallback = 0);
+/// obj[key] when it is a number, else `fallback`.
+double number_or(const json& obj, const char* key, double fallback = 0);
 
 /// The current time as RFC 3339 UTC with milliseconds.
 std::string now_rfc3339();

@@ -15,6 +15,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace gcp::log {
@@ -192,6 +193,16 @@ enum class IfMissing {
 /// make it; what a store holds inside it is made as needed.
 std::unique_ptr<Store> open(const std::string& dir, std::optional<Options> options = {},
                             IfMissing if_missing = IfMissing::kRefuse);
+
+/// A checkpoint's chunk list (chunks.bin): "GCPCHK01", the count (u64, little-endian),
+/// the SHA-256 of every chunk of every image in manifest order (32 bytes each), then the
+/// SHA-256 of all before it, which the manifest's chunkList.sha256 also records.
+inline constexpr char kChunkListMagic[8] = {'G', 'C', 'P', 'C', 'H', 'K', '0', '1'};
+
+/// Fills in every image's digests of `checkpoint` from the bytes of its chunk list;
+/// returns what is wrong (and changes nothing that matters) when they do not fit the
+/// manifest's images, their length, header or checksum.
+std::optional<std::string> apply_chunk_list(std::string_view data, manifest::Checkpoint& checkpoint);
 
 /// Checks a zstd level given by a user; throws Error(kUsage) naming `source`.
 int check_level(long level, const std::string& source);
