@@ -250,8 +250,20 @@ Report restart_if_failed(store::Store& store, const rounds::Machine& machine, co
         report.jobs.push_back(entry);
         continue;
       }
-      // Under the job's lock from here: of two copies of this pass, the second finds it
-      // taken (or, after the first is done, the job running again).
+      // A first look without the lock: a pass that takes every job's lock every minute
+      // would keep --if-due from checkpointing them (it finds them busy).
+      if (!pending) {
+        std::map<std::string, std::string> unreachable;
+        auto seen = look(store, machine.cgroups, *job, unreachable);
+        if (std::all_of(seen.begin(), seen.end(), [](const auto& s) { return s.second == Seen::kRuns; })) {
+          entry["action"] = "none";
+          entry["why"] = "its units run";
+          report.jobs.push_back(entry);
+          continue;
+        }
+      }
+      // Under the job's lock from here, looking again: of two copies of this pass, the
+      // second finds it taken (or, after the first is done, the job running again).
       auto held = store.try_lock_job(name);
       if (!held) {
         entry["action"] = "busy";

@@ -344,7 +344,7 @@ void policy(const Options& opt) {
   rows.push_back({"MTBF", policy::human(decision.mtbf.mtbf_s) + ": " + decision.mtbf_from});
   rows.push_back({"interval", policy::human(decision.interval_s)});
   rows.push_back({"last", text(out["last"])});
-  rows.push_back({"next due", text(out["nextDue"]) + " (" + decision.why + ")"});
+  rows.push_back({"next due", decision.due_s ? decision.why : text(out["nextDue"]) + " (" + decision.why + ")"});
   rows.push_back({"strategy", decision.strategy + ": " + decision.strategy_why});
   for (const auto& n : decision.notes) rows.push_back({"note", n});
   for (const auto& s : job.history.stops) {
