@@ -72,7 +72,7 @@ UNIT_SRCS := $(wildcard tests/unit/*.cc)
 UNIT_BIN  := $(BUILD)/tests/unit-tests
 WORKLOADS := $(patsubst tests/workloads/%.c,$(BUILD)/tests/workloads/%,$(wildcard tests/workloads/*.c))
 
-.PHONY: all help test check unit unit-build e2e bench demo install man clean deps fuzz fuzz-build fuzz-check sanitize-unit
+.PHONY: all help test check unit unit-build e2e bench simulate demo install man clean deps fuzz fuzz-build fuzz-check sanitize-unit
 all: $(BINS) $(INIT) $(GATE) $(REAPER) $(RLIMITS) $(USER_HELPER) $(TRANSLIBS)
 
 help:
@@ -81,6 +81,7 @@ help:
 	@echo "make unit       build and run the unit tests only (no root needed)"
 	@echo "make e2e        run the end-to-end tests only (root, real CRIU)"
 	@echo "make demo       install what is missing, build, checkpoint and restart a sample job"
+	@echo "make simulate   the checkpoint policy against exponential and Weibull failure traces; report in $(BUILD)/bench/simulate.md"
 	@echo "make bench      hash and pipe speeds; gcp-deps on 1,000 processes; gcp's store vs plain criu (256 MiB, 1 GiB); coordinated rounds on 3 test nodes; reports in $(BUILD)/bench/"
 	@echo "make install    install under PREFIX=$(PREFIX) (DESTDIR honoured); as root, gcp-user setuid root for group gcp"
 	@echo "make fuzz       build the libFuzzer harnesses of tests/fuzz and run each for FUZZ_SECONDS (default 600)"
@@ -269,6 +270,14 @@ $(BUILD)/bench/pipe-speed: tests/bench/pipe-speed.c
 $(BUILD)/bench/callbacks-overhead: tests/bench/callbacks-overhead.cc $(LIBGCP)
 	@mkdir -p $(@D)
 	$(CXX) $(ALL_CXXFLAGS) $(LDFLAGS) -o $@ $< $(LIBGCP) $(LDLIBS_GCP)
+
+$(BUILD)/bench/simulate: tests/bench/simulate.cc $(LIBGCP)
+	@mkdir -p $(@D)
+	$(CXX) $(ALL_CXXFLAGS) $(LDFLAGS) -o $@ $< $(LIBGCP) $(LDLIBS_GCP)
+
+# The policy against failure traces (gcp-policy(7)); the report goes to $(BUILD)/bench.
+simulate: $(BUILD)/bench/simulate
+	$(BUILD)/bench/simulate $(BUILD)/bench/simulate.svg > $(BUILD)/bench/simulate.md; rc=$$?; cat $(BUILD)/bench/simulate.md; exit $$rc
 
 bench:
 	@scripts/install-deps.sh --bench

@@ -9,6 +9,7 @@
 #include "gcp/events.h"
 #include "gcp/job_store.h"
 #include "gcp/log.h"
+#include "gcp/policy.h"
 #include "gcp/proc.h"
 
 #include <arpa/inet.h>
@@ -319,6 +320,13 @@ const manifest::Checkpoint& CheckpointRound::commit() {
                                   {"downtimeMs", cp_.timings.value("downtimeMs", 0.0)},
                                   {"totalMs", cp_.timings["totalMs"]},
                                   {"bytes", cp_.bytes}});
+  // What it cost the job feeds its policy. A checkpoint of some units only (a
+  // migration, one node's units) does not protect the job, and is not counted.
+  if (!partial_) {
+    jobs::note_history(store_, job_name_, [&](manifest::History& h, const manifest::Job&) {
+      policy::record_checkpoint(h, cp_.seq, policy::cost_of(cp_), policy::now(), policy::site());
+    });
+  }
   jobs::apply_retention(store_, job_name_, options_.keep ? options_.keep : job_.keep);
   return cp_;
 }
@@ -347,6 +355,11 @@ void CheckpointRound::release(bool stop) {
       }
     }
     store_.save_job(now);
+    jobs::note_history(store_, job_name_, [](manifest::History& h, const manifest::Job& j) {
+      bool any = std::any_of(j.units.begin(), j.units.end(),
+                             [](const manifest::Unit& u) { return u.state == manifest::UnitState::kRunning; });
+      if (!any) policy::record_stop(h, "stop", "gcp-checkpoint --stop", false, policy::now());
+    });
   }
 }
 

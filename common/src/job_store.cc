@@ -35,6 +35,18 @@ fs::FileLock lock_job(store::Store& store, const std::string& job) {
   return std::move(*held);
 }
 
+void note_history(store::Store& store, const std::string& job,
+                  const std::function<void(manifest::History&, const manifest::Job&)>& note) {
+  try {
+    auto loaded = store.load_job(job);
+    if (!loaded) return;
+    note(loaded->history, *loaded);
+    store.save_job(*loaded);
+  } catch (const std::exception& e) {
+    spdlog::warn("recording job '{}' in its policy history: {}", job, e.what());
+  }
+}
+
 void apply_retention(store::Store& store, const std::string& job, std::optional<uint64_t> keep) {
   if (!keep) return;
   auto all = store.checkpoints(job);

@@ -8,6 +8,7 @@
 #include "gcp/launcher.h"
 #include "gcp/names.h"
 #include "gcp/netns.h"
+#include "gcp/policy.h"
 #include "gcp/proc.h"
 #include "gcp/process.h"
 #include "gcp/restart_round.h"
@@ -143,6 +144,7 @@ std::string adopt(store::Store& store, cgroup::Cgroups& cgroups, std::string job
   u.state = manifest::UnitState::kRunning;
   u.adopted = manifest::Unit::Adopted{grouping::describe(spec), job.created};
   job.units.push_back(u);
+  policy::record_running(job.history, policy::now());
   store.save_job(job);
   store.append_event(job_name, {{"event", "adopted"}, {"unit", unit_name}, {"root", root}, {"processes", moved.size()}});
   spdlog::info("registered {} as job '{}' (unit '{}', {} process(es), root pid {})", grouping::describe(spec),
@@ -238,6 +240,13 @@ manifest::Job kill(store::Store& store, cgroup::Cgroups& cgroups, const std::str
     cgroups.remove(cgroup::job_path(job_name));
   } catch (const Error&) {
     // Other units of the job still have their cgroups: keep the parent.
+  }
+  // A kill is a planned stop: the policy does not count it as a failure.
+  if (std::none_of(job.units.begin(), job.units.end(),
+                   [](const manifest::Unit& u) { return u.state == manifest::UnitState::kRunning; }) &&
+      !job.history.running_since.empty()) {
+    policy::record_stop(job.history, "kill", unit ? "gcp-isolate kill --unit " + *unit : "gcp-isolate kill", false,
+                        policy::now());
   }
   store.save_job(job);
   return job;

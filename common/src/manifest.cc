@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cctype>
 #include <filesystem>
 #include <ctime>
 #include <limits>
@@ -204,6 +206,124 @@ void put_extra(json& out, const json& extra) {
     if (!out.contains(it.key())) out[it.key()] = it.value();
   }
 }
+
+// A number of seconds a user or a manifest gives: finite, positive, at most a year.
+double seconds_in(Fields& f, const json& obj, const std::string& key) {
+  auto v = f.maybe<double>(key);
+  (void)obj;
+  if (!v) return 0;
+  if (!std::isfinite(*v) || *v <= 0) f.fail(f.name(key), "must be a positive number of seconds");
+  if (*v > 366.0 * 86400) f.fail(f.name(key), "is over a year (" + std::to_string(static_cast<long long>(*v)) + " s)");
+  return *v;
+}
+
+CheckpointPolicy policy_from(const json& doc, const std::string& where, const std::string& source) {
+  Fields f(doc, where, source);
+  CheckpointPolicy p;
+  p.kind = f.optional<std::string>("kind", "adaptive");
+  if (p.kind != "fixed" && p.kind != "young" && p.kind != "daly" && p.kind != "adaptive") {
+    f.fail(f.name("kind"), "is '" + p.kind + "', expected 'fixed', 'young', 'daly' or 'adaptive'");
+  }
+  if (double v = seconds_in(f, doc, "intervalS")) p.interval_s = v;
+  if (double v = seconds_in(f, doc, "costS")) p.cost_s = v;
+  if (double v = seconds_in(f, doc, "mtbfS")) p.mtbf_s = v;
+  if (p.kind == "fixed" && !p.interval_s) f.fail(f.name("intervalS"), "is missing: a fixed policy needs its interval");
+  p.deadline = f.optional<std::string>("deadline", "");
+  if (!p.deadline.empty() && !parse_rfc3339(p.deadline)) {
+    f.fail(f.name("deadline"), "is '" + p.deadline.substr(0, 40) + "', not an RFC 3339 time such as 2026-12-08T06:00:00Z");
+  }
+  p.max_restarts = f.maybe<uint64_t>("maxRestarts");
+  if (p.max_restarts && *p.max_restarts > 1000) f.fail(f.name("maxRestarts"), "is over 1000");
+  const json& spares = f.array("spares", false);
+  for (size_t i = 0; i < spares.size(); ++i) {
+    if (!spares[i].is_string() || spares[i].get<std::string>().empty() || spares[i].get<std::string>().size() > 253) {
+      f.fail(indexed(f.name("spares"), i), "must be a node name");
+    }
+    p.spares.push_back(spares[i].get<std::string>());
+  }
+  p.extra = f.extra();
+  return p;
+}
+
+History history_from(const json& doc, const std::string& source) {
+  Fields f(doc, "history", source);
+  History h;
+  if (auto c = f.maybe<double>("costS")) {
+    if (!std::isfinite(*c) || *c < 0) f.fail("history.costS", "must be a number of seconds");
+    h.cost_s = *c;
+  }
+  h.checkpoints = f.optional<uint64_t>("checkpoints", 0);
+  h.failures = f.optional<uint64_t>("failures", 0);
+  h.exposure_s = f.optional<double>("exposureS", 0.0);
+  if (!std::isfinite(h.exposure_s) || h.exposure_s < 0) f.fail("history.exposureS", "must be a number of seconds");
+  h.running_since = f.optional<std::string>("runningSince", "");
+  h.restarts = f.optional<uint64_t>("restarts", 0);
+  h.backoff_until = f.optional<std::string>("backoffUntil", "");
+  h.given_up = f.optional<std::string>("givenUp", "");
+  const json& recent = f.array("recent", false);
+  for (size_t i = 0; i < recent.size() && i < 10 * History::kKeep; ++i) {
+    Fields r(recent[i], indexed("history.recent", i), source);
+    History::Checkpoint c;
+    c.seq = r.optional<uint64_t>("seq", 0);
+    c.at = r.required<std::string>("at");
+    c.cost_s = r.optional<double>("costS", 0.0);
+    h.recent.push_back(c);
+  }
+  const json& stops = f.array("stops", false);
+  for (size_t i = 0; i < stops.size() && i < 10 * History::kKeep; ++i) {
+    Fields r(stops[i], indexed("history.stops", i), source);
+    History::Stop s;
+    s.at = r.required<std::string>("at");
+    s.cause = r.required<std::string>("cause");
+    s.detail = r.optional<std::string>("detail", "");
+    s.failure = r.optional<bool>("failure", true);
+    h.stops.push_back(s);
+  }
+  h.extra = f.extra();
+  return h;
+}
+
+json history_to_json(const History& h) {
+  json j = json::object();
+  if (h.cost_s) j["costS"] = *h.cost_s;
+  j["checkpoints"] = h.checkpoints;
+  j["failures"] = h.failures;
+  j["exposureS"] = h.exposure_s;
+  if (!h.running_since.empty()) j["runningSince"] = h.running_since;
+  if (h.restarts) j["restarts"] = h.restarts;
+  if (!h.backoff_until.empty()) j["backoffUntil"] = h.backoff_until;
+  if (!h.given_up.empty()) j["givenUp"] = h.given_up;
+  j["recent"] = json::array();
+  for (const auto& c : h.recent) j["recent"].push_back({{"seq", c.seq}, {"at", c.at}, {"costS", c.cost_s}});
+  j["stops"] = json::array();
+  for (const auto& s : h.stops) {
+    json e = {{"at", s.at}, {"cause", s.cause}, {"failure", s.failure}};
+    if (!s.detail.empty()) e["detail"] = s.detail;
+    j["stops"].push_back(e);
+  }
+  put_extra(j, h.extra);
+  return j;
+}
+
+}  // namespace
+
+CheckpointPolicy checkpoint_policy_from_json(const json& doc, const std::string& where) {
+  return policy_from(doc, "", where);
+}
+
+json to_json(const CheckpointPolicy& p) {
+  json j = {{"kind", p.kind}};
+  if (p.interval_s) j["intervalS"] = *p.interval_s;
+  if (p.cost_s) j["costS"] = *p.cost_s;
+  if (p.mtbf_s) j["mtbfS"] = *p.mtbf_s;
+  if (!p.deadline.empty()) j["deadline"] = p.deadline;
+  if (p.max_restarts) j["maxRestarts"] = *p.max_restarts;
+  if (!p.spares.empty()) j["spares"] = p.spares;
+  put_extra(j, p.extra);
+  return j;
+}
+
+namespace {
 
 json unit_to_json(const Unit& u) {
   json j;
@@ -484,6 +604,7 @@ json to_json(const Job& job) {
   if (job.keep) policy["keep"] = *job.keep;
   if (job.callback_timeout_ms) policy["callbackTimeoutMs"] = *job.callback_timeout_ms;
   if (job.mode != Mode::kCoordinated) policy["mode"] = name(job.mode);
+  if (job.checkpoint_policy) policy["checkpoint"] = to_json(*job.checkpoint_policy);
   if (job.extra.contains("policy") && job.extra["policy"].is_object()) {
     for (const auto& [key, value] : job.extra["policy"].items()) {
       if (!policy.contains(key)) policy[key] = value;
@@ -493,6 +614,7 @@ json to_json(const Job& job) {
   j["units"] = json::array();
   for (const auto& u : job.units) j["units"].push_back(unit_to_json(u));
   if (job.launcher) j["launcher"] = to_json(*job.launcher);
+  if (!job.history.empty()) j["history"] = history_to_json(job.history);
   put_extra(j, job.extra);
   return j;
 }
@@ -518,6 +640,10 @@ Job job_from_json(const json& doc, const std::string& source) {
     policy.fail("policy.callbackTimeoutMs", "must be at least 1");
   }
   job.mode = mode_from(policy, "mode");
+  if (policy_obj.contains("checkpoint") && !policy_obj["checkpoint"].is_null()) {
+    policy.consume("checkpoint");
+    job.checkpoint_policy = policy_from(policy_obj["checkpoint"], "policy.checkpoint", source);
+  }
   json unknown_policy = policy.extra();
   if (doc.contains("launcher") && !doc["launcher"].is_null()) {
     f.consume("launcher");
@@ -532,6 +658,8 @@ Job job_from_json(const json& doc, const std::string& source) {
       }
     }
   }
+  json history_obj = f.object("history");
+  job.history = history_from(history_obj, source);
   job.extra = f.extra();
   if (!unknown_policy.empty()) job.extra["policy"] = unknown_policy;
   return job;
@@ -754,6 +882,53 @@ double number_or(const json& obj, const char* key, double fallback) {
   if (!obj.is_object()) return fallback;
   auto it = obj.find(key);
   return it != obj.end() && it->is_number() ? it->get<double>() : fallback;
+}
+
+std::string rfc3339(double epoch_s) {
+  auto ms_total = static_cast<long long>(std::llround(epoch_s * 1000.0));
+  time_t secs = static_cast<time_t>(ms_total / 1000);
+  long long ms = ms_total % 1000;
+  if (ms < 0) {
+    ms += 1000;
+    --secs;
+  }
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[48];
+  std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(ms));
+  return out;
+}
+
+std::optional<double> parse_rfc3339(const std::string& text) {
+  int y, mo, d, h, mi;
+  double sec;
+  int used = 0;
+  if (text.size() < 20 || text.size() > 40) return std::nullopt;
+  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%lf%n", &y, &mo, &d, &h, &mi, &sec, &used) != 6) {
+    return std::nullopt;
+  }
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || !(sec >= 0 && sec < 61)) return std::nullopt;
+  std::string zone = text.substr(static_cast<size_t>(used));
+  double offset = 0;
+  if (zone == "Z" || zone == "z") {
+    offset = 0;
+  } else if (zone.size() == 6 && (zone[0] == '+' || zone[0] == '-') && zone[3] == ':' &&
+             std::isdigit(static_cast<unsigned char>(zone[1])) && std::isdigit(static_cast<unsigned char>(zone[2])) &&
+             std::isdigit(static_cast<unsigned char>(zone[4])) && std::isdigit(static_cast<unsigned char>(zone[5]))) {
+    offset = (std::stoi(zone.substr(1, 2)) * 60 + std::stoi(zone.substr(4, 2))) * 60.0 * (zone[0] == '-' ? -1 : 1);
+  } else {
+    return std::nullopt;
+  }
+  std::tm tm{};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = 0;
+  return static_cast<double>(timegm(&tm)) + sec - offset;
 }
 
 std::string now_rfc3339() {

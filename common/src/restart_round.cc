@@ -7,6 +7,7 @@
 #include "gcp/error.h"
 #include "gcp/job_store.h"
 #include "gcp/log.h"
+#include "gcp/policy.h"
 #include "gcp/proc.h"
 
 #include <spdlog/spdlog.h>
@@ -268,6 +269,8 @@ void RestartRound::resume() {
       u->restored_from = r.seq;
     }
   }
+  policy::record_running(job_.history, policy::now());
+  job_.history.given_up.clear();  // restarted after all: automatic restarts may go on
   store_.save_job(job_);
 }
 

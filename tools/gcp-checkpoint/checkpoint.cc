@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 #include "checkpoint.h"
 
+#include "gcp/autopilot.h"
 #include "gcp/cgroup.h"
 #include "gcp/error.h"
 #include "gcp/jobs.h"
 #include "gcp/main.h"
 #include "gcp/names.h"
+#include "gcp/policy.h"
 #include "gcp/store.h"
 
 #include <spdlog/spdlog.h>
@@ -31,6 +33,19 @@ void run(const Options& opt) {
   opt.round.apply(options);
   options.keep = opt.keep;
   options.uncoordinated = opt.uncoordinated;
+  if (opt.if_due) {
+    if (opt.grouping.spec() || opt.stop) {
+      throw Error(Exit::kUsage, "--if-due checkpoints registered jobs and keeps them running",
+                  "drop --pid/--pgid/--sid/--cgroup/--pidns and --stop");
+    }
+    std::vector<std::string> named = opt.more;
+    if (!opt.job.empty()) named.insert(named.begin(), opt.job);
+    auto report = autopilot::checkpoint_if_due(*store, rounds::system_machine(*cgroups), named, options, policy::now());
+    print_json(report.jobs.dump(2));
+    autopilot::raise(report);
+    return;
+  }
+  if (!opt.more.empty()) throw Error(Exit::kUsage, "several jobs are given", "one job per checkpoint; --if-due takes several");
   std::string job = opt.job;
   if (auto spec = opt.grouping.spec()) {
     job = jobs::adopt(*store, *cgroups, job, opt.unit, *spec);

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace gcp::checkpoint_tool {
 
@@ -21,6 +22,8 @@ struct Options {
   bool uncoordinated = false;     ///< this node's units on their own
   grouping::CliOptions grouping;  ///< an ad-hoc unit, registered as job `job`
   std::string unit = "main";      ///< the name of the ad-hoc unit
+  bool if_due = false;            ///< only the jobs whose policy says they are due
+  std::vector<std::string> more;  ///< --if-due: further jobs
 };
 
 /// Checkpoints the job, prints the Checkpoint manifest and a summary on stderr.

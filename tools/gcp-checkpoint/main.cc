@@ -12,6 +12,10 @@ int main(int argc, char** argv) {
   CLI::App app{"Checkpoint every unit of a job consistently (freeze all, dump all, commit, thaw)"};
   gcp::checkpoint_tool::Options opt;
   app.add_option("job", opt.job, "Job name (with an ad-hoc unit: the name to register it as; default e.g. pid-1234)");
+  app.add_option("more", opt.more, "With --if-due: further jobs");
+  app.add_flag("--if-due", opt.if_due,
+               "Checkpoint the given jobs (default: every job) whose policy says they are due, and nothing else "
+               "(for cron, every minute; gcp-policy(7))");
   app.add_option(gcp::names::kOptStore, opt.store, gcp::names::kStoreHelp);
   app.add_flag("--stop", opt.stop, "Kill the job once the checkpoint is committed");
   opt.round.add(app, "the units");

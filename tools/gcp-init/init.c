@@ -161,5 +161,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "gcp-init: the unit's command was killed by signal %d\n", WTERMSIG(main_status));
     return 128 + WTERMSIG(main_status);
   }
+  /* gcp-restart --if-failed reads this line: a unit whose command ended by itself with
+     status 0 has finished, it did not fail (common/src/autopilot.cc spells it too). */
+  fprintf(stderr, "gcp-init: the unit's command exited with status %d\n", WEXITSTATUS(main_status));
   return WEXITSTATUS(main_status);
 }

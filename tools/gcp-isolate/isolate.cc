@@ -13,6 +13,7 @@
 #include "gcp/main.h"
 #include "gcp/names.h"
 #include "gcp/netns.h"
+#include "gcp/policy.h"
 #include "gcp/proc.h"
 #include "gcp/store.h"
 #include "gcp/unit.h"
@@ -41,6 +42,7 @@ void run_on(const Options& opt, store::Store& store) {
   if (!opt.hooks.empty()) argv.insert(argv.end(), {kOptHooks, std::filesystem::absolute(opt.hooks).string()});
   if (!opt.launcher.empty()) argv.insert(argv.end(), {kOptLauncher, opt.launcher});
   if (opt.uncoordinated) argv.push_back(kOptUncoordinated);
+  if (!opt.policy.empty()) argv.insert(argv.end(), {names::kOptPolicy, opt.policy});
   if (!opt.address.empty()) argv.insert(argv.end(), {kOptAddress, opt.address});
   if (!opt.via.empty()) argv.insert(argv.end(), {kOptVia, opt.via});
   if (!opt.gateway.empty()) argv.insert(argv.end(), {kOptGateway, opt.gateway});
@@ -106,6 +108,8 @@ void run(const Options& opt) {
     caller::refuse_for_user("a network of the unit's own (--address, --via, --gateway)",
                             "root starts units with a network of their own; start yours without --address");
   }
+  // A policy that is wrong is refused before anything is made (complete: as if new).
+  if (!opt.policy.empty()) policy::parse_spec(opt.policy, {}, policy::now());
   auto store = store::open(opt.store, {}, store::IfMissing::kCreate);
   if (!opt.node.empty() && opt.node != proc::node_name()) return run_on(opt, *store);
   auto cgroups = cgroup::system_cgroups();
@@ -138,6 +142,10 @@ void run(const Options& opt) {
     if (opt.launcher == "srun" && slurm_job && *slurm_job) job.launcher->slurm_job = slurm_job;
   }
   if (opt.uncoordinated) job.mode = manifest::Mode::kUncoordinated;
+  if (!opt.policy.empty()) {
+    job.checkpoint_policy = policy::parse_spec(opt.policy, job.checkpoint_policy.value_or(manifest::CheckpointPolicy{}),
+                                               policy::now());
+  }
   manifest::Unit* unit = job.find_unit(opt.unit);
   if (unit) {
     auto state = unit::live_state(*cgroups, *unit);
@@ -191,6 +199,7 @@ void run(const Options& opt) {
     throw;
   }
   unit->state = manifest::UnitState::kRunning;
+  policy::record_running(job.history, policy::now());
   store->save_job(job);
   fs::grant_read(unit->output, job.owner);
   spdlog::info("started unit '{}' of job '{}' (host pid {}); output in {}", opt.unit, opt.job, *unit->pid,

@@ -21,6 +21,7 @@ struct Options {
   std::string node;                  ///< run: start the unit on this node (through its launcher)
   std::string launcher;              ///< run: the job's launcher kind (local, ssh, srun)
   bool uncoordinated = false;        ///< run: the job's policy.mode is "uncoordinated"
+  std::string policy;                ///< run: the job's checkpoint policy spec (gcp-policy(7)); empty: kept
   std::string address;               ///< run: the unit's own IPv4 CIDR; empty: the node's network
   std::string via;                   ///< run: lower device of its macvlan; empty: configured or default route's
   std::string gateway;               ///< run: its default route; empty: none

@@ -20,6 +20,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 86400000));
   run->add_option(gcp::names::kOptHooks, opt.hooks,
                   "Directory of executables run on each callback event of the unit (gcp-callbacks(7))");
+  run->add_option(gcp::names::kOptPolicy, opt.policy,
+                  "The job's checkpoint policy: adaptive (the default), daly, young or fixed, with settings: "
+                  "fixed,interval=10m | adaptive,deadline=+12h,max-restarts=3,spares=n2+n3 (gcp-policy(7))");
   run->add_option("--node", opt.node, "Start the unit on this node, through its launcher (gcp-launchers(7))");
   run->add_option(gcp::names::kOptLauncher, opt.launcher,
                   "How the job's nodes are reached: local, ssh or srun (recorded in the Job manifest; default: "

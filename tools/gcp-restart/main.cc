@@ -26,6 +26,12 @@ int main(int argc, char** argv) {
   app.add_option("--place", opt.place,
                  "Restart unit U on node N instead of where it ran (U=N; repeatable; gcp-launchers(7))")
       ->delimiter(',');
+  app.add_option("more", opt.more, "With --if-failed: further jobs");
+  app.add_flag("--if-failed", opt.if_failed,
+               "Restart the given jobs (default: every job) whose units died without a stop through gcp, from their "
+               "latest verified checkpoint (for cron, every minute; gcp-policy(7))");
+  app.add_option("--spare", opt.spares, "With --if-failed: a node for units whose node is gone (repeatable)")
+      ->delimiter(',');
   bool agent = false;
   app.add_flag(gcp::names::kOptAgent, agent,
                "Restore this node's units for a job restart on another node: JSON requests on stdin, answers "

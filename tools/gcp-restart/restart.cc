@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 #include "restart.h"
 
+#include "gcp/autopilot.h"
 #include "gcp/cgroup.h"
 #include "gcp/error.h"
 #include "gcp/jobs.h"
 #include "gcp/main.h"
+#include "gcp/policy.h"
 #include "gcp/store.h"
 
 #include <spdlog/spdlog.h>
@@ -14,6 +16,26 @@ namespace gcp::restart_tool {
 void run(const Options& opt) {
   auto store = store::open(opt.store);
   auto cgroups = cgroup::system_cgroups();
+  if (opt.if_failed) {
+    if (opt.seq || !opt.place.empty()) {
+      throw Error(Exit::kUsage, "--if-failed restarts from the latest verified checkpoint where the policy says",
+                  "drop --seq and --place (--spare names nodes for units whose node is gone)");
+    }
+    std::vector<std::string> named = opt.more;
+    if (!opt.job.empty()) named.insert(named.begin(), opt.job);
+    autopilot::RestartPolicy how;
+    for (const auto& n : opt.spares) manifest::check_name("node", n);
+    how.spares = opt.spares;
+    how.restart.materialize = opt.materialize;
+    if (opt.callback_timeout_ms) how.restart.callback_timeout = std::chrono::milliseconds(*opt.callback_timeout_ms);
+    auto report = autopilot::restart_if_failed(*store, rounds::system_machine(*cgroups), named, how, policy::now());
+    print_json(report.jobs.dump(2));
+    autopilot::raise(report);
+    return;
+  }
+  if (!opt.more.empty() || !opt.spares.empty()) {
+    throw Error(Exit::kUsage, "several jobs or --spare without --if-failed", "restart one job at a time; --place U=N moves a unit");
+  }
   if (opt.job.empty()) throw Error(Exit::kUsage, "no job given", "name the JOB to restart");
   jobs::RestartOptions options;
   options.seq = opt.seq;

@@ -17,6 +17,9 @@ struct Options {
   bool materialize = false;     ///< read all images back to scratch before restoring
   std::optional<int> callback_timeout_ms;  ///< deadline of post-restart per unit
   std::vector<std::string> place;  ///< "UNIT=NODE": restart the unit there
+  bool if_failed = false;          ///< only the jobs whose units died without a stop through gcp
+  std::vector<std::string> more;   ///< --if-failed: further jobs
+  std::vector<std::string> spares; ///< --if-failed: nodes for units whose node is gone
 };
 
 /// Restarts the job and prints its Job manifest with the new host PIDs.

@@ -29,6 +29,13 @@ int main(int argc, char** argv) {
   rm->add_option("job", opt.job, "Job name")->required();
   rm->add_option(gcp::names::kOptSeq, opt.seq, "Only this checkpoint")->check(gcp::kSeqNumber);
   auto* du = app.add_subcommand("du", "Bytes per owner, with dedup and compression ratios");
+  auto* policy = app.add_subcommand(
+      "policy", "The checkpoint policy of JOB: cost, MTBF, interval, next due time, failures, and why (gcp-policy(7))");
+  policy->add_option("job", opt.job, "Job name")->required();
+  policy->add_option("--set", opt.set_policy,
+                     "Change the policy first: adaptive | daly | young | fixed,interval=10m, with deadline=, "
+                     "max-restarts=, spares=, cost=, mtbf=");
+  policy->add_option("--plot", opt.plot, "Write an SVG of the job's checkpoints and failures over time to FILE");
 
   return gcp::run_main("gcp-store", app, argc, argv, [&] {
     if (*ls) gcp::store_tool::ls(opt);
@@ -37,5 +44,6 @@ int main(int argc, char** argv) {
     else if (*gc) gcp::store_tool::gc(opt);
     else if (*rm) gcp::store_tool::rm(opt);
     else if (*du) gcp::store_tool::du(opt);
+    else if (*policy) gcp::store_tool::policy(opt);
   });
 }

@@ -4,8 +4,10 @@
 #include "gcp/caller.h"
 #include "gcp/cgroup.h"
 #include "gcp/error.h"
+#include "gcp/fs.h"
 #include "gcp/jobs.h"
 #include "gcp/main.h"
+#include "gcp/policy.h"
 #include "gcp/store.h"
 #include "gcp/unit.h"
 
@@ -300,6 +302,58 @@ void du(const Options& opt) {
                     human_bytes(o["bytes"]["stored"].get<uint64_t>()), ratio_text(o["dedupRatio"]),
                     ratio_text(o["compressionRatio"])});
   }
+  print_table(rows);
+}
+
+}  // namespace gcp::store_tool
+
+namespace gcp::store_tool {
+
+void policy(const Options& opt) {
+  auto store = store::open(opt.store);
+  manifest::Job job = jobs::load(*store, opt.job);
+  const double now = policy::now();
+  if (!opt.set_policy.empty()) {
+    auto lock = jobs::lock_job(*store, opt.job);
+    job = jobs::load(*store, opt.job);
+    job.checkpoint_policy =
+        policy::parse_spec(opt.set_policy, job.checkpoint_policy.value_or(manifest::CheckpointPolicy{}), now);
+    store->save_job(job);
+    spdlog::info("job '{}': policy set to {}", opt.job, manifest::to_json(*job.checkpoint_policy).dump());
+  }
+  auto decision = policy::decide(job, policy::site(), now);
+  json out = policy::to_json(decision, job);
+  if (opt.plot == "-") {
+    std::fputs(policy::svg(job, decision, now).c_str(), stdout);
+    return;
+  }
+  if (!opt.plot.empty()) {
+    // Root writes no file a user names: '--plot -' gives the user the SVG on stdout.
+    caller::refuse_for_user("--plot FILE", "use '--plot -' and redirect stdout");
+    fs::write_file_atomic(opt.plot, policy::svg(job, decision, now));
+    spdlog::info("job '{}': plot written to '{}'", opt.job, opt.plot);
+  }
+  if (!as_table(opt)) {
+    print_json(out.dump(2));
+    return;
+  }
+  auto text = [](const json& v) { return v.is_string() ? v.get<std::string>() : v.is_null() ? std::string("-") : v.dump(); };
+  std::vector<std::vector<std::string>> rows = {{"", ""}};
+  rows.push_back({"policy", decision.kind + " (" + decision.kind_from + ")"});
+  rows.push_back({"cost", policy::human(decision.cost_s) + ": " + decision.cost_from});
+  rows.push_back({"MTBF", policy::human(decision.mtbf.mtbf_s) + ": " + decision.mtbf_from});
+  rows.push_back({"interval", policy::human(decision.interval_s)});
+  rows.push_back({"last", text(out["last"])});
+  rows.push_back({"next due", decision.due_s ? decision.why : text(out["nextDue"]) + " (" + decision.why + ")"});
+  rows.push_back({"strategy", decision.strategy + ": " + decision.strategy_why});
+  for (const auto& n : decision.notes) rows.push_back({"note", n});
+  for (const auto& s : job.history.stops) {
+    rows.push_back({s.failure ? "failure" : "planned stop",
+                    s.at + " " + s.cause + (s.detail.empty() ? "" : " (" + s.detail + ")") +
+                        (s.failure ? ": counted" : ": not counted")});
+  }
+  if (!job.history.given_up.empty()) rows.push_back({"given up", job.history.given_up});
+  rows.erase(rows.begin());
   print_table(rows);
 }
 

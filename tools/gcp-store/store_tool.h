@@ -15,6 +15,8 @@ struct Options {
   bool human = false;   ///< a table instead of JSON (also when stdout is a terminal)
   bool chunks = false;  ///< show: include the chunk lists
   int wait_s = 300;     ///< gc: how long to wait for checkpoints in flight
+  std::string set_policy;  ///< policy: the new policy spec; empty: show only
+  std::string plot;        ///< policy: write an SVG of the job's checkpoints and failures here
 };
 
 /// gcp-store ls [JOB]: jobs, or the checkpoints of JOB, with sizes and ratios.
@@ -29,5 +31,8 @@ void gc(const Options& opt);
 void rm(const Options& opt);
 /// gcp-store du: bytes per owner, dedup and compression ratios.
 void du(const Options& opt);
+/// gcp-store policy JOB [--set SPEC] [--plot FILE]: the job's checkpoint policy, what it
+/// measured and decided, and why (gcp-policy(7)); --set changes the policy first.
+void policy(const Options& opt);
 
 }  // namespace gcp::store_tool

@@ -9,6 +9,7 @@
 #include "gcp/store.h"
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,6 +40,12 @@ uint64_t latest_whole(store::Store& store, const std::string& job, const std::ve
 /// The metadata of checkpoint `seq`, or nullopt with a warning when its manifest
 /// cannot be read.
 std::optional<manifest::Checkpoint> readable_metadata(store::Store& store, const std::string& job, uint64_t seq);
+
+/// Records something in the job's policy history (gcp-policy(7)): loads the Job
+/// manifest, lets `note` change its history, saves it. The caller holds the job's lock.
+/// A failure is a warning: the history informs the policy, it never fails a round.
+void note_history(store::Store& store, const std::string& job,
+                  const std::function<void(manifest::History&, const manifest::Job&)>& note);
 
 /// "unit 'a'" or "units 'a', 'b'", for messages.
 std::string units_text(const std::vector<std::string>& units);

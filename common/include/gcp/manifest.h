@@ -95,6 +95,58 @@ struct Unit {
   json extra = json::object();       ///< fields this gcp does not know, kept as they were
 };
 
+/// How a job's checkpoints are timed (gcp-policy(7)). Serialised as policy.checkpoint:
+/// {"kind", "intervalS", "costS", "mtbfS", "deadline", "maxRestarts", "spares"}, left
+/// out when the job has none (the site's default then applies).
+struct CheckpointPolicy {
+  /// "fixed" (every intervalS), "young", "daly" or "adaptive" (Daly's interval from the
+  /// measured cost and the estimated MTBF, and the strategy from the job's ties).
+  std::string kind = "adaptive";
+  std::optional<double> interval_s;  ///< fixed: the interval, seconds
+  std::optional<double> cost_s;      ///< young/daly: use this checkpoint cost instead of the measured one
+  std::optional<double> mtbf_s;      ///< young/daly: use this MTBF instead of the estimate
+  std::string deadline;              ///< RFC 3339: the job ends then (the last checkpoint lands before); empty: none
+  std::optional<uint64_t> max_restarts;  ///< automatic restarts without a checkpoint in between before giving up
+  std::vector<std::string> spares;   ///< nodes a unit whose node is gone may restart on
+  json extra = json::object();       ///< fields this gcp does not know
+};
+
+/// What the policy has seen of a job (gcp-policy(7)). Serialised as "history", left out
+/// while empty. Lists keep their newest kHistoryKeep entries; the counts count all.
+struct History {
+  static constexpr size_t kKeep = 100;
+  /// One committed checkpoint: when, and what it cost the job (seconds).
+  struct Checkpoint {
+    uint64_t seq = 0;
+    std::string at;
+    double cost_s = 0;
+  };
+  /// A failure (cause: "unit-died", "node-unreachable", ...) or a planned stop (cause:
+  /// "stop", "kill", "preempted", "time-limit"), which is listed but not counted.
+  struct Stop {
+    std::string at;
+    std::string cause;
+    std::string detail;  ///< which units or node, in words
+    bool failure = true;
+  };
+  std::optional<double> cost_s;     ///< moving average of the checkpoints' cost
+  uint64_t checkpoints = 0;         ///< committed checkpoints seen
+  uint64_t failures = 0;            ///< failures seen
+  double exposure_s = 0;            ///< seconds the job ran, up to running_since
+  std::string running_since;        ///< RFC 3339: it runs since; empty: stopped
+  uint64_t restarts = 0;            ///< automatic restarts since the last checkpoint
+  std::string backoff_until;        ///< RFC 3339: no automatic restart before
+  std::string given_up;             ///< why automatic restarts stopped; empty: they go on
+  std::vector<Checkpoint> recent;   ///< the newest checkpoints
+  std::vector<Stop> stops;          ///< the newest failures and planned stops
+  json extra = json::object();
+
+  bool empty() const {
+    return !cost_s && checkpoints == 0 && failures == 0 && exposure_s == 0 && running_since.empty() &&
+           stops.empty() && restarts == 0 && given_up.empty() && extra.empty();
+  }
+};
+
 /// A job: a collection of units.
 struct Job {
   std::string name;
@@ -112,6 +164,10 @@ struct Job {
   Mode mode = Mode::kCoordinated;
   /// How the job checkpointer reaches its nodes; nullopt: the site configuration's.
   std::optional<Launcher> launcher;
+  /// When it is checkpointed; nullopt: the site's default policy.
+  std::optional<CheckpointPolicy> checkpoint_policy;
+  /// What the policy has seen.
+  History history;
   json extra = json::object();
 
   /// The unit with this name; nullptr when there is none.
@@ -265,5 +321,16 @@ double number_or(const json& obj, const char* key, double fallback = 0);
 
 /// The current time as RFC 3339 UTC with milliseconds.
 std::string now_rfc3339();
+/// Seconds since the epoch as RFC 3339 UTC with milliseconds.
+std::string rfc3339(double epoch_s);
+/// Parses RFC 3339 ("2026-12-07T14:00:00Z", fractions and "+01:00" offsets too) into
+/// seconds since the epoch; nullopt when it is not one.
+std::optional<double> parse_rfc3339(const std::string& text);
+
+/// Parses a policy.checkpoint object; throws Error(kUsage) naming `where` and the field
+/// when a value is wrong (an interval that is not positive or is over a year, an
+/// unknown kind, a deadline that is not RFC 3339).
+CheckpointPolicy checkpoint_policy_from_json(const json& doc, const std::string& where);
+json to_json(const CheckpointPolicy& policy);
 
 }  // namespace gcp::manifest

@@ -54,6 +54,7 @@ inline constexpr const char* kOptForce = "--force";
 inline constexpr const char* kOptHooks = "--hooks";
 inline constexpr const char* kOptLauncher = "--launcher";
 inline constexpr const char* kOptUncoordinated = "--uncoordinated";
+inline constexpr const char* kOptPolicy = "--policy";
 inline constexpr const char* kOptAddress = "--address";
 inline constexpr const char* kOptVia = "--via";
 inline constexpr const char* kOptGateway = "--gateway";
