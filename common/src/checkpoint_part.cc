@@ -272,6 +272,10 @@ void LocalCheckpointPart::check_ties() {
     units_[i].needs.assign(needs.begin(), needs.end());
     if (!needs.empty()) spdlog::debug("unit '{}': its ties need of the checkpointer: {}", units_[i].spec->name, fmt::join(needs, " "));
   }
+  // How many ties join units of the job: the policy's choice of strategy (gcp-policy(7)).
+  // It travels to the round with this part's result, which takes it out again.
+  part_.extra["jobTieCount"] = static_cast<uint64_t>(std::count_if(
+      graph.ties.begin(), graph.ties.end(), [](const deps::Tie& t) { return t.scope == deps::Scope::kJob; }));
   part_.timings["depsMs"] = round_ms(ms_between(t, Clock::now()));
 }
 

@@ -256,7 +256,14 @@ void CheckpointRound::store() {
   cp_.partial = partial_;
   cp_.kernel = proc::kernel_release();
   uint64_t raw = 0, fresh = 0, stored = 0;
+  uint64_t ties = 0;
+  bool ties_known = true;  // a node that did not say leaves them unknown
   for (auto& p : parts_) {
+    if (auto n = p->stored.extra.find("jobTieCount"); n != p->stored.extra.end() && n->is_number_unsigned()) {
+      ties += n->get<uint64_t>();
+    } else {
+      ties_known = false;
+    }
     // The round's phases took as long as their slowest part.
     for (const auto& [key, value] : p->stored.timings.items()) {
       if (value.is_number()) cp_.timings[key] = std::max(cp_.timings.value(key, 0.0), value.get<double>());
@@ -279,6 +286,7 @@ void CheckpointRound::store() {
   };
   std::stable_sort(cp_.units.begin(), cp_.units.end(), [&](const auto& a, const auto& b) { return rank(a.name) < rank(b.name); });
   cp_.bytes = {{"raw", raw}, {"new", fresh}, {"stored", stored}};
+  job_ties_ = ties_known ? std::optional<uint64_t>(ties) : std::nullopt;
   cp_.timings["freezeBarrierMs"] = round_ms(ms_between(t_frozen_start_, t_frozen_));
 }
 
@@ -325,6 +333,7 @@ const manifest::Checkpoint& CheckpointRound::commit() {
   if (!partial_) {
     jobs::note_history(store_, job_name_, [&](manifest::History& h, const manifest::Job&) {
       policy::record_checkpoint(h, cp_.seq, policy::cost_of(cp_), policy::now(), policy::site());
+      h.job_ties = job_ties_;
     });
   }
   jobs::apply_retention(store_, job_name_, options_.keep ? options_.keep : job_.keep);

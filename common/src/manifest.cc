@@ -260,6 +260,7 @@ History history_from(const json& doc, const std::string& source) {
   h.restarts = f.optional<uint64_t>("restarts", 0);
   h.backoff_until = f.optional<std::string>("backoffUntil", "");
   h.given_up = f.optional<std::string>("givenUp", "");
+  h.job_ties = f.maybe<uint64_t>("jobTies");
   const json& recent = f.array("recent", false);
   for (size_t i = 0; i < recent.size() && i < 10 * History::kKeep; ++i) {
     Fields r(recent[i], indexed("history.recent", i), source);
@@ -293,6 +294,7 @@ json history_to_json(const History& h) {
   if (h.restarts) j["restarts"] = h.restarts;
   if (!h.backoff_until.empty()) j["backoffUntil"] = h.backoff_until;
   if (!h.given_up.empty()) j["givenUp"] = h.given_up;
+  if (h.job_ties) j["jobTies"] = *h.job_ties;
   j["recent"] = json::array();
   for (const auto& c : h.recent) j["recent"].push_back({{"seq", c.seq}, {"at", c.at}, {"costS", c.cost_s}});
   j["stops"] = json::array();

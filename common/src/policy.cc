@@ -195,15 +195,15 @@ Decision decide(const manifest::Job& job, const Site& site, double now) {
     d.strategy_why = "the job's policy.mode says so (each node checkpoints its own units)";
   } else if (nodes.size() <= 1) {
     d.strategy_why = "all units run on one node: one round freezes them together at no extra cost";
-  } else if (auto ties = h.extra.find("jobTies"); p.kind == "adaptive" && ties != h.extra.end() &&
-                                                  ties->is_number_unsigned() && ties->get<uint64_t>() == 0) {
+  } else if (p.kind == "adaptive" && h.job_ties && *h.job_ties == 0) {
     d.strategy = "uncoordinated";
     d.strategy_why = "no unit has a tie to another unit (gcp-deps at the last checkpoint): each node's units can be "
-                     "checkpointed on their own, and no node waits for the slowest";
-  } else if (ties != h.extra.end() && ties->is_number_unsigned()) {
+                     "checkpointed on their own, and no node waits for the slowest (applied once policy.mode is "
+                     "uncoordinated: 'gcp-isolate run --uncoordinated', and --if-due on every node)";
+  } else if (h.job_ties) {
     d.strategy_why = fmt::format("{} tie(s) between units (gcp-deps at the last checkpoint): only a coordinated round "
                                  "keeps them consistent",
-                                 ties->get<uint64_t>());
+                                 *h.job_ties);
   } else {
     d.strategy_why = "the ties between its units are not known yet (they are, after its first checkpoint)";
   }

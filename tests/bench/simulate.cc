@@ -13,7 +13,8 @@
 // The reference is Daly's interval with the true δ and M; the mis-set ones are half and
 // twice it. The adaptive policy knows neither: it starts from the site's prior (1 day).
 //
-// Output: Markdown on stdout, an SVG of the ratios to the file given as argv[1].
+// Output: Markdown on stdout, an SVG of the ratios to the file given as argv[1]; exit 0
+// unless the SVG cannot be written.
 #include "gcp/policy.h"
 
 #include <fmt/format.h>
@@ -187,5 +188,6 @@ int main(int argc, char** argv) {
     std::fprintf(out, "</svg>\n");
     std::fclose(out);
   }
-  return met == static_cast<int>(scenarios.size()) ? 0 : 1;
+  // A benchmark reports; it does not fail a build (the table says which goals were met).
+  return 0;
 }

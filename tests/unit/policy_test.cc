@@ -235,3 +235,24 @@ TEST_CASE("the site's settings are read and wrong ones refused") {
   cfg["policy"]["kind"] = "fixed";
   CHECK(error_from([&] { policy::site_from_json(cfg, "gcp.json"); }));
 }
+
+TEST_CASE("the strategy follows the nodes and the ties between units, and says why") {
+  auto job = running_job();
+  policy::Site site;
+  auto one = policy::decide(job, site, kT0);
+  CHECK(one.strategy == "coordinated");
+  CHECK(one.strategy_why.find("one node") != std::string::npos);
+  manifest::Unit b = job.units[0];
+  b.name = "b";
+  b.node = "n2";
+  job.units.push_back(b);
+  CHECK(policy::decide(job, site, kT0).strategy_why.find("not known yet") != std::string::npos);
+  job.history.job_ties = 2;
+  auto tied = policy::decide(job, site, kT0);
+  CHECK(tied.strategy == "coordinated");
+  CHECK(tied.strategy_why.find("2 tie(s)") != std::string::npos);
+  job.history.job_ties = 0;
+  CHECK(policy::decide(job, site, kT0).strategy == "uncoordinated");
+  job.checkpoint_policy = policy::parse_spec("fixed,interval=1h", {}, kT0);
+  CHECK(policy::decide(job, site, kT0).strategy == "coordinated");  // only adaptive chooses
+}

@@ -75,6 +75,7 @@ class CheckpointRound {
   std::string job_name_;
   CheckpointOptions options_;
   JobLock lock_mode_;
+  std::optional<uint64_t> job_ties_;  // ties between units the parts found; nullopt: a part did not say
   std::optional<fs::FileLock> lock_;
   manifest::Job job_;
   std::chrono::milliseconds callback_deadline_{};

@@ -137,6 +137,8 @@ struct History {
   uint64_t restarts = 0;            ///< automatic restarts since the last checkpoint
   std::string backoff_until;        ///< RFC 3339: no automatic restart before
   std::string given_up;             ///< why automatic restarts stopped; empty: they go on
+  /// Ties between units of the job gcp-deps found at its last checkpoint; nullopt: unknown.
+  std::optional<uint64_t> job_ties;
   std::vector<Checkpoint> recent;   ///< the newest checkpoints
   std::vector<Stop> stops;          ///< the newest failures and planned stops
   json extra = json::object();
