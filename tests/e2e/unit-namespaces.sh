@@ -64,7 +64,7 @@ say "two jobs with IPC key $key restarted side by side"
 port=$((20000 + RANDOM % 20000))
 # The node holds the very port on its own loopback all along: a unit that shared it
 # could neither start nor come back.
-python3 -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(600)' $port &
+python3 -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(600)' $port >/dev/null 2>&1 &
 holder=$!
 on_exit kill $holder
 start_job nt-tcp main "$workloads/tcpstar" "$work/tcp.state" $port 3

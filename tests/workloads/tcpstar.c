@@ -19,37 +19,6 @@
 #define MAX_RANKS 16
 #define BATCH 16
 
-static int read_number(int fd, uint64_t *v) {
-  size_t got = 0;
-
-  while (got < sizeof(*v)) {
-    ssize_t n = read(fd, (char *)v + got, sizeof(*v) - got);
-
-    if (n == 0) return 0;
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    got += (size_t)n;
-  }
-  return 1;
-}
-
-static int write_number(int fd, uint64_t v) {
-  size_t done = 0;
-
-  while (done < sizeof(v)) {
-    ssize_t n = write(fd, (char *)&v + done, sizeof(v) - done);
-
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    done += (size_t)n;
-  }
-  return 0;
-}
-
 static _Noreturn void rank(struct wl_state *s, int id, unsigned port) {
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
   uint64_t sent = 0, echoed = 0, v;
@@ -59,9 +28,9 @@ static _Noreturn void rank(struct wl_state *s, int id, unsigned port) {
   if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) wl_fail(s, "rank %d: connect: %s", id, strerror(errno));
   for (;;) {
     while (sent - echoed < BATCH) {
-      if (write_number(fd, ++sent) != 0) wl_fail(s, "rank %d: write: %s", id, strerror(errno));
+      if (wl_write_u64(fd, ++sent) != 0) wl_fail(s, "rank %d: write: %s", id, strerror(errno));
     }
-    int r = read_number(fd, &v);
+    int r = wl_read_u64(fd, &v);
 
     if (r == 0) wl_fail(s, "rank %d: EOF after echo %" PRIu64, id, echoed);
     if (r < 0) wl_fail(s, "rank %d: read: %s", id, strerror(errno));
@@ -122,13 +91,13 @@ int main(int argc, char **argv) {
     for (int i = 0; n > 0 && i < ranks; i++) {
       if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       uint64_t v;
-      int r = read_number(fds[i].fd, &v);
+      int r = wl_read_u64(fds[i].fd, &v);
 
       if (r == 0) wl_fail(&s, "launcher: rank %d closed after %" PRIu64, i, last[i]);
       if (r < 0) wl_fail(&s, "launcher: read from rank %d: %s", i, strerror(errno));
       if (v != last[i] + 1) wl_fail(&s, "launcher: rank %d: expected %" PRIu64 " got %" PRIu64, i, last[i] + 1, v);
       last[i] = v;
-      if (write_number(fds[i].fd, v) != 0) wl_fail(&s, "launcher: write to rank %d: %s", i, strerror(errno));
+      if (wl_write_u64(fds[i].fd, v) != 0) wl_fail(&s, "launcher: write to rank %d: %s", i, strerror(errno));
     }
     uint64_t now = wl_now_ns(CLOCK_MONOTONIC), total = 0;
 

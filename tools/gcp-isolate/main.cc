@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
                   "Share these namespaces with the node instead of giving the unit its own: ipc, uts, net "
                   "(comma-separated)")
       ->delimiter(',')
+      ->allow_extra_args(false)
       ->check(CLI::IsMember({"ipc", "uts", "net"}))
       ->excludes(gcp::names::kOptAddress);
   run->add_flag(gcp::names::kOptUncoordinated, opt.uncoordinated,

@@ -495,6 +495,7 @@ const std::map<std::string, std::string> kNeedOptions = {
     {"leader-outside", "--shell-job"},           // restored into the restorer's session
     {"tcp-established", "--tcp-established"},    // dumped in repair mode, locked with iptables
     {"unix-datagram-outside", "--ext-unix-sk"},  // its peer is not dumped; connected again by name
+    {"file-locks", "--file-locks"},              // flock, POSIX and OFD locks dumped and taken again
 };
 
 // A request's array of strings `field` (absent: empty).
