@@ -247,17 +247,21 @@ std::optional<int> pty_index(pid_t pid, int fd) {
   return std::atoi(text.c_str() + pos + 10);
 }
 
+// The text of /proc/PID/<file>; nullopt when the process or the file is gone.
+std::optional<std::string> proc_text(pid_t pid, const std::string& file) {
+  try {
+    return fs::try_read_file("/proc/" + std::to_string(pid) + "/" + file);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
 // The locks a descriptor holds, from the "lock:" lines of its fdinfo
 // ("lock:\t1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"): "flock write",
 // "posix read", "ofd write", ... Empty when it holds none or is gone.
 std::set<std::string> locks_of(pid_t pid, int fd) {
   std::set<std::string> out;
-  std::optional<std::string> text;
-  try {
-    text = fs::try_read_file("/proc/" + std::to_string(pid) + "/fdinfo/" + std::to_string(fd));
-  } catch (const std::exception&) {
-    return out;
-  }
+  auto text = proc_text(pid, "fdinfo/" + std::to_string(fd));
   if (!text) return out;
   std::istringstream in(*text);
   std::string line;
@@ -278,12 +282,7 @@ std::set<std::string> locks_of(pid_t pid, int fd) {
 
 // The PID of a process's tracer (TracerPid of /proc/PID/status); 0 for none.
 pid_t tracer_of(pid_t pid) {
-  std::optional<std::string> text;
-  try {
-    text = fs::try_read_file("/proc/" + std::to_string(pid) + "/status");
-  } catch (const std::exception&) {
-    return 0;
-  }
+  auto text = proc_text(pid, "status");
   if (!text) return 0;
   auto pos = text->find("\nTracerPid:");
   return pos == std::string::npos ? 0 : static_cast<pid_t>(std::atol(text->c_str() + pos + 11));
@@ -292,12 +291,7 @@ pid_t tracer_of(pid_t pid) {
 // Shared mappings of a process: "dev:inode" -> what is mapped.
 std::map<std::string, std::string> shared_maps(pid_t pid) {
   std::map<std::string, std::string> out;
-  std::optional<std::string> text;
-  try {
-    text = fs::try_read_file("/proc/" + std::to_string(pid) + "/maps");
-  } catch (const std::exception&) {
-    return out;
-  }
+  auto text = proc_text(pid, "maps");
   if (!text) return out;
   std::istringstream in(*text);
   std::string line;

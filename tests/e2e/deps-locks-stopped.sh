@@ -35,6 +35,15 @@ free_ofd() {
   python3 -c 'import fcntl,os,struct,sys; fd=os.open(sys.argv[1],os.O_RDWR); fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_WRLCK, 0, 0, 0, 0))' "$ofd" 2>/dev/null
 }
 held_all() { ! free_flock && ! free_posix && ! free_ofd; }
+# expect_refused JOB TEXT...: gcp-checkpoint JOB fails within 20 s with one error line
+# that says every TEXT, and leaves the unit thawed.
+expect_refused() {
+  local job=$1 t0=$SECONDS text; shift
+  expect_exit 1 gcp-checkpoint "$job"
+  for text in "$@"; do expect_stderr "$text"; done
+  [ $((SECONDS - t0)) -lt 20 ] || fail "refusing $job took $((SECONDS - t0))s"
+  [ "$(freezer_state "$job" main)" = THAWED ] || fail "the unit of $job was left $(freezer_state "$job" main)"
+}
 
 start_job lk-held main python3 "$work/locker.py" "$work/lk.state" "$flk" "$posix" "$ofd"
 wait_for "the locker to take its locks" 15 count_at_least "$work/lk.state" 2
@@ -67,22 +76,12 @@ wait_for "the process outside to take its shared lock" 10 outside_locked
 start_job lk-shared main flock -s "$shared" sleep 1000
 unit_locked() { "$bin/gcp-deps" lk-shared 2>/dev/null | grep -q '"file-lock"'; }
 wait_for "the unit to take its shared lock" 10 unit_locked
-t0=$SECONDS
-expect_exit 1 gcp-checkpoint lk-shared
-expect_stderr "would restart broken: file-lock $shared"
-expect_stderr "outside the unit"
-[ $((SECONDS - t0)) -lt 20 ] || fail "refusing the shared lock took $((SECONDS - t0))s"
-[ "$(freezer_state lk-shared main)" = THAWED ] || fail "the unit was left $(freezer_state lk-shared main)"
+expect_refused lk-shared "would restart broken: file-lock $shared" "outside the unit"
 
 # A stopped process.
 start_job lk-stopped main sh -c 'sleep 1000 & kill -STOP $!; wait'
 stopped_in_unit() { grep -l '^State:.*T (stopped)' $(sed 's|^|/proc/|; s|$|/status|' "/sys/fs/cgroup/freezer/gcp/lk-stopped/main/cgroup.procs") >/dev/null 2>&1; }
 wait_for "the unit's child to stop" 10 stopped_in_unit
-t0=$SECONDS
-expect_exit 1 gcp-checkpoint lk-stopped
-expect_stderr "would restart broken: stopped pid"
-expect_stderr "kill -CONT"
-[ $((SECONDS - t0)) -lt 20 ] || fail "refusing the stopped process took $((SECONDS - t0))s"
-[ "$(freezer_state lk-stopped main)" = THAWED ] || fail "the unit was left $(freezer_state lk-stopped main)"
+expect_refused lk-stopped "would restart broken: stopped pid" "kill -CONT"
 [ "$(cgroup_procs lk-stopped main)" -ge 3 ] || fail "the refused unit did not keep running"
 say "PASS"
