@@ -247,15 +247,51 @@ std::optional<int> pty_index(pid_t pid, int fd) {
   return std::atoi(text.c_str() + pos + 10);
 }
 
+// The text of /proc/PID/<file>; nullopt when the process or the file is gone.
+std::optional<std::string> proc_text(pid_t pid, const std::string& file) {
+  try {
+    return fs::try_read_file("/proc/" + std::to_string(pid) + "/" + file);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+// The locks a descriptor holds, from the "lock:" lines of its fdinfo
+// ("lock:\t1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"): "flock write",
+// "posix read", "ofd write", ... Empty when it holds none or is gone.
+std::set<std::string> locks_of(pid_t pid, int fd) {
+  std::set<std::string> out;
+  auto text = proc_text(pid, "fdinfo/" + std::to_string(fd));
+  if (!text) return out;
+  std::istringstream in(*text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("lock:", 0) != 0) continue;
+    std::istringstream words(line.substr(5));
+    std::string id, type, mode, access;
+    if (!(words >> id >> type >> mode >> access)) continue;
+    if (type == "OFDLCK") type = "OFD";
+    if (type != "FLOCK" && type != "POSIX" && type != "OFD") continue;  // leases, delegations
+    for (auto* w : {&type, &access}) {
+      std::transform(w->begin(), w->end(), w->begin(), [](unsigned char c) { return std::tolower(c); });
+    }
+    out.insert(type + " " + access);
+  }
+  return out;
+}
+
+// The PID of a process's tracer (TracerPid of /proc/PID/status); 0 for none.
+pid_t tracer_of(pid_t pid) {
+  auto text = proc_text(pid, "status");
+  if (!text) return 0;
+  auto pos = text->find("\nTracerPid:");
+  return pos == std::string::npos ? 0 : static_cast<pid_t>(std::atol(text->c_str() + pos + 11));
+}
+
 // Shared mappings of a process: "dev:inode" -> what is mapped.
 std::map<std::string, std::string> shared_maps(pid_t pid) {
   std::map<std::string, std::string> out;
-  std::optional<std::string> text;
-  try {
-    text = fs::try_read_file("/proc/" + std::to_string(pid) + "/maps");
-  } catch (const std::exception&) {
-    return out;
-  }
+  auto text = proc_text(pid, "maps");
   if (!text) return out;
   std::istringstream in(*text);
   std::string line;
@@ -308,6 +344,8 @@ class Builder {
     socket_ties();
     tty_ties();
     mapping_ties();
+    lock_ties();
+    state_ties();
     for (auto& t : g_.ties) judge(t);
     // Keep the processes that appear in the graph.
     std::map<pid_t, grouping::Process> kept;
@@ -427,6 +465,56 @@ class Builder {
         bool unit_writes = false;
         for (const auto& f : writers) unit_writes = unit_writes || in_units(f.pid);
         if (unit_writes) add_shared("file-write", path, writers);
+      }
+    }
+  }
+
+  // A file locked by a process of a unit, with every holder of a lock on it as an end,
+  // whether in a unit or not. The locks of a descriptor are the "lock:" lines of its
+  // fdinfo, in /proc/locks' format: flock and OFD locks of its open file, and the POSIX
+  // locks its process holds on the file.
+  void lock_ties() {
+    for (const auto& [path, holders] : by_path_) {
+      bool touches = false;
+      for (const auto& f : holders) touches = touches || in_units(f.pid);
+      if (!touches) continue;
+      Tie tie;
+      tie.kind = "file-lock";
+      std::set<std::string> kinds;
+      bool unit_locks = false;
+      for (const auto& f : holders) {
+        auto locks = locks_of(f.pid, f.fd);
+        if (locks.empty()) continue;
+        unit_locks = unit_locks || in_units(f.pid);
+        kinds.insert(locks.begin(), locks.end());
+        tie.ends.push_back(end(f.pid, f.fd, f.mode));
+      }
+      if (!unit_locks) continue;
+      std::string what;
+      for (const auto& k : kinds) what += (what.empty() ? "" : ", ") + k;
+      tie.object = path + " (" + what + ")";
+      g_.ties.push_back(std::move(tie));
+    }
+  }
+
+  // Stopped and traced processes of the units.
+  void state_ties() {
+    for (const auto& [pid, u] : unit_of_) {
+      const auto& p = all_.at(pid);
+      pid_t tracer = tracer_of(pid);
+      if (tracer > 0 || p.state == 't') {
+        Tie tie;
+        tie.kind = "traced";
+        tie.object = "pid " + std::to_string(pid) + " (" + p.comm + ")";
+        tie.ends.push_back(end(pid, -1, "tracee"));
+        if (tracer > 0) tie.ends.push_back(end(tracer, -1, "tracer"));
+        g_.ties.push_back(std::move(tie));
+      } else if (p.state == 'T') {
+        Tie tie;
+        tie.kind = "stopped";
+        tie.object = "pid " + std::to_string(pid) + " (" + p.comm + ")";
+        tie.ends.push_back(end(pid, -1, "stopped"));
+        g_.ties.push_back(std::move(tie));
       }
     }
   }
@@ -678,6 +766,34 @@ class Builder {
       } else if (t.scope == Scope::kJob) {
         breaks("memory shared by two units: put them in one unit");
       }
+      return;
+    }
+    if (t.kind == "file-lock") {
+      if (t.scope == Scope::kExternal) {
+        breaks("a lock on the file is held by " + others + " outside the unit as well: the restored unit "
+               "would take back a lock that is not its own alone; widen the unit to take in " + others +
+               ", or release the lock before the checkpoint");
+      } else if (t.scope == Scope::kJob) {
+        breaks("locks on one file in two units cannot be restored on two nodes: put both in one unit");
+      } else {
+        needs(kNeedFileLocks, "a file lock held in the unit: dumped and taken again on restore");
+      }
+      return;
+    }
+    if (t.kind == "stopped") {
+      // Under gcp's freezer, criu dump waits on a stopped task until the dump's timeout.
+      breaks("it is stopped (SIGSTOP, a shell's job control): the checkpointer would wait on it until its "
+             "timeout; continue it (kill -CONT " + std::to_string(t.ends.front().pid) +
+             ") or end it before the checkpoint");
+      return;
+    }
+    if (t.kind == "traced") {
+      std::string by = t.ends.size() > 1 ? " by pid " + std::to_string(t.ends.back().pid) : "";
+      if (t.ends.size() > 1) {
+        if (auto it = all_.find(t.ends.back().pid); it != all_.end()) by += " (" + it->second.comm + ")";
+      }
+      breaks("it is traced" + by + " (a debugger, strace): the checkpointer cannot dump a traced process; "
+             "detach the tracer before the checkpoint");
       return;
     }
     if (t.kind == "file-write") {

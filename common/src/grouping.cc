@@ -57,6 +57,7 @@ std::optional<Process> parse_stat(pid_t pid, const std::string& stat) {
   unsigned long tty = 0;
   if (!(rest >> state >> ppid >> pgid >> sid >> tty)) return std::nullopt;
   if (state == 'Z' || state == 'X') return std::nullopt;
+  p.state = state;
   p.ppid = static_cast<pid_t>(ppid);
   p.pgid = static_cast<pid_t>(pgid);
   p.sid = static_cast<pid_t>(sid);

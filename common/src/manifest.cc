@@ -353,6 +353,7 @@ json unit_to_json(const Unit& u) {
     put_extra(net, u.network->extra);
     j["network"] = net;
   }
+  if (!u.share.empty()) j["share"] = u.share;
   if (!u.node_addresses.empty()) j["nodeAddresses"] = u.node_addresses;
   if (u.adopted) j["adopted"] = {{"spec", u.adopted->spec}, {"at", u.adopted->at}};
   if (u.processes) j["processes"] = *u.processes;
@@ -429,6 +430,15 @@ Unit unit_from_json(const json& obj, const std::string& where, const std::string
   u.callbacks.extra = cb.extra();
   json net = f.object("network");
   if (obj.contains("network") && !obj["network"].is_null()) u.network = network_from_json(net, f.name("network"), source);
+  u.share = f.optional<std::vector<std::string>>("share", {});
+  for (const auto& ns : u.share) {
+    if (std::find(std::begin(kShareable), std::end(kShareable), ns) == std::end(kShareable)) {
+      f.fail(f.name("share"), "holds '" + ns + "', not one of ipc, uts, net");
+    }
+  }
+  if (u.network && std::find(u.share.begin(), u.share.end(), "net") != u.share.end()) {
+    f.fail(f.name("share"), "holds 'net', but the unit has a network of its own");
+  }
   u.node_addresses = f.optional<std::vector<std::string>>("nodeAddresses", {});
   json adopted = f.object("adopted");
   if (!adopted.empty()) {

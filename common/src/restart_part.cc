@@ -212,7 +212,10 @@ Restored LocalRestartPart::restore_unit(Unit& unit) {
     }
     unit.stop = Undo("stopping restored unit '" + u->name + "'", [this, u] { stop_unit(*u); });
     u->pid = result.at("pid").get<pid_t>();  // post-restart hooks reach it by this pid
-    Restored r{u->name, unit.seq, node_, *u->pid, u->cgroup, proc::node_addresses(), ""};
+    // The node's addresses reach it only when it is on the node's network.
+    bool on_node_net = proc::ns_inode(*u->pid, "net") == proc::ns_inode(::getpid(), "net");
+    Restored r{u->name, unit.seq, node_, *u->pid, u->cgroup,
+               on_node_net ? proc::node_addresses() : std::vector<std::string>{}, ""};
     if (net) {
       netns::unlock(job_.name, u->name);
       try {

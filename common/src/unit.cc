@@ -9,6 +9,9 @@
 #include "gcp/process.h"
 
 #include <fcntl.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -60,6 +63,23 @@ std::string read_all(int fd) {
   return out;
 }
 
+// Sets lo up in the caller's network namespace (a new one has it down).
+bool loopback_up() {
+  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  struct ifreq ifr {};
+  std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+  bool ok = ::ioctl(fd, SIOCGIFFLAGS, &ifr) == 0;
+  if (ok) {
+    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP | IFF_RUNNING);
+    ok = ::ioctl(fd, SIOCSIFFLAGS, &ifr) == 0;
+  }
+  int err = errno;
+  ::close(fd);
+  errno = err;
+  return ok;
+}
+
 // Runs in the forked child (gcp-isolate is single-threaded here): joins the cgroup,
 // unshares the namespaces and forks the unit's init. Never returns.
 [[noreturn]] void start_namespace(const LaunchSpec& spec, const std::string& procs_file,
@@ -72,7 +92,16 @@ std::string read_all(int fd) {
     if (ns < 0 || ::setns(ns, CLONE_NEWNET) != 0) child_fail(report_fd, "joining the unit's network namespace");
     ::close(ns);
   }
-  if (::unshare(CLONE_NEWPID | CLONE_NEWNS) != 0) child_fail(report_fd, "creating PID and mount namespaces");
+  auto shares = [&](const char* ns) { return std::find(spec.share.begin(), spec.share.end(), ns) != spec.share.end(); };
+  int flags = CLONE_NEWPID | CLONE_NEWNS;
+  if (!shares("ipc")) flags |= CLONE_NEWIPC;
+  // The new UTS namespace starts with the node's host name: only the unit's own
+  // sethostname() changes it from there.
+  if (!shares("uts")) flags |= CLONE_NEWUTS;
+  bool own_net = spec.netns.empty() && !shares("net");
+  if (own_net) flags |= CLONE_NEWNET;
+  if (::unshare(flags) != 0) child_fail(report_fd, "creating the unit's namespaces");
+  if (own_net && !loopback_up()) child_fail(report_fd, "bringing up loopback in the unit's network namespace");
   pid_t init_pid = ::fork();
   if (init_pid < 0) child_fail(report_fd, "forking the unit's init");
   if (init_pid == 0) {

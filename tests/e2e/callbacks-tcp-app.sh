@@ -53,6 +53,8 @@ trap 'kill $server 2>/dev/null || true; cleanup' EXIT
 wait_for "the server" 10 test -s "$port_file"
 at_least() { local v; v=$(state "$status" "$1"); [ -n "$v" ] && [ "$v" -ge "$2" ]; }
 
+# On the node's network: its server runs outside the unit, on the node's loopback.
+run_opts=(--share net)
 start_job "$job" main "$workloads/tcp-seq-client" "$st" "$(cat "$port_file")"
 wait_for "messages at the server" 20 at_least expected 30
 run_tool "$work/cp.json" "$work/cp.err" gcp-checkpoint "$job" || fail "checkpoint failed: $(cat "$work/cp.err")"

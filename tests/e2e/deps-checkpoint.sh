@@ -9,6 +9,9 @@ source "$(dirname "$0")/lib.sh"
 requires root criu freezer python3
 
 st=$work/pair.state
+# On the node's network: gcp locks its connections there itself (a unit with a network
+# namespace of its own gets it back from CRIU, which locks them inside).
+run_opts=(--share net)
 start_job tcpjob main "$workloads/tcppair" "$st" pair
 wait_for "the TCP pair to exchange numbers" 20 count_at_least "$st" 5000
 started=$(state "$st" started)

@@ -99,11 +99,13 @@ deps tin tcp-in
 [ "$(json "$work/tin.json" '"tcp-established" in d["units"][0]["needs"]')" = True ] ||
   fail "the unit does not list tcp-established among its needs: $(json "$work/tin.json" 'd["units"][0]')"
 
+# Units that talk to each other, or to the node, over loopback share the node's network.
+run_opts=(--share net)
 start_job tcp-job server "$workloads/tcppair" "$work/server.state" server 0
 has_port() { [ -n "$(state "$1" port)" ]; }
 wait_for "the server in unit 'server'" 20 has_port "$work/server.state"
 port=$(state "$work/server.state" port)
-"$bin/gcp-isolate" run --job tcp-job --unit client -- "$workloads/tcppair" "$work/client.state" client "$port" >/dev/null
+"$bin/gcp-isolate" run --job tcp-job --unit client --share net -- "$workloads/tcppair" "$work/client.state" client "$port" >/dev/null
 wait_for "the client in unit 'client'" 20 count_at_least "$work/client.state" 1000
 deps tjob tcp-job
 [ "$(tie "$work/tjob.json" tcp scope)" = job ] || fail "a TCP connection between two units is '$(tie "$work/tjob.json" tcp scope)', not job"

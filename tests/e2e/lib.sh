@@ -95,11 +95,14 @@ site_config() {
   printf '%s\n' "$1" >"$f"
 }
 
-# start_job JOB UNIT CMD... : gcp-isolate run; the Job manifest goes to $work/JOB.job.json
+# start_job JOB UNIT CMD... : gcp-isolate run; the Job manifest goes to $work/JOB.job.json.
+# Options of run in the array run_opts, e.g. run_opts=(--share net) for a unit on the
+# node's network.
+run_opts=()
 start_job() {
   local job=$1 unit=$2; shift 2
   jobs_started+=("$job")
-  "$bin/gcp-isolate" run --job "$job" --unit "$unit" -- "$@" >"$work/$job.job.json" ||
+  "$bin/gcp-isolate" run --job "$job" --unit "$unit" "${run_opts[@]}" -- "$@" >"$work/$job.job.json" ||
     fail "gcp-isolate run of $job/$unit failed"
 }
 
@@ -213,7 +216,7 @@ start_ring() {
   local job=$1 port=$2 base=$3 own=${4:-} i next
   for i in 1 2 3; do
     next=$((i % 3 + 1))
-    local extra=()
+    local extra=(--share net)
     [ -z "$own" ] || extra=(--address "10.77.0.$((base + i))/24")
     run_tool "$work/run$i.json" "$work/run$i.err" gcp-isolate run --job "$job" --unit "r$i" --node "gcpn$i" "${extra[@]}" \
       -- "$workloads/ring" "$work/r$i.state" $((port + i)) "10.77.0.$((base + next))" $((port + next)) ||

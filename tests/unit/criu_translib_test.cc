@@ -60,7 +60,8 @@ TEST_CASE("the criu translib refuses a need it cannot meet and a malformed one, 
   auto e = error_from([&] { lib.checkpoint(request); });
   REQUIRE(e.has_value());
   CHECK_CONTAINS(e->what(), "translib 'criu' checkpoint: not supported: the unit needs 'fork-bomb', which this "
-                            "translib cannot meet (it meets leader-outside, tcp-established, unix-datagram-outside)");
+                            "translib cannot meet (it meets file-locks, leader-outside, tcp-established, "
+                            "unix-datagram-outside)");
   request["needs"] = "tcp-established";
   e = error_from([&] { lib.checkpoint(request); });
   REQUIRE(e.has_value());
@@ -70,8 +71,8 @@ TEST_CASE("the criu translib refuses a need it cannot meet and a malformed one, 
   request["options"] = {"--action-script", "/tmp/x"};
   e = error_from([&] { lib.checkpoint(request); });
   REQUIRE(e.has_value());
-  CHECK_CONTAINS(e->what(), "bad request: option '--action-script' (this translib dumps with --shell-job, "
-                            "--tcp-established, --ext-unix-sk only)");
+  CHECK_CONTAINS(e->what(), "bad request: option '--action-script' (this translib dumps with --file-locks, "
+                            "--shell-job, --tcp-established, --ext-unix-sk only)");
   CHECK_FALSE(std::filesystem::exists(tmp.path() / "images"));
 }
 

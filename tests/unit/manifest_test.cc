@@ -108,6 +108,20 @@ TEST_CASE("a job survives to_json and job_from_json unchanged") {
   CHECK(manifest::to_json(back) == doc);
 }
 
+TEST_CASE("a unit's shared namespaces survive the round trip, and an unknown one or net beside a network is refused") {
+  auto job = sample_job();
+  job.units[0].share = {"ipc", "uts"};
+  json doc = manifest::to_json(job);
+  CHECK(doc["units"][0]["share"] == json::array({"ipc", "uts"}));
+  CHECK_FALSE(doc["units"][1].contains("share"));
+  CHECK(manifest::job_from_json(doc, "test").units[0].share == std::vector<std::string>{"ipc", "uts"});
+  doc["units"][0]["share"] = json::array({"pid"});
+  CHECK_THROWS_WITH(manifest::job_from_json(doc, "test"), doctest::Contains("holds 'pid', not one of ipc, uts, net"));
+  doc["units"][0]["share"] = json::array({"net"});
+  doc["units"][0]["network"] = {{"address", "10.77.0.5/24"}, {"parent", "eth0"}, {"mac", "02:67:0a:4d:00:05"}};
+  CHECK_THROWS_WITH(manifest::job_from_json(doc, "test"), doctest::Contains("holds 'net', but the unit has a network"));
+}
+
 TEST_CASE("a checkpoint survives to_json and checkpoint_from_json unchanged") {
   auto cp = sample_checkpoint();
   json doc = manifest::to_json(cp);

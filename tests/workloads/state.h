@@ -177,4 +177,38 @@ static inline unsigned long wl_parse_ulong(const char *name, const char *what, c
   return v;
 }
 
+/* Reads exactly one number; EINTR-safe (ptrace and restore interrupt reads). 1: read,
+ * 0: EOF, -1: error. */
+static inline int wl_read_u64(int fd, uint64_t *v) {
+  size_t got = 0;
+
+  while (got < sizeof(*v)) {
+    ssize_t n = read(fd, (char *)v + got, sizeof(*v) - got);
+
+    if (n == 0) return 0;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    got += (size_t)n;
+  }
+  return 1;
+}
+
+/* Writes one number whole; 0 or -1. */
+static inline int wl_write_u64(int fd, uint64_t v) {
+  size_t done = 0;
+
+  while (done < sizeof(v)) {
+    ssize_t n = write(fd, (char *)&v + done, sizeof(v) - done);
+
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    done += (size_t)n;
+  }
+  return 0;
+}
+
 #endif

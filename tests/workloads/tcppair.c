@@ -53,49 +53,17 @@ static int connect_to(struct wl_state *s, unsigned port) {
   wl_fail(s, "connect to %s:%u: %s", inet_ntoa(addr), port, strerror(errno));
 }
 
-/* Reads exactly one number; EINTR-safe (ptrace and restore interrupt reads). */
-static int read_number(int fd, uint64_t *v) {
-  size_t got = 0;
-
-  while (got < sizeof(*v)) {
-    ssize_t n = read(fd, (char *)v + got, sizeof(*v) - got);
-
-    if (n == 0) return 0;
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    got += (size_t)n;
-  }
-  return 1;
-}
-
-static int write_number(int fd, uint64_t v) {
-  size_t done = 0;
-
-  while (done < sizeof(v)) {
-    ssize_t n = write(fd, (char *)&v + done, sizeof(v) - done);
-
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    done += (size_t)n;
-  }
-  return 0;
-}
-
 static _Noreturn void serve(struct wl_state *s, int conn, int writes_state) {
   uint64_t last = 0, v, last_write = wl_now_ns(CLOCK_MONOTONIC);
 
   for (;;) {
-    int r = read_number(conn, &v);
+    int r = wl_read_u64(conn, &v);
 
     if (r == 0) wl_fail(s, "server: EOF after %" PRIu64, last);
     if (r < 0) wl_fail(s, "server: read: %s", strerror(errno));
     if (v != last + 1) wl_fail(s, "server: expected %" PRIu64 " got %" PRIu64, last + 1, v);
     last = v;
-    if (write_number(conn, v) != 0) wl_fail(s, "server: write: %s", strerror(errno));
+    if (wl_write_u64(conn, v) != 0) wl_fail(s, "server: write: %s", strerror(errno));
     if (writes_state) {
       uint64_t now = wl_now_ns(CLOCK_MONOTONIC);
 
@@ -115,9 +83,9 @@ static _Noreturn void send_and_check(struct wl_state *s, int conn) {
   wl_write_ok(s);
   for (;;) {
     while (sent - echoed < BATCH) {
-      if (write_number(conn, ++sent) != 0) wl_fail(s, "client: write: %s", strerror(errno));
+      if (wl_write_u64(conn, ++sent) != 0) wl_fail(s, "client: write: %s", strerror(errno));
     }
-    int r = read_number(conn, &v);
+    int r = wl_read_u64(conn, &v);
 
     if (r == 0) wl_fail(s, "client: EOF after echo %" PRIu64, echoed);
     if (r < 0) wl_fail(s, "client: read: %s", strerror(errno));

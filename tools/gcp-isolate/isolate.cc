@@ -46,6 +46,7 @@ void run_on(const Options& opt, store::Store& store) {
   if (!opt.address.empty()) argv.insert(argv.end(), {kOptAddress, opt.address});
   if (!opt.via.empty()) argv.insert(argv.end(), {kOptVia, opt.via});
   if (!opt.gateway.empty()) argv.insert(argv.end(), {kOptGateway, opt.gateway});
+  if (!opt.share.empty()) argv.insert(argv.end(), {kOptShare, fmt::format("{}", fmt::join(opt.share, ","))});
   argv.push_back("--");
   argv.insert(argv.end(), opt.command.begin(), opt.command.end());
   // There, too, the tool acts for the user it acts for here.
@@ -86,8 +87,14 @@ std::optional<netns::Config> network_of(const Options& opt) {
 void record_unit(manifest::Unit& unit, const Options& opt, store::Store& store, const std::string& cg,
                  const std::string& hooks, const std::optional<netns::Config>& network) {
   unit.node = proc::node_name();
-  // Where the job's other units reach this one (its TCP peers: gcp-deps).
-  unit.node_addresses = proc::node_addresses();
+  unit.share = opt.share;
+  std::sort(unit.share.begin(), unit.share.end());
+  unit.share.erase(std::unique(unit.share.begin(), unit.share.end()), unit.share.end());
+  // Where the job's other units reach this one (its TCP peers: gcp-deps), when it is on
+  // the node's network.
+  bool on_node_net = std::find(unit.share.begin(), unit.share.end(), "net") != unit.share.end();
+  unit.node_addresses.clear();
+  if (on_node_net) unit.node_addresses = proc::node_addresses();
   unit.grouping = "pidns";
   unit.cgroup = cg;
   unit.translib = "criu";
@@ -173,7 +180,7 @@ void run(const Options& opt) {
       netns::create(opt.job, opt.unit, *network);
       ns = netns::path(opt.job, opt.unit);
     }
-    unit::LaunchSpec launch{opt.job, opt.unit, opt.command, cg, unit->output, unit->callbacks.socket, ns, {}};
+    unit::LaunchSpec launch{opt.job, opt.unit, opt.command, cg, unit->output, unit->callbacks.socket, ns, unit->share, {}};
     // A user's job runs as that user, whoever starts it.
     if (job.owner != 0) launch.as = caller::account(job.owner);
     unit->pid = unit::launch(*cgroups, launch);

@@ -25,6 +25,7 @@ struct Options {
   std::string address;               ///< run: the unit's own IPv4 CIDR; empty: the node's network
   std::string via;                   ///< run: lower device of its macvlan; empty: configured or default route's
   std::string gateway;               ///< run: its default route; empty: none
+  std::vector<std::string> share;    ///< run: namespaces shared with the node (ipc, uts, net)
 };
 
 /// gcp-isolate run: starts a unit and prints the Job manifest.

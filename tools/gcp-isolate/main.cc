@@ -4,7 +4,7 @@
 #include "isolate.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"Start job units in isolation (own PID and mount namespace, own cgroup) and manage them"};
+  CLI::App app{"Start job units in isolation (own PID, mount, IPC, UTS and network namespaces, own cgroup) and manage them"};
   app.require_subcommand(1);
   gcp::isolate::Options opt;
   app.add_option(gcp::names::kOptStore, opt.store, gcp::names::kStoreHelp);
@@ -37,6 +37,13 @@ int main(int argc, char** argv) {
       ->needs(gcp::names::kOptAddress);
   run->add_option(gcp::names::kOptGateway, opt.gateway, "Default route of the unit's network namespace")
       ->needs(gcp::names::kOptAddress);
+  run->add_option(gcp::names::kOptShare, opt.share,
+                  "Share these namespaces with the node instead of giving the unit its own: ipc, uts, net "
+                  "(comma-separated)")
+      ->delimiter(',')
+      ->allow_extra_args(false)
+      ->check(CLI::IsMember({"ipc", "uts", "net"}))
+      ->excludes(gcp::names::kOptAddress);
   run->add_flag(gcp::names::kOptUncoordinated, opt.uncoordinated,
                 "The job's units are checkpointed each on its own node, not in coordinated rounds (policy.mode)");
   run->add_option("command", opt.command, "Command and arguments, after --")->required();

@@ -495,6 +495,7 @@ const std::map<std::string, std::string> kNeedOptions = {
     {"leader-outside", "--shell-job"},           // restored into the restorer's session
     {"tcp-established", "--tcp-established"},    // dumped in repair mode, locked with iptables
     {"unix-datagram-outside", "--ext-unix-sk"},  // its peer is not dumped; connected again by name
+    {"file-locks", "--file-locks"},              // flock, POSIX and OFD locks dumped and taken again
 };
 
 // A request's array of strings `field` (absent: empty).
@@ -602,7 +603,15 @@ json checkpoint(const json& req) {
            " (log: " + log.string() + ")");
   }
   json connections = json::array();
-  if (options.count("--tcp-established")) {
+  // A unit in a network namespace of its own that CRIU dumped (netns-*.img) gets it back
+  // fresh from CRIU, which locks its connections there itself: rules in the restorer's
+  // namespace would only hold up the node's own connections on the same ports.
+  bool own_netns = false;
+  for (const auto& e : stdfs::directory_iterator(dir)) {
+    std::string name = e.path().filename();
+    if (name.rfind("netns-", 0) == 0 && e.path().extension() == ".img") own_netns = true;
+  }
+  if (options.count("--tcp-established") && !own_netns) {
     try {
       if (auto files = gcp::criu::read_file(dir / "files.img")) {
         connections = connections_json(gcp::criu::tcp_connections(
@@ -652,6 +661,33 @@ class StreamDir {
   std::string path_;
 };
 
+// A network namespace that CRIU restores comes back without the lock of its TCP
+// connections: CRIU puts its rules in at the dump with iptables-restore, which is
+// iptables-nft here, and dumps the namespace's rules with iptables-legacy-save, so the
+// image lacks them, and a restored socket that sends before its peer in the same
+// namespace is restored is answered with a reset ("Can't restore not-sent send queue
+// data": 1 restart in 1 here). This action script puts CRIU's very rules (chain CRIU)
+// into the namespace as soon as CRIU has made it (setup-namespaces); CRIU's own unlock
+// at the end of the restore removes that chain. It does nothing to a unit restored in
+// the restorer's own network namespace, where gcp locks the connections one by one.
+constexpr const char* kNetnsLockScript = R"SH(#!/bin/sh
+[ "$CRTOOLS_SCRIPT_ACTION" = setup-namespaces ] || exit 0
+[ -n "$CRTOOLS_INIT_PID" ] || exit 0
+ns=$(readlink "/proc/$CRTOOLS_INIT_PID/ns/net") || exit 1
+[ "$ns" != "$(readlink /proc/self/ns/net)" ] || exit 0
+for tool in iptables-restore ip6tables-restore; do
+  nsenter --net="/proc/$CRTOOLS_INIT_PID/ns/net" $tool -w --noflush <<RULES || exit 1
+*filter
+:CRIU - [0:0]
+-I INPUT -j CRIU
+-I OUTPUT -j CRIU
+-A CRIU -m mark --mark 0xc114 -j ACCEPT
+-A CRIU -j DROP
+COMMIT
+RULES
+done
+)SH";
+
 json restart(const json& req) {
   auto options = restore_options(req);
   std::string source = req.value("imageSource", std::string());
@@ -693,6 +729,17 @@ json restart(const json& req) {
   }
   if (relay) argv.push_back("--stream");
   argv.insert(argv.end(), options.begin(), options.end());
+  std::optional<StreamDir> script_dir;
+  if (std::find(options.begin(), options.end(), "--tcp-established") != options.end()) {
+    script_dir.emplace();
+    auto script = stdfs::path(script_dir->path()) / "lock-netns";
+    try {
+      gcp::criu::write_file_atomic(script, kNetnsLockScript, 0700);
+    } catch (const std::exception& e) {
+      failed(std::string("writing criu's action script: ") + e.what());
+    }
+    argv.insert(argv.end(), {"--action-script", script.string()});
+  }
   auto connections = connections_of(req);
   std::string netns = netns_of(req);
   lock_connections(connections, netns);

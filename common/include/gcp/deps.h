@@ -46,6 +46,10 @@ inline constexpr const char* kNeedLeaderOutside = "leader-outside";
 /// (CRIU: --ext-unix-sk).
 inline constexpr const char* kNeedUnixDatagramOutside = "unix-datagram-outside";
 
+/// A process of the unit holds a file lock (flock, POSIX or OFD): dumped and taken
+/// again on restore (CRIU: --file-locks).
+inline constexpr const char* kNeedFileLocks = "file-locks";
+
 /// What a tie means for a checkpoint of its unit.
 enum class Verdict {
   kHarmless,  ///< restores as it was
@@ -63,7 +67,7 @@ struct End {
 
 /// A shared object or relation that ties processes together.
 struct Tie {
-  std::string kind;     ///< "parent", "pgid", "sid", "tty", "pipe", "fifo", "unix", "tcp", ...
+  std::string kind;     ///< "parent", "pgid", "sid", "tty", "pipe", "fifo", "unix", "tcp", "file-lock", "stopped", "traced", ...
   std::string object;   ///< what it is: "pipe:[123]", "127.0.0.1:5000 -> 127.0.0.1:40122", ...
   std::vector<End> ends;
   std::string remote;   ///< a network peer no local process holds, else empty

@@ -22,6 +22,7 @@ struct Process {
   unsigned tty_nr = 0;       ///< controlling tty (device number), 0 for none
   uid_t uid = 0;             ///< real uid
   std::string comm;          ///< the kernel's short command name
+  char state = 'R';          ///< its state letter in /proc/PID/stat: 'T' stopped, 't' traced, ...
   unsigned long pidns = 0;   ///< inode of its PID namespace
   unsigned long netns = 0;   ///< inode of its network namespace
 };

@@ -65,6 +65,9 @@ struct Network {
   json extra = json::object();  ///< fields this gcp does not know
 };
 
+/// The namespaces a unit may share with its node (gcp-isolate run --share).
+inline constexpr const char* kShareable[] = {"ipc", "uts", "net"};
+
 /// One job unit: the processes of a job on one node.
 struct Unit {
   std::string name;                  ///< unique within the job
@@ -79,6 +82,11 @@ struct Unit {
   std::optional<uint64_t> restored_from;  ///< checkpoint sequence it was last restarted from
   Callbacks callbacks;               ///< its callback endpoints
   std::optional<Network> network;    ///< its own network namespace; nullopt: the node's
+  /// The namespaces it shares with its node instead of having its own, of "ipc", "uts"
+  /// and "net" (gcp-isolate run --share), sorted. Serialised as "share", left out when
+  /// empty: a unit has its own IPC and UTS namespaces and, without `network`, a network
+  /// namespace with loopback only.
+  std::vector<std::string> share;
   /// Where the job's other units reach it when it shares its node's network: the node's
   /// addresses, recorded where it started or was restored (gcp-deps' peers). Serialised
   /// as nodeAddresses, left out when empty.

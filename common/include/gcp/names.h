@@ -58,6 +58,7 @@ inline constexpr const char* kOptPolicy = "--policy";
 inline constexpr const char* kOptAddress = "--address";
 inline constexpr const char* kOptVia = "--via";
 inline constexpr const char* kOptGateway = "--gateway";
+inline constexpr const char* kOptShare = "--share";
 /// One node's part of a round: JSON requests on stdin, answers on stdout.
 inline constexpr const char* kOptAgent = "--agent";
 
