@@ -51,7 +51,6 @@ std::vector<std::string> dead_here(cgroup::Cgroups& cgroups, const manifest::Job
   return dead;
 }
 
-
 // gcp-init's last line when the unit's command ended by itself (tools/gcp-init/init.c).
 const std::string kFinished = "gcp-init: the unit's command exited with status 0";
 
@@ -79,10 +78,10 @@ std::optional<manifest::Job> status_on(store::Store& store, const manifest::Job&
                                        const json& cfg, std::string& why) {
   process::Spec spec;
   try {
-    spec.argv = launcher::command_for(launcher::for_node(job, node, cfg), node,
-                                      {launcher::tool_path("gcp-isolate", cfg), names::kOptStore,
-                                       store.root().string(), "status", job.name},
-                                      launcher::forwarded_env());
+    spec.argv = launcher::command_for(
+        launcher::for_node(job, node, cfg), node,
+        {launcher::tool_path("gcp-isolate", cfg), names::kOptStore, store.root().string(), "status", job.name},
+        launcher::forwarded_env());
   } catch (const Error& e) {
     why = e.what();
     return std::nullopt;
@@ -140,8 +139,10 @@ std::map<std::string, Seen> look(store::Store& store, cgroup::Cgroups& cgroups, 
       const auto* there = remote[u.node]->find_unit(u.name);
       live = there ? there->state : manifest::UnitState::kExited;
     }
-    if (live == manifest::UnitState::kRunning || live == manifest::UnitState::kFrozen) seen[u.name] = Seen::kRuns;
-    else seen[u.name] = finished(u) ? Seen::kFinished : Seen::kDied;
+    if (live == manifest::UnitState::kRunning || live == manifest::UnitState::kFrozen)
+      seen[u.name] = Seen::kRuns;
+    else
+      seen[u.name] = finished(u) ? Seen::kFinished : Seen::kDied;
   }
   return seen;
 }
@@ -163,6 +164,211 @@ void stop_rest(store::Store& store, cgroup::Cgroups& cgroups, const std::string&
     if (gone_nodes.count(u.node) || u.state == manifest::UnitState::kStopped) continue;
     jobs::kill(store, cgroups, name, u.name);
   }
+}
+
+// What one pass of restart_if_failed goes by.
+struct Pass {
+  const RestartPolicy& options;
+  const policy::Site& site;
+  double now;
+};
+
+// The nodes unreachable for longer than the site's grace period: gone. When each was
+// first found unreachable is kept in the job's history (unreachableSince), across passes.
+std::set<std::string> gone_after_grace(manifest::History& history,
+                                       const std::map<std::string, std::string>& unreachable, const std::string& name,
+                                       const Pass& pass) {
+  std::set<std::string> gone;
+  json& since = history.extra["unreachableSince"];
+  if (!since.is_object()) since = json::object();
+  for (const auto& [node, why] : unreachable) {
+    if (!since.contains(node) || !since[node].is_string() || !manifest::parse_rfc3339(since[node].get<std::string>())) {
+      since[node] = manifest::rfc3339(pass.now);
+    }
+    double first = *manifest::parse_rfc3339(since[node].get<std::string>());
+    if (pass.now - first >= pass.site.grace_s) {
+      gone.insert(node);
+    } else {
+      spdlog::warn("job '{}': node '{}' is unreachable ({}); a failure after {} (since {})", name, node, why,
+                   policy::human(pass.site.grace_s), since[node].get<std::string>());
+    }
+  }
+  for (auto it = since.begin(); it != since.end();) {
+    if (!unreachable.count(it.key()))
+      it = since.erase(it);
+    else
+      ++it;
+  }
+  if (since.empty()) history.extra.erase("unreachableSince");
+  return gone;
+}
+
+// Where the units of gone nodes restart: on spare nodes, the ones given first, then the
+// job's, then the site's; one spare per gone node.
+std::map<std::string, std::string> spare_placement(const manifest::Job& job, const std::set<std::string>& gone,
+                                                   const Pass& pass) {
+  std::vector<std::string> spares = pass.options.spares;
+  if (job.checkpoint_policy)
+    spares.insert(spares.end(), job.checkpoint_policy->spares.begin(), job.checkpoint_policy->spares.end());
+  spares.insert(spares.end(), pass.site.spares.begin(), pass.site.spares.end());
+  std::erase_if(spares, [&](const std::string& n) { return gone.count(n) > 0; });
+  std::map<std::string, std::string> to;
+  size_t next = 0;
+  for (const auto& node : gone) {
+    if (next >= spares.size()) {
+      throw Error(Exit::kFailed, "job '" + job.name + "': node '" + node + "' is gone and no spare node is left",
+                  "give spare nodes with --spare, the job's policy (spares=...) or the site's policy.spares");
+    }
+    to[node] = spares[next++];
+  }
+  std::map<std::string, std::string> place;
+  for (const auto& u : job.units) {
+    if (to.count(u.node)) place[u.name] = to[u.node];
+  }
+  return place;
+}
+
+// Counts a restart after a failure, tried or done: the next failure before a checkpoint
+// waits twice as long as this one (back-off).
+void count_restart(store::Store& store, const std::string& name, const Pass& pass) {
+  jobs::note_history(store, name, [&](manifest::History& h, const manifest::Job&) {
+    ++h.restarts;
+    h.backoff_until =
+        manifest::rfc3339(pass.now + pass.site.backoff_s * std::pow(2.0, static_cast<double>(h.restarts - 1)));
+  });
+}
+
+// Restarts the job from its checkpoint, with the units of gone nodes on spare nodes;
+// the job's lock is held. Fills `entry` with what was restarted from where.
+void restart_after_failure(store::Store& store, const rounds::Machine& machine, const manifest::Job& job,
+                           const std::vector<std::string>& died, const std::set<std::string>& gone, const Pass& pass,
+                           json& entry) {
+  rounds::RestartOptions ro = pass.options.restart;
+  ro.fallback = true;
+  if (!gone.empty()) ro.place = spare_placement(job, gone, pass);
+  entry["failed"] = died;
+  auto nodes = rounds::system_nodes(store, machine);
+  manifest::Job restarted;
+  try {
+    rounds::RestartRound round(store, *nodes, job.name, ro, rounds::JobLock::kHeldByCaller);
+    restarted = round.run();
+  } catch (const Error& e) {
+    count_restart(store, job.name, pass);
+    throw Error(e.code() == Exit::kBusy ? Exit::kFailed : e.code(),
+                "restarting job '" + job.name + "' after its failure: " + e.what(), e.hint());
+  }
+  count_restart(store, job.name, pass);
+  entry["action"] = "restarted";
+  std::set<uint64_t> from;
+  for (const auto& u : restarted.units) {
+    if (u.restored_from) from.insert(*u.restored_from);
+  }
+  if (from.size() == 1) entry["seq"] = *from.begin();
+  if (!ro.place.empty()) entry["placed"] = ro.place;
+  spdlog::info("job '{}': restarted from checkpoint {} after {} failed", job.name,
+               from.empty() ? std::string("?") : std::to_string(*from.begin()), jobs::units_text(died));
+}
+
+// One job of restart_if_failed: looks at its units, records a failure, and restarts it
+// unless it is backing off or was given up. Fills `entry`; a job given up is an error too.
+void restart_one_if_failed(store::Store& store, const rounds::Machine& machine, manifest::Job job, const Pass& pass,
+                           json& entry, Report& report) {
+  const std::string name = job.name;
+  if (!job.history.given_up.empty()) {
+    entry["action"] = "given-up";
+    entry["why"] = job.history.given_up;
+    spdlog::debug("job '{}': left stopped: {}", name, job.history.given_up);
+    return;
+  }
+  auto runs = [](const manifest::Job& j) {
+    return std::any_of(j.units.begin(), j.units.end(),
+                       [](const manifest::Unit& u) { return u.state == manifest::UnitState::kRunning; });
+  };
+  bool pending = job.history.running_since.empty() && !job.history.stops.empty() && job.history.stops.back().failure;
+  if (!runs(job) && !pending) {
+    entry["action"] = "none";
+    entry["why"] = "not running";
+    return;
+  }
+  // A first look without the lock: a pass that takes every job's lock every minute
+  // would keep --if-due from checkpointing them (it finds them busy).
+  if (!pending) {
+    std::map<std::string, std::string> unreachable;
+    auto seen = look(store, machine.cgroups, job, unreachable);
+    if (std::all_of(seen.begin(), seen.end(), [](const auto& s) { return s.second == Seen::kRuns; })) {
+      entry["action"] = "none";
+      entry["why"] = "its units run";
+      return;
+    }
+  }
+  // Under the job's lock from here, looking again: of two copies of this pass, the
+  // second finds it taken (or, after the first is done, the job running again).
+  auto held = store.try_lock_job(name);
+  if (!held) {
+    entry["action"] = "busy";
+    entry["why"] = "another gcp-restart --if-failed, a checkpoint or a restart holds the job's lock";
+    spdlog::info("job '{}': busy ({}): left to it", name, entry["why"].get<std::string>());
+    return;
+  }
+  job = jobs::load(store, name);
+  std::map<std::string, std::string> unreachable;
+  auto seen = look(store, machine.cgroups, job, unreachable);
+  std::set<std::string> gone_nodes = gone_after_grace(job.history, unreachable, name, pass);
+  std::vector<std::string> died, done;
+  for (auto& u : job.units) {
+    auto s = seen.find(u.name);
+    if (s == seen.end()) continue;
+    if (s->second == Seen::kDied || (s->second == Seen::kUnreachable && gone_nodes.count(u.node)))
+      died.push_back(u.name);
+    if (s->second == Seen::kFinished) {
+      u.state = manifest::UnitState::kExited;
+      u.pid.reset();
+      done.push_back(u.name);
+    }
+  }
+  if (!done.empty())
+    spdlog::info("job '{}': {} finished by itself (status 0): not a failure", name, jobs::units_text(done));
+  if (died.empty() && !pending) {
+    if (!runs(job))
+      policy::record_stop(job.history, "finished", jobs::units_text(done) + " ended with status 0", false, pass.now);
+    store.save_job(job);
+    entry["action"] = done.empty() ? "none" : "finished";
+    entry["why"] = unreachable.empty() ? "its units run" : "a node is unreachable, within the grace period";
+    return;
+  }
+  if (!died.empty()) {
+    std::string cause = gone_nodes.empty() ? "unit-died" : "node-unreachable";
+    std::string detail =
+        jobs::units_text(died) + (gone_nodes.empty() ? " ended without a stop through gcp" : " on unreachable node(s)");
+    policy::record_stop(job.history, cause, detail, true, pass.now);
+    job.history.extra.erase("unreachableSince");
+    spdlog::warn("job '{}': {} ({}): failure recorded", name, detail, cause);
+  }
+  store.save_job(job);
+  // Back-off: a job that fails again before its next checkpoint waits, twice as long
+  // each time, and after maxRestarts is left stopped.
+  uint64_t max = job.checkpoint_policy && job.checkpoint_policy->max_restarts ? *job.checkpoint_policy->max_restarts
+                                                                              : pass.site.max_restarts;
+  stop_rest(store, machine.cgroups, name, gone_nodes);
+  job = jobs::load(store, name);
+  if (job.history.restarts >= max) {
+    job.history.given_up = "failed " + std::to_string(job.history.restarts + 1) +
+                           " times without a checkpoint in between (maxRestarts " + std::to_string(max) +
+                           "); last: " + job.history.stops.back().detail;
+    store.save_job(job);
+    entry["action"] = "given-up";
+    entry["why"] = job.history.given_up;
+    report.errors.emplace_back(Exit::kFailed, "job '" + name + "': left stopped: " + job.history.given_up,
+                               "find the cause in its units' output, then 'gcp-restart " + name + "'");
+    return;
+  }
+  if (auto until = manifest::parse_rfc3339(job.history.backoff_until); until && pass.now < *until) {
+    entry["action"] = "backing-off";
+    entry["why"] = "failed again soon after its last restart: next try after " + job.history.backoff_until;
+    spdlog::warn("job '{}': {}", name, entry["why"].get<std::string>());
+    return;
+  }
+  restart_after_failure(store, machine, job, died, gone_nodes, pass, entry);
 }
 
 }  // namespace
@@ -233,175 +439,7 @@ Report restart_if_failed(store::Store& store, const rounds::Machine& machine, co
     try {
       auto job = load_mine(store, name, !named.empty());
       if (!job) continue;
-      auto& h = job->history;
-      if (!h.given_up.empty()) {
-        entry["action"] = "given-up";
-        entry["why"] = h.given_up;
-        spdlog::debug("job '{}': left stopped: {}", name, h.given_up);
-        report.jobs.push_back(entry);
-        continue;
-      }
-      bool running = std::any_of(job->units.begin(), job->units.end(),
-                                 [](const manifest::Unit& u) { return u.state == manifest::UnitState::kRunning; });
-      bool pending = h.running_since.empty() && !h.stops.empty() && h.stops.back().failure;
-      if (!running && !pending) {
-        entry["action"] = "none";
-        entry["why"] = "not running";
-        report.jobs.push_back(entry);
-        continue;
-      }
-      // A first look without the lock: a pass that takes every job's lock every minute
-      // would keep --if-due from checkpointing them (it finds them busy).
-      if (!pending) {
-        std::map<std::string, std::string> unreachable;
-        auto seen = look(store, machine.cgroups, *job, unreachable);
-        if (std::all_of(seen.begin(), seen.end(), [](const auto& s) { return s.second == Seen::kRuns; })) {
-          entry["action"] = "none";
-          entry["why"] = "its units run";
-          report.jobs.push_back(entry);
-          continue;
-        }
-      }
-      // Under the job's lock from here, looking again: of two copies of this pass, the
-      // second finds it taken (or, after the first is done, the job running again).
-      auto held = store.try_lock_job(name);
-      if (!held) {
-        entry["action"] = "busy";
-        entry["why"] = "another gcp-restart --if-failed, a checkpoint or a restart holds the job's lock";
-        spdlog::info("job '{}': busy ({}): left to it", name, entry["why"].get<std::string>());
-        report.jobs.push_back(entry);
-        continue;
-      }
-      job = jobs::load(store, name);
-      std::map<std::string, std::string> unreachable;
-      auto seen = look(store, machine.cgroups, *job, unreachable);
-      std::vector<std::string> died, done;
-      std::set<std::string> gone_nodes;
-      json& since = job->history.extra["unreachableSince"];
-      if (!since.is_object()) since = json::object();
-      for (const auto& [node, why] : unreachable) {
-        if (!since.contains(node) || !since[node].is_string() || !manifest::parse_rfc3339(since[node].get<std::string>())) {
-          since[node] = manifest::rfc3339(now);
-        }
-        double first = *manifest::parse_rfc3339(since[node].get<std::string>());
-        if (now - first >= site.grace_s) {
-          gone_nodes.insert(node);
-        } else {
-          spdlog::warn("job '{}': node '{}' is unreachable ({}); a failure after {} (since {})", name, node, why,
-                       policy::human(site.grace_s), since[node].get<std::string>());
-        }
-      }
-      for (auto it = since.begin(); it != since.end();) {
-        if (!unreachable.count(it.key())) it = since.erase(it);
-        else ++it;
-      }
-      if (since.empty()) job->history.extra.erase("unreachableSince");
-      for (auto& u : job->units) {
-        auto s = seen.find(u.name);
-        if (s == seen.end()) continue;
-        if (s->second == Seen::kDied || (s->second == Seen::kUnreachable && gone_nodes.count(u.node))) died.push_back(u.name);
-        if (s->second == Seen::kFinished) {
-          u.state = manifest::UnitState::kExited;
-          u.pid.reset();
-          done.push_back(u.name);
-        }
-      }
-      if (!done.empty()) spdlog::info("job '{}': {} finished by itself (status 0): not a failure", name, jobs::units_text(done));
-      if (died.empty() && !pending) {
-        bool any = std::any_of(job->units.begin(), job->units.end(),
-                               [](const manifest::Unit& u) { return u.state == manifest::UnitState::kRunning; });
-        if (!any) policy::record_stop(job->history, "finished", jobs::units_text(done) + " ended with status 0", false, now);
-        store.save_job(*job);
-        entry["action"] = done.empty() ? "none" : "finished";
-        entry["why"] = unreachable.empty() ? "its units run" : "a node is unreachable, within the grace period";
-        report.jobs.push_back(entry);
-        continue;
-      }
-      if (!died.empty()) {
-        std::string cause = gone_nodes.empty() ? "unit-died" : "node-unreachable";
-        std::string detail = jobs::units_text(died) + (gone_nodes.empty() ? " ended without a stop through gcp"
-                                                                           : " on unreachable node(s)");
-        policy::record_stop(job->history, cause, detail, true, now);
-        job->history.extra.erase("unreachableSince");
-        spdlog::warn("job '{}': {} ({}): failure recorded", name, detail, cause);
-      }
-      store.save_job(*job);
-      // Back-off: a job that fails again before its next checkpoint waits, twice as long
-      // each time, and after maxRestarts is left stopped.
-      auto& hist = job->history;
-      uint64_t max = job->checkpoint_policy && job->checkpoint_policy->max_restarts
-                         ? *job->checkpoint_policy->max_restarts
-                         : site.max_restarts;
-      stop_rest(store, machine.cgroups, name, gone_nodes);
-      job = jobs::load(store, name);
-      if (job->history.restarts >= max) {
-        job->history.given_up = "failed " + std::to_string(job->history.restarts + 1) + " times without a checkpoint "
-                                "in between (maxRestarts " + std::to_string(max) + "); last: " +
-                                job->history.stops.back().detail;
-        store.save_job(*job);
-        entry["action"] = "given-up";
-        entry["why"] = job->history.given_up;
-        report.errors.emplace_back(Exit::kFailed, "job '" + name + "': left stopped: " + job->history.given_up,
-                                   "find the cause in its units' output, then 'gcp-restart " + name + "'");
-        report.jobs.push_back(entry);
-        continue;
-      }
-      (void)hist;
-      if (auto until = manifest::parse_rfc3339(job->history.backoff_until); until && now < *until) {
-        entry["action"] = "backing-off";
-        entry["why"] = "failed again soon after its last restart: next try after " + job->history.backoff_until;
-        spdlog::warn("job '{}': {}", name, entry["why"].get<std::string>());
-        report.jobs.push_back(entry);
-        continue;
-      }
-      // Units whose node is gone go to spare nodes: the ones given, the job's, the site's.
-      rounds::RestartOptions ro = options.restart;
-      ro.fallback = true;
-      if (!gone_nodes.empty()) {
-        std::vector<std::string> spares = options.spares;
-        if (job->checkpoint_policy) spares.insert(spares.end(), job->checkpoint_policy->spares.begin(), job->checkpoint_policy->spares.end());
-        spares.insert(spares.end(), site.spares.begin(), site.spares.end());
-        std::erase_if(spares, [&](const std::string& n) { return gone_nodes.count(n) > 0; });
-        std::map<std::string, std::string> to;
-        size_t next = 0;
-        for (const auto& node : gone_nodes) {
-          if (next >= spares.size()) {
-            throw Error(Exit::kFailed, "job '" + name + "': node '" + node + "' is gone and no spare node is left",
-                        "give spare nodes with --spare, the job's policy (spares=...) or the site's policy.spares");
-          }
-          to[node] = spares[next++];
-        }
-        for (const auto& u : job->units) {
-          if (to.count(u.node)) ro.place[u.name] = to[u.node];
-        }
-      }
-      entry["failed"] = died;
-      auto nodes = rounds::system_nodes(store, machine);
-      manifest::Job restarted;
-      try {
-        rounds::RestartRound round(store, *nodes, name, ro, rounds::JobLock::kHeldByCaller);
-        restarted = round.run();
-      } catch (const Error& e) {
-        jobs::note_history(store, name, [&](manifest::History& hh, const manifest::Job&) {
-          ++hh.restarts;
-          hh.backoff_until = manifest::rfc3339(now + site.backoff_s * std::pow(2.0, static_cast<double>(hh.restarts - 1)));
-        });
-        throw Error(e.code() == Exit::kBusy ? Exit::kFailed : e.code(),
-                    "restarting job '" + name + "' after its failure: " + e.what(), e.hint());
-      }
-      jobs::note_history(store, name, [&](manifest::History& hh, const manifest::Job&) {
-        ++hh.restarts;
-        hh.backoff_until = manifest::rfc3339(now + site.backoff_s * std::pow(2.0, static_cast<double>(hh.restarts - 1)));
-      });
-      entry["action"] = "restarted";
-      std::set<uint64_t> from;
-      for (const auto& u : restarted.units) {
-        if (u.restored_from) from.insert(*u.restored_from);
-      }
-      if (from.size() == 1) entry["seq"] = *from.begin();
-      if (!ro.place.empty()) entry["placed"] = ro.place;
-      spdlog::info("job '{}': restarted from checkpoint {} after {} failed", name,
-                   from.empty() ? std::string("?") : std::to_string(*from.begin()), jobs::units_text(died));
+      restart_one_if_failed(store, machine, *job, {options, site, now}, entry, report);
     } catch (const Error& e) {
       entry["action"] = "failed";
       entry["error"] = e.what();

@@ -96,8 +96,7 @@ void dump(const Req& body, Each each) {
       throw_errno("reading sock_diag replies");
     }
     if (n == 0) break;
-    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, static_cast<unsigned>(n));
-         h = NLMSG_NEXT(h, n)) {
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, static_cast<unsigned>(n)); h = NLMSG_NEXT(h, n)) {
       if (h->nlmsg_type == NLMSG_DONE) {
         done = true;
         break;
@@ -640,25 +639,31 @@ class Builder {
       const auto& [path, pids] = s;
       if (pids.size() < 2) continue;  // mapped by one process: nothing is shared
       Tie tie;
-      if (path.rfind("/SYSV", 0) == 0) tie.kind = "sysv-shm";
-      else if (path.rfind("/dev/shm/", 0) == 0) tie.kind = "posix-shm";
-      else if (path.rfind("/dev/zero", 0) == 0 || path.empty() || path[0] != '/') tie.kind = "shared-anon";
-      else tie.kind = "shared-file";
+      if (path.rfind("/SYSV", 0) == 0)
+        tie.kind = "sysv-shm";
+      else if (path.rfind("/dev/shm/", 0) == 0)
+        tie.kind = "posix-shm";
+      else if (path.rfind("/dev/zero", 0) == 0 || path.empty() || path[0] != '/')
+        tie.kind = "shared-anon";
+      else
+        tie.kind = "shared-file";
       tie.object = path.empty() ? key : path;
       for (pid_t pid : pids) tie.ends.push_back(end(pid, -1, "mapped"));
       g_.ties.push_back(std::move(tie));
     }
   }
 
-  // Where the ends are, and what that means for a checkpoint.
-  void judge(Tie& t) {
+  // How far the tie reaches: one process, the unit, the job, or outside it.
+  void scope(Tie& t) {
     std::set<size_t> units;
     std::set<pid_t> pids;
     bool outside = !t.remote.empty();
     for (const auto& e : t.ends) {
       pids.insert(e.pid);
-      if (e.unit) units.insert(*e.unit);
-      else outside = true;
+      if (e.unit)
+        units.insert(*e.unit);
+      else
+        outside = true;
     }
     // A TCP peer no local process holds, at the address of a unit of the job on
     // another node, is inside the job.
@@ -671,11 +676,19 @@ class Builder {
         units.insert(g_.units.size());  // the peer's unit, which this graph does not hold
       }
     }
-    if (outside) t.scope = Scope::kExternal;
-    else if (units.size() > 1) t.scope = Scope::kJob;
-    else if (pids.size() > 1) t.scope = Scope::kInside;
-    else t.scope = Scope::kProcess;
+    if (outside)
+      t.scope = Scope::kExternal;
+    else if (units.size() > 1)
+      t.scope = Scope::kJob;
+    else if (pids.size() > 1)
+      t.scope = Scope::kInside;
+    else
+      t.scope = Scope::kProcess;
+  }
 
+  // Where the ends are, and what that means for a checkpoint: a verdict and its advice.
+  void judge(Tie& t) {
+    scope(t);
     auto needs = [&](const char* need, std::string why) {
       t.verdict = Verdict::kNeeds;
       t.need = need;
@@ -699,7 +712,8 @@ class Builder {
           t.verdict = Verdict::kHarmless;
           t.advice = "the unit's root: its parent is not part of the checkpoint";
         } else {
-          breaks("pid " + std::to_string(child) + " is not a descendant of the unit's other processes: "
+          breaks("pid " + std::to_string(child) +
+                 " is not a descendant of the unit's other processes: "
                  "the checkpointer dumps one process tree; group the unit as a tree, a cgroup or a PID namespace");
         }
       }
@@ -712,9 +726,10 @@ class Builder {
     }
     if (t.kind == "tty" || t.kind == "pty") {
       if (t.scope == Scope::kExternal) {
-        breaks("a terminal whose master is outside the unit cannot come back (gcp restores without a "
-               "terminal): start the unit with stdin, stdout and stderr away from the terminal "
-               "(gcp-isolate does), or widen the unit to the terminal's owner");
+        breaks(
+            "a terminal whose master is outside the unit cannot come back (gcp restores without a "
+            "terminal): start the unit with stdin, stdout and stderr away from the terminal "
+            "(gcp-isolate does), or widen the unit to the terminal's owner");
       } else if (t.scope == Scope::kJob) {
         breaks("a terminal shared by two units: put both in one unit");
       }
@@ -731,9 +746,11 @@ class Builder {
     if (t.kind.rfind("unix-", 0) == 0) {
       bool dgram = t.kind == "unix-dgram";
       if (t.scope == Scope::kExternal) {
-        if (dgram) needs(kNeedUnixDatagramOutside, "a datagram socket connected to a socket outside the unit (e.g. a logger)");
-        else breaks("a unix connection to " + others + " cannot be restored: " + widen +
-                    ", or close it in a pre-checkpoint callback and reconnect after the restart (gcp-callbacks(7))");
+        if (dgram)
+          needs(kNeedUnixDatagramOutside, "a datagram socket connected to a socket outside the unit (e.g. a logger)");
+        else
+          breaks("a unix connection to " + others + " cannot be restored: " + widen +
+                 ", or close it in a pre-checkpoint callback and reconnect after the restart (gcp-callbacks(7))");
       } else if (t.scope == Scope::kJob) {
         breaks("a unix connection between two units cannot be restored: put both ends in one unit");
       }
@@ -741,27 +758,36 @@ class Builder {
     }
     if (t.kind == "tcp") {
       if (t.scope == Scope::kInside || t.scope == Scope::kProcess) {
-        if (t.object.find(" -> ") != std::string::npos) needs(kNeedTcpEstablished, "an established connection inside the unit");
+        if (t.object.find(" -> ") != std::string::npos)
+          needs(kNeedTcpEstablished, "an established connection inside the unit");
       } else if (t.scope == Scope::kJob) {
-        if (context_.coordinated) needs(kNeedTcpEstablished, coordinated);
-        else breaks("a connection between two units checkpointed one by one loses or repeats bytes: "
-                    "checkpoint the job coordinated");
+        if (context_.coordinated)
+          needs(kNeedTcpEstablished, coordinated);
+        else
+          breaks(
+              "a connection between two units checkpointed one by one loses or repeats bytes: "
+              "checkpoint the job coordinated");
       } else if (moves_with_unit(t) && context_.stop) {
-        needs(kNeedTcpEstablished, "the unit's own address moves with it, and it is stopped once dumped: the peer "
-                                   "retransmits until the restored unit answers");
+        needs(kNeedTcpEstablished,
+              "the unit's own address moves with it, and it is stopped once dumped: the peer "
+              "retransmits until the restored unit answers");
       } else if (moves_with_unit(t)) {
-        breaks("the unit's own address moves with it, but the connection to " + others + " runs on after the "
+        breaks("the unit's own address moves with it, but the connection to " + others +
+               " runs on after the "
                "checkpoint and a restart from it would repeat what the peer has seen: checkpoint with --stop "
                "(as a migration does), or close it in a pre-checkpoint callback (gcp-callbacks(7))");
       } else {
-        breaks("bytes in flight to " + others + " are lost or repeated after a restart: close the connection "
-               "in a pre-checkpoint callback and reconnect after the restart (gcp-callbacks(7)), or " + widen);
+        breaks("bytes in flight to " + others +
+               " are lost or repeated after a restart: close the connection "
+               "in a pre-checkpoint callback and reconnect after the restart (gcp-callbacks(7)), or " +
+               widen);
       }
       return;
     }
     if (t.kind == "sysv-shm" || t.kind == "posix-shm" || t.kind == "shared-anon" || t.kind == "shared-file") {
       if (t.scope == Scope::kExternal) {
-        breaks("memory shared with " + others + " changes under the checkpoint: widen the unit to take in "
+        breaks("memory shared with " + others +
+               " changes under the checkpoint: widen the unit to take in "
                "every process that maps it");
       } else if (t.scope == Scope::kJob) {
         breaks("memory shared by two units: put them in one unit");
@@ -770,9 +796,10 @@ class Builder {
     }
     if (t.kind == "file-lock") {
       if (t.scope == Scope::kExternal) {
-        breaks("a lock on the file is held by " + others + " outside the unit as well: the restored unit "
-               "would take back a lock that is not its own alone; widen the unit to take in " + others +
-               ", or release the lock before the checkpoint");
+        breaks("a lock on the file is held by " + others +
+               " outside the unit as well: the restored unit "
+               "would take back a lock that is not its own alone; widen the unit to take in " +
+               others + ", or release the lock before the checkpoint");
       } else if (t.scope == Scope::kJob) {
         breaks("locks on one file in two units cannot be restored on two nodes: put both in one unit");
       } else {
@@ -782,9 +809,10 @@ class Builder {
     }
     if (t.kind == "stopped") {
       // Under gcp's freezer, criu dump waits on a stopped task until the dump's timeout.
-      breaks("it is stopped (SIGSTOP, a shell's job control): the checkpointer would wait on it until its "
-             "timeout; continue it (kill -CONT " + std::to_string(t.ends.front().pid) +
-             ") or end it before the checkpoint");
+      breaks(
+          "it is stopped (SIGSTOP, a shell's job control): the checkpointer would wait on it until its "
+          "timeout; continue it (kill -CONT " +
+          std::to_string(t.ends.front().pid) + ") or end it before the checkpoint");
       return;
     }
     if (t.kind == "traced") {
@@ -792,7 +820,8 @@ class Builder {
       if (t.ends.size() > 1) {
         if (auto it = all_.find(t.ends.back().pid); it != all_.end()) by += " (" + it->second.comm + ")";
       }
-      breaks("it is traced" + by + " (a debugger, strace): the checkpointer cannot dump a traced process; "
+      breaks("it is traced" + by +
+             " (a debugger, strace): the checkpointer cannot dump a traced process; "
              "detach the tracer before the checkpoint");
       return;
     }
@@ -831,7 +860,8 @@ class Builder {
     if (seen.size() > 3) out += " and " + std::to_string(seen.size() - 3) + " more";
     if (!t.remote.empty()) out += (out.empty() ? "" : ", ") + t.remote;
     std::set<size_t> units;
-    for (const auto& e : t.ends) if (e.unit) units.insert(*e.unit);
+    for (const auto& e : t.ends)
+      if (e.unit) units.insert(*e.unit);
     if (out.empty() && units.size() > 1) {
       for (size_t u : units) out += (out.empty() ? "unit '" : ", unit '") + g_.units[u].name + "'";
     }
@@ -860,19 +890,26 @@ std::string dot_quote(const std::string& s) {
 
 std::string scope_name(Scope scope) {
   switch (scope) {
-    case Scope::kProcess: return "process";
-    case Scope::kInside: return "inside";
-    case Scope::kJob: return "job";
-    case Scope::kExternal: return "external";
+    case Scope::kProcess:
+      return "process";
+    case Scope::kInside:
+      return "inside";
+    case Scope::kJob:
+      return "job";
+    case Scope::kExternal:
+      return "external";
   }
   return "?";
 }
 
 std::string verdict_name(Verdict verdict) {
   switch (verdict) {
-    case Verdict::kHarmless: return "harmless";
-    case Verdict::kNeeds: return "needs";
-    case Verdict::kBreaks: return "breaks";
+    case Verdict::kHarmless:
+      return "harmless";
+    case Verdict::kNeeds:
+      return "needs";
+    case Verdict::kBreaks:
+      return "breaks";
   }
   return "?";
 }
@@ -945,8 +982,10 @@ json to_json(const Graph& g) {
     json ju;
     ju["name"] = u.name;
     ju["grouping"] = grouping::name(u.spec.kind);
-    if (u.spec.kind == grouping::Kind::kCgroup) ju["cgroup"] = u.spec.cgroup;
-    else ju["pid"] = u.spec.pid;
+    if (u.spec.kind == grouping::Kind::kCgroup)
+      ju["cgroup"] = u.spec.cgroup;
+    else
+      ju["pid"] = u.spec.pid;
     ju["root"] = u.members.root ? json(*u.members.root) : json();
     ju["processes"] = u.members.pids;
     ju["threads"] = u.members.threads();
@@ -958,8 +997,7 @@ json to_json(const Graph& g) {
   doc["units"] = units;
   json procs = json::array();
   for (const auto& [pid, p] : g.processes) {
-    json jp = {{"pid", pid}, {"ppid", p.ppid}, {"pgid", p.pgid}, {"sid", p.sid},
-               {"uid", p.uid}, {"comm", p.comm}};
+    json jp = {{"pid", pid}, {"ppid", p.ppid}, {"pgid", p.pgid}, {"sid", p.sid}, {"uid", p.uid}, {"comm", p.comm}};
     for (size_t i = 0; i < g.units.size(); ++i) {
       const auto& tids = g.units[i].members.tids;
       if (auto it = tids.find(pid); it != tids.end()) {
@@ -1030,11 +1068,11 @@ std::string to_dot(const Graph& g) {
   }
   size_t remotes = 0;
   for (const auto& t : g.ties) {
-    std::string color = t.verdict == Verdict::kBreaks ? "red"
+    std::string color = t.verdict == Verdict::kBreaks  ? "red"
                         : t.verdict == Verdict::kNeeds ? "orange"
-                                                             : (t.crossing() ? "gray40" : "gray70");
-    std::string attrs = "label=" + dot_quote(t.kind + (t.need.empty() ? "" : "\\n" + t.need)) +
-                        ", color=" + color + (t.crossing() ? ", penwidth=2" : "");
+                                                       : (t.crossing() ? "gray40" : "gray70");
+    std::string attrs = "label=" + dot_quote(t.kind + (t.need.empty() ? "" : "\\n" + t.need)) + ", color=" + color +
+                        (t.crossing() ? ", penwidth=2" : "");
     std::vector<pid_t> pids;
     for (const auto& e : t.ends) {
       if (std::find(pids.begin(), pids.end(), e.pid) == pids.end()) pids.push_back(e.pid);
@@ -1077,8 +1115,8 @@ std::string to_text(const Graph& g) {
       bool mine = false;
       for (const auto& e : t.ends) mine = mine || e.unit == i;
       if (!mine || t.verdict == Verdict::kHarmless) continue;
-      out << "  " << (t.verdict == Verdict::kBreaks ? "BREAKS" : "needs " + t.need) << ": " << t.kind
-          << " " << t.object << " (" << scope_name(t.scope) << "): " << t.advice << "\n";
+      out << "  " << (t.verdict == Verdict::kBreaks ? "BREAKS" : "needs " + t.need) << ": " << t.kind << " " << t.object
+          << " (" << scope_name(t.scope) << "): " << t.advice << "\n";
     }
     auto needs = g.needs(i);
     out << "  verdict: " << (g.breaking(i).empty() ? "consistent" : "would restart broken");

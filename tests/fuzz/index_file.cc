@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
@@ -33,6 +34,11 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   char tmpl[] = "/tmp/gcp-fuzz-index-XXXXXX";
   if (!::mkdtemp(tmpl)) std::abort();
   dir = tmpl;
+  // libFuzzer ends a bounded run with exit(): the scratch directory goes with it.
+  std::atexit([] {
+    std::error_code ec;
+    stdfs::remove_all(dir, ec);
+  });
   stdfs::create_directories(dir / "packs");
   stdfs::create_directories(dir / "index");
   put(dir / "packs/p.pack", "GCPPACK1");

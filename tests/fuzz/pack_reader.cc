@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -33,6 +34,11 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   char tmpl[] = "/tmp/gcp-fuzz-pack-XXXXXX";
   if (!::mkdtemp(tmpl)) std::abort();
   dir = tmpl;
+  // libFuzzer ends a bounded run with exit(): the scratch directory goes with it.
+  std::atexit([] {
+    std::error_code ec;
+    stdfs::remove_all(dir, ec);
+  });
   return 0;
 }
 
