@@ -6,11 +6,11 @@
 
 #include "gcp/caller.h"
 #include "gcp/error.h"
-#include "gcp/names.h"
 #include "gcp/job_store.h"
 #include "gcp/log.h"
-#include "gcp/process.h"
+#include "gcp/names.h"
 #include "gcp/proc.h"
+#include "gcp/process.h"
 #include "gcp/rounds.h"
 #include "gcp/store.h"
 #include "local_parts.h"
@@ -101,7 +101,9 @@ class Wire {
     auto m = next();
     if (!m) return {"", json::object()};
     std::string op = wire::text_field(*m, "op", "");
-    if (op == "abort") throw Error(Exit::kFailed, "aborted by the job checkpointer: " + wire::text_field(*m, "reason", "no reason given"));
+    if (op == "abort")
+      throw Error(Exit::kFailed,
+                  "aborted by the job checkpointer: " + wire::text_field(*m, "reason", "no reason given"));
     return {op, std::move(*m)};
   }
 
@@ -196,7 +198,8 @@ void serve_restart(Wire& wire, store::Store& store, const Machine& machine, cons
 int serve_agent(const std::string& tool, bool verbose) {
   // A node's part takes its job, store and units from its stdin: only a job
   // checkpointer started by root may drive it, never a user through gcp-user.
-  caller::refuse_for_user(std::string(names::kOptAgent), "the job checkpointer starts a node's part as root, through the node's launcher");
+  caller::refuse_for_user(std::string(names::kOptAgent),
+                          "the job checkpointer starts a node's part as root, through the node's launcher");
   // Only answers go to stdout.
   log::setup(tool + "@" + proc::node_name(), verbose);
   // Its reader thread runs until the process ends: the object must too.

@@ -73,8 +73,8 @@ void set_current(const Caller& caller) { current_caller() = caller; }
 
 void refuse_for_user(const std::string& what, const std::string& hint) {
   if (!for_user()) return;
-  throw Error(Exit::kNotPermitted, what + " is not open to users through gcp-user (you are uid " + std::to_string(uid()) + ")",
-              hint);
+  throw Error(Exit::kNotPermitted,
+              what + " is not open to users through gcp-user (you are uid " + std::to_string(uid()) + ")", hint);
 }
 
 std::vector<std::filesystem::path> user_stores() {
@@ -152,7 +152,9 @@ std::optional<std::string> beyond(const proc::Credentials& creds, const Account&
   for (uid_t u : creds.uids) {
     if (u != account.uid) return "runs as uid " + std::to_string(u);
   }
-  auto in_account = [&](gid_t g) { return std::find(account.groups.begin(), account.groups.end(), g) != account.groups.end(); };
+  auto in_account = [&](gid_t g) {
+    return std::find(account.groups.begin(), account.groups.end(), g) != account.groups.end();
+  };
   for (gid_t g : creds.gids) {
     if (!in_account(g)) return "runs with group " + std::to_string(g);
   }

@@ -15,8 +15,8 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <fstream>
 #include <ctime>
+#include <fstream>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -169,8 +169,7 @@ void freeze(Cgroups& cgroups, const std::string& path, std::chrono::milliseconds
     if (std::chrono::steady_clock::now() >= deadline) {
       thaw_quietly(cgroups, path);
       throw Error(Exit::kFailed,
-                  "freezing cgroup '" + path + "': not frozen after " +
-                      std::to_string(timeout.count()) + " ms",
+                  "freezing cgroup '" + path + "': not frozen after " + std::to_string(timeout.count()) + " ms",
                   "a process of the unit may be stuck in the kernel (state D); retry later");
     }
     std::this_thread::sleep_for(pause);
@@ -316,8 +315,8 @@ void kill_all(Cgroups& cgroups, const std::string& path, std::chrono::millisecon
       thawed = true;
     }
     if (std::chrono::steady_clock::now() >= deadline) {
-      throw Error(Exit::kFailed, "killing the processes of cgroup '" + path + "': " +
-                                     std::to_string(pids.size()) + " still there");
+      throw Error(Exit::kFailed,
+                  "killing the processes of cgroup '" + path + "': " + std::to_string(pids.size()) + " still there");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }

@@ -115,15 +115,17 @@ class LocalCheckpointPart final : public CheckpointPart {
     std::vector<std::string> needs;     // what its ties need of the checkpointer
     std::vector<std::string> job_ties;  // ties an uncoordinated checkpoint cannot keep
     events::Result pre, post;
-    manifest::json result;              // the translib's answer
+    manifest::json result;  // the translib's answer
     std::optional<Error> error;
     double freeze_ms = 0, dump_ms = 0;
     Clock::time_point dump_end;
-    std::atomic<bool> dumped{false};    // its dump thread is done
+    std::atomic<bool> dumped{false};  // its dump thread is done
   };
 
   std::vector<const manifest::Unit*> specs() const;
-  std::string unit_error(size_t i, const std::string& why) const { return "unit '" + units_[i].spec->name + "': " + why; }
+  std::string unit_error(size_t i, const std::string& why) const {
+    return "unit '" + units_[i].spec->name + "': " + why;
+  }
   std::string what() const { return "checkpoint " + std::to_string(request_.seq) + " of job '" + job_.name + "'"; }
   void check_ties();
   void start_checkpointers();
@@ -171,10 +173,10 @@ void LocalCheckpointPart::prepare(const CheckpointRequest& request) {
     const manifest::Unit* u = job_.find_unit(name);
     if (!u) throw Error(Exit::kUsage, "job '" + job_.name + "' has no unit '" + name + "'");
     if (u->node != node_) {
-      throw Error(Exit::kUsage,
-                  "unit '" + u->name + "' of job '" + job_.name + "' runs on node '" + u->node + "', this is '" +
-                      node_ + "'",
-                  "run gcp-checkpoint on that node; jobs across nodes need the job checkpointer");
+      throw Error(
+          Exit::kUsage,
+          "unit '" + u->name + "' of job '" + job_.name + "' runs on node '" + u->node + "', this is '" + node_ + "'",
+          "run gcp-checkpoint on that node; jobs across nodes need the job checkpointer");
     }
     auto state = unit::live_state(machine_.cgroups, *u);
     if (state == manifest::UnitState::kFrozen) {
@@ -208,9 +210,10 @@ void LocalCheckpointPart::prepare(const CheckpointRequest& request) {
   for (const auto& u : units_) translibs_.get(u.spec->translib);
   const char* gate_env = std::getenv(names::kEnvDumpGate);
   gated_ = !(gate_env && std::string(gate_env) == "0") && std::all_of(units_.begin(), units_.end(), [&](const Unit& u) {
-             return (translibs_.get(u.spec->translib).capabilities() & GCP_CAP_DUMP_GATE) != 0;
-           });
-  has_callbacks_ = std::any_of(units_.begin(), units_.end(), [](const Unit& u) { return events::has_endpoint(*u.spec); });
+    return (translibs_.get(u.spec->translib).capabilities() & GCP_CAP_DUMP_GATE) != 0;
+  });
+  has_callbacks_ =
+      std::any_of(units_.begin(), units_.end(), [](const Unit& u) { return events::has_endpoint(*u.spec); });
   staging_ = store_.join(job_.name, request.seq, node_);
   remove_staging_ = Undo("removing the staging of " + what(), [this] { store_.abort(*staging_); });
   part_.job = job_.name;
@@ -223,12 +226,13 @@ void LocalCheckpointPart::callbacks() {
     log::phase("{}: pre-checkpoint callbacks of {} unit(s)", what(), units_.size());
     // Once told to quiesce, the applications must hear post-checkpoint or abort.
     abort_callbacks_ = Undo("delivering abort", [this] {
-      events::warn_failed(specs(),
-                          events::deliver_to(specs(), events::Event::kAbort, job_, request_.seq, request_.callback_deadline),
-                          "delivering abort");
+      events::warn_failed(
+          specs(), events::deliver_to(specs(), events::Event::kAbort, job_, request_.seq, request_.callback_deadline),
+          "delivering abort");
     });
     auto t = Clock::now();
-    auto pre = events::deliver_to(specs(), events::Event::kPreCheckpoint, job_, request_.seq, request_.callback_deadline);
+    auto pre =
+        events::deliver_to(specs(), events::Event::kPreCheckpoint, job_, request_.seq, request_.callback_deadline);
     part_.timings["preCheckpointMs"] = round_ms(ms_between(t, Clock::now()));
     for (size_t i = 0; i < units_.size(); ++i) {
       units_[i].pre = pre[i];
@@ -259,8 +263,8 @@ void LocalCheckpointPart::check_ties() {
     }
     if (!bad.empty()) {
       const deps::Tie& tie = *bad.front();
-      std::string what = "unit '" + units_[i].spec->name + "' of job '" + job_.name + "' would restart broken: " +
-                         tie.kind + " " + tie.object + ": " + tie.advice +
+      std::string what = "unit '" + units_[i].spec->name + "' of job '" + job_.name +
+                         "' would restart broken: " + tie.kind + " " + tie.object + ": " + tie.advice +
                          (bad.size() > 1 ? " (and " + std::to_string(bad.size() - 1) + " more)" : "");
       if (!request_.force) {
         throw Error(Exit::kFailed, what + "; nothing was checkpointed",
@@ -270,7 +274,8 @@ void LocalCheckpointPart::check_ties() {
     }
     auto needs = graph.needs(i);
     units_[i].needs.assign(needs.begin(), needs.end());
-    if (!needs.empty()) spdlog::debug("unit '{}': its ties need of the checkpointer: {}", units_[i].spec->name, fmt::join(needs, " "));
+    if (!needs.empty())
+      spdlog::debug("unit '{}': its ties need of the checkpointer: {}", units_[i].spec->name, fmt::join(needs, " "));
   }
   // How many ties join units of the job: the policy's choice of strategy (gcp-policy(7)).
   // It travels to the round with this part's result, which takes it out again.
@@ -289,7 +294,8 @@ void LocalCheckpointPart::freeze() {
   } catch (const Error& e) {
     throw Error(Exit::kFailed, std::string("starting the thaw watchdog: ") + e.what(), "nothing was frozen; retry");
   }
-  log::phase("{}: {}freezing and dumping {} unit(s)", what(), gated_ ? "starting the checkpointer, " : "", units_.size());
+  log::phase("{}: {}freezing and dumping {} unit(s)", what(), gated_ ? "starting the checkpointer, " : "",
+             units_.size());
   stop_dumps_ = Undo("stopping the dumps", [this] {
     for (auto& g : gates_) g.call_off();  // a checkpointer waiting at its gate gives up
     join_dumps();
@@ -314,7 +320,8 @@ void LocalCheckpointPart::freeze() {
     auto account = caller::account(job_.owner);
     for (size_t i = 0; i < units_.size(); ++i) {
       try {
-        caller::check_within(machine_.cgroups.procs(units_[i].spec->cgroup), account, "unit '" + units_[i].spec->name + "' of job '" + job_.name + "'");
+        caller::check_within(machine_.cgroups.procs(units_[i].spec->cgroup), account,
+                             "unit '" + units_[i].spec->name + "' of job '" + job_.name + "'");
       } catch (const Error& e) {
         throw Error(e.code(), std::string(e.what()) + "; nothing was checkpointed", e.hint());
       }
@@ -349,7 +356,8 @@ void LocalCheckpointPart::start_checkpointers() {
     gate_dir_.emplace("gate-" + job_.name);
     for (size_t i = 0; i < units_.size(); ++i) gates_.emplace_back(gate_dir_->path(), std::to_string(i));
   } catch (const Error& e) {
-    throw Error(Exit::kFailed, std::string("making the checkpointers' gates: ") + e.what(), "nothing was frozen; retry");
+    throw Error(Exit::kFailed, std::string("making the checkpointers' gates: ") + e.what(),
+                "nothing was frozen; retry");
   }
   for (size_t i = 0; i < units_.size(); ++i) launch_dump(i);
   const auto give_up = t_launch + std::chrono::seconds(120);
@@ -386,12 +394,10 @@ void LocalCheckpointPart::launch_dump(size_t i) {
       auto t = Clock::now();
       try {
         fs::make_dirs(staging_->unit_dir(u->name), 0700);
-        manifest::json request = {{"pid", u->pid.value_or(0)},
-                                  {"imagesDir", staging_->unit_dir(u->name).string()},
-                                  {"grouping", u->grouping},
-                                  {"freezeCgroup", machine_.cgroups.freezer_dir(u->cgroup)},
-                                  {"leaveRunning", true},
-                                  {"needs", unit.needs}};
+        manifest::json request = {
+            {"pid", u->pid.value_or(0)}, {"imagesDir", staging_->unit_dir(u->name).string()},
+            {"grouping", u->grouping},   {"freezeCgroup", machine_.cgroups.freezer_dir(u->cgroup)},
+            {"leaveRunning", true},      {"needs", unit.needs}};
         if (u->network) request["netns"] = netns::path(job_.name, u->name);
         if (gated_) request["gate"] = gates_[i].request();
         unit.result = translibs_.get(u->translib).checkpoint(request);
@@ -465,7 +471,8 @@ void LocalCheckpointPart::resume(bool thaw) {
 
 void LocalCheckpointPart::deliver_post_checkpoint() {
   abort_callbacks_.release();
-  auto post = events::deliver_to(specs(), events::Event::kPostCheckpoint, job_, request_.seq, request_.callback_deadline);
+  auto post =
+      events::deliver_to(specs(), events::Event::kPostCheckpoint, job_, request_.seq, request_.callback_deadline);
   for (size_t i = 0; i < units_.size(); ++i) units_[i].post = post[i];
   events::warn_failed(specs(), post, what() + " goes on, but post-checkpoint failed");
 }

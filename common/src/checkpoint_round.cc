@@ -121,8 +121,9 @@ manifest::Checkpoint CheckpointRound::run() {
 
 void CheckpointRound::run_phase(const char* phase, Clock::time_point deadline, const PartCall& call,
                                 const std::string& failed_as, const std::string& hint) {
-  auto failed = run_all(parts_.size(), phase, deadline, [&](size_t i) { call(*parts_[i]); },
-                        [&](size_t i) { parts_[i]->part->cancel(); });
+  auto failed = run_all(
+      parts_.size(), phase, deadline, [&](size_t i) { call(*parts_[i]); },
+      [&](size_t i) { parts_[i]->part->cancel(); });
   // The first part that failed, in the order of the nodes, speaks for the round.
   for (size_t i = 0; i < parts_.size(); ++i) {
     if (!failed[i]) continue;
@@ -165,7 +166,8 @@ void CheckpointRound::prepare() {
   for (const auto& u : job_.units) {
     if (!chosen(options_.units, u.name) || (uncoordinated && u.node != here)) continue;
     if (u.state != manifest::UnitState::kRunning) {
-      spdlog::warn("unit '{}' of job '{}' is {}: not part of this checkpoint", u.name, job_name_, manifest::name(u.state));
+      spdlog::warn("unit '{}' of job '{}' is {}: not part of this checkpoint", u.name, job_name_,
+                   manifest::name(u.state));
       continue;
     }
     by_node[u.node].push_back(u.name);
@@ -204,47 +206,56 @@ void CheckpointRound::prepare() {
   size_t count = 0;
   for (const auto& p : parts_) count += p->units.size();
   log::phase("{}: {} unit(s) on {} node(s)", what(), count, parts_.size());
-  run_phase("prepare", Clock::now() + std::chrono::seconds(120), [&request](Part& p) {
-    CheckpointRequest mine = request;
-    mine.units = p.units;
-    p.part->prepare(mine);
-  }, "", "");
+  run_phase(
+      "prepare", Clock::now() + std::chrono::seconds(120),
+      [&request](Part& p) {
+        CheckpointRequest mine = request;
+        mine.units = p.units;
+        p.part->prepare(mine);
+      },
+      "", "");
 }
 
 void CheckpointRound::callbacks() {
   defer_.emplace();
-  bool told = std::any_of(job_.units.begin(), job_.units.end(), [](const manifest::Unit& u) { return events::has_endpoint(u); });
-  run_phase("callbacks", Clock::now() + callback_deadline_ + std::chrono::seconds(60),
-            [](Part& p) { p.part->callbacks(); }, "checkpoint of job '" + job_name_ + "' aborted",
-            told ? kToldAbort : kUnchanged);
+  bool told = std::any_of(job_.units.begin(), job_.units.end(),
+                          [](const manifest::Unit& u) { return events::has_endpoint(u); });
+  run_phase(
+      "callbacks", Clock::now() + callback_deadline_ + std::chrono::seconds(60), [](Part& p) { p.part->callbacks(); },
+      "checkpoint of job '" + job_name_ + "' aborted", told ? kToldAbort : kUnchanged);
 }
 
 void CheckpointRound::freeze() {
   t_frozen_start_ = Clock::now();
-  run_phase("freeze", t_frozen_start_ + options_.freeze_timeout + std::chrono::seconds(180),
-            [](Part& p) { p.part->freeze(); }, "checkpoint of job '" + job_name_ + "' aborted", kUnchanged);
+  run_phase(
+      "freeze", t_frozen_start_ + options_.freeze_timeout + std::chrono::seconds(180),
+      [](Part& p) { p.part->freeze(); }, "checkpoint of job '" + job_name_ + "' aborted", kUnchanged);
   t_frozen_ = Clock::now();
 }
 
 void CheckpointRound::dump() {
-  run_phase("dump", t_frozen_start_ + options_.max_frozen, [](Part& p) { p.part->dump(); },
-            "checkpoint of job '" + job_name_ + "' aborted", kUnchanged);
+  run_phase(
+      "dump", t_frozen_start_ + options_.max_frozen, [](Part& p) { p.part->dump(); },
+      "checkpoint of job '" + job_name_ + "' aborted", kUnchanged);
   t_dumped_ = Clock::now();
 }
 
 void CheckpointRound::resume() {
   const bool thaw = !(options_.stop || options_.hold);
-  run_phase("resume", Clock::now() + callback_deadline_ + std::chrono::seconds(60),
-            [thaw](Part& p) { p.part->resume(thaw); }, "checkpoint of job '" + job_name_ + "' aborted", kUnchanged);
+  run_phase(
+      "resume", Clock::now() + callback_deadline_ + std::chrono::seconds(60), [thaw](Part& p) { p.part->resume(thaw); },
+      "checkpoint of job '" + job_name_ + "' aborted", kUnchanged);
   t_resumed_ = Clock::now();
   // Held units wait frozen for release(); Ctrl-C waits with them.
   if (thaw) defer_.reset();
 }
 
 void CheckpointRound::store() {
-  log::phase("{}: {}, storing the images", what(), options_.stop || options_.hold ? "units stay frozen" : "units thawed");
-  run_phase("store", Clock::time_point::max(), [](Part& p) { p.stored = p.part->store(); },
-            what() + " not committed", "the job keeps running; the previous checkpoint is still the latest");
+  log::phase("{}: {}, storing the images", what(),
+             options_.stop || options_.hold ? "units stay frozen" : "units thawed");
+  run_phase(
+      "store", Clock::time_point::max(), [](Part& p) { p.stored = p.part->store(); }, what() + " not committed",
+      "the job keeps running; the previous checkpoint is still the latest");
   t_stored_ = Clock::now();
 
   cp_ = {};
@@ -252,7 +263,7 @@ void CheckpointRound::store() {
   cp_.seq = staging_->seq;
   cp_.created = manifest::now_rfc3339();
   cp_.mode = job_.mode == manifest::Mode::kUncoordinated || options_.uncoordinated ? manifest::Mode::kUncoordinated
-                                                                                    : manifest::Mode::kCoordinated;
+                                                                                   : manifest::Mode::kCoordinated;
   cp_.partial = partial_;
   cp_.kernel = proc::kernel_release();
   uint64_t raw = 0, fresh = 0, stored = 0;
@@ -284,7 +295,8 @@ void CheckpointRound::store() {
     }
     return job_.units.size();
   };
-  std::stable_sort(cp_.units.begin(), cp_.units.end(), [&](const auto& a, const auto& b) { return rank(a.name) < rank(b.name); });
+  std::stable_sort(cp_.units.begin(), cp_.units.end(),
+                   [&](const auto& a, const auto& b) { return rank(a.name) < rank(b.name); });
   cp_.bytes = {{"raw", raw}, {"new", fresh}, {"stored", stored}};
   job_ties_ = ties_known ? std::optional<uint64_t>(ties) : std::nullopt;
   cp_.timings["freezeBarrierMs"] = round_ms(ms_between(t_frozen_start_, t_frozen_));
@@ -298,7 +310,8 @@ const manifest::Checkpoint& CheckpointRound::commit() {
     auto* err = dynamic_cast<const Error*>(&e);
     failure_ = std::string("not committed: ") + e.what();
     throw Error(Exit::kFailed, what() + " not committed: " + e.what(),
-                err && !err->hint().empty() ? err->hint() : "the job keeps running; the previous checkpoint is still the latest");
+                err && !err->hint().empty() ? err->hint()
+                                            : "the job keeps running; the previous checkpoint is still the latest");
   }
   committed_ = true;
   cp_.timings["commitMs"] = round_ms(ms_between(t, Clock::now()));
@@ -306,7 +319,8 @@ const manifest::Checkpoint& CheckpointRound::commit() {
   // the copy the caller gets adds it.
   cp_.timings["totalMs"] = round_ms(ms_between(t_frozen_start_, Clock::now()));
   try {
-    run_phase("commit", Clock::now() + std::chrono::seconds(60), [](Part& p) { p.part->committed(); }, "", "");
+    run_phase(
+        "commit", Clock::now() + std::chrono::seconds(60), [](Part& p) { p.part->committed(); }, "", "");
   } catch (const Error& e) {
     spdlog::warn("{} is committed, but {}", what(), e.what());
   }
@@ -342,8 +356,9 @@ const manifest::Checkpoint& CheckpointRound::commit() {
 
 void CheckpointRound::release(bool stop) {
   try {
-    run_phase("release", Clock::now() + callback_deadline_ + std::chrono::seconds(60),
-              [stop](Part& p) { p.part->release(stop); }, "", "");
+    run_phase(
+        "release", Clock::now() + callback_deadline_ + std::chrono::seconds(60),
+        [stop](Part& p) { p.part->release(stop); }, "", "");
   } catch (const Error& e) {
     defer_.reset();
     if (!stop) {

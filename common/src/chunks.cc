@@ -5,9 +5,9 @@
 #include "gcp/fs.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -68,8 +68,8 @@ Hash hash_of(std::span<const uint8_t> data) {
   Hash h;
   unsigned int len = 0;
   if (!c.ctx || EVP_DigestInit_ex2(c.ctx, sha256_md(), nullptr) != 1 ||
-      EVP_DigestUpdate(c.ctx, data.data(), data.size()) != 1 ||
-      EVP_DigestFinal_ex(c.ctx, h.bytes.data(), &len) != 1 || len != 32) {
+      EVP_DigestUpdate(c.ctx, data.data(), data.size()) != 1 || EVP_DigestFinal_ex(c.ctx, h.bytes.data(), &len) != 1 ||
+      len != 32) {
     throw Error(Exit::kFailed, "hashing a chunk: OpenSSL's SHA-256 failed");
   }
   return h;
@@ -137,8 +137,7 @@ size_t compress_into(std::span<const uint8_t> raw, int level, std::vector<uint8_
 
 bool decompress_into(std::span<const uint8_t> frame, std::vector<uint8_t>& out) {
   unsigned long long size = ZSTD_getFrameContentSize(frame.data(), frame.size());
-  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN ||
-      size > 4 * kFrameBytes + kFileChunk) {
+  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > 4 * kFrameBytes + kFileChunk) {
     return false;
   }
   out.resize(size);
@@ -274,8 +273,7 @@ std::unique_ptr<Index::Mapped> Index::map_file(const stdfs::path& path) {
   return m;
 }
 
-void write_index_file(const stdfs::path& path, const std::vector<IndexEntry>& entries,
-                      uid_t owner) {
+void write_index_file(const stdfs::path& path, const std::vector<IndexEntry>& entries, uid_t owner) {
   std::vector<uint8_t> out(kIndexMagic, kIndexMagic + 8);
   out.reserve(16 + entries.size() * kEntryBytes + 32);
   put<uint64_t>(out, entries.size());
@@ -291,7 +289,6 @@ void write_index_file(const stdfs::path& path, const std::vector<IndexEntry>& en
   fs::write_file_atomic(path, std::string(out.begin(), out.end()), 0600);
   fs::grant_read(path, owner);
 }
-
 
 namespace {
 
@@ -371,7 +368,7 @@ Location Index::location_at(Slot slot) const {
 std::optional<Location> Index::find(const Hash& h) const {
   if (slots_.empty()) return std::nullopt;
   const size_t mask = slots_.size() - 1;
-  for (size_t i = HashHasher{}(h) & mask;; i = (i + 1) & mask) {
+  for (size_t i = HashHasher{}(h)&mask;; i = (i + 1) & mask) {
     if (slots_[i] == 0) return std::nullopt;
     if (std::memcmp(hash_at(slots_[i]), h.bytes.data(), 32) == 0) return location_at(slots_[i]);
   }
@@ -386,7 +383,7 @@ void Index::add(const Hash& h, const Location& loc) {
 void Index::insert(const Hash& h, Slot slot) {
   if ((size_ + 1) * 4 > slots_.size() * 3) reserve(std::max<size_t>(size_ + 1, 2 * size_));
   const size_t mask = slots_.size() - 1;
-  for (size_t i = HashHasher{}(h) & mask;; i = (i + 1) & mask) {
+  for (size_t i = HashHasher{}(h)&mask;; i = (i + 1) & mask) {
     if (slots_[i] == 0) {
       slots_[i] = slot;
       ++size_;
@@ -407,7 +404,7 @@ void Index::reserve(size_t entries) {
     if (slot == 0) continue;
     Hash h;
     std::memcpy(h.bytes.data(), hash_at(slot), 32);
-    size_t i = HashHasher{}(h) & mask;
+    size_t i = HashHasher{}(h)&mask;
     while (slots_[i] != 0) i = (i + 1) & mask;
     slots_[i] = slot;
   }
@@ -500,9 +497,8 @@ void PackWriter::close_pack() {
 }
 
 void PackWriter::write_batch(std::vector<Frame>& batch) {
-  parallel_for(batch.size(), workers(), [&](size_t i) {
-    batch[i].packed = compress_into(batch[i].raw, level_, batch[i].compressed);
-  });
+  parallel_for(batch.size(), workers(),
+               [&](size_t i) { batch[i].packed = compress_into(batch[i].raw, level_, batch[i].compressed); });
   for (auto& f : batch) {
     if (fd_ < 0) open_pack();
     write_all(f.compressed.data(), f.packed);
@@ -549,9 +545,7 @@ void PackWriter::flush() {
   wait();
   if (queued_.empty()) return;
   // pending_ keeps the queued chunks from being queued twice until finish().
-  inflight_ = std::async(std::launch::async, [this, batch = std::move(queued_)]() mutable {
-    write_batch(batch);
-  });
+  inflight_ = std::async(std::launch::async, [this, batch = std::move(queued_)]() mutable { write_batch(batch); });
   queued_.clear();
 }
 
@@ -578,7 +572,9 @@ int ChunkReader::pack_fd(uint32_t pack, std::string& why) {
   int fd = fs::open_regular(path);
   if (fd < 0) {
     why = "pack '" + path.string() + "': " +
-          (errno == ELOOP ? "a symbolic link" : errno == EINVAL ? "not a regular file" : std::strerror(errno));
+          (errno == ELOOP    ? "a symbolic link"
+           : errno == EINVAL ? "not a regular file"
+                             : std::strerror(errno));
   }
   fds_[pack] = fd;
   return fd;

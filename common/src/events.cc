@@ -77,8 +77,9 @@ std::optional<Result> deliver_socket(const std::string& path, const Request& r, 
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.size() >= sizeof addr.sun_path) {
-    return Result{false, "socket path '" + path + "' is longer than " + std::to_string(sizeof addr.sun_path - 1) +
-                             " bytes", 0, "socket"};
+    return Result{false,
+                  "socket path '" + path + "' is longer than " + std::to_string(sizeof addr.sun_path - 1) + " bytes", 0,
+                  "socket"};
   }
   std::memcpy(addr.sun_path, path.data(), path.size());
   Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
@@ -111,16 +112,20 @@ std::optional<Result> deliver_socket(const std::string& path, const Request& r, 
   while (!closed) {
     if (!wait_for(fd.get(), POLLIN, deadline)) {
       if (answer.find('\n') == std::string::npos) return Result{false, missed(r), 0, "socket"};
-      return Result{false, "the application answered " + std::string(name(r.event)) +
-                               " but did not close the connection within the deadline",
+      return Result{false,
+                    "the application answered " + std::string(name(r.event)) +
+                        " but did not close the connection within the deadline",
                     0, "socket"};
     }
     ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-    if (n < 0) return Result{false, "reading the answer to " + std::string(name(r.event)) + ": " + std::strerror(errno), 0, "socket"};
+    if (n < 0)
+      return Result{false, "reading the answer to " + std::string(name(r.event)) + ": " + std::strerror(errno), 0,
+                    "socket"};
     if (n == 0) closed = true;
     answer.append(buf, static_cast<size_t>(n));
-    if (answer.size() > 8192) return Result{false, "the answer to " + std::string(name(r.event)) + " is too long", 0, "socket"};
+    if (answer.size() > 8192)
+      return Result{false, "the answer to " + std::string(name(r.event)) + " is too long", 0, "socket"};
   }
   auto nl = answer.find('\n');
   if (nl == std::string::npos) {
@@ -130,8 +135,9 @@ std::optional<Result> deliver_socket(const std::string& path, const Request& r, 
   // The application's words: parsed with gcp's limits, shown printable.
   manifest::json reply = manifest::try_parse(std::string_view(answer).substr(0, nl)).value_or(manifest::json());
   if (!reply.is_object() || !reply.contains("status") || !reply["status"].is_string()) {
-    return Result{false, "the answer to " + std::string(name(r.event)) + " is not {\"status\": ...}: '" +
-                             printable(std::string_view(answer).substr(0, nl), 200) + "'",
+    return Result{false,
+                  "the answer to " + std::string(name(r.event)) + " is not {\"status\": ...}: '" +
+                      printable(std::string_view(answer).substr(0, nl), 200) + "'",
                   0, "socket"};
   }
   std::string status = reply["status"];
@@ -148,7 +154,8 @@ std::string last_line(const std::string& text) {
   auto end = text.find_last_not_of("\n \t");
   if (end == std::string::npos) return "";
   auto start = text.rfind('\n', end);
-  return text.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1) + 1);
+  return text.substr(start == std::string::npos ? 0 : start + 1,
+                     end - (start == std::string::npos ? 0 : start + 1) + 1);
 }
 
 // The user's primary group; the uid itself when the user has no passwd entry.
@@ -209,8 +216,8 @@ std::optional<Result> deliver_hooks(const std::string& given, const Request& r, 
     if (res.timed_out) return Result{false, "hook '" + hook + "': " + missed(r), 0, "hooks"};
     if (!res.ok()) {
       std::string why = last_line(res.err);
-      return Result{false, "hook '" + hook + "' failed (" + res.describe() + ")" + (why.empty() ? "" : ": " + why),
-                    0, "hooks"};
+      return Result{false, "hook '" + hook + "' failed (" + res.describe() + ")" + (why.empty() ? "" : ": " + why), 0,
+                    "hooks"};
     }
   }
   return Result{true, "", 0, "hooks"};
@@ -220,10 +227,14 @@ std::optional<Result> deliver_hooks(const std::string& given, const Request& r, 
 
 const char* name(Event event) {
   switch (event) {
-    case Event::kPreCheckpoint: return "pre-checkpoint";
-    case Event::kPostCheckpoint: return "post-checkpoint";
-    case Event::kPostRestart: return "post-restart";
-    case Event::kAbort: return "abort";
+    case Event::kPreCheckpoint:
+      return "pre-checkpoint";
+    case Event::kPostCheckpoint:
+      return "post-checkpoint";
+    case Event::kPostRestart:
+      return "post-restart";
+    case Event::kAbort:
+      return "abort";
   }
   return "unknown";
 }
@@ -326,8 +337,8 @@ bool has_endpoint(const manifest::Unit& unit) {
   return !unit.callbacks.socket.empty() || !unit.callbacks.hooks.empty();
 }
 
-std::vector<Result> deliver_to(const std::vector<const manifest::Unit*>& units, Event event,
-                               const manifest::Job& job, uint64_t seq, std::chrono::milliseconds deadline) {
+std::vector<Result> deliver_to(const std::vector<const manifest::Unit*>& units, Event event, const manifest::Job& job,
+                               uint64_t seq, std::chrono::milliseconds deadline) {
   std::vector<std::pair<manifest::Callbacks, Request>> batch;
   for (const auto* u : units) {
     batch.push_back({u->callbacks, {event, job.name, u->name, seq, deadline, u->pid, job.owner}});

@@ -4,8 +4,8 @@
 #include "gcp/error.h"
 
 #include <fcntl.h>
-#include <sys/acl.h>
 #include <spdlog/spdlog.h>
+#include <sys/acl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -202,8 +202,8 @@ void make_own_dir(const stdfs::path& path, const std::string& what) {
   if (S_ISLNK(st.st_mode)) throw Error(Exit::kNotPermitted, name + " is a symbolic link", hint);
   if (!S_ISDIR(st.st_mode)) throw Error(Exit::kNotPermitted, name + " is not a directory", hint);
   if (st.st_uid != ::geteuid()) {
-    throw Error(Exit::kNotPermitted, name + " belongs to uid " + std::to_string(st.st_uid) + ", not to uid " +
-                                         std::to_string(::geteuid()),
+    throw Error(Exit::kNotPermitted,
+                name + " belongs to uid " + std::to_string(st.st_uid) + ", not to uid " + std::to_string(::geteuid()),
                 hint);
   }
   if ((st.st_mode & 077) != 0 && ::chmod(path.c_str(), 0700) != 0) throw_errno("closing " + name + " to others");
@@ -215,8 +215,9 @@ stdfs::path trusted_path(const stdfs::path& path, uid_t owner, const std::string
   if (!real) throw_errno(name, Exit::kUsage);
   stdfs::path resolved(real);
   std::free(real);
-  const std::string hint = "only root and uid " + std::to_string(owner) +
-                           " may change it and every directory above it: 'chmod go-w' them, and give them to one of the two";
+  const std::string hint =
+      "only root and uid " + std::to_string(owner) +
+      " may change it and every directory above it: 'chmod go-w' them, and give them to one of the two";
   stdfs::path at = "/";
   auto check = [&](const stdfs::path& part) {
     struct stat st {};
@@ -244,8 +245,8 @@ void grant_read(const stdfs::path& path, uid_t owner) {
   if (::lstat(path.c_str(), &st) != 0) throw_errno("granting read access to '" + path.string() + "'");
   bool dir = S_ISDIR(st.st_mode);
   std::string uid = std::to_string(owner);
-  std::string text = dir ? "u::rwx,u:" + uid + ":r-x,g::---,m::r-x,o::---"
-                         : "u::rw-,u:" + uid + ":r--,g::---,m::r--,o::---";
+  std::string text =
+      dir ? "u::rwx,u:" + uid + ":r-x,g::---,m::r-x,o::---" : "u::rw-,u:" + uid + ":r--,g::---,m::r--,o::---";
   acl_t acl = acl_from_text(text.c_str());
   if (!acl) throw_errno("building an ACL for '" + path.string() + "'");
   int rc = acl_set_file(path.c_str(), ACL_TYPE_ACCESS, acl);
@@ -255,8 +256,10 @@ void grant_read(const stdfs::path& path, uid_t owner) {
   if (err == ENOTSUP || err == EOPNOTSUPP) {
     static bool warned = false;
     if (!warned) {
-      spdlog::warn("'{}' has no POSIX ACLs: job owners cannot read their checkpoints directly, "
-                   "only through gcp as root", path.parent_path().string());
+      spdlog::warn(
+          "'{}' has no POSIX ACLs: job owners cannot read their checkpoints directly, "
+          "only through gcp as root",
+          path.parent_path().string());
     }
     warned = true;
     return;
@@ -284,8 +287,7 @@ std::optional<FileLock> FileLock::try_lock(const stdfs::path& path) {
   return FileLock(fd);
 }
 
-std::optional<FileLock> FileLock::acquire(const stdfs::path& path, bool shared,
-                                          std::chrono::milliseconds wait,
+std::optional<FileLock> FileLock::acquire(const stdfs::path& path, bool shared, std::chrono::milliseconds wait,
                                           const std::function<void()>& on_wait) {
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   // flock needs no write access: a reader allowed to read the file may lock it.

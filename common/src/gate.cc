@@ -56,7 +56,8 @@ bool Gate::wait_ready(std::chrono::milliseconds wait) {
   ssize_t got = ::read(ready_fd_, buf, sizeof buf);
   if (got > 0) got_.append(buf, static_cast<size_t>(got));
   if (got_.find('\n') == std::string::npos) {
-    if (got_.size() > 32) throw Error(Exit::kFailed, "the checkpointer wrote no line to '" + ready_path_.string() + "'");
+    if (got_.size() > 32)
+      throw Error(Exit::kFailed, "the checkpointer wrote no line to '" + ready_path_.string() + "'");
     return false;
   }
   if (got_ != "ready\n") {

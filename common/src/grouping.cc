@@ -90,8 +90,7 @@ std::vector<pid_t> read_procs(const std::string& file) {
   return pids;
 }
 
-const Process& find_process(const std::map<pid_t, Process>& processes, pid_t pid,
-                            const Spec& spec) {
+const Process& find_process(const std::map<pid_t, Process>& processes, pid_t pid, const Spec& spec) {
   auto it = processes.find(pid);
   if (it == processes.end()) {
     throw Error(Exit::kUsage, describe(spec) + ": no process " + std::to_string(pid),
@@ -139,11 +138,16 @@ std::map<pid_t, Process> snapshot() {
 
 std::string name(Kind kind) {
   switch (kind) {
-    case Kind::kTree: return "tree";
-    case Kind::kPgid: return "pgid";
-    case Kind::kSid: return "sid";
-    case Kind::kCgroup: return "cgroup";
-    case Kind::kPidns: return "pidns";
+    case Kind::kTree:
+      return "tree";
+    case Kind::kPgid:
+      return "pgid";
+    case Kind::kSid:
+      return "sid";
+    case Kind::kCgroup:
+      return "cgroup";
+    case Kind::kPidns:
+      return "pidns";
   }
   return "?";
 }
@@ -158,11 +162,16 @@ std::optional<Kind> parse(const std::string& text) {
 std::string describe(const Spec& spec) {
   std::string pid = std::to_string(spec.pid);
   switch (spec.kind) {
-    case Kind::kTree: return "the process tree of pid " + pid;
-    case Kind::kPgid: return "process group " + pid;
-    case Kind::kSid: return "session " + pid;
-    case Kind::kCgroup: return "cgroup '" + spec.cgroup + "'";
-    case Kind::kPidns: return "the PID namespace of pid " + pid;
+    case Kind::kTree:
+      return "the process tree of pid " + pid;
+    case Kind::kPgid:
+      return "process group " + pid;
+    case Kind::kSid:
+      return "session " + pid;
+    case Kind::kCgroup:
+      return "cgroup '" + spec.cgroup + "'";
+    case Kind::kPidns:
+      return "the PID namespace of pid " + pid;
   }
   return "?";
 }
@@ -181,8 +190,7 @@ std::optional<std::string> cgroup_procs_file(const std::string& cgroup) {
   }
   std::string rel = cgroup;
   if (rel.find("..") != std::string::npos) return std::nullopt;
-  std::vector<stdfs::path> roots = {"/sys/fs/cgroup/freezer", "/sys/fs/cgroup/unified",
-                                    "/sys/fs/cgroup"};
+  std::vector<stdfs::path> roots = {"/sys/fs/cgroup/freezer", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"};
   for (const auto& e : stdfs::directory_iterator("/sys/fs/cgroup", ec)) {
     if (e.is_directory(ec) && std::find(roots.begin(), roots.end(), e.path()) == roots.end()) {
       roots.push_back(e.path());
@@ -235,8 +243,7 @@ Members resolve(const Spec& spec, const std::map<pid_t, Process>& processes) {
         if (processes.count(pid)) set.insert(pid);
       }
       if (set.empty()) {
-        throw Error(Exit::kUsage, describe(spec) + " (" + *file + ") has no process",
-                    "start something in it first");
+        throw Error(Exit::kUsage, describe(spec) + " (" + *file + ") has no process", "start something in it first");
       }
       break;
     }

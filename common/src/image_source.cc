@@ -11,8 +11,8 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
-#include <sys/stat.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -82,8 +82,8 @@ std::string requested_image(const std::string& line) {
       !request["image"].get<std::string>().empty()) {
     return request["image"].get<std::string>();
   }
-  throw Error(Exit::kFailed, "the translib sent the image-source request '" + printable(line, 200) +
-                                 "', not {\"image\": \"<path>\"}");
+  throw Error(Exit::kFailed,
+              "the translib sent the image-source request '" + printable(line, 200) + "', not {\"image\": \"<path>\"}");
 }
 
 void send_answer(int conn, const json& answer) {
@@ -160,15 +160,15 @@ class ImageSource::ReadAhead {
  public:
   static constexpr size_t kBuffers = 8;  // 1 MiB pieces
 
-  ReadAhead(Store& store, const manifest::Checkpoint& cp, const std::string& unit,
-            const manifest::ImageFile& image, log::Progress* progress)
+  ReadAhead(Store& store, const manifest::Checkpoint& cp, const std::string& unit, const manifest::ImageFile& image,
+            log::Progress* progress)
       : image_(image) {
     thread_ = std::thread([this, &store, &cp, unit, progress] {
       std::optional<Corrupt> bad;
       std::optional<Error> error;
       try {
-        bad = store.stream_image(cp, unit, image_, [this](std::vector<uint8_t>& piece) { return put(piece); },
-                                 progress);
+        bad = store.stream_image(
+            cp, unit, image_, [this](std::vector<uint8_t>& piece) { return put(piece); }, progress);
       } catch (const Error& e) {
         error = e;
       } catch (const std::exception& e) {

@@ -19,8 +19,8 @@ manifest::Job load(store::Store& store, const std::string& job) {
   uid_t me = caller::uid();
   if (me != 0 && me != loaded->owner) {
     // Whose it is stays unsaid: one user learns nothing of another's jobs.
-    throw Error(Exit::kNotPermitted, "job '" + job + "' belongs to another user, not to you (uid " +
-                                         std::to_string(me) + ")");
+    throw Error(Exit::kNotPermitted,
+                "job '" + job + "' belongs to another user, not to you (uid " + std::to_string(me) + ")");
   }
   return *loaded;
 }
@@ -77,9 +77,10 @@ uint64_t latest_whole(store::Store& store, const std::string& job, const std::ve
       auto older = std::next(it);
       if (!fallback) {
         throw Error(e.code(), e.what(),
-                    older == all.rend() ? "remove it with 'gcp-store rm " + job + " --seq " + std::to_string(*it) + "'"
-                                        : "checkpoint " + std::to_string(*older) + " is older: restart it with '--seq " +
-                                              std::to_string(*older) + "', or pass --fallback");
+                    older == all.rend()
+                        ? "remove it with 'gcp-store rm " + job + " --seq " + std::to_string(*it) + "'"
+                        : "checkpoint " + std::to_string(*older) + " is older: restart it with '--seq " +
+                              std::to_string(*older) + "', or pass --fallback");
       }
       spdlog::warn("{} (passing over checkpoint {})", e.what(), *it);
     }

@@ -50,8 +50,8 @@ void check_processes(const grouping::Spec& spec) {
   check_callers(grouping::resolve(spec, all).pids, all, grouping::describe(spec));
 }
 
-std::string adopt(store::Store& store, cgroup::Cgroups& cgroups, std::string job_name,
-                  const std::string& unit_name, const grouping::Spec& spec) {
+std::string adopt(store::Store& store, cgroup::Cgroups& cgroups, std::string job_name, const std::string& unit_name,
+                  const grouping::Spec& spec) {
   using grouping::Kind;
   auto all = grouping::snapshot();
   grouping::Members members = grouping::resolve(spec, all);
@@ -102,10 +102,11 @@ std::string adopt(store::Store& store, cgroup::Cgroups& cgroups, std::string job
         u->cgroup == cg) {
       return job_name;  // registered before, e.g. by the previous run of the same cron line
     }
-    throw Error(Exit::kUsage,
-                "job '" + job_name + "' exists and is not " + grouping::describe(spec) + " (root pid " +
-                    std::to_string(root) + ")",
-                "name the job (gcp-checkpoint NAME --pid ...), or remove the old one with 'gcp-store rm " + job_name + "'");
+    throw Error(
+        Exit::kUsage,
+        "job '" + job_name + "' exists and is not " + grouping::describe(spec) + " (root pid " + std::to_string(root) +
+            ")",
+        "name the job (gcp-checkpoint NAME --pid ...), or remove the old one with 'gcp-store rm " + job_name + "'");
   }
   cgroups.create(cg);
   // A child forked meanwhile by a process not yet moved is not in the cgroup: look
@@ -146,9 +147,10 @@ std::string adopt(store::Store& store, cgroup::Cgroups& cgroups, std::string job
   job.units.push_back(u);
   policy::record_running(job.history, policy::now());
   store.save_job(job);
-  store.append_event(job_name, {{"event", "adopted"}, {"unit", unit_name}, {"root", root}, {"processes", moved.size()}});
-  spdlog::info("registered {} as job '{}' (unit '{}', {} process(es), root pid {})", grouping::describe(spec),
-               job_name, unit_name, moved.size(), root);
+  store.append_event(job_name,
+                     {{"event", "adopted"}, {"unit", unit_name}, {"root", root}, {"processes", moved.size()}});
+  spdlog::info("registered {} as job '{}' (unit '{}', {} process(es), root pid {})", grouping::describe(spec), job_name,
+               unit_name, moved.size(), root);
   return job_name;
 }
 
@@ -167,9 +169,10 @@ void reconcile(store::Store& store, cgroup::Cgroups& cgroups, const std::string&
     if (u.state == manifest::UnitState::kRunning) continue;
     auto root = unit::root_in_cgroup(cgroups, u);
     if (!root) continue;
-    spdlog::warn("unit '{}' of job '{}' runs (pid {}) although its record says {}: recorded it as running "
-                 "(an interrupted restart?)",
-                 u.name, job_name, *root, manifest::name(u.state));
+    spdlog::warn(
+        "unit '{}' of job '{}' runs (pid {}) although its record says {}: recorded it as running "
+        "(an interrupted restart?)",
+        u.name, job_name, *root, manifest::name(u.state));
     u.state = manifest::UnitState::kRunning;
     u.pid = root;
     changed = true;

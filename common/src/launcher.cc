@@ -31,7 +31,6 @@ std::string replace_all(std::string word, const std::string& from, const std::st
   return word;
 }
 
-
 }  // namespace
 
 Launcher with_default_command(Launcher launcher) {
@@ -43,8 +42,9 @@ std::vector<std::string> default_command(const std::string& kind) {
   if (kind == "ssh") return {"ssh", "-o", "BatchMode=yes", "{node}"};
   // One task on the named node, as a step of the allocation the job runs in, sharing
   // its resources with the steps that run the units (--overlap).
-  if (kind == "srun") return {"srun", "--jobid={slurmJob}", "--nodelist={node}", "--nodes=1", "--ntasks=1",
-                              "--overlap", "--quiet", "--kill-on-bad-exit=0"};
+  if (kind == "srun")
+    return {"srun",       "--jobid={slurmJob}", "--nodelist={node}", "--nodes=1",
+            "--ntasks=1", "--overlap",          "--quiet",           "--kill-on-bad-exit=0"};
   return {};
 }
 
@@ -81,8 +81,9 @@ Launcher for_node(const manifest::Job& job, const std::string& node, const json&
   if (cfg.contains("launcher")) return parse(cfg["launcher"], config_path() + ": launcher");
   throw Error(Exit::kUsage,
               "node '" + node + "' is not this node ('" + proc::node_name() + "') and no launcher reaches it",
-              "set \"launcher\" in " + config_path() + " (e.g. {\"launcher\": {\"kind\": \"ssh\"}}) or in the "
-              "Job manifest; see gcp-launchers(7)");
+              "set \"launcher\" in " + config_path() +
+                  " (e.g. {\"launcher\": {\"kind\": \"ssh\"}}) or in the "
+                  "Job manifest; see gcp-launchers(7)");
 }
 
 std::string shell_quote(const std::string& word) {
@@ -100,8 +101,8 @@ std::vector<std::string> command_for(const Launcher& l, const std::string& node,
   manifest::check_name("node", node);
   if (l.kind == "local") {
     if (node != proc::node_name()) {
-      throw Error(Exit::kUsage, "the local launcher runs on this node ('" + proc::node_name() + "'), not on '" +
-                                    node + "'",
+      throw Error(Exit::kUsage,
+                  "the local launcher runs on this node ('" + proc::node_name() + "'), not on '" + node + "'",
                   "give node '" + node + "' an ssh or srun launcher (gcp-launchers(7))");
     }
     return argv;
@@ -138,7 +139,8 @@ std::vector<std::string> command_for(const Launcher& l, const std::string& node,
 }
 
 std::string tool_path(const std::string& tool, const json& cfg) {
-  if (cfg.contains("bin") && cfg["bin"].is_string()) return (std::filesystem::path(cfg["bin"].get<std::string>()) / tool).string();
+  if (cfg.contains("bin") && cfg["bin"].is_string())
+    return (std::filesystem::path(cfg["bin"].get<std::string>()) / tool).string();
   return (std::filesystem::path(process::self_dir()) / tool).string();
 }
 
@@ -228,7 +230,8 @@ std::optional<json> Channel::receive(std::chrono::steady_clock::time_point deadl
       if (line.empty()) continue;
       json doc = manifest::try_parse(line).value_or(json());
       if (!doc.is_object()) {
-        throw Error(Exit::kFailed, label_ + " answered something that is not a JSON object: '" + printable(line, 120) + "'",
+        throw Error(Exit::kFailed,
+                    label_ + " answered something that is not a JSON object: '" + printable(line, 120) + "'",
                     "the launcher must pass the command's stdout through unchanged (no banner, no shell output)");
       }
       return doc;

@@ -28,7 +28,6 @@ std::function<void()> emergency_undo(CheckpointPart& local_part);
 netns::Config network_on_this_node(const manifest::Network& network);
 
 /// A restart part for units of `job` that are to run on this node.
-std::unique_ptr<RestartPart> local_restart_part(store::Store& store, const Machine& machine,
-                                                const manifest::Job& job);
+std::unique_ptr<RestartPart> local_restart_part(store::Store& store, const Machine& machine, const manifest::Job& job);
 
 }  // namespace gcp::rounds

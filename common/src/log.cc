@@ -2,9 +2,9 @@
 #include "gcp/log.h"
 
 #include <spdlog/pattern_formatter.h>
-#include <cstring>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <unistd.h>
+#include <cstring>
 
 namespace gcp::log {
 namespace {
@@ -13,22 +13,26 @@ namespace {
 // reads "gcp-checkpoint: checkpoint 3 committed" and errors follow STYLE.md.
 class LevelPrefix : public spdlog::custom_flag_formatter {
  public:
-  void format(const spdlog::details::log_msg& msg, const std::tm&,
-              spdlog::memory_buf_t& dest) override {
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
     const char* text = "";
     switch (msg.level) {
       case spdlog::level::critical:
-      case spdlog::level::err: text = "error: "; break;
-      case spdlog::level::warn: text = "warning: "; break;
+      case spdlog::level::err:
+        text = "error: ";
+        break;
+      case spdlog::level::warn:
+        text = "warning: ";
+        break;
       case spdlog::level::debug:
-      case spdlog::level::trace: text = "debug: "; break;
-      default: break;
+      case spdlog::level::trace:
+        text = "debug: ";
+        break;
+      default:
+        break;
     }
     dest.append(text, text + std::strlen(text));
   }
-  std::unique_ptr<custom_flag_formatter> clone() const override {
-    return std::make_unique<LevelPrefix>();
-  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<LevelPrefix>(); }
 };
 
 }  // namespace

@@ -13,8 +13,7 @@
 
 namespace gcp {
 
-int run_main(const std::string& tool, CLI::App& app, int argc, char** argv,
-             const std::function<void()>& body) {
+int run_main(const std::string& tool, CLI::App& app, int argc, char** argv, const std::function<void()>& body) {
   // A user who may run gcp-user becomes this tool run as root for itself, before any of
   // its arguments is read (the tool run as root checks them).
   caller::reexec_through_helper(tool, argc, argv);
@@ -38,8 +37,8 @@ int run_main(const std::string& tool, CLI::App& app, int argc, char** argv,
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "%s: error: %s\n%s: hint: run '%s --help'\n", tool.c_str(), e.what(),
-                 tool.c_str(), tool.c_str());
+    std::fprintf(stderr, "%s: error: %s\n%s: hint: run '%s --help'\n", tool.c_str(), e.what(), tool.c_str(),
+                 tool.c_str());
     return static_cast<int>(Exit::kUsage);
   }
   log::setup(tool, verbose);
@@ -61,8 +60,6 @@ int run_main(const std::string& tool, CLI::App& app, int argc, char** argv,
   }
 }
 
-void print_json(const std::string& json_text) {
-  std::cout << json_text << std::endl;
-}
+void print_json(const std::string& json_text) { std::cout << json_text << std::endl; }
 
 }  // namespace gcp

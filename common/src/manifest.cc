@@ -9,11 +9,11 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
-#include <cctype>
-#include <filesystem>
 #include <ctime>
+#include <filesystem>
 #include <limits>
 #include <set>
 
@@ -76,9 +76,7 @@ class Fields {
   /// Marks a key as read by other means (it does not go into extra()).
   void consume(const std::string& key) { seen_.insert(key); }
 
-  std::string name(const std::string& key) const {
-    return where_.empty() ? key : where_ + "." + key;
-  }
+  std::string name(const std::string& key) const { return where_.empty() ? key : where_ + "." + key; }
 
   json extra() const {
     json rest = json::object();
@@ -129,8 +127,7 @@ class Fields {
   std::set<std::string> seen_;
 };
 
-void valid_name(const Fields& f, const std::string& what, const std::string& name,
-                const std::string& key) {
+void valid_name(const Fields& f, const std::string& what, const std::string& name, const std::string& key) {
   try {
     check_name(what, name);
   } catch (const Error&) {
@@ -140,14 +137,11 @@ void valid_name(const Fields& f, const std::string& what, const std::string& nam
 
 void valid_grouping(const Fields& f, const std::string& grouping) {
   if (!grouping::parse(grouping)) {
-    f.fail(f.name("grouping"),
-           "is '" + grouping + "', expected 'pidns', 'tree', 'pgid', 'sid' or 'cgroup'");
+    f.fail(f.name("grouping"), "is '" + grouping + "', expected 'pidns', 'tree', 'pgid', 'sid' or 'cgroup'");
   }
 }
 
-std::string indexed(const std::string& key, size_t i) {
-  return key + "[" + std::to_string(i) + "]";
-}
+std::string indexed(const std::string& key, size_t i) { return key + "[" + std::to_string(i) + "]"; }
 
 // {family, src, srcPort, dst, dstPort}: the translib makes iptables rules of these, as root.
 json tcp_connection(const json& value, const std::string& where, const std::string& source) {
@@ -183,21 +177,19 @@ void check_header(const json& doc, const std::string& kind, const std::string& s
     std::string major = version.substr(0, version.find('.'));
     if (major != kApiVersion) {
       throw Error(Exit::kUsage,
-                  "reading manifest '" + source + "': apiVersion '" + version +
-                      "' is not supported (this gcp reads '" + kApiVersion + "')",
-                  "write the manifest as " + std::string(kApiVersion) +
-                      " or use the gcp release that wrote it");
+                  "reading manifest '" + source + "': apiVersion '" + version + "' is not supported (this gcp reads '" +
+                      kApiVersion + "')",
+                  "write the manifest as " + std::string(kApiVersion) + " or use the gcp release that wrote it");
     }
     std::string minor = version.substr(version.find('.') + 1);
     if (minor.find_first_not_of('0') != std::string::npos) {
-      spdlog::warn("manifest '{}' has apiVersion '{}', newer than this gcp's '{}'; unknown fields are kept",
-                   source, version, kApiVersion);
+      spdlog::warn("manifest '{}' has apiVersion '{}', newer than this gcp's '{}'; unknown fields are kept", source,
+                   version, kApiVersion);
     }
   }
   auto got = f.required<std::string>("kind");
   if (got != kind) {
-    throw Error(Exit::kUsage, "reading manifest '" + source + "': kind is '" + got +
-                                  "', expected '" + kind + "'");
+    throw Error(Exit::kUsage, "reading manifest '" + source + "': kind is '" + got + "', expected '" + kind + "'");
   }
 }
 
@@ -230,7 +222,8 @@ CheckpointPolicy policy_from(const json& doc, const std::string& where, const st
   if (p.kind == "fixed" && !p.interval_s) f.fail(f.name("intervalS"), "is missing: a fixed policy needs its interval");
   p.deadline = f.optional<std::string>("deadline", "");
   if (!p.deadline.empty() && !parse_rfc3339(p.deadline)) {
-    f.fail(f.name("deadline"), "is '" + p.deadline.substr(0, 40) + "', not an RFC 3339 time such as 2026-12-08T06:00:00Z");
+    f.fail(f.name("deadline"),
+           "is '" + p.deadline.substr(0, 40) + "', not an RFC 3339 time such as 2026-12-08T06:00:00Z");
   }
   p.max_restarts = f.maybe<uint64_t>("maxRestarts");
   if (p.max_restarts && *p.max_restarts > 1000) f.fail(f.name("maxRestarts"), "is over 1000");
@@ -368,7 +361,8 @@ Network network_from_json(const json& obj, const std::string& where, const std::
   Network n;
   n.address = f.required<std::string>("address");
   if (!netns::parse_cidr(n.address)) {
-    f.fail(f.name("address"), "is '" + n.address + "', expected an IPv4 address with a prefix length ('10.77.0.101/24')");
+    f.fail(f.name("address"),
+           "is '" + n.address + "', expected an IPv4 address with a prefix length ('10.77.0.101/24')");
   }
   n.parent = f.required<std::string>("parent");
   if (!netns::valid_device(n.parent)) f.fail(f.name("parent"), "is '" + n.parent + "', expected a network device name");
@@ -378,7 +372,8 @@ Network network_from_json(const json& obj, const std::string& where, const std::
   }
   n.mac = f.optional<std::string>("mac", "");
   if (n.mac.empty()) n.mac = netns::mac_of(n.address);
-  if (!netns::valid_mac(n.mac)) f.fail(f.name("mac"), "is '" + n.mac + "', expected a MAC address ('02:67:0a:4d:00:65')");
+  if (!netns::valid_mac(n.mac))
+    f.fail(f.name("mac"), "is '" + n.mac + "', expected a MAC address ('02:67:0a:4d:00:65')");
   n.extra = f.extra();
   return n;
 }
@@ -410,11 +405,16 @@ Unit unit_from_json(const json& obj, const std::string& where, const std::string
   u.command = f.optional<std::vector<std::string>>("command", {});
   u.output = f.optional<std::string>("output", "");
   auto state = f.optional<std::string>("state", "running");
-  if (state == "running") u.state = UnitState::kRunning;
-  else if (state == "stopped") u.state = UnitState::kStopped;
-  else if (state == "exited") u.state = UnitState::kExited;
-  else if (state == "frozen") u.state = UnitState::kFrozen;
-  else f.fail(f.name("state"), "is '" + state + "', expected 'running', 'stopped' or 'exited'");
+  if (state == "running")
+    u.state = UnitState::kRunning;
+  else if (state == "stopped")
+    u.state = UnitState::kStopped;
+  else if (state == "exited")
+    u.state = UnitState::kExited;
+  else if (state == "frozen")
+    u.state = UnitState::kFrozen;
+  else
+    f.fail(f.name("state"), "is '" + state + "', expected 'running', 'stopped' or 'exited'");
   u.pid = f.maybe<pid_t>("pid");
   u.restored_from = f.maybe<uint64_t>("restoredFrom");
   json cb_obj = f.object("callbacks");
@@ -429,7 +429,8 @@ Unit unit_from_json(const json& obj, const std::string& where, const std::string
   if (u.callbacks.socket.size() >= 108) cb.fail(cb.name("socket"), "is longer than 107 bytes (sun_path)");
   u.callbacks.extra = cb.extra();
   json net = f.object("network");
-  if (obj.contains("network") && !obj["network"].is_null()) u.network = network_from_json(net, f.name("network"), source);
+  if (obj.contains("network") && !obj["network"].is_null())
+    u.network = network_from_json(net, f.name("network"), source);
   u.share = f.optional<std::vector<std::string>>("share", {});
   for (const auto& ns : u.share) {
     if (std::find(std::begin(kShareable), std::end(kShareable), ns) == std::end(kShareable)) {
@@ -469,7 +470,8 @@ ImageFile image_from_json(const json& obj, const std::string& where, const std::
   for (const auto& part : std::filesystem::path(i.path)) escapes = escapes || part == "..";
   if (escapes) f.fail(f.name("path"), "must be a relative path inside the image directory");
   i.size = f.required<uint64_t>("size");
-  if (i.size > kMaxImageBytes) f.fail(f.name("size"), "is larger than 1 PiB (" + std::to_string(kMaxImageBytes) + " bytes)");
+  if (i.size > kMaxImageBytes)
+    f.fail(f.name("size"), "is larger than 1 PiB (" + std::to_string(kMaxImageBytes) + " bytes)");
   i.chunk_size = f.required<uint32_t>("chunkSize");
   if (i.chunk_size == 0 || i.chunk_size > kMaxChunkSize) {
     f.fail(f.name("chunkSize"), "must be 1 to " + std::to_string(kMaxChunkSize) + " bytes");
@@ -532,8 +534,8 @@ void check_name(const std::string& what, const std::string& name) {
   if (name.size() > 64) bad("is longer than 64 characters");
   if (name[0] == '.' || name[0] == '-') bad("starts with '" + name.substr(0, 1) + "'");
   for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-';
+    bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
     if (!ok) bad("contains '" + printable(std::string_view(&c, 1)) + "'");
   }
 }
@@ -542,10 +544,14 @@ const char* name(Mode mode) { return mode == Mode::kUncoordinated ? "uncoordinat
 
 const char* name(UnitState state) {
   switch (state) {
-    case UnitState::kRunning: return "running";
-    case UnitState::kFrozen: return "frozen";
-    case UnitState::kStopped: return "stopped";
-    case UnitState::kExited: return "exited";
+    case UnitState::kRunning:
+      return "running";
+    case UnitState::kFrozen:
+      return "frozen";
+    case UnitState::kStopped:
+      return "stopped";
+    case UnitState::kExited:
+      return "exited";
   }
   return "running";
 }
@@ -564,15 +570,19 @@ Launcher launcher_from_json(const json& doc, const std::string& where) {
   if (doc.contains("command")) {
     const auto& c = doc["command"];
     if (!c.is_array() || c.empty() || !std::all_of(c.begin(), c.end(), [](const json& w) { return w.is_string(); })) {
-      throw Error(Exit::kUsage, where + ".command: not a list of words", "e.g. [\"ssh\", \"-o\", \"BatchMode=yes\", \"{node}\"]");
+      throw Error(Exit::kUsage, where + ".command: not a list of words",
+                  "e.g. [\"ssh\", \"-o\", \"BatchMode=yes\", \"{node}\"]");
     }
     l.command = c.get<std::vector<std::string>>();
   }
   if (doc.contains("slurmJob")) {
     const auto& j = doc["slurmJob"];
-    if (j.is_number_integer() && j.get<long long>() > 0) l.slurm_job = std::to_string(j.get<long long>());
-    else if (j.is_string()) l.slurm_job = j.get<std::string>();
-    else throw Error(Exit::kUsage, where + ".slurmJob: not a job id");
+    if (j.is_number_integer() && j.get<long long>() > 0)
+      l.slurm_job = std::to_string(j.get<long long>());
+    else if (j.is_string())
+      l.slurm_job = j.get<std::string>();
+    else
+      throw Error(Exit::kUsage, where + ".slurmJob: not a job id");
   }
   return l;
 }
@@ -591,9 +601,7 @@ Unit* Job::find_unit(const std::string& unit) {
   return nullptr;
 }
 
-const Unit* Job::find_unit(const std::string& unit) const {
-  return const_cast<Job*>(this)->find_unit(unit);
-}
+const Unit* Job::find_unit(const std::string& unit) const { return const_cast<Job*>(this)->find_unit(unit); }
 
 const CheckpointUnit* Checkpoint::find_unit(const std::string& unit) const {
   for (const auto& u : units) {
@@ -826,9 +834,12 @@ std::string check_shape(std::string_view text) {
   for (size_t i = 0; i < text.size(); ++i) {
     char c = text[i];
     if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
       continue;
     }
     if (c == '"') {
@@ -880,9 +891,7 @@ std::optional<json> try_parse(std::string_view text, std::string* why) {
   return doc;
 }
 
-std::string dump(const json& doc, int indent) {
-  return doc.dump(indent, ' ', false, json::error_handler_t::replace);
-}
+std::string dump(const json& doc, int indent) { return doc.dump(indent, ' ', false, json::error_handler_t::replace); }
 
 uint64_t count_or(const json& obj, const char* key, uint64_t fallback) {
   if (!obj.is_object()) return fallback;

@@ -22,10 +22,10 @@ manifest::Job migrate(store::Store& store, const rounds::Machine& machine, const
     if (options.unit && u.name != *options.unit) continue;
     if (u.state != manifest::UnitState::kRunning) {
       if (options.unit) {
-        throw Error(Exit::kUsage,
-                    "unit '" + u.name + "' of job '" + job_name + "' is " + manifest::name(u.state) + ", not running",
-                    "restart it where it should run: 'gcp-restart " + job_name + " --place " + u.name + "=" +
-                        options.to + "'");
+        throw Error(
+            Exit::kUsage,
+            "unit '" + u.name + "' of job '" + job_name + "' is " + manifest::name(u.state) + ", not running",
+            "restart it where it should run: 'gcp-restart " + job_name + " --place " + u.name + "=" + options.to + "'");
       }
       continue;
     }
@@ -34,7 +34,8 @@ manifest::Job migrate(store::Store& store, const rounds::Machine& machine, const
     }
     moving.push_back(u.name);
   }
-  if (options.unit && moving.empty()) throw Error(Exit::kUsage, "job '" + job_name + "' has no unit '" + *options.unit + "'");
+  if (options.unit && moving.empty())
+    throw Error(Exit::kUsage, "job '" + job_name + "' has no unit '" + *options.unit + "'");
   if (moving.empty()) throw Error(Exit::kFailed, "job '" + job_name + "' has no running unit to move");
   // The target must be a node's name and reachable before anything is frozen.
   manifest::check_name("node", options.to);
@@ -80,11 +81,13 @@ manifest::Job migrate(store::Store& store, const rounds::Machine& machine, const
   } catch (const Error& e) {
     // The copies are gone with the restart round; the sources thaw where they were.
     checkpoint.release(false);
-    store.append_event(job_name, {{"event", "migration-failed"}, {"seq", cp.seq}, {"to", options.to}, {"error", e.what()}});
-    throw Error(e.code(),
-                "moving " + units_text(moving) + " of job '" + job_name + "' to '" + options.to + "' failed: " + e.what(),
-                "the units were thawed and keep running where they were; checkpoint " + std::to_string(cp.seq) +
-                    " holds them as they were");
+    store.append_event(job_name,
+                       {{"event", "migration-failed"}, {"seq", cp.seq}, {"to", options.to}, {"error", e.what()}});
+    throw Error(
+        e.code(),
+        "moving " + units_text(moving) + " of job '" + job_name + "' to '" + options.to + "' failed: " + e.what(),
+        "the units were thawed and keep running where they were; checkpoint " + std::to_string(cp.seq) +
+            " holds them as they were");
   }
   double until_running_ms = rounds::ms_between(t_start, Clock::now());
   manifest::Job now = load(store, job_name);

@@ -21,8 +21,8 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include <cctype>
 #include <cerrno>
@@ -254,7 +254,8 @@ bool valid_ipv4(const std::string& text) {
 bool valid_device(const std::string& name) {
   if (name.empty() || name.size() >= IFNAMSIZ || name == "." || name == "..") return false;
   for (char c : name) {
-    if (c == '/' || c == ':' || std::isspace(static_cast<unsigned char>(c)) || !std::isprint(static_cast<unsigned char>(c))) {
+    if (c == '/' || c == ':' || std::isspace(static_cast<unsigned char>(c)) ||
+        !std::isprint(static_cast<unsigned char>(c))) {
       return false;
     }
   }
@@ -282,9 +283,7 @@ std::string mac_of(const std::string& cidr) {
   return out;
 }
 
-std::string path(const std::string& job, const std::string& unit) {
-  return std::string(kDir) + "/" + job + "/" + unit;
-}
+std::string path(const std::string& job, const std::string& unit) { return std::string(kDir) + "/" + job + "/" + unit; }
 
 bool exists(const std::string& job, const std::string& unit) {
   struct statfs st {};
@@ -324,8 +323,8 @@ void create(const std::string& job, const std::string& unit, const Config& confi
     std::string mac = config.mac.empty() ? mac_of(config.address) : config.mac;
     // Made inside the namespace at once (IFLA_NET_NS_FD): no device named eth0 ever
     // shows up next to the parent, and a failure leaves nothing on the host.
-    ip(what, {"link", "add", "link", config.parent, "name", kDevice, "netns", file, "address", mac, "type",
-              "macvlan", "mode", "bridge"});
+    ip(what, {"link", "add", "link", config.parent, "name", kDevice, "netns", file, "address", mac, "type", "macvlan",
+              "mode", "bridge"});
     if (locked) lock_rules(what, file, true);
     std::string batch = std::string("link set lo up\naddr add ") + config.address + " dev " + kDevice + "\nlink set " +
                         kDevice + " up\n";

@@ -29,9 +29,10 @@ double number(const json& obj, const char* key, double fallback, double low, dou
   if (!obj.contains(key)) return fallback;
   const auto& v = obj[key];
   if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < low || v.get<double>() > high) {
-    throw Error(Exit::kUsage, where + "." + key + ": must be a number from " + fmt::format("{:g}", low) + " to " +
-                                  fmt::format("{:g}", high),
-                "see gcp-policy(7), SITE SETTINGS");
+    throw Error(
+        Exit::kUsage,
+        where + "." + key + ": must be a number from " + fmt::format("{:g}", low) + " to " + fmt::format("{:g}", high),
+        "see gcp-policy(7), SITE SETTINGS");
   }
   return v.get<double>();
 }
@@ -42,11 +43,20 @@ std::string xml(const std::string& text) {
   std::string out;
   for (char c : text.substr(0, 200)) {
     switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += static_cast<unsigned char>(c) < 0x20 ? ' ' : c;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += static_cast<unsigned char>(c) < 0x20 ? ' ' : c;
     }
   }
   return out;
@@ -91,14 +101,16 @@ Site site_from_json(const json& config, const std::string& source) {
   site.min_interval_s = number(p, "minIntervalS", site.min_interval_s, 1, year, where);
   site.max_interval_s = number(p, "maxIntervalS", site.max_interval_s, site.min_interval_s, year, where);
   site.cost_alpha = number(p, "costAlpha", site.cost_alpha, 0.01, 1, where);
-  site.max_restarts = static_cast<uint64_t>(number(p, "maxRestarts", static_cast<double>(site.max_restarts), 0, 1000, where));
+  site.max_restarts =
+      static_cast<uint64_t>(number(p, "maxRestarts", static_cast<double>(site.max_restarts), 0, 1000, where));
   site.grace_s = number(p, "graceS", site.grace_s, 0, year, where);
   site.backoff_s = number(p, "backoffS", site.backoff_s, 0, year, where);
   if (p.contains("spares")) {
     const auto& s = p["spares"];
     if (!s.is_array()) throw Error(Exit::kUsage, where + ".spares: not a list of node names");
     for (const auto& n : s) {
-      if (!n.is_string() || n.get<std::string>().empty()) throw Error(Exit::kUsage, where + ".spares: not a list of node names");
+      if (!n.is_string() || n.get<std::string>().empty())
+        throw Error(Exit::kUsage, where + ".spares: not a list of node names");
       site.spares.push_back(n.get<std::string>());
     }
   }
@@ -164,7 +176,8 @@ Decision decide(const manifest::Job& job, const Site& site, double now) {
     measured = true;
   } else if (h.cost_s) {
     d.cost_s = *h.cost_s;
-    d.cost_from = fmt::format("measured: moving average over {} checkpoint(s) of downtime and callbacks", h.checkpoints);
+    d.cost_from =
+        fmt::format("measured: moving average over {} checkpoint(s) of downtime and callbacks", h.checkpoints);
     measured = true;
   } else {
     d.cost_from = "none measured yet";
@@ -174,16 +187,17 @@ Decision decide(const manifest::Job& job, const Site& site, double now) {
     d.interval_s = p.interval_s.value_or(site.first_s);
   } else if (!measured) {
     d.interval_s = site.first_s;
-    d.notes.push_back(fmt::format("no checkpoint cost measured yet: the first checkpoint comes {} after the start, "
-                                  "to measure it",
-                                  human(site.first_s)));
+    d.notes.push_back(
+        fmt::format("no checkpoint cost measured yet: the first checkpoint comes {} after the start, "
+                    "to measure it",
+                    human(site.first_s)));
   } else {
     double raw = p.kind == "young" ? young(d.cost_s, d.mtbf.mtbf_s) : daly(d.cost_s, d.mtbf.mtbf_s);
     d.interval_s = std::clamp(raw, site.min_interval_s, site.max_interval_s);
     if (d.interval_s != raw) {
-      d.notes.push_back(fmt::format("{}'s interval {} clamped to the site's {} ({} to {})", p.kind == "young" ? "Young" : "Daly",
-                                    human(raw), raw < d.interval_s ? "minimum" : "maximum", human(site.min_interval_s),
-                                    human(site.max_interval_s)));
+      d.notes.push_back(fmt::format(
+          "{}'s interval {} clamped to the site's {} ({} to {})", p.kind == "young" ? "Young" : "Daly", human(raw),
+          raw < d.interval_s ? "minimum" : "maximum", human(site.min_interval_s), human(site.max_interval_s)));
     }
   }
 
@@ -197,13 +211,15 @@ Decision decide(const manifest::Job& job, const Site& site, double now) {
     d.strategy_why = "all units run on one node: one round freezes them together at no extra cost";
   } else if (p.kind == "adaptive" && h.job_ties && *h.job_ties == 0) {
     d.strategy = "uncoordinated";
-    d.strategy_why = "no unit has a tie to another unit (gcp-deps at the last checkpoint): each node's units can be "
-                     "checkpointed on their own, and no node waits for the slowest (applied once policy.mode is "
-                     "uncoordinated: 'gcp-isolate run --uncoordinated', and --if-due on every node)";
+    d.strategy_why =
+        "no unit has a tie to another unit (gcp-deps at the last checkpoint): each node's units can be "
+        "checkpointed on their own, and no node waits for the slowest (applied once policy.mode is "
+        "uncoordinated: 'gcp-isolate run --uncoordinated', and --if-due on every node)";
   } else if (h.job_ties) {
-    d.strategy_why = fmt::format("{} tie(s) between units (gcp-deps at the last checkpoint): only a coordinated round "
-                                 "keeps them consistent",
-                                 *h.job_ties);
+    d.strategy_why = fmt::format(
+        "{} tie(s) between units (gcp-deps at the last checkpoint): only a coordinated round "
+        "keeps them consistent",
+        *h.job_ties);
   } else {
     d.strategy_why = "the ties between its units are not known yet (they are, after its first checkpoint)";
   }
@@ -221,9 +237,10 @@ Decision decide(const manifest::Job& job, const Site& site, double now) {
   }
   double ref = last.value_or(now);
   if (ref > now + 60) {
-    d.notes.push_back(fmt::format("the last checkpoint or start ({}) is {} in the future: the clock went back; "
-                                  "checkpointing now",
-                                  manifest::rfc3339(ref), human(ref - now)));
+    d.notes.push_back(
+        fmt::format("the last checkpoint or start ({}) is {} in the future: the clock went back; "
+                    "checkpointing now",
+                    manifest::rfc3339(ref), human(ref - now)));
     ref = now - d.interval_s;
   }
   d.due_s = ref + d.interval_s;
@@ -242,8 +259,8 @@ Decision decide(const manifest::Job& job, const Site& site, double now) {
     }
     if (*d.due_s > latest) {
       d.due_s = std::max(latest, ref);
-      d.notes.push_back(fmt::format("moved before the deadline {}: the checkpoint ends {} before it", p.deadline,
-                                    human(margin)));
+      d.notes.push_back(
+          fmt::format("moved before the deadline {}: the checkpoint ends {} before it", p.deadline, human(margin)));
     }
   }
   d.due = now >= *d.due_s;
@@ -307,7 +324,8 @@ std::string svg(const manifest::Job& job, const Decision& d, double now) {
   const double w = 800, ht = 240, left = 60, right = 20, base = 200, up = 160;
   auto x = [&](double t) { return left + (t - t0) / (t1 - t0) * (w - left - right); };
   std::string out = fmt::format(
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"11\">\n"
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"sans-serif\" "
+      "font-size=\"11\">\n"
       "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
       "<text x=\"{}\" y=\"16\">job {}: {} policy, interval {}, cost {}, MTBF {}</text>\n"
       "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n"
@@ -317,28 +335,32 @@ std::string svg(const manifest::Job& job, const Decision& d, double now) {
   for (const auto& c : h.recent) {
     auto t = time_of(c.at);
     if (!t) continue;
-    out += fmt::format("<line x1=\"{:.1f}\" y1=\"{}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"steelblue\" stroke-width=\"3\">"
-                       "<title>checkpoint {} at {}: {}</title></line>\n",
-                       x(*t), base, x(*t), base - std::max(2.0, c.cost_s / top * up), c.seq, xml(c.at), human(c.cost_s));
+    out += fmt::format(
+        "<line x1=\"{:.1f}\" y1=\"{}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"steelblue\" stroke-width=\"3\">"
+        "<title>checkpoint {} at {}: {}</title></line>\n",
+        x(*t), base, x(*t), base - std::max(2.0, c.cost_s / top * up), c.seq, xml(c.at), human(c.cost_s));
   }
   for (const auto& s : h.stops) {
     auto t = time_of(s.at);
     if (!t) continue;
-    out += fmt::format("<line x1=\"{:.1f}\" y1=\"30\" x2=\"{:.1f}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"2\">"
-                       "<title>{} at {}: {}</title></line>\n",
-                       x(*t), x(*t), base, s.failure ? "red" : "grey", s.failure ? "failure" : "planned stop", xml(s.at),
-                       xml(s.cause));
+    out += fmt::format(
+        "<line x1=\"{:.1f}\" y1=\"30\" x2=\"{:.1f}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"2\">"
+        "<title>{} at {}: {}</title></line>\n",
+        x(*t), x(*t), base, s.failure ? "red" : "grey", s.failure ? "failure" : "planned stop", xml(s.at),
+        xml(s.cause));
   }
   if (d.due_s) {
-    out += fmt::format("<line x1=\"{:.1f}\" y1=\"30\" x2=\"{:.1f}\" y2=\"{}\" stroke=\"green\" stroke-dasharray=\"4\">"
-                       "<title>next due {}</title></line>\n",
-                       x(*d.due_s), x(*d.due_s), base, manifest::rfc3339(*d.due_s));
+    out += fmt::format(
+        "<line x1=\"{:.1f}\" y1=\"30\" x2=\"{:.1f}\" y2=\"{}\" stroke=\"green\" stroke-dasharray=\"4\">"
+        "<title>next due {}</title></line>\n",
+        x(*d.due_s), x(*d.due_s), base, manifest::rfc3339(*d.due_s));
   }
-  out += fmt::format("<text x=\"{}\" y=\"{}\">{}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n",
-                     left, base + 16, manifest::rfc3339(t0), w - right, base + 16, manifest::rfc3339(t1));
-  out += fmt::format("<text x=\"{}\" y=\"{}\">blue: checkpoints (height: cost)  red: failures  grey: planned stops  "
-                     "green: next due</text>\n</svg>\n",
-                     left, base + 34);
+  out += fmt::format("<text x=\"{}\" y=\"{}\">{}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n", left,
+                     base + 16, manifest::rfc3339(t0), w - right, base + 16, manifest::rfc3339(t1));
+  out += fmt::format(
+      "<text x=\"{}\" y=\"{}\">blue: checkpoints (height: cost)  red: failures  grey: planned stops  "
+      "green: next due</text>\n</svg>\n",
+      left, base + 34);
   return out;
 }
 
@@ -393,9 +415,12 @@ manifest::CheckpointPolicy parse_spec(const std::string& spec, const manifest::C
       if (*d > 366.0 * 86400) throw bad(key + "='" + value + "' is over a year");
       return *d;
     };
-    if (key == "interval") j["intervalS"] = duration();
-    else if (key == "cost") j["costS"] = duration();
-    else if (key == "mtbf") j["mtbfS"] = duration();
+    if (key == "interval")
+      j["intervalS"] = duration();
+    else if (key == "cost")
+      j["costS"] = duration();
+    else if (key == "mtbf")
+      j["mtbfS"] = duration();
     else if (key == "deadline") {
       if (value.empty() || value == "none") {
         j.erase("deadline");
@@ -404,13 +429,15 @@ manifest::CheckpointPolicy parse_spec(const std::string& spec, const manifest::C
         if (!d || *d <= 0) throw bad("deadline='" + value + "' is not +DURATION such as +12h");
         j["deadline"] = manifest::rfc3339(now + *d);
       } else {
-        if (!manifest::parse_rfc3339(value)) throw bad("deadline='" + value + "' is not RFC 3339 (2026-12-08T06:00:00Z) or +12h");
+        if (!manifest::parse_rfc3339(value))
+          throw bad("deadline='" + value + "' is not RFC 3339 (2026-12-08T06:00:00Z) or +12h");
         j["deadline"] = value;
       }
     } else if (key == "max-restarts") {
       char* end = nullptr;
       long n = std::strtol(value.c_str(), &end, 10);
-      if (value.empty() || *end || n < 0 || n > 1000) throw bad("max-restarts='" + value + "' is not a number from 0 to 1000");
+      if (value.empty() || *end || n < 0 || n > 1000)
+        throw bad("max-restarts='" + value + "' is not a number from 0 to 1000");
       j["maxRestarts"] = n;
     } else if (key == "spares") {
       json nodes = json::array();
@@ -455,8 +482,7 @@ void record_checkpoint(manifest::History& h, uint64_t seq, double cost_s, double
   if (h.running_since.empty()) h.running_since = manifest::rfc3339(now);
 }
 
-void record_stop(manifest::History& h, const std::string& cause, const std::string& detail, bool failure,
-                 double now) {
+void record_stop(manifest::History& h, const std::string& cause, const std::string& detail, bool failure, double now) {
   h.exposure_s = exposure(h, now);
   h.running_since.clear();
   if (failure) ++h.failures;

@@ -4,9 +4,9 @@
 #include "gcp/error.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <sched.h>
-#include <grp.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -45,8 +45,8 @@ class Pipe {
 };
 
 // Runs in the forked child: only async-signal-safe calls until exec.
-[[noreturn]] void exec_child(const Spec& spec, const std::vector<char*>& argv,
-                             const std::vector<char*>& envp, int in_fd, int out_fd, int err_fd) {
+[[noreturn]] void exec_child(const Spec& spec, const std::vector<char*>& argv, const std::vector<char*>& envp,
+                             int in_fd, int out_fd, int err_fd) {
   // A checkpointer must not outlive the tool that drives it.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (spec.own_process_group) ::setpgid(0, 0);
@@ -97,7 +97,6 @@ class Pipe {
   (void)!::write(STDERR_FILENO, why, std::strlen(why));
   ::_exit(127);
 }
-
 
 }  // namespace
 
@@ -160,17 +159,26 @@ Result run(const Spec& spec) {
   std::string_view to_write = spec.input ? std::string_view(*spec.input) : std::string_view();
   if (to_write.empty()) in.close_write();
   ::fcntl(in.write_end(), F_SETFL, O_NONBLOCK);
-  auto deadline = spec.timeout ? std::chrono::steady_clock::now() + *spec.timeout
-                               : std::chrono::steady_clock::time_point::max();
+  auto deadline =
+      spec.timeout ? std::chrono::steady_clock::now() + *spec.timeout : std::chrono::steady_clock::time_point::max();
   bool out_open = true, err_open = true;
   char buf[65536];
   while (out_open || err_open) {
     pollfd fds[3];
     nfds_t n = 0;
     int out_i = -1, err_i = -1, in_i = -1;
-    if (out_open) { fds[n] = {out.read_end(), POLLIN, 0}; out_i = static_cast<int>(n++); }
-    if (err_open) { fds[n] = {err.read_end(), POLLIN, 0}; err_i = static_cast<int>(n++); }
-    if (!to_write.empty()) { fds[n] = {in.write_end(), POLLOUT, 0}; in_i = static_cast<int>(n++); }
+    if (out_open) {
+      fds[n] = {out.read_end(), POLLIN, 0};
+      out_i = static_cast<int>(n++);
+    }
+    if (err_open) {
+      fds[n] = {err.read_end(), POLLIN, 0};
+      err_i = static_cast<int>(n++);
+    }
+    if (!to_write.empty()) {
+      fds[n] = {in.write_end(), POLLOUT, 0};
+      in_i = static_cast<int>(n++);
+    }
     int wait_ms = -1;
     if (spec.timeout) {
       // Rounded up: a deadline 0.3 ms away is not past (poll would wait 0 ms, and the
@@ -190,15 +198,19 @@ Result run(const Spec& spec) {
     auto drain = [&](int idx, int fd, std::string& into, bool& open) {
       if (idx < 0 || !(fds[idx].revents & (POLLIN | POLLHUP | POLLERR))) return;
       ssize_t got = ::read(fd, buf, sizeof buf);
-      if (got > 0) into.append(buf, static_cast<size_t>(got));
-      else if (got == 0 || (errno != EINTR && errno != EAGAIN)) open = false;
+      if (got > 0)
+        into.append(buf, static_cast<size_t>(got));
+      else if (got == 0 || (errno != EINTR && errno != EAGAIN))
+        open = false;
     };
     drain(out_i, out.read_end(), result.out, out_open);
     drain(err_i, err.read_end(), result.err, err_open);
     if (in_i >= 0 && (fds[in_i].revents & (POLLOUT | POLLERR | POLLHUP))) {
       ssize_t put = write_quietly(in.write_end(), to_write);
-      if (put > 0) to_write.remove_prefix(static_cast<size_t>(put));
-      else if (put < 0 && errno != EAGAIN && errno != EINTR) to_write = {};
+      if (put > 0)
+        to_write.remove_prefix(static_cast<size_t>(put));
+      else if (put < 0 && errno != EAGAIN && errno != EINTR)
+        to_write = {};
       if (to_write.empty()) in.close_write();
     }
   }
@@ -241,8 +253,7 @@ std::optional<std::string> find_in_path(const std::string& name) {
     if (!dir.empty()) {
       std::string candidate = dir + "/" + name;
       struct stat st {};
-      if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-          ::access(candidate.c_str(), X_OK) == 0) {
+      if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(candidate.c_str(), X_OK) == 0) {
         return candidate;
       }
     }

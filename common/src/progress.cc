@@ -49,8 +49,8 @@ void Progress::draw(bool) {
   double mib = done / (1 << 20), total = static_cast<double>(total_) / (1 << 20);
   double rate = secs > 0 ? mib / secs : 0;
   double left = rate > 0 ? (total - mib) / rate : 0;
-  std::fprintf(stderr, "\r\033[K%s: %.0f of %.0f MiB, %.0f MiB/s, %.0f s left", label_.c_str(), mib,
-               total, rate, left < 0 ? 0 : left);
+  std::fprintf(stderr, "\r\033[K%s: %.0f of %.0f MiB, %.0f MiB/s, %.0f s left", label_.c_str(), mib, total, rate,
+               left < 0 ? 0 : left);
   std::fflush(stderr);
   drawn_ = true;
 }

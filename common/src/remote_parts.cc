@@ -37,8 +37,8 @@ class Remote {
     channel_->send(message);
     auto m = channel_->receive(Clock::time_point::max());
     if (!m) {
-      throw Error(Exit::kFailed,
-                  "its command ended (" + channel_->finish(std::chrono::milliseconds(2000)) + ") before '" + phase + "'");
+      throw Error(Exit::kFailed, "its command ended (" + channel_->finish(std::chrono::milliseconds(2000)) +
+                                     ") before '" + phase + "'");
     }
     std::string got = m->value("phase", "");
     if (got == "error") {

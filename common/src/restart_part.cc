@@ -59,7 +59,7 @@ class LocalRestartPart final : public RestartPart {
     manifest::Unit* spec = nullptr;
     uint64_t seq = 0;
     const manifest::CheckpointUnit* image = nullptr;  // in checkpoints_
-    Undo stop;  // a restored unit, killed again unless the round lets it go
+    Undo stop;                                        // a restored unit, killed again unless the round lets it go
   };
 
   std::string what(uint64_t seq) const {
@@ -166,7 +166,8 @@ std::vector<Restored> LocalRestartPart::restore() {
 Restored LocalRestartPart::restore_unit(Unit& unit) {
   manifest::Unit* u = unit.spec;
   const auto& c = checkpoint(unit.seq);
-  log::phase("{}: restoring unit '{}'{}", what(unit.seq), u->name, stream_ ? ", its images streamed from the store" : "");
+  log::phase("{}: restoring unit '{}'{}", what(unit.seq), u->name,
+             stream_ ? ", its images streamed from the store" : "");
   try {
     machine_.cgroups.create(u->cgroup);
     auto work = store_.job_dir(job_.name) / "logs" / ("restore-" + std::to_string(unit.seq) + "-" + u->name);
@@ -214,8 +215,9 @@ Restored LocalRestartPart::restore_unit(Unit& unit) {
     u->pid = result.at("pid").get<pid_t>();  // post-restart hooks reach it by this pid
     // The node's addresses reach it only when it is on the node's network.
     bool on_node_net = proc::ns_inode(*u->pid, "net") == proc::ns_inode(::getpid(), "net");
-    Restored r{u->name, unit.seq, node_, *u->pid, u->cgroup,
-               on_node_net ? proc::node_addresses() : std::vector<std::string>{}, ""};
+    Restored r{u->name, unit.seq,  node_,
+               *u->pid, u->cgroup, on_node_net ? proc::node_addresses() : std::vector<std::string>{},
+               ""};
     if (net) {
       netns::unlock(job_.name, u->name);
       try {
@@ -235,9 +237,9 @@ Restored LocalRestartPart::restore_unit(Unit& unit) {
   } catch (const std::exception& e) {
     stop_unit(*u);
     auto* err = dynamic_cast<const Error*>(&e);
-    throw Error(err ? err->code() : Exit::kFailed, "unit '" + u->name + "': " + e.what(),
-                err && !err->hint().empty() ? err->hint()
-                                            : "no unit of the job was left running; the checkpoint is unchanged");
+    throw Error(
+        err ? err->code() : Exit::kFailed, "unit '" + u->name + "': " + e.what(),
+        err && !err->hint().empty() ? err->hint() : "no unit of the job was left running; the checkpoint is unchanged");
   }
 }
 
@@ -287,8 +289,7 @@ void LocalRestartPart::abort(const std::string&) noexcept {
 
 }  // namespace
 
-std::unique_ptr<RestartPart> local_restart_part(store::Store& store, const Machine& machine,
-                                                const manifest::Job& job) {
+std::unique_ptr<RestartPart> local_restart_part(store::Store& store, const Machine& machine, const manifest::Job& job) {
   return std::make_unique<LocalRestartPart>(store, machine, job);
 }
 

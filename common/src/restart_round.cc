@@ -74,8 +74,9 @@ manifest::Job RestartRound::run() {
 }
 
 void RestartRound::run_phase(const char* phase, Clock::time_point deadline, const PartCall& call, bool as_is) {
-  auto failed = run_all(parts_.size(), phase, deadline, [&](size_t i) { call(*parts_[i]); },
-                        [&](size_t i) { parts_[i]->part->cancel(); });
+  auto failed = run_all(
+      parts_.size(), phase, deadline, [&](size_t i) { call(*parts_[i]); },
+      [&](size_t i) { parts_[i]->part->cancel(); });
   std::vector<std::optional<Error>> errors(parts_.size());
   std::optional<store::Corrupt> corrupt;
   for (size_t i = 0; i < parts_.size(); ++i) {
@@ -126,8 +127,8 @@ void RestartRound::verify() {
   // Units checkpointed on their own (uncoordinated) restart from their own latest
   // checkpoints, which may differ.
   auto newest = options_.seq ? std::nullopt : jobs::readable_metadata(store_, job_name_, all_.back());
-  if (!options_.seq && (job_.mode == manifest::Mode::kUncoordinated ||
-                        (newest && newest->mode == manifest::Mode::kUncoordinated))) {
+  if (!options_.seq &&
+      (job_.mode == manifest::Mode::kUncoordinated || (newest && newest->mode == manifest::Mode::kUncoordinated))) {
     for (auto it = all_.rbegin(); it != all_.rend() && from_.size() < job_.units.size(); ++it) {
       auto c = jobs::readable_metadata(store_, job_name_, *it);
       if (!c) continue;
@@ -145,7 +146,8 @@ void RestartRound::verify() {
     if (seqs.size() > 1) {
       std::string list;
       for (const auto& [unit, s] : from_) list += (list.empty() ? "" : ", ") + unit + " from " + std::to_string(s);
-      spdlog::warn("job '{}' is uncoordinated: its units restart from their own latest checkpoints ({})", job_name_, list);
+      spdlog::warn("job '{}' is uncoordinated: its units restart from their own latest checkpoints ({})", job_name_,
+                   list);
     } else if (seqs.size() == 1) {
       seq_ = *seqs.begin();
     }
@@ -172,7 +174,8 @@ void RestartRound::verify() {
     where_[unit] = p != options_.place.end() ? p->second : u->node;
   }
   for (const auto& [unit, node] : options_.place) {
-    if (!from_.count(unit)) throw Error(Exit::kUsage, what() + ": --place names unit '" + unit + "', which it does not hold");
+    if (!from_.count(unit))
+      throw Error(Exit::kUsage, what() + ": --place names unit '" + unit + "', which it does not hold");
   }
 }
 
@@ -197,15 +200,19 @@ void RestartRound::place() {
   request.callback_deadline = callback_deadline(options_.callback_timeout, job_);
   log::phase("{}: {} unit(s) on {} node(s)", what(), from_.size(), parts_.size());
   t_start_ = Clock::now();
-  run_phase("prepare", Clock::now() + std::chrono::seconds(120), [&request](Part& p) {
-    RestartRequest mine = request;
-    mine.units = p.units;
-    p.part->prepare(mine);
-  }, false);
+  run_phase(
+      "prepare", Clock::now() + std::chrono::seconds(120),
+      [&request](Part& p) {
+        RestartRequest mine = request;
+        mine.units = p.units;
+        p.part->prepare(mine);
+      },
+      false);
 }
 
 void RestartRound::restore() {
-  run_phase("restore", Clock::time_point::max(), [](Part& p) { p.restored = p.part->restore(); }, false);
+  run_phase(
+      "restore", Clock::time_point::max(), [](Part& p) { p.restored = p.part->restore(); }, false);
   t_restored_ = Clock::now();
 }
 
@@ -228,7 +235,8 @@ void RestartRound::refuse_corrupt(const store::Corrupt& bad) {
     auto earlier = jobs::readable_metadata(store_, job_name_, *it);
     if (!earlier || (earlier->partial && options_.units.empty())) continue;
     if (options_.fallback) {
-      spdlog::debug("checkpoint {} of job '{}' does not verify ({}); trying checkpoint {}", *seq_, job_name_, bad.what(), *it);
+      spdlog::debug("checkpoint {} of job '{}' does not verify ({}); trying checkpoint {}", *seq_, job_name_,
+                    bad.what(), *it);
       options_.seq = *it;
       verify();
       return;
@@ -252,7 +260,8 @@ void RestartRound::refuse_corrupt(const store::Corrupt& bad) {
 
 void RestartRound::resume() {
   try {
-    run_phase("resume", Clock::now() + std::chrono::seconds(60), [](Part& p) { p.part->resume(); }, true);
+    run_phase(
+        "resume", Clock::now() + std::chrono::seconds(60), [](Part& p) { p.part->resume(); }, true);
   } catch (const Error& e) {
     spdlog::warn("{}: the units were restored, but {}", what(), e.what());
   }
@@ -276,12 +285,14 @@ void RestartRound::resume() {
 
 void RestartRound::callbacks() {
   try {
-    run_phase("callbacks", Clock::now() + callback_deadline(options_.callback_timeout, job_) + std::chrono::seconds(60),
-              [](Part& p) { p.callbacks = p.part->callbacks(); }, true);
+    run_phase(
+        "callbacks", Clock::now() + callback_deadline(options_.callback_timeout, job_) + std::chrono::seconds(60),
+        [](Part& p) { p.callbacks = p.part->callbacks(); }, true);
   } catch (const Error& e) {
     spdlog::warn("{}: the units run, but {}", what(), e.what());
   }
-  json event = {{"event", "restart"}, {"nodes", parts_.size()}, {"restoreMs", round_ms(ms_between(t_start_, t_restored_))}};
+  json event = {
+      {"event", "restart"}, {"nodes", parts_.size()}, {"restoreMs", round_ms(ms_between(t_start_, t_restored_))}};
   if (seq_) {
     event["seq"] = *seq_;
   } else {

@@ -21,7 +21,8 @@ T field(const json& doc, const char* key) {
     if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
       bool fits = value.is_number_unsigned()
                       ? value.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
-                      : value.is_number_integer() && value.get<int64_t>() >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+                      : value.is_number_integer() &&
+                            value.get<int64_t>() >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
                             (value.get<int64_t>() < 0 || static_cast<uint64_t>(value.get<int64_t>()) <=
                                                              static_cast<uint64_t>(std::numeric_limits<T>::max()));
       if (!fits) {
@@ -102,7 +103,8 @@ CheckpointRequest checkpoint_request_from_json(const json& doc) {
   r.force = field<bool>(doc, "force", false);
   r.freeze_timeout = std::chrono::milliseconds(field<int64_t>(doc, "freezeTimeoutMs", r.freeze_timeout.count()));
   r.max_frozen = std::chrono::seconds(field<int64_t>(doc, "maxFrozenS", r.max_frozen.count()));
-  r.callback_deadline = std::chrono::milliseconds(field<int64_t>(doc, "callbackTimeoutMs", r.callback_deadline.count()));
+  r.callback_deadline =
+      std::chrono::milliseconds(field<int64_t>(doc, "callbackTimeoutMs", r.callback_deadline.count()));
   r.peers = field<std::map<std::string, std::string>>(doc, "peers", {});
   return r;
 }
@@ -123,13 +125,14 @@ RestartRequest restart_request_from_json(const json& doc) {
   for (const auto& [name, seq] : units.items()) r.units[name] = field<uint64_t>(units, name.c_str());
   r.materialize = field<bool>(doc, "materialize", false);
   r.leave_stopped = field<bool>(doc, "leaveStopped", false);
-  r.callback_deadline = std::chrono::milliseconds(field<int64_t>(doc, "callbackTimeoutMs", r.callback_deadline.count()));
+  r.callback_deadline =
+      std::chrono::milliseconds(field<int64_t>(doc, "callbackTimeoutMs", r.callback_deadline.count()));
   return r;
 }
 
 json to_json(const Restored& r) {
-  json j = {{"unit", r.unit},   {"seq", r.seq},       {"node", r.node},
-            {"pid", r.pid},     {"cgroup", r.cgroup}, {"nodeAddresses", r.node_addresses}};
+  json j = {{"unit", r.unit}, {"seq", r.seq},       {"node", r.node},
+            {"pid", r.pid},   {"cgroup", r.cgroup}, {"nodeAddresses", r.node_addresses}};
   if (!r.network_parent.empty()) j["networkParent"] = r.network_parent;
   return j;
 }

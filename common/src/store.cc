@@ -5,8 +5,8 @@
 #include "gcp/chunks.h"
 #include "gcp/error.h"
 #include "gcp/events.h"
-#include "gcp/names.h"
 #include "gcp/log.h"
+#include "gcp/names.h"
 #include "gcp/progress.h"
 
 #include <fcntl.h>
@@ -15,14 +15,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
-#include <atomic>
-#include <condition_variable>
 #include <mutex>
 #include <unordered_set>
 
@@ -72,8 +72,7 @@ ScratchDir::~ScratchDir() { fs::remove_tree_quietly(path_); }
 
 int check_level(long level, const std::string& source) {
   if (level < -7 || level > 19 || level == 0) {
-    throw Error(Exit::kUsage,
-                source + ": zstd level " + std::to_string(level) + " is out of range",
+    throw Error(Exit::kUsage, source + ": zstd level " + std::to_string(level) + " is out of range",
                 "use 1 (fast) to 19 (small), or -7 to -1 for faster still; 3 is the default");
   }
   return static_cast<int>(level);
@@ -125,8 +124,7 @@ constexpr size_t kReadSegmentBytes = 1 << 20;  // read back, verified and writte
 
 std::optional<uint64_t> parse_seq(const std::string& name) {
   if (name.empty() || name.size() > 18) return std::nullopt;
-  if (!std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; }))
-    return std::nullopt;
+  if (!std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; })) return std::nullopt;
   return std::stoull(name);
 }
 
@@ -167,9 +165,8 @@ chunks::Hash digest_of(const manifest::ImageFile& image, size_t i) {
 // hash; stops at the first that is not and returns its index and what is wrong with it.
 // `give_up` (when given) is the index of a bad chunk another worker found: reading
 // stops quietly past it.
-std::optional<std::pair<size_t, std::string>> read_chunks(chunks::ChunkReader& reader,
-                                                          const manifest::ImageFile& image, size_t begin,
-                                                          size_t end, std::vector<uint8_t>& buf,
+std::optional<std::pair<size_t, std::string>> read_chunks(chunks::ChunkReader& reader, const manifest::ImageFile& image,
+                                                          size_t begin, size_t end, std::vector<uint8_t>& buf,
                                                           const std::atomic<size_t>* give_up = nullptr) {
   uint64_t length = 0;
   for (size_t i = begin; i < end; ++i) length += image.chunk_length(i);
@@ -183,7 +180,7 @@ std::optional<std::pair<size_t, std::string>> read_chunks(chunks::ChunkReader& r
     if (result != chunks::ChunkReader::Result::kOk) {
       const char* what = result == chunks::ChunkReader::Result::kMissing    ? "is missing"
                          : result == chunks::ChunkReader::Result::kMismatch ? "is corrupt"
-                                                                             : "is unreadable";
+                                                                            : "is unreadable";
       return std::make_pair(i, std::string(what) + " (" + why + ")");
     }
     at += out.size();
@@ -192,8 +189,7 @@ std::optional<std::pair<size_t, std::string>> read_chunks(chunks::ChunkReader& r
 }
 
 std::string describe_bad_chunk(const manifest::ImageFile& image, const std::pair<size_t, std::string>& bad) {
-  return "chunk " + std::to_string(bad.first) + " (" + image.digest_hex(bad.first, 12) +
-         "...) " + bad.second;
+  return "chunk " + std::to_string(bad.first) + " (" + image.digest_hex(bad.first, 12) + "...) " + bad.second;
 }
 
 // Images are read back in pieces of kReadSegmentBytes that stay in the CPU's cache
@@ -209,10 +205,9 @@ void write_at(int fd, const std::vector<uint8_t>& buf, uint64_t offset, const st
     ssize_t w = ::pwrite(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
     if (w < 0 && errno == EINTR) continue;
     if (w < 0) {
-      throw_errno("writing image '" + path + "'", Exit::kFailed,
-                  errno == ENOSPC ? "free space in " + scratch_root().string() +
-                                        " or set GCP_SCRATCH to a larger disk"
-                                  : "");
+      throw_errno(
+          "writing image '" + path + "'", Exit::kFailed,
+          errno == ENOSPC ? "free space in " + scratch_root().string() + " or set GCP_SCRATCH to a larger disk" : "");
     }
     done += static_cast<size_t>(w);
   }
@@ -220,14 +215,14 @@ void write_at(int fd, const std::vector<uint8_t>& buf, uint64_t offset, const st
 
 // Reads every chunk of an image and verifies it; writes the image to `fd` unless it is -1.
 // Returns what is wrong with the first bad chunk.
-std::optional<std::string> read_image(const chunks::Index& index, const manifest::ImageFile& image,
-                                      int fd, log::Progress* progress) {
+std::optional<std::string> read_image(const chunks::Index& index, const manifest::ImageFile& image, int fd,
+                                      log::Progress* progress) {
   const size_t per_segment = chunks_per_segment(image);
   const size_t n = image.chunk_count();
   const size_t segments = (n + per_segment - 1) / per_segment;
   std::mutex m;
   std::optional<std::pair<size_t, std::string>> first;  // lowest bad chunk and why
-  std::atomic<size_t> first_bad{n};                      // its index, read without the lock
+  std::atomic<size_t> first_bad{n};                     // its index, read without the lock
   // Each worker takes a contiguous range of segments, with one reader and one buffer.
   const unsigned threads = static_cast<unsigned>(std::min<size_t>(chunks::workers(), std::max<size_t>(1, segments)));
   chunks::parallel_for(threads, threads, [&](size_t t) {
@@ -392,7 +387,8 @@ class ChunkStore : public Store {
     if (!text) return std::nullopt;
     auto loaded = manifest::job_from_json(manifest::parse(*text, path.string()), path.string());
     if (loaded.name != job) {
-      throw Error(Exit::kUsage, "reading manifest '" + path.string() + "': its job is '" + loaded.name + "', not '" + job + "'",
+      throw Error(Exit::kUsage,
+                  "reading manifest '" + path.string() + "': its job is '" + loaded.name + "', not '" + job + "'",
                   "the Job manifest was changed or moved: restore it, or remove the job with 'gcp-store rm'");
     }
     // gcp connects to the socket as root, gives its directory to the job's owner and
@@ -577,8 +573,7 @@ class ChunkStore : public Store {
     fs::grant_read(staged, owner);
     auto target = job_dir(staging.job) / "checkpoints" / std::to_string(staging.seq);
     if (::rename(staged.c_str(), target.c_str()) != 0) {
-      throw_errno("committing checkpoint " + std::to_string(staging.seq) + " of job '" +
-                  staging.job + "'");
+      throw_errno("committing checkpoint " + std::to_string(staging.seq) + " of job '" + staging.job + "'");
     }
     fs::fsync_path(target.parent_path());
     // Committed: what is left of the staging is only scratch.
@@ -587,7 +582,8 @@ class ChunkStore : public Store {
 
   void abort(Staging& staging) noexcept override {
     // A joined staging is only this node's part: the job checkpointer owns the rest.
-    auto staged = staging.joined ? stdfs::path() : root_ / "jobs" / staging.job / "staging" / std::to_string(staging.seq);
+    auto staged =
+        staging.joined ? stdfs::path() : root_ / "jobs" / staging.job / "staging" / std::to_string(staging.seq);
     abort_dirs(staged, staging.dir);
     staging.held.reset();
   }
@@ -618,14 +614,13 @@ class ChunkStore : public Store {
     }
     auto c = manifest::checkpoint_from_json(manifest::parse(*text, path.string()), path.string());
     if (c.job != job || c.seq != seq) {
-      throw Error(Exit::kFailed, "reading manifest '" + path.string() + "': it names job '" + c.job +
-                                     "' checkpoint " + std::to_string(c.seq));
+      throw Error(Exit::kFailed, "reading manifest '" + path.string() + "': it names job '" + c.job + "' checkpoint " +
+                                     std::to_string(c.seq));
     }
     return c;
   }
 
-  void materialize(const manifest::Checkpoint& cp, const std::string& unit,
-                   const stdfs::path& into) override {
+  void materialize(const manifest::Checkpoint& cp, const std::string& unit, const stdfs::path& into) override {
     const manifest::CheckpointUnit* u = cp.find_unit(unit);
     if (!u) throw Error(Exit::kFailed, cp.name() + " has no unit '" + unit + "'");
     const auto& index = reader_index(owner_of(cp.job));
@@ -657,12 +652,12 @@ class ChunkStore : public Store {
     return std::nullopt;
   }
 
-  static Corrupt bad_image(const manifest::Checkpoint& cp, const std::string& unit,
-                           const manifest::ImageFile& image, const std::string& problem) {
-    return Corrupt(Exit::kFailed,
-                   cp.name() + ", unit '" + unit + "', file '" + image.path + "': " + problem,
+  static Corrupt bad_image(const manifest::Checkpoint& cp, const std::string& unit, const manifest::ImageFile& image,
+                           const std::string& problem) {
+    return Corrupt(Exit::kFailed, cp.name() + ", unit '" + unit + "', file '" + image.path + "': " + problem,
                    "restart an earlier checkpoint with --seq N or --fallback; "
-                   "'gcp-store verify " + cp.job + "' checks them all");
+                   "'gcp-store verify " +
+                       cp.job + "' checks them all");
   }
 
   VerifyReport verify(const manifest::Checkpoint& cp) override {
@@ -735,8 +730,10 @@ class ChunkStore : public Store {
       struct stat st {};
       if (::lstat(at.c_str(), &st) != 0) break;
       if (S_ISLNK(st.st_mode)) {
-        throw Error(Exit::kFailed, "store '" + root_.string() + "': '" + at.string() + "' is a symbolic link; gcp does not leave its store",
-                    "remove the link (gcp made none there)");
+        throw Error(
+            Exit::kFailed,
+            "store '" + root_.string() + "': '" + at.string() + "' is a symbolic link; gcp does not leave its store",
+            "remove the link (gcp made none there)");
       }
     }
     return path;
@@ -889,8 +886,10 @@ GcReport ChunkStore::gc(std::chrono::seconds wait) {
     } catch (const Error& err) {
       spdlog::warn("{}", err.what());
     }
-    if (job) jobs_of[job->owner].push_back(name);
-    else if (stdfs::exists(e.path() / "checkpoints")) unknown_owner = true;
+    if (job)
+      jobs_of[job->owner].push_back(name);
+    else if (stdfs::exists(e.path() / "checkpoints"))
+      unknown_owner = true;
     if (!real_dir(e.path() / "staging") || !real_dir(e.path() / "checkpoints")) continue;
     for (const auto& s : stdfs::directory_iterator(e.path() / "staging", ec)) {
       if (!parse_seq(s.path().filename()) || s.is_symlink(ec) || !s.is_directory()) continue;
@@ -909,8 +908,9 @@ GcReport ChunkStore::gc(std::chrono::seconds wait) {
   }
   if (unknown_owner) {
     // A job record that cannot be read: its checkpoints might use anybody's chunks.
-    throw Error(Exit::kFailed, "gc: a job in '" + (root_ / "jobs").string() +
-                                   "' has checkpoints but no readable job.json; no chunk was removed",
+    throw Error(Exit::kFailed,
+                "gc: a job in '" + (root_ / "jobs").string() +
+                    "' has checkpoints but no readable job.json; no chunk was removed",
                 "repair its job.json or move the job's directory out of the store, then run gc again");
   }
   // Local scratch directories of dumps and restarts that were interrupted.
@@ -951,8 +951,8 @@ void ChunkStore::collect_owner(uid_t owner, const std::vector<std::string>& jobs
         cp = load_checkpoint(job, seq);
       } catch (const Error& e) {
         // What it references is unknown: nothing of this owner may go.
-        throw Error(Exit::kFailed, "gc: " + std::string(e.what()) + "; no chunk of uid " +
-                                       std::to_string(owner) + " was removed",
+        throw Error(Exit::kFailed,
+                    "gc: " + std::string(e.what()) + "; no chunk of uid " + std::to_string(owner) + " was removed",
                     "remove that checkpoint with 'gcp-store rm " + job + " --seq " + std::to_string(seq) +
                         "', then run gc again");
       }

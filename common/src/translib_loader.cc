@@ -39,8 +39,7 @@ Translib Translib::load(const std::string& name) {
     if (std::filesystem::exists(file)) return load_file(file);
     searched += (searched.empty() ? "" : ", ") + dir.string();
   }
-  throw Error(Exit::kNoCheckpointer,
-              "loading translib '" + name + "': no " + name + ".so in " + searched,
+  throw Error(Exit::kNoCheckpointer, "loading translib '" + name + "': no " + name + ".so in " + searched,
               "install the translib or point GCP_TRANSLIB_PATH at its directory");
 }
 
@@ -51,8 +50,7 @@ Translib Translib::load_file(const std::filesystem::path& file) {
   std::shared_ptr<void> handle(raw, [](void* h) { ::dlclose(h); });
   auto open = reinterpret_cast<gcp_translib_open_fn>(::dlsym(raw, GCP_TRANSLIB_OPEN_SYMBOL));
   if (!open) {
-    throw Error(Exit::kNoCheckpointer,
-                what + ": it exports no " + GCP_TRANSLIB_OPEN_SYMBOL + " (not a gcp translib)");
+    throw Error(Exit::kNoCheckpointer, what + ": it exports no " + GCP_TRANSLIB_OPEN_SYMBOL + " (not a gcp translib)");
   }
   gcp_translib_host host{GCP_TRANSLIB_ABI_MAJOR, GCP_TRANSLIB_ABI_MINOR, kVersion};
   const gcp_translib_descriptor* desc = open(&host);
@@ -61,23 +59,21 @@ Translib Translib::load_file(const std::filesystem::path& file) {
   auto theirs = std::to_string(desc->abi_major) + "." + std::to_string(desc->abi_minor);
   if (desc->abi_major != GCP_TRANSLIB_ABI_MAJOR) {
     bool newer = desc->abi_major > GCP_TRANSLIB_ABI_MAJOR;
-    throw Error(Exit::kNoCheckpointer,
-                what + ": it speaks translib ABI " + theirs + ", this gcp speaks " + ours,
+    throw Error(Exit::kNoCheckpointer, what + ": it speaks translib ABI " + theirs + ", this gcp speaks " + ours,
                 newer ? "the translib is newer than gcp: upgrade gcp or use a translib built for ABI " + ours
                       : "the translib is older than gcp: rebuild it against this gcp's translib.h");
   }
   // A translib of an older minor has a shorter table: only what struct_size covers exists.
   size_t needed = offsetof(gcp_translib_descriptor, free_string) + sizeof(desc->free_string);
-  if (desc->struct_size < needed || !desc->probe || !desc->checkpoint || !desc->restart ||
-      !desc->free_string || !desc->name || !desc->type || !desc->version) {
+  if (desc->struct_size < needed || !desc->probe || !desc->checkpoint || !desc->restart || !desc->free_string ||
+      !desc->name || !desc->type || !desc->version) {
     throw Error(Exit::kNoCheckpointer,
                 what + ": its descriptor is incomplete for ABI " + theirs + " (struct_size " +
                     std::to_string(desc->struct_size) + ")",
                 "rebuild the translib against this gcp's translib.h");
   }
   if (desc->abi_minor > GCP_TRANSLIB_ABI_MINOR) {
-    spdlog::debug("{}: built for ABI {}, newer than this gcp's {}; using the common part", what,
-                  theirs, ours);
+    spdlog::debug("{}: built for ABI {}, newer than this gcp's {}; using the common part", what, theirs, ours);
   }
   return Translib(std::move(handle), desc);
 }
@@ -117,9 +113,7 @@ json Translib::checkpoint(const json& request) const {
   return call(desc_->checkpoint, "checkpoint", request, Exit::kFailed);
 }
 
-json Translib::restart(const json& request) const {
-  return call(desc_->restart, "restart", request, Exit::kFailed);
-}
+json Translib::restart(const json& request) const { return call(desc_->restart, "restart", request, Exit::kFailed); }
 
 void Cache::prefetch(const std::string& name) {
   if (loaded_.count(name) || pending_.count(name)) return;

@@ -10,11 +10,11 @@
 
 #include <fcntl.h>
 #include <net/if.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -82,8 +82,8 @@ bool loopback_up() {
 
 // Runs in the forked child (gcp-isolate is single-threaded here): joins the cgroup,
 // unshares the namespaces and forks the unit's init. Never returns.
-[[noreturn]] void start_namespace(const LaunchSpec& spec, const std::string& procs_file,
-                                  const std::string& init, int report_fd, int pid_fd) {
+[[noreturn]] void start_namespace(const LaunchSpec& spec, const std::string& procs_file, const std::string& init,
+                                  int report_fd, int pid_fd) {
   int fd = ::open(procs_file.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0 || !write_all(fd, std::to_string(::getpid()))) child_fail(report_fd, "joining the unit's cgroup");
   ::close(fd);
@@ -130,8 +130,7 @@ bool loopback_up() {
     if (out_fd < 0) child_fail(report_fd, "opening the unit's output file");
     // Own stdio, no inherited terminal, and nothing else but the report pipe (fd 3),
     // which gcp-init closes once the command runs.
-    if (::dup2(null_fd, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(out_fd, 2) < 0 ||
-        ::dup2(report_fd, 3) < 0)
+    if (::dup2(null_fd, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(out_fd, 2) < 0 || ::dup2(report_fd, 3) < 0)
       child_fail(report_fd, "setting up the unit's stdio");
     ::syscall(SYS_close_range, 4U, ~0U, 0U);
     std::vector<std::string> init_args = {"gcp-init", "--report-fd=3"};
@@ -154,8 +153,10 @@ bool loopback_up() {
     }
     ::setenv(names::kEnvJob, spec.job.c_str(), 1);
     ::setenv(names::kEnvUnit, spec.unit.c_str(), 1);
-    if (!spec.callback_socket.empty()) ::setenv(names::kEnvCallbackSocket, spec.callback_socket.c_str(), 1);
-    else ::unsetenv(names::kEnvCallbackSocket);
+    if (!spec.callback_socket.empty())
+      ::setenv(names::kEnvCallbackSocket, spec.callback_socket.c_str(), 1);
+    else
+      ::unsetenv(names::kEnvCallbackSocket);
     init_args.push_back("--");
     std::vector<char*> argv;
     for (auto& a : init_args) argv.push_back(a.data());

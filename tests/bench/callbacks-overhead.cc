@@ -65,10 +65,11 @@ int main() {
     while (!stop) gcp_callbacks_dispatch(&cb, 20);
   });
 
-  std::printf("# Callback delivery cost per unit and event\n\n"
-              "%d deliveries of pre-checkpoint each, microseconds, on %u cores.\n\n"
-              "| unit | delivered via | median | p90 | max |\n|---|---|---|---|---|\n",
-              kRuns, std::thread::hardware_concurrency());
+  std::printf(
+      "# Callback delivery cost per unit and event\n\n"
+      "%d deliveries of pre-checkpoint each, microseconds, on %u cores.\n\n"
+      "| unit | delivered via | median | p90 | max |\n|---|---|---|---|---|\n",
+      kRuns, std::thread::hardware_concurrency());
   row("no endpoint (job from before callbacks)", {}, "none");
   row("application without callbacks: no socket file", {absent, "", {}}, "none");
   row("application without callbacks: stale socket file", {stale, "", {}}, "none");

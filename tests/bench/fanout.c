@@ -19,13 +19,22 @@ static void open_some(int n) {
 
     switch (i % 3) {
       case 0:
-        if (n - i >= 2 && pipe(p) == 0) { i += 2; continue; }
+        if (n - i >= 2 && pipe(p) == 0) {
+          i += 2;
+          continue;
+        }
         break;
       case 1:
-        if (n - i >= 2 && socketpair(AF_UNIX, SOCK_STREAM, 0, p) == 0) { i += 2; continue; }
+        if (n - i >= 2 && socketpair(AF_UNIX, SOCK_STREAM, 0, p) == 0) {
+          i += 2;
+          continue;
+        }
         break;
     }
-    if (eventfd(0, 0) < 0) { perror("fanout: eventfd"); exit(1); }
+    if (eventfd(0, 0) < 0) {
+      perror("fanout: eventfd");
+      exit(1);
+    }
     i++;
   }
 }
@@ -45,18 +54,22 @@ int main(int argc, char **argv) {
   if (pipe(ready) != 0) return 1;
   for (int i = 1; i < procs; i++) {
     pid_t c = fork();
-    if (c < 0) { perror("fanout: fork"); return 1; }
+    if (c < 0) {
+      perror("fanout: fork");
+      return 1;
+    }
     if (c == 0) {
       if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(1);
       close(ready[0]);
-      open_some(per + (i < extra ? 1 : 0) - 1);  /* the ready pipe's write end counts */
+      open_some(per + (i < extra ? 1 : 0) - 1); /* the ready pipe's write end counts */
       close(ready[1]);
       for (;;) pause();
     }
   }
   close(ready[1]);
   char b;
-  while (read(ready[0], &b, 1) > 0) {}
+  while (read(ready[0], &b, 1) > 0) {
+  }
   close(ready[0]);
   open_some(per);
   FILE *f = fopen(argv[1], "w");

@@ -62,8 +62,7 @@ std::function<ChunkFn()> evp_reused(const EVP_MD* md) {
   return [md] {
     std::shared_ptr<EVP_MD_CTX> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
     return [md, ctx](const uint8_t* in, uint8_t* out) {
-      if (!EVP_DigestInit_ex2(ctx.get(), md, nullptr) ||
-          !EVP_DigestUpdate(ctx.get(), in, kChunkBytes) ||
+      if (!EVP_DigestInit_ex2(ctx.get(), md, nullptr) || !EVP_DigestUpdate(ctx.get(), in, kChunkBytes) ||
           !EVP_DigestFinal_ex(ctx.get(), out, nullptr))
         fail("EVP digest of a chunk");
     };
@@ -110,8 +109,8 @@ double seconds(const Candidate& c, const std::vector<uint8_t>& buf, unsigned thr
 
 // Rounds go through every candidate in turn, so a noisy neighbour or clock drift during one
 // round hits all of them alike rather than one whole row.
-std::vector<double> median_mib_s(const std::vector<const Candidate*>& cs,
-                                 const std::vector<uint8_t>& buf, unsigned threads) {
+std::vector<double> median_mib_s(const std::vector<const Candidate*>& cs, const std::vector<uint8_t>& buf,
+                                 unsigned threads) {
   std::vector<std::vector<double>> s(cs.size());
   for (int r = 0; r < kRuns; ++r)
     for (size_t i = 0; i < cs.size(); ++i) s[i].push_back(seconds(*cs[i], buf, threads));
@@ -152,29 +151,20 @@ int main() {
       {"OpenSSL EVP SHA3-256", 256, true, 0, evp_reused(fetch("SHA3-256"))},
       {"OpenSSL EVP BLAKE2s-256", 256, true, 2, evp_reused(b2s)},
       {"OpenSSL EVP BLAKE2b-512", 512, true, 3, evp_reused(b2b)},
-      {"libb2 blake2s-256", 256, true, 2, stateless([](const uint8_t* in, uint8_t* out) {
-         blake2s(out, in, nullptr, 32, kChunkBytes, 0);
-       })},
-      {"libb2 blake2b-512", 512, true, 3, stateless([](const uint8_t* in, uint8_t* out) {
-         blake2b(out, in, nullptr, 64, kChunkBytes, 0);
-       })},
-      {"libb2 blake2b-256", 256, true, 4, stateless([](const uint8_t* in, uint8_t* out) {
-         blake2b(out, in, nullptr, 32, kChunkBytes, 0);
-       })},
-      {"libb2 blake2sp-256 (OpenMP)", 256, true, 0, stateless([](const uint8_t* in, uint8_t* out) {
-         blake2sp(out, in, nullptr, 32, kChunkBytes, 0);
-       })},
-      {"libb2 blake2bp-512 (OpenMP)", 512, true, 0, stateless([](const uint8_t* in, uint8_t* out) {
-         blake2bp(out, in, nullptr, 64, kChunkBytes, 0);
-       })},
+      {"libb2 blake2s-256", 256, true, 2,
+       stateless([](const uint8_t* in, uint8_t* out) { blake2s(out, in, nullptr, 32, kChunkBytes, 0); })},
+      {"libb2 blake2b-512", 512, true, 3,
+       stateless([](const uint8_t* in, uint8_t* out) { blake2b(out, in, nullptr, 64, kChunkBytes, 0); })},
+      {"libb2 blake2b-256", 256, true, 4,
+       stateless([](const uint8_t* in, uint8_t* out) { blake2b(out, in, nullptr, 32, kChunkBytes, 0); })},
+      {"libb2 blake2sp-256 (OpenMP)", 256, true, 0,
+       stateless([](const uint8_t* in, uint8_t* out) { blake2sp(out, in, nullptr, 32, kChunkBytes, 0); })},
+      {"libb2 blake2bp-512 (OpenMP)", 512, true, 0,
+       stateless([](const uint8_t* in, uint8_t* out) { blake2bp(out, in, nullptr, 64, kChunkBytes, 0); })},
       {"libsodium crypto_generichash BLAKE2b-256", 256, true, 4,
-       stateless([](const uint8_t* in, uint8_t* out) {
-         crypto_generichash(out, 32, in, kChunkBytes, nullptr, 0);
-       })},
-      {"xxHash XXH3-128 (speed reference)", 128, false, 0,
-       stateless([](const uint8_t* in, uint8_t* out) {
-         XXH128_canonicalFromHash(reinterpret_cast<XXH128_canonical_t*>(out),
-                                  XXH3_128bits(in, kChunkBytes));
+       stateless([](const uint8_t* in, uint8_t* out) { crypto_generichash(out, 32, in, kChunkBytes, nullptr, 0); })},
+      {"xxHash XXH3-128 (speed reference)", 128, false, 0, stateless([](const uint8_t* in, uint8_t* out) {
+         XXH128_canonicalFromHash(reinterpret_cast<XXH128_canonical_t*>(out), XXH3_128bits(in, kChunkBytes));
        })},
   };
 
@@ -190,8 +180,8 @@ int main() {
   }
 
   std::fprintf(stderr, "hash-speed: %s, libsodium %s, xxHash %u, %zu MiB in %zu-byte chunks\n",
-               OpenSSL_version(OPENSSL_VERSION), sodium_version_string(), XXH_versionNumber(),
-               kBufferBytes >> 20, kChunkBytes);
+               OpenSSL_version(OPENSSL_VERSION), sodium_version_string(), XXH_versionNumber(), kBufferBytes >> 20,
+               kChunkBytes);
   std::printf("| algorithm | digest bits | MiB/s | vs SHA-256 | cryptographic |\n");
   std::printf("| --- | ---: | ---: | ---: | --- |\n");
   std::vector<const Candidate*> all;
@@ -205,14 +195,11 @@ int main() {
   const Candidate* base = &cands[0];
   const Candidate* best = base;
   for (const auto& c : cands)
-    if (c.cryptographic && c.same_as != base->same_as && !uses_openmp(c) &&
-        c.mib_s > 1.1 * best->mib_s)
-      best = &c;
+    if (c.cryptographic && c.same_as != base->same_as && !uses_openmp(c) && c.mib_s > 1.1 * best->mib_s) best = &c;
   std::vector<const Candidate*> two = {base};
   if (best != base) two.push_back(best);
   mib_s = median_mib_s(two, buf, 2);
-  for (size_t i = 0; i < two.size(); ++i)
-    row(two[i]->name + ", 2 threads", *two[i], mib_s[i], base->mib_s);
+  for (size_t i = 0; i < two.size(); ++i) row(two[i]->name + ", 2 threads", *two[i], mib_s[i], base->mib_s);
   if (busy_runs)
     std::fprintf(stderr,
                  "hash-speed: warning: %d runs lost over 10%% of their time to other "

@@ -32,9 +32,9 @@ namespace policy = gcp::policy;
 
 namespace {
 
-constexpr int kWarmup = 5;     // failures before waste is counted
+constexpr int kWarmup = 5;       // failures before waste is counted
 constexpr int kFailures = 1005;  // failures per trace
-constexpr double kT0 = 1.8e9;  // the traces start at this epoch second
+constexpr double kT0 = 1.8e9;    // the traces start at this epoch second
 
 struct Scenario {
   std::string dist;
@@ -76,9 +76,9 @@ Result run(const Scenario& s, const std::vector<double>& fails, const Planner& n
   job.units[0].node = "n1";
   policy::record_running(job.history, kT0);
 
-  double resume = kT0;     // the job computes from here
-  double committed = 0;    // work in the latest checkpoint
-  double progress0 = 0;    // work at `resume`
+  double resume = kT0;   // the job computes from here
+  double committed = 0;  // work in the latest checkpoint
+  double progress0 = 0;  // work at `resume`
   size_t f = 0;
   double at_warmup = 0, start_warmup = 0;
   Result r;
@@ -126,12 +126,15 @@ std::string human(double s) { return policy::human(s); }
 int main(int argc, char** argv) {
   policy::Site site;  // the defaults a site starts with
   std::vector<Scenario> scenarios;
-  for (auto [dist, shape] : std::vector<std::pair<std::string, double>>{{"exponential", 1.0}, {"Weibull 0.7", 0.7}, {"Weibull 0.5", 0.5}}) {
+  for (auto [dist, shape] :
+       std::vector<std::pair<std::string, double>>{{"exponential", 1.0}, {"Weibull 0.7", 0.7}, {"Weibull 0.5", 0.5}}) {
     for (double mtbf : {600.0, 3600.0, 6 * 3600.0, 86400.0, 7 * 86400.0}) {
       for (double cost : {1.0, 30.0, 600.0}) scenarios.push_back({dist, shape, mtbf, cost});
     }
   }
-  std::printf("| failures | MTBF | cost | Daly optimum | waste: optimum | adaptive | fixed T/2 | fixed 2T | adaptive/optimum | goal |\n");
+  std::printf(
+      "| failures | MTBF | cost | Daly optimum | waste: optimum | adaptive | fixed T/2 | fixed 2T | adaptive/optimum | "
+      "goal |\n");
   std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
   int met = 0;
   double worst = 0;
@@ -161,9 +164,10 @@ int main(int argc, char** argv) {
                 100 * shorter.waste, 100 * longer.waste, 100 * (ratio - 1), ok ? "met" : "MISSED");
     ++seed;
   }
-  std::printf("\n%d of %zu scenarios meet the goal (adaptive at most 5%% over the optimum's waste and below both "
-              "mis-set fixed intervals); worst adaptive/optimum %+.1f%%.\n",
-              met, scenarios.size(), 100 * (worst - 1));
+  std::printf(
+      "\n%d of %zu scenarios meet the goal (adaptive at most 5%% over the optimum's waste and below both "
+      "mis-set fixed intervals); worst adaptive/optimum %+.1f%%.\n",
+      met, scenarios.size(), 100 * (worst - 1));
   if (argc > 1) {
     FILE* out = std::fopen(argv[1], "w");
     if (!out) {
@@ -171,19 +175,28 @@ int main(int argc, char** argv) {
       return 1;
     }
     const double w = 900, h = 300, base = 250, left = 50;
-    std::fprintf(out, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" font-family=\"sans-serif\" font-size=\"11\">\n", w, h);
+    std::fprintf(out,
+                 "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" font-family=\"sans-serif\" "
+                 "font-size=\"11\">\n",
+                 w, h);
     std::fprintf(out, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
-    std::fprintf(out, "<text x=\"%g\" y=\"16\">adaptive waste / Daly optimum waste, per scenario (exponential, Weibull 0.7, Weibull 0.5; MTBF and cost rising left to right)</text>\n", left);
+    std::fprintf(out,
+                 "<text x=\"%g\" y=\"16\">adaptive waste / Daly optimum waste, per scenario (exponential, Weibull 0.7, "
+                 "Weibull 0.5; MTBF and cost rising left to right)</text>\n",
+                 left);
     auto y = [&](double r) { return base - (r - 0.9) / 0.2 * 200; };
     for (double r : {0.9, 1.0, 1.05, 1.1}) {
-      std::fprintf(out, "<line x1=\"%g\" y1=\"%.1f\" x2=\"%g\" y2=\"%.1f\" stroke=\"%s\"/><text x=\"4\" y=\"%.1f\">%.2f</text>\n", left,
-                   y(r), w - 10, y(r), r == 1.05 ? "red" : "#ccc", y(r) + 4, r);
+      std::fprintf(
+          out,
+          "<line x1=\"%g\" y1=\"%.1f\" x2=\"%g\" y2=\"%.1f\" stroke=\"%s\"/><text x=\"4\" y=\"%.1f\">%.2f</text>\n",
+          left, y(r), w - 10, y(r), r == 1.05 ? "red" : "#ccc", y(r) + 4, r);
     }
     double step = (w - left - 10) / ratios.size();
     for (size_t i = 0; i < ratios.size(); ++i) {
       double r = std::clamp(ratios[i], 0.9, 1.1);
       std::fprintf(out, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>\n", left + i * step,
-                   std::min(y(r), y(1.0)), step * 0.8, std::fabs(y(r) - y(1.0)), ratios[i] <= 1.05 ? "steelblue" : "red");
+                   std::min(y(r), y(1.0)), step * 0.8, std::fabs(y(r) - y(1.0)),
+                   ratios[i] <= 1.05 ? "steelblue" : "red");
     }
     std::fprintf(out, "</svg>\n");
     std::fclose(out);

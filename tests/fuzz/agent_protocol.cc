@@ -4,8 +4,8 @@
 // as a message and read as the request, instruction or answer its op or phase names.
 #include "fuzz.h"
 
-#include "gcp/rounds.h"
 #include "../../common/src/wire.h"
+#include "gcp/rounds.h"
 
 #include <sstream>
 #include <string>

@@ -19,9 +19,7 @@ namespace gcp::fuzz {
 inline void quiet() { spdlog::set_level(spdlog::level::off); }
 
 /// The input as text.
-inline std::string_view text(const uint8_t* data, size_t size) {
-  return {reinterpret_cast<const char*>(data), size};
-}
+inline std::string_view text(const uint8_t* data, size_t size) { return {reinterpret_cast<const char*>(data), size}; }
 
 /// Runs `read` on the input: gcp::Error is a refusal, fine; any other exception escapes
 /// to libFuzzer, which reports it as a crash.

@@ -159,7 +159,9 @@ TEST_CASE("a request of another protocol major is refused by the client") {
   addr.sun_family = AF_UNIX;
   std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket.c_str());
   REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  std::string line = "{\"gcp\":\"callbacks/v2\",\"event\":\"pre-checkpoint\",\"job\":\"j\",\"unit\":\"u\",\"seq\":1,\"deadlineMs\":10}\n";
+  std::string line =
+      "{\"gcp\":\"callbacks/"
+      "v2\",\"event\":\"pre-checkpoint\",\"job\":\"j\",\"unit\":\"u\",\"seq\":1,\"deadlineMs\":10}\n";
   REQUIRE(::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()));
   char buf[512] = {};
   ssize_t n = ::read(fd, buf, sizeof buf - 1);
@@ -203,7 +205,9 @@ TEST_CASE("hooks run in lexical order with the event in their environment; other
   auto hooks = dir.path() / "hooks";
   std::filesystem::create_directory(hooks);
   auto log = dir.path() / "log";
-  std::string line = "echo \"$(basename $0) $GCP_EVENT $GCP_JOB $GCP_UNIT $GCP_SEQ $GCP_UNIT_PID $GCP_CALLBACK_PROTOCOL $1\" >> " + log.string();
+  std::string line =
+      "echo \"$(basename $0) $GCP_EVENT $GCP_JOB $GCP_UNIT $GCP_SEQ $GCP_UNIT_PID $GCP_CALLBACK_PROTOCOL $1\" >> " +
+      log.string();
   write_hook(hooks / "20-b", line);
   write_hook(hooks / "10-a", line);
   write_hook(hooks / "15-not-executable", line, 0644);
@@ -214,13 +218,13 @@ TEST_CASE("hooks run in lexical order with the event in their environment; other
   auto r = events::deliver(at("", hooks.string()), req);
   CHECK(r.ok);
   CHECK(r.via == "hooks");
-  CHECK(read(log) == "10-a post-checkpoint job-1 unit.a 7 4242 callbacks/v1 post-checkpoint\n"
-                     "20-b post-checkpoint job-1 unit.a 7 4242 callbacks/v1 post-checkpoint\n");
+  CHECK(read(log) ==
+        "10-a post-checkpoint job-1 unit.a 7 4242 callbacks/v1 post-checkpoint\n"
+        "20-b post-checkpoint job-1 unit.a 7 4242 callbacks/v1 post-checkpoint\n");
 }
 
 TEST_CASE("hooks run as the job's owner, with its rights only" *
-          gcp::testing::skip_unless(gcp::testing::is_root(),
-                                    "needs root: a hook runs as another user")) {
+          gcp::testing::skip_unless(gcp::testing::is_root(), "needs root: a hook runs as another user")) {
   TempDir dir;
   ::chmod(dir.path().c_str(), 0755);  // the owner must reach the hook
   write_hook(dir.path() / "10-who", "echo \"uid $(id -u) gid $(id -g) groups $(id -G)\" >&2; exit 1");

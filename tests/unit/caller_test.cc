@@ -204,7 +204,8 @@ TEST_CASE("check_within lets a process of the account's own pass" *
   pid_t child = ::fork();
   REQUIRE(child >= 0);
   if (child == 0) {
-    if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+        ::setresuid(65534, 65534, 65534) != 0) {
       ::_exit(1);
     }
     for (;;) ::pause();

@@ -88,9 +88,8 @@ TEST_CASE("the fake cgroups record what was created, attached, frozen and remove
   cgroups.remove("gcp/j/u");
   CHECK_FALSE(cgroups.exists("gcp/j/u"));
   CHECK(cgroups.procs("gcp/j/u").empty());
-  CHECK(cgroups.calls == std::vector<std::string>{"create gcp/j/u", "attach gcp/j/u 4242",
-                                                  "freeze gcp/j/u", "thaw gcp/j/u",
-                                                  "remove gcp/j/u"});
+  CHECK(cgroups.calls == std::vector<std::string>{"create gcp/j/u", "attach gcp/j/u 4242", "freeze gcp/j/u",
+                                                  "thaw gcp/j/u", "remove gcp/j/u"});
 }
 
 namespace {

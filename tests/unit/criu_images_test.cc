@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-using gcp::criu::TcpConnection;
 using gcp::criu::tcp_connections;
+using gcp::criu::TcpConnection;
 
 namespace {
 
@@ -59,16 +59,16 @@ struct Socket {
 // An inet_sk_entry with the fields CRIU always writes, the ones not read among them.
 Bytes inet_sk(const Socket& s) {
   Bytes m;
-  field_varint(m, 1, 7);        // id
-  field_varint(m, 2, 123456);   // ino
+  field_varint(m, 1, 7);       // id
+  field_varint(m, 2, 123456);  // ino
   field_varint(m, 3, s.family);
   field_varint(m, 4, SOCK_STREAM);
   field_varint(m, 5, s.proto);
   field_varint(m, 6, s.state);
   field_varint(m, 7, s.sport);
   field_varint(m, 8, s.dport);
-  field_varint(m, 9, 2);        // flags
-  field_varint(m, 10, 0);       // backlog
+  field_varint(m, 9, 2);   // flags
+  field_varint(m, 10, 0);  // backlog
   for (auto [field, addr] : {std::pair{11u, &s.src}, std::pair{12u, &s.dst}}) {
     if (s.packed) {
       Bytes p;
@@ -110,21 +110,31 @@ Bytes image(const std::vector<Bytes>& entries) {
 TEST_CASE("files.img: a connected TCP socket is found, listening and UDP sockets and other files are not") {
   Socket conn{.src = words(AF_INET, "127.0.0.1"), .dst = words(AF_INET, "10.1.2.3"), .sport = 40122, .dport = 5000};
   Socket listening{.state = 10, .src = words(AF_INET, "0.0.0.0"), .dst = words(AF_INET, "0.0.0.0"), .sport = 5000};
-  Socket udp{.proto = IPPROTO_UDP, .src = words(AF_INET, "127.0.0.1"), .dst = words(AF_INET, "127.0.0.1"),
-             .sport = 53, .dport = 9};
-  auto img = image({file_entry(1, 3, Bytes{0x08, 0x01, 0x12, 0x02, 'a', 'b'}),  // a regular file
-                    file_entry(4, 4, inet_sk(listening)), file_entry(4, 4, inet_sk(conn)),
-                    file_entry(4, 4, inet_sk(udp))});
+  Socket udp{.proto = IPPROTO_UDP,
+             .src = words(AF_INET, "127.0.0.1"),
+             .dst = words(AF_INET, "127.0.0.1"),
+             .sport = 53,
+             .dport = 9};
+  auto img =
+      image({file_entry(1, 3, Bytes{0x08, 0x01, 0x12, 0x02, 'a', 'b'}),  // a regular file
+             file_entry(4, 4, inet_sk(listening)), file_entry(4, 4, inet_sk(conn)), file_entry(4, 4, inet_sk(udp))});
   auto found = tcp_connections(img);
   REQUIRE(found.size() == 1);
   CHECK(found[0] == TcpConnection{"ipv4", "127.0.0.1", 40122, "10.1.2.3", 5000});
 }
 
 TEST_CASE("files.img: IPv6 connections, IPv4-mapped ones as IPv4, and packed addresses") {
-  Socket v6{.family = AF_INET6, .src = words(AF_INET6, "fd00::5"), .dst = words(AF_INET6, "fd00::7"),
-            .sport = 1, .dport = 65535, .packed = true};
-  Socket mapped{.family = AF_INET6, .src = words(AF_INET6, "::ffff:127.0.0.1"),
-                .dst = words(AF_INET6, "::ffff:127.0.0.2"), .sport = 33059, .dport = 51962};
+  Socket v6{.family = AF_INET6,
+            .src = words(AF_INET6, "fd00::5"),
+            .dst = words(AF_INET6, "fd00::7"),
+            .sport = 1,
+            .dport = 65535,
+            .packed = true};
+  Socket mapped{.family = AF_INET6,
+                .src = words(AF_INET6, "::ffff:127.0.0.1"),
+                .dst = words(AF_INET6, "::ffff:127.0.0.2"),
+                .sport = 33059,
+                .dport = 51962};
   auto found = tcp_connections(image({file_entry(4, 4, inet_sk(v6)), file_entry(4, 4, inet_sk(mapped))}));
   REQUIRE(found.size() == 2);
   CHECK(found[0] == TcpConnection{"ipv6", "fd00::5", 1, "fd00::7", 65535});

@@ -191,7 +191,7 @@ TEST_CASE("the relay answers criu as the image source does and hands criu's own 
   CHECK(relay.finish() == "");
   CHECK(source.pipes.size() == 2);
   CHECK(source.asked == std::vector<std::string>{R"({"image":"core-1.img"})", R"({"image":"inventory.img"})",
-                                                  R"({"image":"pages-1.img"})"});
+                                                 R"({"image":"pages-1.img"})"});
   CHECK_FALSE(std::filesystem::exists(tmp.path() / StreamRelay::kSocketName));
 }
 
@@ -204,9 +204,9 @@ TEST_CASE("the relay ends criu's restore at a request it cannot read, and says w
   for (const auto& c : std::vector<Case>{
            {length(0), "request of 0 bytes"},
            {length(5000), "request of 5000 bytes"},
-           {length(3) + "\x12\x01x", "cannot read"},      // field 2, not 1
-           {length(4) + "\x0a\x05xy", "cannot read"},     // a name longer than its message
-           {length(2) + "\x0a\x80", "cannot read"},       // a varint cut off
+           {length(3) + "\x12\x01x", "cannot read"},         // field 2, not 1
+           {length(4) + "\x0a\x05xy", "cannot read"},        // a name longer than its message
+           {length(2) + "\x0a\x80", "cannot read"},          // a varint cut off
            {length(8) + "\x0a\x02", "middle of a message"},  // the rest never comes
        }) {
     CAPTURE(c.says);
@@ -280,11 +280,19 @@ TEST_CASE("criu's image-streamer request is read strictly") {
   auto name = [](const std::string& msg) {
     return gcp::criu::streamer_filename({reinterpret_cast<const uint8_t*>(msg.data()), msg.size()});
   };
-  CHECK(name("\x0a\x08" "core.img") == "core.img");
+  CHECK(name("\x0a\x08"
+             "core.img") == "core.img");
   std::string long_name(200, 'n');
   CHECK(name("\x0a\xc8\x01" + long_name) == long_name);  // a two-byte length
-  for (std::string bad : {std::string(), std::string("\x0a"), std::string("\x0a\x00", 2), std::string("\x0a\x03" "ab"),
-                          std::string("\x0a\x01" "ab"), std::string("\x0a\x02" "a\0", 4), std::string("\x08\x01")}) {
+  for (std::string bad : {std::string(), std::string("\x0a"), std::string("\x0a\x00", 2),
+                          std::string("\x0a\x03"
+                                      "ab"),
+                          std::string("\x0a\x01"
+                                      "ab"),
+                          std::string("\x0a\x02"
+                                      "a\0",
+                                      4),
+                          std::string("\x08\x01")}) {
     CAPTURE(bad.size());
     CHECK_THROWS_AS(name(bad), std::runtime_error);
   }

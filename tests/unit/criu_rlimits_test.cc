@@ -30,7 +30,8 @@ pid_t limited_child() {
   if (child == 0) {
     rlimit files{77, 99}, core{0, RLIM_INFINITY};
     if (::setrlimit(RLIMIT_NOFILE, &files) != 0 || ::setrlimit(RLIMIT_CORE, &core) != 0) ::_exit(1);
-    if (::geteuid() == 0 && (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0)) ::_exit(1);
+    if (::geteuid() == 0 && (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0))
+      ::_exit(1);
     for (;;) ::pause();
   }
   // Until it has its limits and its uid.
@@ -67,7 +68,9 @@ TEST_CASE("criu-rlimits.so answers criu's read of another uid's limits from /pro
   CHECK(lim.rlim_cur == 0);
   CHECK(lim.rlim_max == RLIM64_INFINITY);
   // A change of another process's limits is not read from anywhere: it stays refused.
-  struct rlimit64 lower {1, 1};
+  struct rlimit64 lower {
+    1, 1
+  };
   if (::geteuid() == 0) {
     errno = 0;
     long rc = shimmed(SYS_prlimit64, static_cast<long>(child), static_cast<long>(RLIMIT_NOFILE),

@@ -41,8 +41,8 @@ TEST_CASE("the criu translib says what it can do in its descriptor's bits") {
   auto lib = criu_translib();
   CHECK(lib.type() == "checkpointer/criu");
   uint64_t caps = lib.capabilities();
-  for (uint64_t bit : {GCP_CAP_PROCESS_TREE, GCP_CAP_PID_NAMESPACE, GCP_CAP_TCP, GCP_CAP_LEAVE_RUNNING,
-                       GCP_CAP_IMAGE_SOURCE}) {
+  for (uint64_t bit :
+       {GCP_CAP_PROCESS_TREE, GCP_CAP_PID_NAMESPACE, GCP_CAP_TCP, GCP_CAP_LEAVE_RUNNING, GCP_CAP_IMAGE_SOURCE}) {
     CAPTURE(bit);
     CHECK((caps & bit) != 0);
   }
@@ -59,9 +59,10 @@ TEST_CASE("the criu translib refuses a need it cannot meet and a malformed one, 
   request["needs"] = {"tcp-established", "fork-bomb"};
   auto e = error_from([&] { lib.checkpoint(request); });
   REQUIRE(e.has_value());
-  CHECK_CONTAINS(e->what(), "translib 'criu' checkpoint: not supported: the unit needs 'fork-bomb', which this "
-                            "translib cannot meet (it meets file-locks, leader-outside, tcp-established, "
-                            "unix-datagram-outside)");
+  CHECK_CONTAINS(e->what(),
+                 "translib 'criu' checkpoint: not supported: the unit needs 'fork-bomb', which this "
+                 "translib cannot meet (it meets file-locks, leader-outside, tcp-established, "
+                 "unix-datagram-outside)");
   request["needs"] = "tcp-established";
   e = error_from([&] { lib.checkpoint(request); });
   REQUIRE(e.has_value());
@@ -71,8 +72,9 @@ TEST_CASE("the criu translib refuses a need it cannot meet and a malformed one, 
   request["options"] = {"--action-script", "/tmp/x"};
   e = error_from([&] { lib.checkpoint(request); });
   REQUIRE(e.has_value());
-  CHECK_CONTAINS(e->what(), "bad request: option '--action-script' (this translib dumps with --file-locks, "
-                            "--shell-job, --tcp-established, --ext-unix-sk only)");
+  CHECK_CONTAINS(e->what(),
+                 "bad request: option '--action-script' (this translib dumps with --file-locks, "
+                 "--shell-job, --tcp-established, --ext-unix-sk only)");
   CHECK_FALSE(std::filesystem::exists(tmp.path() / "images"));
 }
 

@@ -6,8 +6,8 @@
 
 #include <doctest/doctest.h>
 
-#include <signal.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -96,8 +96,8 @@ const deps::Tie* find_tie(const deps::Graph& g, const std::string& kind, pid_t p
 }  // namespace
 
 TEST_CASE("grouping kinds have one spelling each") {
-  for (auto k : {grouping::Kind::kTree, grouping::Kind::kPgid, grouping::Kind::kSid,
-                 grouping::Kind::kCgroup, grouping::Kind::kPidns}) {
+  for (auto k : {grouping::Kind::kTree, grouping::Kind::kPgid, grouping::Kind::kSid, grouping::Kind::kCgroup,
+                 grouping::Kind::kPidns}) {
     CHECK(grouping::parse(grouping::name(k)) == k);
   }
   CHECK_FALSE(grouping::parse("session").has_value());
@@ -180,8 +180,8 @@ TEST_CASE("a socket pair inside the unit is harmless; a pipe to the outside brea
 TEST_CASE("a process in two units is refused") {
   Family f;
   auto e = error_from([&] {
-    deps::build("fam", {{"a", {grouping::Kind::kTree, f.child(), {}}},
-                        {"b", {grouping::Kind::kTree, f.grandchild(), {}}}});
+    deps::build("fam",
+                {{"a", {grouping::Kind::kTree, f.child(), {}}}, {"b", {grouping::Kind::kTree, f.grandchild(), {}}}});
   });
   REQUIRE(e);
   CHECK(e->code() == gcp::Exit::kUsage);

@@ -21,9 +21,9 @@ class FakeCgroups : public cgroup::Cgroups {
   struct Group {
     std::set<pid_t> pids;                                      ///< its processes
     cgroup::FreezeState state = cgroup::FreezeState::kThawed;  ///< where its freezer is
-    int polls_to_freeze = 0;  ///< FREEZING polls before it reports FROZEN
-    bool stuck = false;       ///< stays FREEZING forever
-    int polls = 0;            ///< freeze_state() calls since the last set_frozen(true)
+    int polls_to_freeze = 0;                                   ///< FREEZING polls before it reports FROZEN
+    bool stuck = false;                                        ///< stays FREEZING forever
+    int polls = 0;                                             ///< freeze_state() calls since the last set_frozen(true)
   };
 
   /// Every create/attach/set_frozen/remove call in order: "create gcp/j/u",
@@ -101,8 +101,7 @@ class FakeCgroups : public cgroup::Cgroups {
     if (!frozen) {
       g.state = cgroup::FreezeState::kThawed;
     } else if (g.state != cgroup::FreezeState::kFrozen) {
-      g.state = g.stuck || g.polls_to_freeze > 0 ? cgroup::FreezeState::kFreezing
-                                                 : cgroup::FreezeState::kFrozen;
+      g.state = g.stuck || g.polls_to_freeze > 0 ? cgroup::FreezeState::kFreezing : cgroup::FreezeState::kFrozen;
     }
   }
   /// One poll: FREEZING turns FROZEN after polls_to_freeze polls unless stuck.

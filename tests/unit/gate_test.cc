@@ -68,8 +68,8 @@ bool ready_within(Gate& gate, std::chrono::milliseconds wait) {
 TEST_CASE("the checkpointer says ready at its gate and waits there until gcp opens it") {
   TempDir dir;
   Gate gate(dir.path(), "0");
-  CHECK(gate.request() == gcp::manifest::json{{"ready", (dir.path() / "0.ready").string()},
-                                              {"go", (dir.path() / "0.go").string()}});
+  CHECK(gate.request() ==
+        gcp::manifest::json{{"ready", (dir.path() / "0.ready").string()}, {"go", (dir.path() / "0.go").string()}});
   Script script("pre-dump", dir.path(), "0");
   REQUIRE(ready_within(gate, 10s));
   CHECK(gate.ready());

@@ -83,9 +83,10 @@ void check_one_error(const gcp::process::Result& r, const std::string& part) {
 
 TEST_CASE("gcp-user runs the tool as root for its user, with nothing of the user's environment" * ROOT_ONLY) {
   Installed in;
-  auto r = in.run_as_nobody({"gcp-store", "ls", "--store", "/x y"},
-                            {"GCP_CRIU=/tmp/evil-criu", "GCP_TRANSLIB_PATH=/tmp/evil", "GCP_CONFIG=/tmp/evil.json",
-                             "GCP_STORE=/tmp/evil-store", "LD_LIBRARY_PATH=/tmp/evil", "HOME=/tmp", "PATH=/tmp/evil:/bin"});
+  auto r =
+      in.run_as_nobody({"gcp-store", "ls", "--store", "/x y"},
+                       {"GCP_CRIU=/tmp/evil-criu", "GCP_TRANSLIB_PATH=/tmp/evil", "GCP_CONFIG=/tmp/evil.json",
+                        "GCP_STORE=/tmp/evil-store", "LD_LIBRARY_PATH=/tmp/evil", "HOME=/tmp", "PATH=/tmp/evil:/bin"});
   REQUIRE_MESSAGE(r.ok(), r.describe() << ": " << r.err);
   auto lines = lines_of(r.out);
   CHECK(lines.count("ids=0 0 0"));  // root, no group of the user's
@@ -96,8 +97,9 @@ TEST_CASE("gcp-user runs the tool as root for its user, with nothing of the user
   for (const auto& line : lines) {
     // sh adds its own PWD, SHLVL and _; nothing else but PATH and the caller is there.
     bool ours = line.rfind("PWD=", 0) == 0 || line.rfind("SHLVL=", 0) == 0 || line.rfind("_=", 0) == 0 ||
-                line.rfind("PATH=", 0) == 0 || line.rfind("GCP_CALLER_UID=", 0) == 0 || line.find('=') == std::string::npos ||
-                line.rfind("ids=", 0) == 0 || line.rfind("cwd=", 0) == 0 || line.rfind("args=", 0) == 0;
+                line.rfind("PATH=", 0) == 0 || line.rfind("GCP_CALLER_UID=", 0) == 0 ||
+                line.find('=') == std::string::npos || line.rfind("ids=", 0) == 0 || line.rfind("cwd=", 0) == 0 ||
+                line.rfind("args=", 0) == 0;
     CHECK_MESSAGE(ours, "the tool got '" << line << "' from the user's environment");
   }
 }
@@ -135,7 +137,7 @@ TEST_CASE("gcp-user refuses a working directory its user may not enter" * ROOT_O
   REQUIRE(::chown(closed.c_str(), 65534, 65534) == 0);
   // The user goes there, then closes it to itself (as it may: it is the user's).
   gcp::process::Spec spec;
-  spec.argv = {"/bin/sh", "-c", "cd \"$1\" && chmod 0 . && exec \"$2\" gcp-store ls", "sh", closed.string(),
+  spec.argv = {"/bin/sh",         "-c", "cd \"$1\" && chmod 0 . && exec \"$2\" gcp-store ls", "sh", closed.string(),
                in.helper.string()};
   spec.run_as = {65534, 65534};
   spec.timeout = 20s;
@@ -166,8 +168,15 @@ TEST_CASE("gcp-init becomes the unit's user, its group and groups, before it run
           gcp::testing::skip_unless(gcp::testing::is_root(), "needs root: gcp-init changes to another user")) {
   REQUIRE(::access(kInit, X_OK) == 0);
   gcp::process::Spec spec;
-  spec.argv = {kInit, "--uid=65534", "--gid=65534", "--groups=65534,100", "--", "/bin/sh", "-c",
-               "echo $(id -u) $(id -g); id -G | tr ' ' '\\n' | sort -n | tr '\\n' ' '; grep -E '^(Uid|Gid|CapPrm):' /proc/self/status"};
+  spec.argv = {kInit,
+               "--uid=65534",
+               "--gid=65534",
+               "--groups=65534,100",
+               "--",
+               "/bin/sh",
+               "-c",
+               "echo $(id -u) $(id -g); id -G | tr ' ' '\\n' | sort -n | tr '\\n' ' '; grep -E '^(Uid|Gid|CapPrm):' "
+               "/proc/self/status"};
   spec.timeout = 20s;
   auto r = gcp::process::run(spec);
   REQUIRE_MESSAGE(r.ok(), r.describe() << ": " << r.err);

@@ -2,10 +2,10 @@
 #include "gcp/jobs.h"
 
 #include "fake_cgroups.h"
-#include "store_decorator.h"
 #include "gcp/fs.h"
 #include "gcp/names.h"
 #include "gcp/proc.h"
+#include "store_decorator.h"
 #include "testing.h"
 
 #include <doctest/doctest.h>
@@ -130,8 +130,7 @@ struct JobFixture {
 
   // Index of a call in the fake's log; calls.size() when it never happened.
   size_t when(const std::string& call) {
-    return static_cast<size_t>(std::find(cgroups.calls.begin(), cgroups.calls.end(), call) -
-                               cgroups.calls.begin());
+    return static_cast<size_t>(std::find(cgroups.calls.begin(), cgroups.calls.end(), call) - cgroups.calls.begin());
   }
 
   ScopedEnv translib_path{gcp::names::kEnvTranslibPath, gcp::testing::fake_translib_dir()};
@@ -695,8 +694,8 @@ TEST_CASE("what the ties need goes to the checkpointer; the options it used go i
                           json("--tcp-established\n--action-script")}) {
     CAPTURE(bad.dump());
     doc["units"][0]["checkpointerOptions"] = json::array({bad});
-    CHECK_THROWS_WITH_AS(manifest::checkpoint_from_json(doc, "test"),
-                         doctest::Contains("units[0].checkpointerOptions"), gcp::Error);
+    CHECK_THROWS_WITH_AS(manifest::checkpoint_from_json(doc, "test"), doctest::Contains("units[0].checkpointerOptions"),
+                         gcp::Error);
   }
 }
 
@@ -709,7 +708,8 @@ void add_hooks(JobFixture& f, const stdfs::path& log, const std::string& failing
   auto dir = f.tmp.path() / "hooks";
   stdfs::create_directories(dir);
   std::ofstream(dir / "10-log") << "#!/bin/sh\necho \"$GCP_EVENT $GCP_SEQ $GCP_UNIT\" >> " << log.string()
-                                << "\ncase \" " << failing << " \" in *\" $GCP_UNIT \"*) [ \"$GCP_EVENT\" = " << event << " ] && "
+                                << "\ncase \" " << failing << " \" in *\" $GCP_UNIT \"*) [ \"$GCP_EVENT\" = " << event
+                                << " ] && "
                                 << "{ echo \"unit $GCP_UNIT is busy\" >&2; exit 1; };; esac\nexit 0\n";
   stdfs::permissions(dir / "10-log", stdfs::perms(0755));
   for (auto& u : f.job.units) u.callbacks.hooks = dir.string();
@@ -757,7 +757,8 @@ TEST_CASE("callbacks: a failed pre-checkpoint aborts before anything is frozen a
   CHECK_CONTAINS(e->hint(), "told to resume (abort)");
   CHECK_FALSE(f.called("freeze gcp/j/a"));
   CHECK_FALSE(f.called("freeze gcp/j/b"));
-  CHECK(lines_of(log) == std::vector<std::string>{"abort 2 a", "abort 2 b", "pre-checkpoint 2 a", "pre-checkpoint 2 b"});
+  CHECK(lines_of(log) ==
+        std::vector<std::string>{"abort 2 a", "abort 2 b", "pre-checkpoint 2 a", "pre-checkpoint 2 b"});
   CHECK(f.store->checkpoints("j") == std::vector<uint64_t>{1});
   CHECK(f.staging_dirs().empty());
   CHECK(f.events().back()["event"] == "checkpoint-failed");
@@ -770,7 +771,8 @@ TEST_CASE("callbacks: a failed dump thaws, then sends abort instead of post-chec
   ScopedEnv fail{"FAKE_TRANSLIB_FAIL", "checkpoint"};
   CHECK(error_from([&] { jobs::checkpoint(*f.store, f.machine, "j", f.options); }));
   CHECK(f.cgroups.group("gcp/j/a").state == FreezeState::kThawed);
-  CHECK(lines_of(log) == std::vector<std::string>{"abort 1 a", "abort 1 b", "pre-checkpoint 1 a", "pre-checkpoint 1 b"});
+  CHECK(lines_of(log) ==
+        std::vector<std::string>{"abort 1 a", "abort 1 b", "pre-checkpoint 1 a", "pre-checkpoint 1 b"});
 }
 
 TEST_CASE("callbacks: with --stop there is no post-checkpoint: the job is killed") {
@@ -807,7 +809,9 @@ TEST_CASE("callbacks: post-restart reaches every restored unit; a failed one is 
   auto job = jobs::restart(*f.store, f.machine, "j", {});
   CHECK(lines_of(log) == std::vector<std::string>{"post-restart 1 a", "post-restart 1 b"});
   for (const auto& u : job.units) CHECK(u.state == manifest::UnitState::kRunning);
-  CHECK_CONTAINS(captured.text(), "warning: restarting checkpoint 1 of job 'j': the job runs, but post-restart failed: unit 'a': hook '");
+  CHECK_CONTAINS(
+      captured.text(),
+      "warning: restarting checkpoint 1 of job 'j': the job runs, but post-restart failed: unit 'a': hook '");
   auto event = f.events().back();
   CHECK(event["event"] == "restart");
   CHECK(event["callbacks"]["b"]["via"] == "hooks");

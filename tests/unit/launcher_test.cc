@@ -134,7 +134,8 @@ TEST_CASE("a configuration file that is not JSON is refused naming the file") {
 
 TEST_CASE("a channel carries JSON lines both ways and ends when its input is closed") {
   // A stand-in for a node command: answers every line with the line wrapped, until EOF.
-  Channel c({"sh", "-c", "while read -r l; do printf '{\"got\": %s}\\n' \"$l\"; done; echo '{\"bye\": true}'"}, "node 'x'");
+  Channel c({"sh", "-c", "while read -r l; do printf '{\"got\": %s}\\n' \"$l\"; done; echo '{\"bye\": true}'"},
+            "node 'x'");
   REQUIRE(c.send({{"op", "dump"}}));
   auto m = c.receive(Clock::now() + 5s);
   REQUIRE(m);

@@ -15,8 +15,7 @@ class SkipReasons : public doctest::IReporter {
 
   void test_case_skipped(const doctest::TestCaseData& test) override {
     if (!test.m_skip || options_.no_skip) return;  // filtered out, or run anyway (--no-skip)
-    const char* why =
-        test.m_description && *test.m_description ? test.m_description : "skip decorator";
+    const char* why = test.m_description && *test.m_description ? test.m_description : "skip decorator";
     *options_.cout << "[doctest] skipped: " << test.m_name << ": " << why << "\n";
   }
 

@@ -319,7 +319,8 @@ TEST_CASE("an image's chunk count and inline chunks must match its size and be S
   doc["units"][0]["images"][0]["size"] = 5000;  // two chunks of 4096
   CHECK_CONTAINS(checkpoint_error(doc), "units[0].images[0].chunkCount' is not 2");
   doc["units"][0]["images"][0]["chunkCount"] = 2;
-  CHECK_CONTAINS(checkpoint_error(doc), "units[0].images[0].chunks' has 64 hex digits, size and chunkSize need 2 hashes of 64");
+  CHECK_CONTAINS(checkpoint_error(doc),
+                 "units[0].images[0].chunks' has 64 hex digits, size and chunkSize need 2 hashes of 64");
   doc = manifest::to_json(sample_checkpoint());
   doc["units"][0]["images"][0]["chunks"] = std::string(63, 'a') + "A";
   CHECK_CONTAINS(checkpoint_error(doc), "units[0].images[0].chunks' is not SHA-256 digests in lowercase hex (hash 0)");
@@ -363,9 +364,7 @@ TEST_CASE("a checkpoint unit without a translib name is refused") {
   CHECK_CONTAINS(checkpoint_error(doc), "units[0].translib.name");
 }
 
-TEST_CASE("parse reads valid JSON") {
-  CHECK(manifest::parse(R"({"a": [1, 2]})", "x")["a"][1] == 2);
-}
+TEST_CASE("parse reads valid JSON") { CHECK(manifest::parse(R"({"a": [1, 2]})", "x")["a"][1] == 2); }
 
 TEST_CASE("parse of invalid JSON names the source") {
   auto e = error_from([] { manifest::parse("{\"apiVersion\": ", "stdin"); });
@@ -386,8 +385,8 @@ TEST_CASE("now_rfc3339 is UTC with milliseconds") {
 }
 
 TEST_CASE("check_name accepts letters, digits, dots, underscores and dashes") {
-  for (const std::string& good : {std::string("job-1"), std::string("a.b_c"), std::string("A"),
-                                  std::string("x-"), std::string(64, 'n')}) {
+  for (const std::string& good :
+       {std::string("job-1"), std::string("a.b_c"), std::string("A"), std::string("x-"), std::string(64, 'n')}) {
     CAPTURE(good);
     CHECK_FALSE(error_from([&] { gcp::manifest::check_name("job", good); }).has_value());
   }
@@ -395,9 +394,8 @@ TEST_CASE("check_name accepts letters, digits, dots, underscores and dashes") {
 
 TEST_CASE("check_name refuses names that cannot be a cgroup directory") {
   const std::string too_long(65, 'n');
-  for (const std::string& bad :
-       {std::string(), std::string(".hidden"), std::string("-x"), std::string("a/b"),
-        std::string("a b"), std::string(".."), too_long}) {
+  for (const std::string& bad : {std::string(), std::string(".hidden"), std::string("-x"), std::string("a/b"),
+                                 std::string("a b"), std::string(".."), too_long}) {
     CAPTURE(bad);
     auto e = error_from([&] { gcp::manifest::check_name("unit", bad); });
     REQUIRE(e.has_value());
@@ -410,7 +408,9 @@ TEST_CASE("check_name refuses names that cannot be a cgroup directory") {
 TEST_CASE("a unit whose cgroup is not below gcp/ is refused") {
   auto doc = gcp::manifest::to_json(gcp::manifest::job_from_json(gcp::manifest::parse(R"({
     "apiVersion": "gcp/v1", "kind": "Job", "name": "j",
-    "units": [{"name": "u", "node": "n", "cgroup": "gcp/j/u"}]})", "t"), "t"));
+    "units": [{"name": "u", "node": "n", "cgroup": "gcp/j/u"}]})",
+                                                                                      "t"),
+                                                                 "t"));
   doc["units"][0]["cgroup"] = "../../sys";
   auto e = error_from([&] { gcp::manifest::job_from_json(doc, "job.json"); });
   REQUIRE(e.has_value());
@@ -448,7 +448,8 @@ TEST_CASE("a unit's callbacks endpoint survives a round trip, unknown keys in it
   job.units[0].callbacks.socket = "/run/gcp/callbacks/0123456789abcdef/a.sock";
   job.units[0].callbacks.hooks = "/etc/gcp/hooks";
   json doc = manifest::to_json(job);
-  CHECK(doc["units"][0]["callbacks"] == json{{"socket", "/run/gcp/callbacks/0123456789abcdef/a.sock"}, {"hooks", "/etc/gcp/hooks"}});
+  CHECK(doc["units"][0]["callbacks"] ==
+        json{{"socket", "/run/gcp/callbacks/0123456789abcdef/a.sock"}, {"hooks", "/etc/gcp/hooks"}});
   CHECK_FALSE(doc["units"][1].contains("callbacks"));
   doc["units"][0]["callbacks"]["future"] = 1;
   auto back = manifest::job_from_json(doc, "test");
@@ -492,8 +493,9 @@ TEST_CASE("a unit's network survives a round trip, unknown keys in it kept") {
   auto job = sample_job();
   job.units[0].network = manifest::Network{"10.78.0.2/24", "gcpdum0", "10.78.0.1", "02:67:0a:4e:00:02", json::object()};
   json doc = manifest::to_json(job);
-  CHECK(doc["units"][0]["network"] ==
-        json{{"address", "10.78.0.2/24"}, {"parent", "gcpdum0"}, {"gateway", "10.78.0.1"}, {"mac", "02:67:0a:4e:00:02"}});
+  CHECK(
+      doc["units"][0]["network"] ==
+      json{{"address", "10.78.0.2/24"}, {"parent", "gcpdum0"}, {"gateway", "10.78.0.1"}, {"mac", "02:67:0a:4e:00:02"}});
   CHECK_FALSE(doc["units"][1].contains("network"));
   doc["units"][0]["network"]["x-vlan"] = 7;
   auto back = manifest::job_from_json(doc, "test");
@@ -528,7 +530,8 @@ TEST_CASE("a bad network field is refused naming it") {
   CHECK_CONTAINS(job_error(with({{"address", "10.78.0.2/24"}})), "field 'units[1].network.parent' is missing");
   CHECK_CONTAINS(job_error(with({{"address", "10.78.0.2"}, {"parent", "eth0"}})),
                  "field 'units[1].network.address' is '10.78.0.2', expected an IPv4 address with a prefix length");
-  CHECK_CONTAINS(job_error(with({{"address", 7}, {"parent", "eth0"}})), "field 'units[1].network.address' must be a string");
+  CHECK_CONTAINS(job_error(with({{"address", 7}, {"parent", "eth0"}})),
+                 "field 'units[1].network.address' must be a string");
   CHECK_CONTAINS(job_error(with({{"address", "10.78.0.2/24"}, {"parent", "a/b"}})),
                  "field 'units[1].network.parent' is 'a/b', expected a network device name");
   CHECK_CONTAINS(job_error(with({{"address", "10.78.0.2/24"}, {"parent", "eth0"}, {"gateway", "router"}})),

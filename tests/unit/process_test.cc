@@ -153,8 +153,7 @@ TEST_CASE("a child that cannot enter its network namespace does not run the prog
 }
 
 TEST_CASE("a child runs in the network namespace it is given" *
-          gcp::testing::skip_unless(gcp::testing::is_root(),
-                                    "needs root: setns() needs CAP_SYS_ADMIN")) {
+          gcp::testing::skip_unless(gcp::testing::is_root(), "needs root: setns() needs CAP_SYS_ADMIN")) {
   Spec spec;
   spec.argv = {"readlink", "/proc/self/ns/net"};
   // This process's own namespace: the child is forked into it anyway, so the check

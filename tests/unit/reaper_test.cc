@@ -52,7 +52,8 @@ bool gone(pid_t pid) { return ::kill(pid, 0) != 0 && errno == ESRCH; }
 std::string leaves_two_children(const std::string& end) {
   return "sleep 60 </dev/null >/dev/null 2>&1 & echo $!; "
          "setsid sh -c 'kill -STOP $$' </dev/null >/dev/null 2>&1 & echo $!; "
-         "sleep 0.2; " + end;
+         "sleep 0.2; " +
+         end;
 }
 
 }  // namespace

@@ -172,7 +172,8 @@ struct RoundFixture {
     manifest::Job job;
     job.name = "j";
     job.owner = ::geteuid();
-    for (const auto& [unit, node] : std::vector<std::pair<std::string, std::string>>{{"a", "n1"}, {"b", "n2"}, {"c", "n3"}}) {
+    for (const auto& [unit, node] :
+         std::vector<std::pair<std::string, std::string>>{{"a", "n1"}, {"b", "n2"}, {"c", "n3"}}) {
       manifest::Unit u;
       u.name = unit;
       u.node = node;
@@ -235,7 +236,8 @@ TEST_CASE("a node that fails at any phase aborts every node, commits nothing and
       auto calls = f.nodes.log.of(node);
       // No node went on to a phase after the one that failed, and every node undid its part.
       CHECK(calls.back() == "abort");
-      CHECK(calls.size() == static_cast<size_t>(std::find(kPhases.begin(), kPhases.end(), phase) - kPhases.begin()) + 2);
+      CHECK(calls.size() ==
+            static_cast<size_t>(std::find(kPhases.begin(), kPhases.end(), phase) - kPhases.begin()) + 2);
     }
     CHECK(f.store->checkpoints("j").empty());
     CHECK(f.events().back()["event"] == "checkpoint-failed");
@@ -286,8 +288,8 @@ TEST_CASE("held units stay frozen through the commit and are stopped after it") 
   rounds::CheckpointOptions options;
   options.stop = true;
   f.checkpoint(options);
-  CHECK(f.nodes.log.of("n1") ==
-        std::vector<std::string>{"prepare", "callbacks", "freeze", "dump", "hold", "store", "committed", "stop", "abort"});
+  CHECK(f.nodes.log.of("n1") == std::vector<std::string>{"prepare", "callbacks", "freeze", "dump", "hold", "store",
+                                                         "committed", "stop", "abort"});
   auto job = f.store->load_job("j");
   for (const auto& u : job->units) CHECK(u.state == manifest::UnitState::kStopped);
 }
@@ -312,8 +314,8 @@ TEST_CASE("a restart across nodes restores everywhere, lets the units go togethe
   for (const auto& node : {"n1", "n2", "n3"}) {
     // Across nodes the units wait stopped until every node has restored its own.
     CHECK(f.nodes.log.of(node) == std::vector<std::string>{"prepare", "callbacks", "freeze", "dump", "resume", "store",
-                                                           "committed", "abort", "prepare", "restore",
-                                                           "resume stopped", "callbacks"});
+                                                           "committed", "abort", "prepare", "restore", "resume stopped",
+                                                           "callbacks"});
   }
   CHECK(job.find_unit("b")->pid == 4000);
   CHECK(job.find_unit("b")->restored_from == 1u);
@@ -329,7 +331,8 @@ TEST_CASE("a node that fails its restore makes every node kill what it restored"
     rounds::RestartRound round(*f.store, f.nodes, "j", {});
     auto e = error_from([&] { round.run(); });
     REQUIRE(e.has_value());
-    CHECK_CONTAINS(e->what(), "restarting checkpoint 1 of job 'j': node 'n3' (unit 'c'): unit 'x': it failed at " + phase);
+    CHECK_CONTAINS(e->what(),
+                   "restarting checkpoint 1 of job 'j': node 'n3' (unit 'c'): unit 'x': it failed at " + phase);
     for (const auto& node : {"n1", "n2", "n3"}) CHECK(f.nodes.log.of(node).back() == "abort");
     CHECK(f.events().back()["event"] == "restart-failed");
   }

@@ -21,8 +21,8 @@
 #include <cstring>
 
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <random>
 
 using gcp::Exit;
@@ -173,7 +173,8 @@ TEST_CASE("a job.json whose callback socket is not where gcp puts it is refused,
   auto e = error_from([&] { f.s->load_job("j"); });
   REQUIRE(e.has_value());
   CHECK(e->code() == Exit::kUsage);
-  CHECK_CONTAINS(e->what(), "field 'units[0].callbacks.socket' is '/etc/gcp/x.sock', not the socket gcp gives the unit");
+  CHECK_CONTAINS(e->what(),
+                 "field 'units[0].callbacks.socket' is '/etc/gcp/x.sock', not the socket gcp gives the unit");
 }
 
 TEST_CASE("gc and the store's own paths never follow a symbolic link out of the store") {
@@ -375,11 +376,14 @@ TEST_CASE("stream_image hands pieces over in order, stops before a damaged chunk
     auto loaded = f.s->load_checkpoint("j", cp.seq);
     const auto& image = loaded.find_unit("u")->images.at(0);
     size_t pieces = 0;
-    return f.s->stream_image(loaded, "u", image, [&](std::vector<uint8_t>& piece) {
-      got.append(piece.begin(), piece.end());
-      std::vector<uint8_t>().swap(piece);  // the sink may keep the memory: the store copes
-      return ++pieces < stop_after;
-    }, nullptr);
+    return f.s->stream_image(
+        loaded, "u", image,
+        [&](std::vector<uint8_t>& piece) {
+          got.append(piece.begin(), piece.end());
+          std::vector<uint8_t>().swap(piece);  // the sink may keep the memory: the store copes
+          return ++pieces < stop_after;
+        },
+        nullptr);
   };
   std::string whole;
   CHECK_FALSE(stream(SIZE_MAX, whole).has_value());

@@ -5,9 +5,9 @@
 #include "gcp/process.h"
 
 #include <doctest/doctest.h>
-#include <sys/socket.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <unistd.h>
 

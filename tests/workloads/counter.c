@@ -21,8 +21,7 @@ int main(int argc, char **argv) {
 
   nwords = mib * (1024 * 1024 / sizeof(uint64_t));
   npages = nwords / PAGE_WORDS;
-  mem = mmap(NULL, nwords * sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-             -1, 0);
+  mem = mmap(NULL, nwords * sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) {
     fprintf(stderr, "counter: mmap %lu MiB: %s\n", mib, strerror(errno));
     return 1;
@@ -45,8 +44,7 @@ int main(int argc, char **argv) {
     size_t bad = wl_check(mem, from, from + PAGE_WORDS, seed);
 
     if (bad != from + PAGE_WORDS)
-      wl_fail(&s, "word %zu: expected %016" PRIx64 " got %016" PRIx64, bad, wl_pattern(bad, seed),
-              mem[bad]);
+      wl_fail(&s, "word %zu: expected %016" PRIx64 " got %016" PRIx64, bad, wl_pattern(bad, seed), mem[bad]);
 
     if (s.count % 10 == 0) {
       uint64_t sum = 0;
@@ -54,12 +52,10 @@ int main(int argc, char **argv) {
       for (size_t i = 0; i < nwords; i++) {
         uint64_t want = wl_pattern(i, seed);
 
-        if (mem[i] != want)
-          wl_fail(&s, "word %zu: expected %016" PRIx64 " got %016" PRIx64, i, want, mem[i]);
+        if (mem[i] != want) wl_fail(&s, "word %zu: expected %016" PRIx64 " got %016" PRIx64, i, want, mem[i]);
         sum = wl_checksum_step(sum, mem[i]);
       }
-      if (sum != checksum)
-        wl_fail(&s, "checksum: expected %016" PRIx64 " got %016" PRIx64, checksum, sum);
+      if (sum != checksum) wl_fail(&s, "checksum: expected %016" PRIx64 " got %016" PRIx64, checksum, sum);
       s.checks++;
     }
     wl_write_ok(&s);

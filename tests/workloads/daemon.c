@@ -90,8 +90,7 @@ int main(int argc, char **argv) {
       size_t bad = wl_check(mem, 0, nwords, seed);
 
       if (bad != nwords)
-        wl_fail(&s, "word %zu: expected %016" PRIx64 " got %016" PRIx64, bad, wl_pattern(bad, seed),
-                mem[bad]);
+        wl_fail(&s, "word %zu: expected %016" PRIx64 " got %016" PRIx64, bad, wl_pattern(bad, seed), mem[bad]);
       s.checks++;
     }
     wl_write_ok(&s);

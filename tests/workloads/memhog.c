@@ -178,8 +178,7 @@ int main(int argc, char **argv) {
   for (size_t p = 0; p < r.npages; p++) make_page(&r, p, r.mem + p * PAGE_WORDS);
   fill_ms = (wl_now_ns(CLOCK_MONOTONIC) - t0) / 1000000;
 
-  wl_announce(&s, "pid=%ld mib=%lu kind=%s fill_ms=%" PRIu64, (long)getpid(), mib,
-              kind_names[r.kind], fill_ms);
+  wl_announce(&s, "pid=%ld mib=%lu kind=%s fill_ms=%" PRIu64, (long)getpid(), mib, kind_names[r.kind], fill_ms);
   for (;;) {
     sig_atomic_t usr1 = usr1_seen, usr2 = usr2_seen;
 
@@ -206,13 +205,10 @@ int main(int argc, char **argv) {
 
     if (!page_ok(&r, page)) mark_corrupt(status, sizeof(status), page);
 
-    if (verified)
-      snprintf(last, sizeof(last), "digest=%016" PRIx64 "\nverify_ms=%" PRIu64 "\n", digest,
-               verify_ms);
-    wl_set_extra(&s,
-                 "mib=%lu\nkind=%s\npages=%zu\ndirtied=%" PRIu32
-                 "\ndirty_pages=%zu\nverified=%u\nfill_ms=%" PRIu64 "\n%s",
-                 mib, kind_names[r.kind], r.npages, dirtied, dirty_pages, verified, fill_ms, last);
+    if (verified) snprintf(last, sizeof(last), "digest=%016" PRIx64 "\nverify_ms=%" PRIu64 "\n", digest, verify_ms);
+    wl_set_extra(
+        &s, "mib=%lu\nkind=%s\npages=%zu\ndirtied=%" PRIu32 "\ndirty_pages=%zu\nverified=%u\nfill_ms=%" PRIu64 "\n%s",
+        mib, kind_names[r.kind], r.npages, dirtied, dirty_pages, verified, fill_ms, last);
     wl_write_raw(&s, status, NULL);
     wl_sleep_ns(WL_TICK_NS);
     s.count++;

@@ -180,8 +180,7 @@ int main(int argc, char **argv) {
      * reaped first: name the other one too if it is already gone.
      */
     if (waitpid(other, &other_status, WNOHANG) == other) {
-      describe(second, sizeof(second), other == prod ? "producer" : "consumer", other,
-               other_status);
+      describe(second, sizeof(second), other == prod ? "producer" : "consumer", other, other_status);
     } else {
       /* Stop the survivor first so nobody else writes STATE while we do. */
       kill(other, SIGKILL);

@@ -90,7 +90,8 @@ int main(int argc, char **argv) {
         uint64_t v;
 
         memcpy(&v, in + at, sizeof(v));
-        if (v != received + 1) wl_fail(&s, "expected %" PRIu64 " from the previous member, got %" PRIu64, received + 1, v);
+        if (v != received + 1)
+          wl_fail(&s, "expected %" PRIu64 " from the previous member, got %" PRIu64, received + 1, v);
         received = v;
       }
       memmove(in, in + at, in_len - at);

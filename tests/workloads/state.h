@@ -88,8 +88,7 @@ static inline void wl_init(struct wl_state *s, const char *name, const char *pat
   snprintf(s->tmp, sizeof(s->tmp), "%s.tmp", s->path);
 }
 
-static inline void wl_set_extra(struct wl_state *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+static inline void wl_set_extra(struct wl_state *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static inline void wl_set_extra(struct wl_state *s, const char *fmt, ...) {
   va_list ap;
 
@@ -107,10 +106,9 @@ static inline int wl_write_raw(const struct wl_state *s, const char *status, con
   int n, fd, ret = 0;
 
   n = snprintf(buf, sizeof(buf),
-               "status=%s\n%s%s%scount=%" PRIu64 "\nstarted=%" PRIu64 "\npid=%ld\nchecks=%" PRIu64
-               "\n%s",
-               status, reason ? "reason=" : "", reason ? reason : "", reason ? "\n" : "", s->count,
-               s->started, (long)getpid(), s->checks, s->extra);
+               "status=%s\n%s%s%scount=%" PRIu64 "\nstarted=%" PRIu64 "\npid=%ld\nchecks=%" PRIu64 "\n%s", status,
+               reason ? "reason=" : "", reason ? reason : "", reason ? "\n" : "", s->count, s->started, (long)getpid(),
+               s->checks, s->extra);
   if (n < 0 || (size_t)n >= sizeof(buf)) n = (int)strlen(buf);
 
   fd = open(s->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -150,8 +148,7 @@ static inline _Noreturn void wl_fail(const struct wl_state *s, const char *fmt, 
 }
 
 /* Flush at once: stdout is a log file (fully buffered) and we may fork next. */
-static inline void wl_announce(const struct wl_state *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+static inline void wl_announce(const struct wl_state *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static inline void wl_announce(const struct wl_state *s, const char *fmt, ...) {
   va_list ap;
 
@@ -163,8 +160,8 @@ static inline void wl_announce(const struct wl_state *s, const char *fmt, ...) {
   fflush(stdout);
 }
 
-static inline unsigned long wl_parse_ulong(const char *name, const char *what, const char *arg,
-                                           unsigned long min, unsigned long max) {
+static inline unsigned long wl_parse_ulong(const char *name, const char *what, const char *arg, unsigned long min,
+                                           unsigned long max) {
   char *end;
   unsigned long v;
 

@@ -74,7 +74,8 @@ int main(int argc, char **argv) {
     size_t bad = wl_check(seg, 0, words - 1, (uint64_t)key);
     if (bad != words - 1) wl_fail(&s, "shared memory word %zu changed", bad);
     uint64_t c = __atomic_load_n(&seg[words - 1], __ATOMIC_SEQ_CST);
-    if (c < child_seen) wl_fail(&s, "the child's counter in shared memory went back from %" PRIu64 " to %" PRIu64, child_seen, c);
+    if (c < child_seen)
+      wl_fail(&s, "the child's counter in shared memory went back from %" PRIu64 " to %" PRIu64, child_seen, c);
     child_seen = c;
     struct sembuf up = {.sem_num = 0, .sem_op = 1, .sem_flg = 0};
     if (semop(sem, &up, 1) != 0) {

@@ -20,8 +20,7 @@ static int port, conn = -1, paused;
 static unsigned long long next_seq = 1, connects, skipped;
 
 static void save(void) {
-  wl_set_extra(&st, "next=%llu\nconnects=%llu\nskipped=%llu\nconnected=%d\n", next_seq, connects, skipped,
-               conn >= 0);
+  wl_set_extra(&st, "next=%llu\nconnects=%llu\nskipped=%llu\nconnected=%d\n", next_seq, connects, skipped, conn >= 0);
   wl_write_ok(&st);
 }
 

@@ -25,7 +25,8 @@ static _Noreturn void rank(struct wl_state *s, int id, unsigned port) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) wl_fail(s, "rank %d: connect: %s", id, strerror(errno));
+  if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
+    wl_fail(s, "rank %d: connect: %s", id, strerror(errno));
   for (;;) {
     while (sent - echoed < BATCH) {
       if (wl_write_u64(fd, ++sent) != 0) wl_fail(s, "rank %d: write: %s", id, strerror(errno));

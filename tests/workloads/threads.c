@@ -49,8 +49,8 @@ static void *worker_main(void *arg) {
     size_t bad = wl_check(w->buf, from, to, w->seed);
 
     if (bad != to) {
-      set_failure("thread %u word %zu: expected %016" PRIx64 " got %016" PRIx64, w->idx, bad,
-                  wl_pattern(bad, w->seed), w->buf[bad]);
+      set_failure("thread %u word %zu: expected %016" PRIx64 " got %016" PRIx64, w->idx, bad, wl_pattern(bad, w->seed),
+                  w->buf[bad]);
       return NULL;
     }
     if (it % SLICES == SLICES - 1) atomic_fetch_add(&w->passes, 1);
@@ -125,8 +125,7 @@ int main(int argc, char **argv) {
       wl_fail(&s, "%s", reason);
     }
     /* A thread lost on restore shows here at once, before the stall check. */
-    if (tids != (int)nthreads + 1)
-      wl_fail(&s, "expected %u tasks in /proc/self/task, found %d", nthreads + 1, tids);
+    if (tids != (int)nthreads + 1) wl_fail(&s, "expected %u tasks in /proc/self/task, found %d", nthreads + 1, tids);
     for (unsigned k = 0; k < nthreads; k++) {
       struct worker *w = &workers[k];
       uint64_t c = atomic_load(&w->counter), p = atomic_load(&w->passes);

@@ -45,20 +45,22 @@ void run(const Options& opt) {
     autopilot::raise(report);
     return;
   }
-  if (!opt.more.empty()) throw Error(Exit::kUsage, "several jobs are given", "one job per checkpoint; --if-due takes several");
+  if (!opt.more.empty())
+    throw Error(Exit::kUsage, "several jobs are given", "one job per checkpoint; --if-due takes several");
   std::string job = opt.job;
   if (auto spec = opt.grouping.spec()) {
     job = jobs::adopt(*store, *cgroups, job, opt.unit, *spec);
   } else if (job.empty()) {
-    throw Error(Exit::kUsage, "no job given", "name a JOB, or an ad-hoc unit with --pid, --pgid, --sid, --cgroup or --pidns");
+    throw Error(Exit::kUsage, "no job given",
+                "name a JOB, or an ad-hoc unit with --pid, --pgid, --sid, --cgroup or --pidns");
   }
   auto cp = jobs::checkpoint(*store, rounds::system_machine(*cgroups), job, options);
   auto mib = [&](const char* key) { return cp.bytes.value(key, 0.0) / (1024.0 * 1024.0); };
-  spdlog::info("checkpoint {} of job '{}' committed: {} unit(s), {:.1f} MiB, {:.1f} MiB new, {:.1f} MiB stored; "
-               "downtime {} ms, total {} ms{}",
-               cp.seq, cp.job, cp.units.size(), mib("raw"), mib("new"), mib("stored"),
-               cp.timings.value("downtimeMs", 0.0), cp.timings.value("totalMs", 0.0),
-               opt.stop ? "; job stopped" : "");
+  spdlog::info(
+      "checkpoint {} of job '{}' committed: {} unit(s), {:.1f} MiB, {:.1f} MiB new, {:.1f} MiB stored; "
+      "downtime {} ms, total {} ms{}",
+      cp.seq, cp.job, cp.units.size(), mib("raw"), mib("new"), mib("stored"), cp.timings.value("downtimeMs", 0.0),
+      cp.timings.value("totalMs", 0.0), opt.stop ? "; job stopped" : "");
   // The chunk lists are in the store ('gcp-store show --chunks'); stdout gets the rest.
   print_json(gcp::manifest::dump(manifest::to_json(cp, false)));
 }

@@ -19,9 +19,11 @@ int main(int argc, char** argv) {
   app.add_option(gcp::names::kOptStore, opt.store, gcp::names::kStoreHelp);
   app.add_flag("--stop", opt.stop, "Kill the job once the checkpoint is committed");
   opt.round.add(app, "the units");
-  app.add_option(gcp::names::kOptKeep, opt.keep, "Keep this many committed checkpoints (default: the job's policy, else all)")
+  app.add_option(gcp::names::kOptKeep, opt.keep,
+                 "Keep this many committed checkpoints (default: the job's policy, else all)")
       ->check(CLI::PositiveNumber);
-  app.add_option("--level", opt.level, "zstd level of new chunks, 1 to 19 or -7 to -1 (default: $GCP_ZSTD_LEVEL, else 3)");
+  app.add_option("--level", opt.level,
+                 "zstd level of new chunks, 1 to 19 or -7 to -1 (default: $GCP_ZSTD_LEVEL, else 3)");
   app.add_flag(gcp::names::kOptUncoordinated, opt.uncoordinated,
                "Checkpoint the job's units on this node on their own, not in a round with the other nodes "
                "(default: the job's policy.mode)");

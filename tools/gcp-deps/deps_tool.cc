@@ -21,7 +21,8 @@ void run(const Options& opt) {
     units.push_back(deps::UnitSpec{opt.unit.value_or("main"), *spec});
   } else {
     if (job.empty()) {
-      throw Error(Exit::kUsage, "no unit given", "name a JOB, or an ad-hoc unit with --pid, --pgid, --sid, --cgroup or --pidns");
+      throw Error(Exit::kUsage, "no unit given",
+                  "name a JOB, or an ad-hoc unit with --pid, --pgid, --sid, --cgroup or --pidns");
     }
     auto store = store::open(opt.store);
     auto cgroups = cgroup::system_cgroups();

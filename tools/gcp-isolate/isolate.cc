@@ -5,16 +5,16 @@
 #include "gcp/cgroup.h"
 #include "gcp/deps.h"
 #include "gcp/error.h"
-#include "gcp/grouping.h"
 #include "gcp/events.h"
+#include "gcp/grouping.h"
 #include "gcp/jobs.h"
 #include "gcp/launcher.h"
-#include "gcp/process.h"
 #include "gcp/main.h"
 #include "gcp/names.h"
 #include "gcp/netns.h"
 #include "gcp/policy.h"
 #include "gcp/proc.h"
+#include "gcp/process.h"
 #include "gcp/store.h"
 #include "gcp/unit.h"
 
@@ -35,8 +35,14 @@ void run_on(const Options& opt, store::Store& store) {
   auto cfg = launcher::config();
   auto how = launcher::for_node(job, opt.node, cfg);
   using namespace names;
-  std::vector<std::string> argv = {launcher::tool_path("gcp-isolate", cfg), kOptStore, store.root().string(), "run",
-                                   kOptJob, opt.job, kOptUnit, opt.unit};
+  std::vector<std::string> argv = {launcher::tool_path("gcp-isolate", cfg),
+                                   kOptStore,
+                                   store.root().string(),
+                                   "run",
+                                   kOptJob,
+                                   opt.job,
+                                   kOptUnit,
+                                   opt.unit};
   if (opt.keep) argv.insert(argv.end(), {kOptKeep, std::to_string(*opt.keep)});
   if (opt.callback_timeout_ms) argv.insert(argv.end(), {kOptCallbackTimeout, std::to_string(*opt.callback_timeout_ms)});
   if (!opt.hooks.empty()) argv.insert(argv.end(), {kOptHooks, std::filesystem::absolute(opt.hooks).string()});
@@ -75,7 +81,8 @@ std::optional<netns::Config> network_of(const Options& opt) {
   if (c.parent.empty()) c.parent = netns::configured_parent().value_or("");
   if (c.parent.empty()) c.parent = netns::default_route_device().value_or("");
   if (c.parent.empty()) {
-    throw Error(Exit::kUsage, "no parent device for the network of unit '" + opt.unit + "': this node has no default route",
+    throw Error(Exit::kUsage,
+                "no parent device for the network of unit '" + opt.unit + "': this node has no default route",
                 "name one with --via, or as network.parent in /etc/gcp/gcp.json");
   }
   netns::check("starting unit '" + opt.unit + "' of job '" + opt.job + "'", c);
@@ -150,8 +157,8 @@ void run(const Options& opt) {
   }
   if (opt.uncoordinated) job.mode = manifest::Mode::kUncoordinated;
   if (!opt.policy.empty()) {
-    job.checkpoint_policy = policy::parse_spec(opt.policy, job.checkpoint_policy.value_or(manifest::CheckpointPolicy{}),
-                                               policy::now());
+    job.checkpoint_policy =
+        policy::parse_spec(opt.policy, job.checkpoint_policy.value_or(manifest::CheckpointPolicy{}), policy::now());
   }
   manifest::Unit* unit = job.find_unit(opt.unit);
   if (unit) {
@@ -180,7 +187,8 @@ void run(const Options& opt) {
       netns::create(opt.job, opt.unit, *network);
       ns = netns::path(opt.job, opt.unit);
     }
-    unit::LaunchSpec launch{opt.job, opt.unit, opt.command, cg, unit->output, unit->callbacks.socket, ns, unit->share, {}};
+    unit::LaunchSpec launch{opt.job, opt.unit,    opt.command, cg, unit->output, unit->callbacks.socket,
+                            ns,      unit->share, {}};
     // A user's job runs as that user, whoever starts it.
     if (job.owner != 0) launch.as = caller::account(job.owner);
     unit->pid = unit::launch(*cgroups, launch);
@@ -199,8 +207,10 @@ void run(const Options& opt) {
     if (new_job) {
       fs::remove_tree_quietly(store->job_dir(opt.job));
     } else {
-      if (new_unit) job.units.pop_back();
-      else unit->state = manifest::UnitState::kExited;
+      if (new_unit)
+        job.units.pop_back();
+      else
+        unit->state = manifest::UnitState::kExited;
       store->save_job(job);
     }
     throw;

@@ -4,7 +4,8 @@
 #include "isolate.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"Start job units in isolation (own PID, mount, IPC, UTS and network namespaces, own cgroup) and manage them"};
+  CLI::App app{
+      "Start job units in isolation (own PID, mount, IPC, UTS and network namespaces, own cgroup) and manage them"};
   app.require_subcommand(1);
   gcp::isolate::Options opt;
   app.add_option(gcp::names::kOptStore, opt.store, gcp::names::kStoreHelp);
@@ -56,9 +57,13 @@ int main(int argc, char** argv) {
   kill->add_option(gcp::names::kOptUnit, opt.kill_unit, "Only this unit");
 
   return gcp::run_main("gcp-isolate", app, argc, argv, [&] {
-    if (*run) gcp::isolate::run(opt);
-    else if (*list) gcp::isolate::list(opt);
-    else if (*status) gcp::isolate::status(opt);
-    else if (*kill) gcp::isolate::kill(opt);
+    if (*run)
+      gcp::isolate::run(opt);
+    else if (*list)
+      gcp::isolate::list(opt);
+    else if (*status)
+      gcp::isolate::status(opt);
+    else if (*kill)
+      gcp::isolate::kill(opt);
   });
 }

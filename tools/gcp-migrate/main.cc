@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // gcp-migrate: move a running job, or one unit of it, to another node.
+#include "gcp/main.h"
 #include "gcp/cgroup.h"
 #include "gcp/jobs.h"
-#include "gcp/main.h"
 #include "gcp/names.h"
 #include "gcp/round_cli.h"
 #include "gcp/store.h"
@@ -14,7 +14,8 @@ int main(int argc, char** argv) {
   gcp::rounds::CliOptions round;
   app.add_option("job", job, "Job name")->required();
   app.add_option(gcp::names::kOptUnit, options.unit, "Only this unit (default: every running unit of the job)");
-  app.add_option("--to", options.to, "The node to move to (reached through its launcher, gcp-launchers(7))")->required();
+  app.add_option("--to", options.to, "The node to move to (reached through its launcher, gcp-launchers(7))")
+      ->required();
   app.add_option(gcp::names::kOptStore, store_dir, gcp::names::kStoreHelp);
   round.add(app, "the sources");
   return gcp::run_main("gcp-migrate", app, argc, argv, [&] {

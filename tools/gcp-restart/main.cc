@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-#include "gcp/agent.h"
 #include "gcp/main.h"
+#include "gcp/agent.h"
 #include "gcp/names.h"
 #include "restart.h"
 

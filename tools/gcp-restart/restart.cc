@@ -34,7 +34,8 @@ void run(const Options& opt) {
     return;
   }
   if (!opt.more.empty() || !opt.spares.empty()) {
-    throw Error(Exit::kUsage, "several jobs or --spare without --if-failed", "restart one job at a time; --place U=N moves a unit");
+    throw Error(Exit::kUsage, "several jobs or --spare without --if-failed",
+                "restart one job at a time; --place U=N moves a unit");
   }
   if (opt.job.empty()) throw Error(Exit::kUsage, "no job given", "name the JOB to restart");
   jobs::RestartOptions options;

@@ -38,12 +38,19 @@ int main(int argc, char** argv) {
   policy->add_option("--plot", opt.plot, "Write an SVG of the job's checkpoints and failures over time to FILE");
 
   return gcp::run_main("gcp-store", app, argc, argv, [&] {
-    if (*ls) gcp::store_tool::ls(opt);
-    else if (*show) gcp::store_tool::show(opt);
-    else if (*verify) gcp::store_tool::verify(opt);
-    else if (*gc) gcp::store_tool::gc(opt);
-    else if (*rm) gcp::store_tool::rm(opt);
-    else if (*du) gcp::store_tool::du(opt);
-    else if (*policy) gcp::store_tool::policy(opt);
+    if (*ls)
+      gcp::store_tool::ls(opt);
+    else if (*show)
+      gcp::store_tool::show(opt);
+    else if (*verify)
+      gcp::store_tool::verify(opt);
+    else if (*gc)
+      gcp::store_tool::gc(opt);
+    else if (*rm)
+      gcp::store_tool::rm(opt);
+    else if (*du)
+      gcp::store_tool::du(opt);
+    else if (*policy)
+      gcp::store_tool::policy(opt);
   });
 }

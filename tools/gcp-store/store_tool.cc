@@ -67,8 +67,7 @@ void print_table(const std::vector<std::vector<std::string>>& rows) {
 uint64_t bytes_of(const json& bytes, const char* key) { return manifest::count_or(bytes, key); }
 
 json checkpoint_row(const manifest::Checkpoint& cp) {
-  uint64_t raw = bytes_of(cp.bytes, "raw"), fresh = bytes_of(cp.bytes, "new"),
-           stored = bytes_of(cp.bytes, "stored");
+  uint64_t raw = bytes_of(cp.bytes, "raw"), fresh = bytes_of(cp.bytes, "new"), stored = bytes_of(cp.bytes, "stored");
   return {{"seq", cp.seq},
           {"created", cp.created},
           {"mode", manifest::name(cp.mode)},
@@ -121,9 +120,8 @@ void ls(const Options& opt) {
                      {"latest", seqs.empty() ? json() : json(seqs.back())},
                      {"latestRaw", raw},
                      {"stored", stored}});
-      rows.push_back({name, std::to_string(job.owner), std::to_string(job.units.size()),
-                      std::to_string(seqs.size()), seqs.empty() ? "-" : std::to_string(seqs.back()),
-                      human_bytes(raw), human_bytes(stored)});
+      rows.push_back({name, std::to_string(job.owner), std::to_string(job.units.size()), std::to_string(seqs.size()),
+                      seqs.empty() ? "-" : std::to_string(seqs.back()), human_bytes(raw), human_bytes(stored)});
     }
   } else {
     jobs::load(*store, opt.job);
@@ -146,8 +144,10 @@ void ls(const Options& opt) {
       out.push_back(std::move(row));
     }
   }
-  if (as_table(opt)) print_table(rows);
-  else print_json(gcp::manifest::dump(out));
+  if (as_table(opt))
+    print_table(rows);
+  else
+    print_json(gcp::manifest::dump(out));
 }
 
 void show(const Options& opt) {
@@ -204,8 +204,10 @@ void verify(const Options& opt) {
     if (!entry["ok"].get<bool>()) ++bad;
     checked.push_back(std::move(entry));
   }
-  if (as_table(opt)) print_table(rows);
-  else print_json(gcp::manifest::dump(json{{"ok", bad == 0}, {"checkpoints", checked}}));
+  if (as_table(opt))
+    print_table(rows);
+  else
+    print_json(gcp::manifest::dump(json{{"ok", bad == 0}, {"checkpoints", checked}}));
   if (bad) {
     // One line: the first problem; every problem is in the report on stdout.
     throw Error(Exit::kFailed,
@@ -224,12 +226,9 @@ void gc(const Options& opt) {
   }
   auto store = store::open(opt.store);
   auto report = store->gc(std::chrono::seconds(opt.wait_s));
-  json out = {{"stagingRemoved", report.staging_removed},
-              {"packsRemoved", report.packs_removed},
-              {"packsRepacked", report.packs_repacked},
-              {"chunksRemoved", report.chunks_removed},
-              {"bytesFreed", report.bytes_freed},
-              {"busyOwners", report.busy_owners}};
+  json out = {{"stagingRemoved", report.staging_removed}, {"packsRemoved", report.packs_removed},
+              {"packsRepacked", report.packs_repacked},   {"chunksRemoved", report.chunks_removed},
+              {"bytesFreed", report.bytes_freed},         {"busyOwners", report.busy_owners}};
   if (as_table(opt)) {
     std::printf("removed %llu abandoned staging dir(s), %llu pack(s), rewrote %llu pack(s): %s freed\n",
                 static_cast<unsigned long long>(report.staging_removed),
@@ -267,14 +266,14 @@ void rm(const Options& opt) {
   for (const auto& u : job.units) {
     auto state = unit::live_state(*cgroups, u);
     if (state == manifest::UnitState::kRunning || state == manifest::UnitState::kFrozen) {
-      throw Error(Exit::kFailed, "job '" + opt.job + "' still runs (unit '" + u.name + "' is " + manifest::name(state) + ")",
+      throw Error(Exit::kFailed,
+                  "job '" + opt.job + "' still runs (unit '" + u.name + "' is " + manifest::name(state) + ")",
                   "stop it first with 'gcp-isolate kill " + opt.job + "'");
     }
   }
   auto seqs = store->checkpoints(opt.job);
   store->remove_job(opt.job);  // the lock goes with the directory
-  spdlog::info("removed job '{}' and its {} checkpoint(s); 'gcp-store gc' frees their chunks", opt.job,
-               seqs.size());
+  spdlog::info("removed job '{}' and its {} checkpoint(s); 'gcp-store gc' frees their chunks", opt.job, seqs.size());
   print_json(gcp::manifest::dump(json{{"job", opt.job}, {"removed", seqs}}));
 }
 
@@ -295,12 +294,11 @@ void du(const Options& opt) {
   std::vector<std::vector<std::string>> rows{
       {"UID", "JOBS", "CHECKPOINTS", "REFERENCED", "UNIQUE", "ON DISK", "DEDUP", "COMPRESSION"}};
   for (const auto& o : usage) {
-    rows.push_back({std::to_string(o["uid"].get<uid_t>()), std::to_string(o["jobs"].get<size_t>()),
-                    std::to_string(o["checkpoints"].get<uint64_t>()),
-                    human_bytes(o["bytes"]["referenced"].get<uint64_t>()),
-                    human_bytes(o["bytes"]["unique"].get<uint64_t>()),
-                    human_bytes(o["bytes"]["stored"].get<uint64_t>()), ratio_text(o["dedupRatio"]),
-                    ratio_text(o["compressionRatio"])});
+    rows.push_back(
+        {std::to_string(o["uid"].get<uid_t>()), std::to_string(o["jobs"].get<size_t>()),
+         std::to_string(o["checkpoints"].get<uint64_t>()), human_bytes(o["bytes"]["referenced"].get<uint64_t>()),
+         human_bytes(o["bytes"]["unique"].get<uint64_t>()), human_bytes(o["bytes"]["stored"].get<uint64_t>()),
+         ratio_text(o["dedupRatio"]), ratio_text(o["compressionRatio"])});
   }
   print_table(rows);
 }
@@ -337,7 +335,9 @@ void policy(const Options& opt) {
     print_json(out.dump(2));
     return;
   }
-  auto text = [](const json& v) { return v.is_string() ? v.get<std::string>() : v.is_null() ? std::string("-") : v.dump(); };
+  auto text = [](const json& v) {
+    return v.is_string() ? v.get<std::string>() : v.is_null() ? std::string("-") : v.dump();
+  };
   std::vector<std::vector<std::string>> rows = {{"", ""}};
   rows.push_back({"policy", decision.kind + " (" + decision.kind_from + ")"});
   rows.push_back({"cost", policy::human(decision.cost_s) + ": " + decision.cost_from});
@@ -348,9 +348,9 @@ void policy(const Options& opt) {
   rows.push_back({"strategy", decision.strategy + ": " + decision.strategy_why});
   for (const auto& n : decision.notes) rows.push_back({"note", n});
   for (const auto& s : job.history.stops) {
-    rows.push_back({s.failure ? "failure" : "planned stop",
-                    s.at + " " + s.cause + (s.detail.empty() ? "" : " (" + s.detail + ")") +
-                        (s.failure ? ": counted" : ": not counted")});
+    rows.push_back({s.failure ? "failure" : "planned stop", s.at + " " + s.cause +
+                                                                (s.detail.empty() ? "" : " (" + s.detail + ")") +
+                                                                (s.failure ? ": counted" : ": not counted")});
   }
   if (!job.history.given_up.empty()) rows.push_back({"given up", job.history.given_up});
   rows.erase(rows.begin());

@@ -12,9 +12,9 @@ struct Options {
   std::string store;  ///< empty: the default store
   std::string job;    ///< empty: every job (ls, verify)
   std::optional<uint64_t> seq;
-  bool human = false;   ///< a table instead of JSON (also when stdout is a terminal)
-  bool chunks = false;  ///< show: include the chunk lists
-  int wait_s = 300;     ///< gc: how long to wait for checkpoints in flight
+  bool human = false;      ///< a table instead of JSON (also when stdout is a terminal)
+  bool chunks = false;     ///< show: include the chunk lists
+  int wait_s = 300;        ///< gc: how long to wait for checkpoints in flight
   std::string set_policy;  ///< policy: the new policy spec; empty: show only
   std::string plot;        ///< policy: write an SVG of the job's checkpoints and failures here
 };

@@ -81,7 +81,9 @@ static void check_part(const char *path, const char *at, int last) {
   if (st.st_uid != 0 || open_to_others || (last && !S_ISREG(st.st_mode))) {
     die(EXIT_FAILED, "root must own the tool and every directory above it, writable by root alone (make install)",
         "refusing to run '%s' as root: '%s' %s", path, at,
-        st.st_uid != 0 ? "is not root's" : open_to_others ? "may be written by others than root" : "is not a regular file");
+        st.st_uid != 0   ? "is not root's"
+        : open_to_others ? "may be written by others than root"
+                         : "is not a regular file");
   }
 }
 
@@ -121,7 +123,8 @@ int main(int argc, char **argv) {
         "gcp-user runs as uid %u, not as root: it is not installed setuid root", (unsigned)geteuid());
   }
   if (uid == 0) die(EXIT_USAGE, "run the tool itself", "root runs gcp's tools directly, not through gcp-user");
-  if (argc < 2) die(EXIT_USAGE, "the tools run it themselves: run 'gcp-isolate', 'gcp-checkpoint', ...", "no tool given");
+  if (argc < 2)
+    die(EXIT_USAGE, "the tools run it themselves: run 'gcp-isolate', 'gcp-checkpoint', ...", "no tool given");
   const char *tool = NULL;
   for (size_t i = 0; i < sizeof tools / sizeof tools[0]; ++i) {
     if (strcmp(argv[1], tools[i]) == 0) tool = tools[i];
@@ -140,7 +143,8 @@ int main(int argc, char **argv) {
   if (!slash) die(EXIT_FAILED, NULL, "finding itself: '%s' is not a path", self);
   *slash = '\0';
   snprintf(wanted, sizeof wanted, "%s/../../bin/%s", self, tool);
-  if (!realpath(wanted, path)) die(EXIT_FAILED, "install gcp's tools with 'make install'", "finding '%s': %s", wanted, strerror(errno));
+  if (!realpath(wanted, path))
+    die(EXIT_FAILED, "install gcp's tools with 'make install'", "finding '%s': %s", wanted, strerror(errno));
   check_trusted(path);
 
   /* The user's unit runs here as the user: root does not start one where the user may
@@ -148,8 +152,8 @@ int main(int argc, char **argv) {
   if (access(".", X_OK) != 0) {
     char cwd[PATH_MAX];
     die(EXIT_NOT_PERMITTED, "cd to a directory of yours first",
-        "uid %u may not enter its working directory '%s' (%s): gcp would run the unit there as uid %u",
-        (unsigned)uid, getcwd(cwd, sizeof cwd) ? printable(cwd) : "?", strerror(errno), (unsigned)uid);
+        "uid %u may not enter its working directory '%s' (%s): gcp would run the unit there as uid %u", (unsigned)uid,
+        getcwd(cwd, sizeof cwd) ? printable(cwd) : "?", strerror(errno), (unsigned)uid);
   }
 
   /* Nothing of the user's environment reaches root: no GCP_CRIU, GCP_TRANSLIB_PATH,

@@ -51,8 +51,8 @@ struct Failure {
 std::string find_helper(const char* name) {
   Dl_info info{};
   if (::dladdr(reinterpret_cast<void*>(&find_helper), &info) == 0 || !info.dli_fname) return "";
-  auto helper = stdfs::path(info.dli_fname).parent_path().parent_path().parent_path().parent_path() /
-                "libexec/gcp" / name;
+  auto helper =
+      stdfs::path(info.dli_fname).parent_path().parent_path().parent_path().parent_path() / "libexec/gcp" / name;
   return ::access(helper.c_str(), X_OK) == 0 ? helper.string() : "";
 }
 
@@ -115,7 +115,9 @@ std::string find_criu() {
   for (const char* dir : {"/usr/local/sbin/criu", "/usr/local/bin/criu", "/usr/sbin/criu", "/sbin/criu"}) {
     if (auto path = gcp::criu::find_in_path(dir)) return *path;
   }
-  unsupported(std::string("no criu found in GCP_CRIU, PATH, /usr/local/sbin, /usr/local/bin, /usr/sbin or /sbin\nhint: ") + kInstallHint);
+  unsupported(
+      std::string("no criu found in GCP_CRIU, PATH, /usr/local/sbin, /usr/local/bin, /usr/sbin or /sbin\nhint: ") +
+      kInstallHint);
 }
 
 // "Version: 4.2.1" -> "4.2.1"
@@ -132,8 +134,8 @@ std::string ask_criu_version(const std::string& criu) {
     unsupported("'" + criu + " --version' did not say a version (" + r.describe() + ")\nhint: " + kInstallHint);
   }
   if (major < kMinMajor || (major == kMinMajor && minor < kMinMinor)) {
-    unsupported("criu " + version + " at " + criu + " is older than 4.2, which this kernel needs\nhint: " +
-                kInstallHint);
+    unsupported("criu " + version + " at " + criu +
+                " is older than 4.2, which this kernel needs\nhint: " + kInstallHint);
   }
   return version;
 }
@@ -195,9 +197,9 @@ json read_dump_stats(const stdfs::path& file) {
   uint64_t len = read_varint(p, end);
   if (len > static_cast<uint64_t>(end - p)) return stats;
   end = p + len;
-  static const char* names[] = {nullptr, "freezingUs", "frozenUs", "memdumpUs", "memwriteUs",
-                                "pagesScanned", "pagesSkippedParent", "pagesWritten",
-                                "irmapResolve", "pagesLazy", "pagePipes", "pagePipeBufs"};
+  static const char* names[] = {nullptr,        "freezingUs",   "frozenUs",           "memdumpUs",
+                                "memwriteUs",   "pagesScanned", "pagesSkippedParent", "pagesWritten",
+                                "irmapResolve", "pagesLazy",    "pagePipes",          "pagePipeBufs"};
   while (p < end) {
     uint64_t key = read_varint(p, end);
     uint64_t field = key >> 3, wire = key & 7;
@@ -329,8 +331,8 @@ using gcp::criu::TcpConnection;
 json connections_json(const std::vector<TcpConnection>& conns) {
   json out = json::array();
   for (const auto& c : conns) {
-    out.push_back({{"family", c.family}, {"src", c.src}, {"srcPort", c.src_port}, {"dst", c.dst},
-                   {"dstPort", c.dst_port}});
+    out.push_back(
+        {{"family", c.family}, {"src", c.src}, {"srcPort", c.src_port}, {"dst", c.dst}, {"dstPort", c.dst_port}});
   }
   return out;
 }
@@ -390,7 +392,9 @@ std::string rule_spec(const LockRule& r) {
          " -j DROP";
 }
 
-const char* restore_tool(const std::string& family) { return family == "ipv6" ? "ip6tables-restore" : "iptables-restore"; }
+const char* restore_tool(const std::string& family) {
+  return family == "ipv6" ? "ip6tables-restore" : "iptables-restore";
+}
 
 // Runs an iptables tool in the unit's network namespace (none: this one).
 Outcome run_iptables(std::vector<std::string> argv, const std::string& netns,
@@ -486,9 +490,7 @@ void lock_connections(const std::vector<TcpConnection>& conns, const std::string
   }
 }
 
-std::chrono::seconds timeout_of(const json& req) {
-  return std::chrono::seconds(req.value("timeoutSec", 600));
-}
+std::chrono::seconds timeout_of(const json& req) { return std::chrono::seconds(req.value("timeoutSec", 600)); }
 
 // CRIU's option for each need of gcp's dependency check (gcp-deps(1), gcp-criu(7)).
 const std::map<std::string, std::string> kNeedOptions = {
@@ -566,8 +568,8 @@ json checkpoint(const json& req) {
   stdfs::path dir = req.at("imagesDir").get<std::string>();
   std::string grouping = req.value("grouping", "pidns");
   gcp::criu::make_dirs(dir, 0700);
-  std::vector<std::string> argv = {criu, "dump", "-t", std::to_string(pid), "-D", dir.string(),
-                                   "-o", "dump.log", log_level(3)};
+  std::vector<std::string> argv = {criu,         "dump", "-t",       std::to_string(pid), "-D",
+                                   dir.string(), "-o",   "dump.log", log_level(3)};
   // No --link-remap: with --leave-running CRIU removes its remap links once the dump
   // is done, so a checkpoint that needed one could not be restored. Without it CRIU
   // refuses such a dump ("Use link-remap option"), and the job keeps running.
@@ -599,8 +601,8 @@ json checkpoint(const json& req) {
   auto r = run_reaped(argv, timeout_of(req), {{}, netns_of(req)}, env);
   auto log = dir / "dump.log";
   if (!r.ok()) {
-    failed("criu dump of pid " + std::to_string(pid) + " failed: " + first_error(log, r) +
-           " (log: " + log.string() + ")");
+    failed("criu dump of pid " + std::to_string(pid) + " failed: " + first_error(log, r) + " (log: " + log.string() +
+           ")");
   }
   json connections = json::array();
   // A unit in a network namespace of its own that CRIU dumped (netns-*.img) gets it back
@@ -614,8 +616,8 @@ json checkpoint(const json& req) {
   if (options.count("--tcp-established") && !own_netns) {
     try {
       if (auto files = gcp::criu::read_file(dir / "files.img")) {
-        connections = connections_json(gcp::criu::tcp_connections(
-            {reinterpret_cast<const uint8_t*>(files->data()), files->size()}));
+        connections = connections_json(
+            gcp::criu::tcp_connections({reinterpret_cast<const uint8_t*>(files->data()), files->size()}));
       }
     } catch (const std::exception& e) {
       failed("reading the TCP connections of the dump in '" + (dir / "files.img").string() + "': " + e.what());
@@ -715,10 +717,9 @@ json restart(const json& req) {
       failed(std::string("restoring from gcp's image source: ") + e.what());
     }
   }
-  std::vector<std::string> argv = {criu, "restore", "-D", relay ? stream_dir->path() : dir.string(),
-                                   "-W", work.string(),
-                                   "-o", "restore.log", log_level(4), "--restore-detached",
-                                   "--pidfile", pidfile.string(),
+  std::vector<std::string> argv = {criu, "restore", "-D", relay ? stream_dir->path() : dir.string(), "-W",
+                                   work.string(), "-o", "restore.log", log_level(4), "--restore-detached", "--pidfile",
+                                   pidfile.string(),
                                    // The restored unit belongs to the cgroup criu runs in
                                    // (the unit's new one), not to the one it was dumped from.
                                    "--manage-cgroups=ignore"};
@@ -754,8 +755,9 @@ json restart(const json& req) {
     if (!relay_failure.empty()) why += " (relaying its images: " + relay_failure + ")";
     std::string hint;
     if (grouping != "pidns" && why.find("File exists") != std::string::npos) {
-      hint = "\nhint: a plain process tree comes back only with its own PIDs and one is taken; "
-             "stop what holds it, or start the job with gcp-isolate so it gets its own PID namespace";
+      hint =
+          "\nhint: a plain process tree comes back only with its own PIDs and one is taken; "
+          "stop what holds it, or start the job with gcp-isolate so it gets its own PID namespace";
     }
     if (!unlocked.empty()) hint += "\nhint: " + unlocked;
     failed("criu restore from " + from + " failed: " + why + " (log: " + log.string() + ")" + hint);
@@ -823,8 +825,8 @@ const gcp_translib_descriptor* descriptor() {
       "checkpointer/criu",
       "criu",
       kTranslibVersion,
-      GCP_CAP_PROCESS_TREE | GCP_CAP_PID_NAMESPACE | GCP_CAP_TCP | GCP_CAP_LEAVE_RUNNING |
-          GCP_CAP_IMAGE_SOURCE | (find_gate().empty() ? 0u : static_cast<unsigned>(GCP_CAP_DUMP_GATE)),
+      GCP_CAP_PROCESS_TREE | GCP_CAP_PID_NAMESPACE | GCP_CAP_TCP | GCP_CAP_LEAVE_RUNNING | GCP_CAP_IMAGE_SOURCE |
+          (find_gate().empty() ? 0u : static_cast<unsigned>(GCP_CAP_DUMP_GATE)),
       do_probe,
       do_checkpoint,
       do_restart,

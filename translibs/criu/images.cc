@@ -44,11 +44,20 @@ class Wire {
 
   void skip(uint32_t wire_type) {
     switch (wire_type) {
-      case 0: varint(); return;
-      case 1: advance(8); return;
-      case 2: bytes(); return;
-      case 5: advance(4); return;
-      default: throw std::runtime_error("wire type " + std::to_string(wire_type) + " (groups are not used by CRIU)");
+      case 0:
+        varint();
+        return;
+      case 1:
+        advance(8);
+        return;
+      case 2:
+        bytes();
+        return;
+      case 5:
+        advance(4);
+        return;
+      default:
+        throw std::runtime_error("wire type " + std::to_string(wire_type) + " (groups are not used by CRIU)");
     }
   }
 

@@ -16,7 +16,7 @@ struct TcpConnection {
   std::string family;  ///< "ipv4" or "ipv6" (an IPv4-mapped IPv6 socket is "ipv4", as CRIU locks it)
   std::string src;     ///< the local address, e.g. "127.0.0.1"
   uint16_t src_port = 0;
-  std::string dst;     ///< the peer's address
+  std::string dst;  ///< the peer's address
   uint16_t dst_port = 0;
 
   bool operator==(const TcpConnection&) const = default;

@@ -22,9 +22,7 @@ namespace gcp::criu {
 
 namespace {
 
-[[noreturn]] void fail_errno(const std::string& what) {
-  throw std::runtime_error(what + ": " + std::strerror(errno));
-}
+[[noreturn]] void fail_errno(const std::string& what) { throw std::runtime_error(what + ": " + std::strerror(errno)); }
 
 class Pipe {
  public:
@@ -137,9 +135,18 @@ Outcome run(const Command& command) {
     pollfd fds[3];
     nfds_t n = 0;
     int out_i = -1, err_i = -1, in_i = -1;
-    if (out_open) { fds[n] = {out.read_end(), POLLIN, 0}; out_i = static_cast<int>(n++); }
-    if (err_open) { fds[n] = {err.read_end(), POLLIN, 0}; err_i = static_cast<int>(n++); }
-    if (!to_write.empty()) { fds[n] = {in.write_end(), POLLOUT, 0}; in_i = static_cast<int>(n++); }
+    if (out_open) {
+      fds[n] = {out.read_end(), POLLIN, 0};
+      out_i = static_cast<int>(n++);
+    }
+    if (err_open) {
+      fds[n] = {err.read_end(), POLLIN, 0};
+      err_i = static_cast<int>(n++);
+    }
+    if (!to_write.empty()) {
+      fds[n] = {in.write_end(), POLLOUT, 0};
+      in_i = static_cast<int>(n++);
+    }
     // Rounded up: a deadline 0.3 ms away is not past (poll would wait 0 ms, and the
     // program would be killed before its time).
     auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
@@ -155,15 +162,19 @@ Outcome run(const Command& command) {
     auto drain = [&](int idx, int fd, std::string& into, bool& open) {
       if (idx < 0 || !(fds[idx].revents & (POLLIN | POLLHUP | POLLERR))) return;
       ssize_t got = ::read(fd, buf, sizeof buf);
-      if (got > 0) into.append(buf, static_cast<size_t>(got));
-      else if (got == 0 || (errno != EINTR && errno != EAGAIN)) open = false;
+      if (got > 0)
+        into.append(buf, static_cast<size_t>(got));
+      else if (got == 0 || (errno != EINTR && errno != EAGAIN))
+        open = false;
     };
     drain(out_i, out.read_end(), outcome.out, out_open);
     drain(err_i, err.read_end(), outcome.err, err_open);
     if (in_i >= 0 && (fds[in_i].revents & (POLLOUT | POLLERR | POLLHUP))) {
       ssize_t put = write_quietly(in.write_end(), to_write);
-      if (put > 0) to_write.remove_prefix(static_cast<size_t>(put));
-      else if (put < 0 && errno != EAGAIN && errno != EINTR) to_write = {};
+      if (put > 0)
+        to_write.remove_prefix(static_cast<size_t>(put));
+      else if (put < 0 && errno != EAGAIN && errno != EINTR)
+        to_write = {};
       if (to_write.empty()) in.close_write();
     }
   }
@@ -243,8 +254,10 @@ void write_file_atomic(const std::filesystem::path& path, const std::string& dat
   while (ok && done < data.size()) {
     ssize_t n = ::write(fd, data.data() + done, data.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) ok = false;
-    else done += static_cast<size_t>(n);
+    if (n < 0)
+      ok = false;
+    else
+      done += static_cast<size_t>(n);
   }
   ok = ok && ::fchmod(fd, mode) == 0 && ::fsync(fd) == 0;
   int e = errno;

@@ -59,8 +59,7 @@ static char *with_options(const char *request) {
   size_t list = close ? (size_t)(close - open) + 1 : 2;
   char *out = malloc(head + list + sizeof ",\"options\":}");
   if (!out) return NULL;
-  sprintf(out, "%.*s%s\"options\":%.*s}", (int)head, request, head > 1 ? "," : "", (int)list,
-                  close ? open : "[]");
+  sprintf(out, "%.*s%s\"options\":%.*s}", (int)head, request, head > 1 ? "," : "", (int)list, close ? open : "[]");
   return out;
 }
 
@@ -122,8 +121,7 @@ static const gcp_translib_descriptor descriptor = {
     free_string,
 };
 
-__attribute__((visibility("default"))) const gcp_translib_descriptor *gcp_translib_open(
-    const gcp_translib_host *host) {
+__attribute__((visibility("default"))) const gcp_translib_descriptor *gcp_translib_open(const gcp_translib_host *host) {
   (void)host;
   return &descriptor;
 }

@@ -67,20 +67,19 @@ enum gcp_event {
 
 /** One request of gcp. */
 struct gcp_event_info {
-  enum gcp_event event;     /**< which event */
-  char name[32];            /**< its name as sent, e.g. "pre-checkpoint" */
-  char job[72];             /**< the job */
-  char unit[72];            /**< the unit */
-  unsigned long long seq;   /**< the checkpoint sequence it is about */
-  long deadline_ms;         /**< gcp gives up this many ms after connecting */
+  enum gcp_event event;   /**< which event */
+  char name[32];          /**< its name as sent, e.g. "pre-checkpoint" */
+  char job[72];           /**< the job */
+  char unit[72];          /**< the unit */
+  unsigned long long seq; /**< the checkpoint sequence it is about */
+  long deadline_ms;       /**< gcp gives up this many ms after connecting */
 };
 
 /**
  * A handler: returns 0 for ok, anything else for an error, with a one-line reason
  * written into `message` (at most `size` bytes) that gcp shows in its error line.
  */
-typedef int (*gcp_callback_fn)(const struct gcp_event_info *event, char *message, size_t size,
-                               void *arg);
+typedef int (*gcp_callback_fn)(const struct gcp_event_info *event, char *message, size_t size, void *arg);
 
 /** A listening endpoint with its handlers; fill with gcp_callbacks_open. */
 struct gcp_callbacks {
@@ -93,8 +92,7 @@ struct gcp_callbacks {
 
 /** Event name <-> enum, for messages and logs. */
 static inline const char *gcp_event_name(enum gcp_event event) {
-  static const char *const names[] = {"pre-checkpoint", "post-checkpoint", "post-restart", "abort",
-                                      "unknown"};
+  static const char *const names[] = {"pre-checkpoint", "post-checkpoint", "post-restart", "abort", "unknown"};
   return (unsigned)event < GCP_EVENT_COUNT ? names[event] : "unknown";
 }
 
@@ -134,8 +132,7 @@ static inline int gcp_callbacks_open(struct gcp_callbacks *cb) {
 }
 
 /** Registers `fn` (NULL: answer ok) for one event. */
-static inline void gcp_callbacks_on(struct gcp_callbacks *cb, enum gcp_event event, gcp_callback_fn fn,
-                                    void *arg) {
+static inline void gcp_callbacks_on(struct gcp_callbacks *cb, enum gcp_event event, gcp_callback_fn fn, void *arg) {
   if ((unsigned)event >= GCP_EVENT_COUNT) return;
   cb->handlers[event] = fn;
   cb->args[event] = arg;
@@ -208,8 +205,7 @@ static inline void gcp_callbacks_answer_(int conn, int failed, const char *messa
  * 0 when none came, -1 with errno set on an error. A request of another protocol
  * version is answered with an error here and reported as 0.
  */
-static inline int gcp_callbacks_next(struct gcp_callbacks *cb, struct gcp_event_info *event,
-                                     int timeout_ms) {
+static inline int gcp_callbacks_next(struct gcp_callbacks *cb, struct gcp_event_info *event, int timeout_ms) {
   char line[GCP_CALLBACKS_LINE_MAX], value[80];
   struct pollfd pfd;
   struct timeval tv = {5, 0};
@@ -244,8 +240,8 @@ static inline int gcp_callbacks_next(struct gcp_callbacks *cb, struct gcp_event_
     close(conn);
     return 0;
   }
-  if (gcp_callbacks_field_(line, "gcp", value, sizeof(value)) != 0 ||
-      strncmp(value, "callbacks/v1", 12) != 0 || (value[12] != '\0' && value[12] != '.')) {
+  if (gcp_callbacks_field_(line, "gcp", value, sizeof(value)) != 0 || strncmp(value, "callbacks/v1", 12) != 0 ||
+      (value[12] != '\0' && value[12] != '.')) {
     char why[160];
     snprintf(why, sizeof(why), "protocol '%.60s' is not supported (this client speaks %s)", value,
              GCP_CALLBACKS_PROTOCOL);
@@ -262,8 +258,7 @@ static inline int gcp_callbacks_next(struct gcp_callbacks *cb, struct gcp_event_
   (void)gcp_callbacks_field_(line, "job", event->job, sizeof(event->job));
   (void)gcp_callbacks_field_(line, "unit", event->unit, sizeof(event->unit));
   if (gcp_callbacks_field_(line, "seq", value, sizeof(value)) == 0) event->seq = strtoull(value, NULL, 10);
-  if (gcp_callbacks_field_(line, "deadlineMs", value, sizeof(value)) == 0)
-    event->deadline_ms = strtol(value, NULL, 10);
+  if (gcp_callbacks_field_(line, "deadlineMs", value, sizeof(value)) == 0) event->deadline_ms = strtol(value, NULL, 10);
   cb->conn = conn;
   return 1;
 }

@@ -65,9 +65,9 @@ std::vector<std::string> env_for_remote();
 /// A user account as a unit or a hook runs with it.
 struct Account {
   uid_t uid = 0;
-  gid_t gid = 0;                 ///< primary group
-  std::vector<gid_t> groups;     ///< supplementary groups, the primary one among them
-  std::string name;              ///< empty: no passwd entry
+  gid_t gid = 0;              ///< primary group
+  std::vector<gid_t> groups;  ///< supplementary groups, the primary one among them
+  std::string name;           ///< empty: no passwd entry
   std::string home = "/";
   std::string shell = "/bin/sh";
 };

@@ -61,11 +61,11 @@ inline constexpr size_t kMaxIndexBytes = 1ull << 30;
 
 /// Where a chunk is: its pack, the frame, and its place in the decompressed frame.
 struct Location {
-  uint32_t pack = 0;         ///< index into Index::packs()
-  uint64_t frame_offset = 0; ///< byte offset of the zstd frame in the pack
-  uint32_t frame_length = 0; ///< compressed length of the frame
-  uint32_t offset = 0;       ///< offset of the chunk in the decompressed frame
-  uint32_t length = 0;       ///< chunk length
+  uint32_t pack = 0;          ///< index into Index::packs()
+  uint64_t frame_offset = 0;  ///< byte offset of the zstd frame in the pack
+  uint32_t frame_length = 0;  ///< compressed length of the frame
+  uint32_t offset = 0;        ///< offset of the chunk in the decompressed frame
+  uint32_t length = 0;        ///< chunk length
 };
 
 /// The chunks of one owner: hash -> location, loaded from index/<owner>/*.idx.
@@ -121,8 +121,7 @@ struct IndexEntry {
 /// Reads one .idx file; throws Error when it is damaged.
 std::vector<IndexEntry> read_index_file(const stdfs::path& path);
 /// Writes one .idx file atomically.
-void write_index_file(const stdfs::path& path, const std::vector<IndexEntry>& entries,
-                      uid_t owner);
+void write_index_file(const stdfs::path& path, const std::vector<IndexEntry>& entries, uid_t owner);
 
 /// Appends new chunks to pack files: chunks are gathered into frames, frames are
 /// compressed in parallel, packs are rotated at kPackBytes. Nothing becomes visible
@@ -155,7 +154,7 @@ class PackWriter {
   struct Frame {
     std::vector<uint8_t> raw;
     std::vector<std::pair<Hash, std::pair<uint32_t, uint32_t>>> chunks;  // hash, off, len
-    std::vector<uint8_t> compressed;  // its first `packed` bytes are the frame
+    std::vector<uint8_t> compressed;                                     // its first `packed` bytes are the frame
     size_t packed = 0;
   };
   Frame spare_frame();  // a written frame's buffers, emptied, or a new frame
@@ -208,7 +207,7 @@ class ChunkReader {
     uint64_t offset;
     std::vector<uint8_t> data;
   };
-  std::vector<Cached> cache_;  // most recent last
+  std::vector<Cached> cache_;        // most recent last
   std::vector<uint8_t> compressed_;  // reused: fresh buffers cost page faults, not copies
 };
 

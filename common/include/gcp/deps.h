@@ -60,21 +60,22 @@ enum class Verdict {
 /// One end of a tie held by a local process.
 struct End {
   pid_t pid = 0;
-  int fd = -1;            ///< -1 when the tie is not a descriptor (a mapping, a parent)
-  std::string mode;       ///< "r", "w", "rw" for descriptors; the role otherwise
+  int fd = -1;                 ///< -1 when the tie is not a descriptor (a mapping, a parent)
+  std::string mode;            ///< "r", "w", "rw" for descriptors; the role otherwise
   std::optional<size_t> unit;  ///< index into Graph::units; nullopt: outside every unit
 };
 
 /// A shared object or relation that ties processes together.
 struct Tie {
-  std::string kind;     ///< "parent", "pgid", "sid", "tty", "pipe", "fifo", "unix", "tcp", "file-lock", "stopped", "traced", ...
-  std::string object;   ///< what it is: "pipe:[123]", "127.0.0.1:5000 -> 127.0.0.1:40122", ...
+  std::string
+      kind;  ///< "parent", "pgid", "sid", "tty", "pipe", "fifo", "unix", "tcp", "file-lock", "stopped", "traced", ...
+  std::string object;  ///< what it is: "pipe:[123]", "127.0.0.1:5000 -> 127.0.0.1:40122", ...
   std::vector<End> ends;
-  std::string remote;   ///< a network peer no local process holds, else empty
+  std::string remote;  ///< a network peer no local process holds, else empty
   Scope scope = Scope::kProcess;
   Verdict verdict = Verdict::kHarmless;
-  std::string need;     ///< kNeeds: what the checkpointer must do, one of kNeed*
-  std::string advice;   ///< why, and what to do
+  std::string need;    ///< kNeeds: what the checkpointer must do, one of kNeed*
+  std::string advice;  ///< why, and what to do
   /// True when the tie touches more than one unit or the outside.
   bool crossing() const { return scope == Scope::kJob || scope == Scope::kExternal; }
 };

@@ -9,12 +9,12 @@ namespace gcp {
 
 /// Exit codes shared by every gcp tool (DESIGN.md, Conventions).
 enum class Exit : int {
-  kOk = 0,            ///< done
-  kFailed = 1,        ///< failed, nothing changed: job running, previous checkpoint intact
-  kUsage = 2,         ///< bad usage or bad input
-  kNotPermitted = 3,  ///< not permitted
-  kNoCheckpointer = 4,///< no usable checkpointer here
-  kBusy = 75,         ///< not due or locked; cron may retry
+  kOk = 0,              ///< done
+  kFailed = 1,          ///< failed, nothing changed: job running, previous checkpoint intact
+  kUsage = 2,           ///< bad usage or bad input
+  kNotPermitted = 3,    ///< not permitted
+  kNoCheckpointer = 4,  ///< no usable checkpointer here
+  kBusy = 75,           ///< not due or locked; cron may retry
 };
 
 /// The one error type of gcp: thrown inside C++, caught once in run_main.
@@ -32,9 +32,7 @@ class Error : public std::runtime_error {
   const std::string& hint() const { return hint_; }
 
   /// A copy with `context: ` put in front of the message, same code and hint.
-  Error within(const std::string& context) const {
-    return Error(code_, context + ": " + what(), hint_);
-  }
+  Error within(const std::string& context) const { return Error(code_, context + ": " + what(), hint_); }
 
  private:
   Exit code_;
@@ -47,7 +45,6 @@ class Error : public std::runtime_error {
 std::string printable(std::string_view text, size_t limit = 200);
 
 /// Throws Error(kFailed) for a failed syscall: "<doing>: <strerror(errno)>".
-[[noreturn]] void throw_errno(const std::string& doing, Exit code = Exit::kFailed,
-                              std::string hint = {});
+[[noreturn]] void throw_errno(const std::string& doing, Exit code = Exit::kFailed, std::string hint = {});
 
 }  // namespace gcp

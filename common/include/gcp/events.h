@@ -35,25 +35,24 @@ struct Request {
   Event event = Event::kPreCheckpoint;
   std::string job;
   std::string unit;
-  uint64_t seq = 0;                                   ///< the checkpoint it is about
+  uint64_t seq = 0;                                       ///< the checkpoint it is about
   std::chrono::milliseconds deadline = kDefaultDeadline;  ///< for the socket and the hooks together
-  std::optional<pid_t> unit_pid;                      ///< host PID of the unit's init, for hooks
+  std::optional<pid_t> unit_pid;                          ///< host PID of the unit's init, for hooks
   uid_t owner = 0;  ///< the job's owner: hooks run as this user (with its primary group)
 };
 
 /// What a unit did with an event.
 struct Result {
   bool ok = true;
-  std::string message;     ///< why it failed: "...: <the application's message>"
-  double ms = 0;           ///< from the first connect attempt to the last answer
-  std::string via = "none";///< "socket", "hooks", "socket+hooks" or "none" (nobody listened)
+  std::string message;       ///< why it failed: "...: <the application's message>"
+  double ms = 0;             ///< from the first connect attempt to the last answer
+  std::string via = "none";  ///< "socket", "hooks", "socket+hooks" or "none" (nobody listened)
 };
 
 /// The socket path gcp gives a unit: /run/gcp/callbacks/<16 hex digits>/<unit>.sock,
 /// the digits a hash of the store and the job, so that it always fits sun_path (108
 /// bytes) and two stores never share one.
-std::string socket_path(const std::filesystem::path& store_root, const std::string& job,
-                        const std::string& unit);
+std::string socket_path(const std::filesystem::path& store_root, const std::string& job, const std::string& unit);
 
 /// Creates the directory of a unit's socket (mode 0700, owned by `owner`) and removes a
 /// socket file left in it, so that the application (or CRIU on restore) can bind there.
@@ -86,8 +85,8 @@ bool has_endpoint(const manifest::Unit& unit);
 
 /// Delivers one event about checkpoint `seq` to units of `job` at once; results in
 /// the units' order.
-std::vector<Result> deliver_to(const std::vector<const manifest::Unit*>& units, Event event,
-                               const manifest::Job& job, uint64_t seq, std::chrono::milliseconds deadline);
+std::vector<Result> deliver_to(const std::vector<const manifest::Unit*>& units, Event event, const manifest::Job& job,
+                               uint64_t seq, std::chrono::milliseconds deadline);
 
 /// Logs a warning for each unit whose event failed: for events after which the
 /// application goes on anyway. `what` says what goes on.

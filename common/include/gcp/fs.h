@@ -79,8 +79,7 @@ class FileLock {
   static std::optional<FileLock> try_lock(const stdfs::path& path);
   /// Takes a shared or exclusive lock, waiting up to `wait` (forever when negative);
   /// nullopt when it could not be had in time. `on_wait` runs once if it has to wait.
-  static std::optional<FileLock> acquire(const stdfs::path& path, bool shared,
-                                         std::chrono::milliseconds wait,
+  static std::optional<FileLock> acquire(const stdfs::path& path, bool shared, std::chrono::milliseconds wait,
                                          const std::function<void()>& on_wait = {});
   FileLock(FileLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
   FileLock& operator=(FileLock&& other) noexcept;

@@ -19,12 +19,12 @@ struct Process {
   pid_t ppid = 0;
   pid_t pgid = 0;
   pid_t sid = 0;
-  unsigned tty_nr = 0;       ///< controlling tty (device number), 0 for none
-  uid_t uid = 0;             ///< real uid
-  std::string comm;          ///< the kernel's short command name
-  char state = 'R';          ///< its state letter in /proc/PID/stat: 'T' stopped, 't' traced, ...
-  unsigned long pidns = 0;   ///< inode of its PID namespace
-  unsigned long netns = 0;   ///< inode of its network namespace
+  unsigned tty_nr = 0;      ///< controlling tty (device number), 0 for none
+  uid_t uid = 0;            ///< real uid
+  std::string comm;         ///< the kernel's short command name
+  char state = 'R';         ///< its state letter in /proc/PID/stat: 'T' stopped, 't' traced, ...
+  unsigned long pidns = 0;  ///< inode of its PID namespace
+  unsigned long netns = 0;  ///< inode of its network namespace
 };
 
 /// Every process of the system now, by host PID. Zombies are left out.
@@ -53,8 +53,8 @@ struct Spec {
 
 /// The processes of a unit.
 struct Members {
-  std::vector<pid_t> pids;                    ///< sorted; parents before children
-  std::map<pid_t, std::vector<pid_t>> tids;   ///< threads of each process (the process itself first)
+  std::vector<pid_t> pids;                   ///< sorted; parents before children
+  std::map<pid_t, std::vector<pid_t>> tids;  ///< threads of each process (the process itself first)
   /// The one member every other member descends from; nullopt when the members are
   /// not one tree (CRIU dumps one tree: see tops).
   std::optional<pid_t> root;

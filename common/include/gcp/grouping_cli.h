@@ -24,7 +24,9 @@ struct CliOptions {
     auto* t = app.add_flag("--tree", tree, "With --pid: the process and all its descendants");
     auto* g = app.add_option("--pgid", pgid, "An ad-hoc unit: the members of this process group");
     auto* s = app.add_option("--sid", sid, "An ad-hoc unit: the members of this session");
-    auto* c = app.add_option("--cgroup", cgroup, "An ad-hoc unit: the processes of this cgroup (a directory, or a path relative to a hierarchy)");
+    auto* c =
+        app.add_option("--cgroup", cgroup,
+                       "An ad-hoc unit: the processes of this cgroup (a directory, or a path relative to a hierarchy)");
     auto* n = app.add_option("--pidns", pidns, "An ad-hoc unit: every process in the PID namespace of this init");
     t->needs(p);
     for (auto* a : {p, g, s, c, n}) {
@@ -37,7 +39,8 @@ struct CliOptions {
   /// The spec the options name; nullopt when none was given.
   std::optional<Spec> spec() const {
     auto checked = [](int v, const char* opt) {
-      if (v <= 0) throw Error(Exit::kUsage, std::string(opt) + " " + std::to_string(v) + " is not a PID", "give a positive PID");
+      if (v <= 0)
+        throw Error(Exit::kUsage, std::string(opt) + " " + std::to_string(v) + " is not a PID", "give a positive PID");
       return static_cast<pid_t>(v);
     };
     if (pid) return Spec{Kind::kTree, checked(*pid, "--pid"), {}};

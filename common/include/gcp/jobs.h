@@ -69,8 +69,8 @@ manifest::Job migrate(store::Store& store, const rounds::Machine& machine, const
 
 /// Records a unit that runs on this node although its record says it does not (a
 /// restart killed after the checkpointer restored it and before the record was
-/// written) as running, with its root's pid from its cgroup and a warning. Does nothing while a round holds the job's lock. checkpoint(), restart()
-/// and status() call it first.
+/// written) as running, with its root's pid from its cgroup and a warning. Does nothing while a round holds the job's
+/// lock. checkpoint(), restart() and status() call it first.
 void reconcile(store::Store& store, cgroup::Cgroups& cgroups, const std::string& job);
 
 /// The Job manifest with each unit's state read from the system now.

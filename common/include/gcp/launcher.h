@@ -47,8 +47,7 @@ Launcher for_node(const manifest::Job& job, const std::string& node, const json&
 /// entries ("NAME=value") are put in front with env(1), since ssh passes no
 /// environment; locally and under srun the child inherits them.
 std::vector<std::string> command_for(const Launcher& launcher, const std::string& node,
-                                     const std::vector<std::string>& argv,
-                                     const std::vector<std::string>& env = {});
+                                     const std::vector<std::string>& argv, const std::vector<std::string>& env = {});
 
 /// Quotes a word for a POSIX shell ('...' with embedded quotes escaped).
 std::string shell_quote(const std::string& word);

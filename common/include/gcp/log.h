@@ -18,8 +18,7 @@ bool stderr_is_tty();
 /// only with -v (scripts and cron get no chatter).
 template <typename... Args>
 void phase(spdlog::format_string_t<Args...> fmt, Args&&... args) {
-  spdlog::log(stderr_is_tty() ? spdlog::level::info : spdlog::level::debug, fmt,
-              std::forward<Args>(args)...);
+  spdlog::log(stderr_is_tty() ? spdlog::level::info : spdlog::level::debug, fmt, std::forward<Args>(args)...);
 }
 
 }  // namespace gcp::log

@@ -16,8 +16,7 @@ inline constexpr const char* kVersion = "0.1.0";
 /// environment (caller::adopt_environment); parses argv with `app` (to which it adds -v
 /// and --version), sets up logging on stderr, calls `body`, catches once and maps
 /// errors to the exit codes of DESIGN.md. CLI11 parse errors map to 2.
-int run_main(const std::string& tool, CLI::App& app, int argc, char** argv,
-             const std::function<void()>& body);
+int run_main(const std::string& tool, CLI::App& app, int argc, char** argv, const std::function<void()>& body);
 
 /// Accepts a checkpoint number as a user writes one: digits only, 1 or more ("-1"
 /// would otherwise read as 2^64-1).

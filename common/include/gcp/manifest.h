@@ -49,8 +49,8 @@ struct Launcher {
 /// Where a unit's application hears of checkpoints (gcp-callbacks(7)). Serialised as
 /// "callbacks": {"socket", "hooks"}, left out when both are empty.
 struct Callbacks {
-  std::string socket;  ///< unix socket path the application may listen on
-  std::string hooks;   ///< directory of hook executables; empty: none
+  std::string socket;           ///< unix socket path the application may listen on
+  std::string hooks;            ///< directory of hook executables; empty: none
   json extra = json::object();  ///< fields this gcp does not know
 };
 
@@ -58,10 +58,10 @@ struct Callbacks {
 /// it. Serialised as "network": {"address", "parent", "gateway", "mac"}, left out when
 /// the unit shares the node's network.
 struct Network {
-  std::string address;  ///< IPv4 CIDR, "10.77.0.101/24"
-  std::string parent;   ///< the lower device of its macvlan on the node it runs on
-  std::string gateway;  ///< default route via this address; empty: none
-  std::string mac;      ///< the MAC of its eth0, kept across restarts
+  std::string address;          ///< IPv4 CIDR, "10.77.0.101/24"
+  std::string parent;           ///< the lower device of its macvlan on the node it runs on
+  std::string gateway;          ///< default route via this address; empty: none
+  std::string mac;              ///< the MAC of its eth0, kept across restarts
   json extra = json::object();  ///< fields this gcp does not know
 };
 
@@ -70,18 +70,18 @@ inline constexpr const char* kShareable[] = {"ipc", "uts", "net"};
 
 /// One job unit: the processes of a job on one node.
 struct Unit {
-  std::string name;                  ///< unique within the job
-  std::string node;                  ///< host the unit runs on
-  std::string grouping = "pidns";    ///< how its processes are found: "pidns", "tree", "pgid", "sid", "cgroup"
-  std::string cgroup;                ///< relative cgroup path, "gcp/<job>/<unit>"
-  std::string translib = "criu";     ///< checkpointer used for it
-  std::vector<std::string> command;  ///< what was started
-  std::string output;                ///< file that receives the unit's stdout and stderr
-  std::optional<pid_t> pid;          ///< host PID of the unit's root (its init), while it runs
+  std::string name;                       ///< unique within the job
+  std::string node;                       ///< host the unit runs on
+  std::string grouping = "pidns";         ///< how its processes are found: "pidns", "tree", "pgid", "sid", "cgroup"
+  std::string cgroup;                     ///< relative cgroup path, "gcp/<job>/<unit>"
+  std::string translib = "criu";          ///< checkpointer used for it
+  std::vector<std::string> command;       ///< what was started
+  std::string output;                     ///< file that receives the unit's stdout and stderr
+  std::optional<pid_t> pid;               ///< host PID of the unit's root (its init), while it runs
   UnitState state = UnitState::kRunning;  ///< as last recorded (kFrozen only in a status view)
   std::optional<uint64_t> restored_from;  ///< checkpoint sequence it was last restarted from
-  Callbacks callbacks;               ///< its callback endpoints
-  std::optional<Network> network;    ///< its own network namespace; nullopt: the node's
+  Callbacks callbacks;                    ///< its callback endpoints
+  std::optional<Network> network;         ///< its own network namespace; nullopt: the node's
   /// The namespaces it shares with its node instead of having its own, of "ipc", "uts"
   /// and "net" (gcp-isolate run --share), sorted. Serialised as "share", left out when
   /// empty: a unit has its own IPC and UTS namespaces and, without `network`, a network
@@ -100,7 +100,7 @@ struct Unit {
   std::optional<Adopted> adopted;
   /// Live counts, in gcp-isolate status only (never stored): processes and threads.
   std::optional<uint64_t> processes, threads;
-  json extra = json::object();       ///< fields this gcp does not know, kept as they were
+  json extra = json::object();  ///< fields this gcp does not know, kept as they were
 };
 
 /// How a job's checkpoints are timed (gcp-policy(7)). Serialised as policy.checkpoint:
@@ -115,8 +115,8 @@ struct CheckpointPolicy {
   std::optional<double> mtbf_s;      ///< young/daly: use this MTBF instead of the estimate
   std::string deadline;              ///< RFC 3339: the job ends then (the last checkpoint lands before); empty: none
   std::optional<uint64_t> max_restarts;  ///< automatic restarts without a checkpoint in between before giving up
-  std::vector<std::string> spares;   ///< nodes a unit whose node is gone may restart on
-  json extra = json::object();       ///< fields this gcp does not know
+  std::vector<std::string> spares;       ///< nodes a unit whose node is gone may restart on
+  json extra = json::object();           ///< fields this gcp does not know
 };
 
 /// What the policy has seen of a job (gcp-policy(7)). Serialised as "history", left out
@@ -137,31 +137,31 @@ struct History {
     std::string detail;  ///< which units or node, in words
     bool failure = true;
   };
-  std::optional<double> cost_s;     ///< moving average of the checkpoints' cost
-  uint64_t checkpoints = 0;         ///< committed checkpoints seen
-  uint64_t failures = 0;            ///< failures seen
-  double exposure_s = 0;            ///< seconds the job ran, up to running_since
-  std::string running_since;        ///< RFC 3339: it runs since; empty: stopped
-  uint64_t restarts = 0;            ///< automatic restarts since the last checkpoint
-  std::string backoff_until;        ///< RFC 3339: no automatic restart before
-  std::string given_up;             ///< why automatic restarts stopped; empty: they go on
+  std::optional<double> cost_s;  ///< moving average of the checkpoints' cost
+  uint64_t checkpoints = 0;      ///< committed checkpoints seen
+  uint64_t failures = 0;         ///< failures seen
+  double exposure_s = 0;         ///< seconds the job ran, up to running_since
+  std::string running_since;     ///< RFC 3339: it runs since; empty: stopped
+  uint64_t restarts = 0;         ///< automatic restarts since the last checkpoint
+  std::string backoff_until;     ///< RFC 3339: no automatic restart before
+  std::string given_up;          ///< why automatic restarts stopped; empty: they go on
   /// Ties between units of the job gcp-deps found at its last checkpoint; nullopt: unknown.
   std::optional<uint64_t> job_ties;
-  std::vector<Checkpoint> recent;   ///< the newest checkpoints
-  std::vector<Stop> stops;          ///< the newest failures and planned stops
+  std::vector<Checkpoint> recent;  ///< the newest checkpoints
+  std::vector<Stop> stops;         ///< the newest failures and planned stops
   json extra = json::object();
 
   bool empty() const {
-    return !cost_s && checkpoints == 0 && failures == 0 && exposure_s == 0 && running_since.empty() &&
-           stops.empty() && restarts == 0 && given_up.empty() && extra.empty();
+    return !cost_s && checkpoints == 0 && failures == 0 && exposure_s == 0 && running_since.empty() && stops.empty() &&
+           restarts == 0 && given_up.empty() && extra.empty();
   }
 };
 
 /// A job: a collection of units.
 struct Job {
   std::string name;
-  uid_t owner = 0;                   ///< owner uid: only it and root may touch the job
-  std::string created;               ///< RFC 3339 UTC
+  uid_t owner = 0;      ///< owner uid: only it and root may touch the job
+  std::string created;  ///< RFC 3339 UTC
   std::vector<Unit> units;
   /// Retention: committed checkpoints to keep (the oldest go after a new commit);
   /// nullopt keeps all. Serialised as policy.keep.
@@ -187,8 +187,8 @@ struct Job {
 
 /// One image file of a unit's checkpoint, as the chunks that make it up.
 struct ImageFile {
-  std::string path;     ///< relative to the unit's image directory
-  uint64_t size = 0;    ///< bytes
+  std::string path;            ///< relative to the unit's image directory
+  uint64_t size = 0;           ///< bytes
   uint32_t chunk_size = 4096;  ///< every chunk has this size but the last
   /// The SHA-256 of each chunk in file order, 32 bytes each, one after the other. The
   /// store keeps them in a binary chunk list beside the manifest (a JSON list of 262,144
@@ -202,9 +202,7 @@ struct ImageFile {
   /// ceil(size / chunk_size): how many chunks the file has.
   size_t chunk_count() const { return static_cast<size_t>((size + chunk_size - 1) / chunk_size); }
   /// The 32 bytes of chunk i's SHA-256.
-  std::string_view digest(size_t i) const {
-    return std::string_view(digests).substr(i * kDigestBytes, kDigestBytes);
-  }
+  std::string_view digest(size_t i) const { return std::string_view(digests).substr(i * kDigestBytes, kDigestBytes); }
   /// Chunk i's SHA-256 in hex, or its first `digits` hex digits.
   std::string digest_hex(size_t i, size_t digits = 2 * kDigestBytes) const;
 
@@ -220,10 +218,10 @@ struct CheckpointUnit {
   std::string name;
   std::string node;
   std::string grouping = "pidns";
-  std::string translib;            ///< translib name, e.g. "criu"
-  std::string translib_version;    ///< the translib's own version
-  std::string checkpointer;        ///< e.g. "criu"
-  std::string checkpointer_version;///< e.g. "4.2.1"
+  std::string translib;              ///< translib name, e.g. "criu"
+  std::string translib_version;      ///< the translib's own version
+  std::string checkpointer;          ///< e.g. "criu"
+  std::string checkpointer_version;  ///< e.g. "4.2.1"
   std::vector<ImageFile> images;
   /// Options the checkpointer was given because of the unit's ties (gcp-deps), e.g.
   /// "--tcp-established"; the restart passes them again. Serialised as checkpointerOptions.
@@ -232,12 +230,12 @@ struct CheckpointUnit {
   /// ({family, src, srcPort, dst, dstPort}); the restart gives them back. Serialised as
   /// tcpConnections when there are any.
   json tcp_connections = json::array();
-  json timings = json::object();   ///< milliseconds: freeze, dump, store, callbacks per event
+  json timings = json::object();  ///< milliseconds: freeze, dump, store, callbacks per event
   /// How its callbacks were delivered: "socket", "hooks", "socket+hooks", "none"; empty
   /// when the unit has no callback endpoint (a job from before callbacks).
   std::string callbacks;
-  json bytes = json::object();     ///< raw, stored, new
-  json stats = json::object();     ///< the checkpointer's own numbers
+  json bytes = json::object();  ///< raw, stored, new
+  json stats = json::object();  ///< the checkpointer's own numbers
   /// Ties to other units of the job that an uncoordinated checkpoint could not keep
   /// consistent (the restart warns of each). Serialised as jobTies, left out when empty.
   std::vector<std::string> job_ties;
@@ -261,7 +259,7 @@ struct Checkpoint {
   /// when empty.
   std::map<std::string, std::string> kernels;
   std::vector<CheckpointUnit> units;
-  json timings = json::object();   ///< milliseconds per phase of the whole round
+  json timings = json::object();  ///< milliseconds per phase of the whole round
   json bytes = json::object();
   /// Where the chunk hashes are: {"path": "chunks.bin", "count": N, "sha256": hex};
   /// empty when the images carry their chunks inline. Serialised as chunkList.

@@ -9,13 +9,13 @@
 namespace gcp::names {
 
 // ---- the environment gcp reads (gcp-checkpoint(1), ENVIRONMENT) ----
-inline constexpr const char* kEnvStore = "GCP_STORE";                ///< default store directory
-inline constexpr const char* kEnvScratch = "GCP_SCRATCH";            ///< local scratch for dumps and restores
-inline constexpr const char* kEnvTranslibPath = "GCP_TRANSLIB_PATH"; ///< extra translib directories
-inline constexpr const char* kEnvInit = "GCP_INIT";                  ///< gcp-init binary to use
-inline constexpr const char* kEnvConfig = "GCP_CONFIG";              ///< node configuration file
-inline constexpr const char* kEnvZstdLevel = "GCP_ZSTD_LEVEL";       ///< zstd level of new chunks
-inline constexpr const char* kEnvDumpGate = "GCP_DUMP_GATE";         ///< "0": freeze before the checkpointer starts
+inline constexpr const char* kEnvStore = "GCP_STORE";                 ///< default store directory
+inline constexpr const char* kEnvScratch = "GCP_SCRATCH";             ///< local scratch for dumps and restores
+inline constexpr const char* kEnvTranslibPath = "GCP_TRANSLIB_PATH";  ///< extra translib directories
+inline constexpr const char* kEnvInit = "GCP_INIT";                   ///< gcp-init binary to use
+inline constexpr const char* kEnvConfig = "GCP_CONFIG";               ///< node configuration file
+inline constexpr const char* kEnvZstdLevel = "GCP_ZSTD_LEVEL";        ///< zstd level of new chunks
+inline constexpr const char* kEnvDumpGate = "GCP_DUMP_GATE";          ///< "0": freeze before the checkpointer starts
 inline constexpr const char* kEnvProgressDelay = "GCP_PROGRESS_DELAY_MS";  ///< before a progress line shows
 /// "1": a tool run by a user does not go through gcp-user (the user's own store, as
 /// that user; gcp-security(7)).
@@ -31,14 +31,14 @@ inline constexpr const char* kEnvPrefix = "GCP_";
 inline constexpr const char* kEnvCallerUid = "GCP_CALLER_UID";
 
 // ---- what a unit's processes and its hooks see (gcp-callbacks(7)) ----
-inline constexpr const char* kEnvJob = "GCP_JOB";        ///< its job
-inline constexpr const char* kEnvUnit = "GCP_UNIT";      ///< its unit's name
+inline constexpr const char* kEnvJob = "GCP_JOB";    ///< its job
+inline constexpr const char* kEnvUnit = "GCP_UNIT";  ///< its unit's name
 /// Where its application may listen for callbacks.
 inline constexpr const char* kEnvCallbackSocket = "GCP_CALLBACK_SOCKET";
-inline constexpr const char* kEnvEvent = "GCP_EVENT";            ///< hooks: the event
-inline constexpr const char* kEnvSeq = "GCP_SEQ";                ///< hooks: the checkpoint
-inline constexpr const char* kEnvDeadlineMs = "GCP_DEADLINE_MS"; ///< hooks: time left
-inline constexpr const char* kEnvUnitPid = "GCP_UNIT_PID";       ///< hooks: the unit's init
+inline constexpr const char* kEnvEvent = "GCP_EVENT";                         ///< hooks: the event
+inline constexpr const char* kEnvSeq = "GCP_SEQ";                             ///< hooks: the checkpoint
+inline constexpr const char* kEnvDeadlineMs = "GCP_DEADLINE_MS";              ///< hooks: time left
+inline constexpr const char* kEnvUnitPid = "GCP_UNIT_PID";                    ///< hooks: the unit's init
 inline constexpr const char* kEnvCallbackProtocol = "GCP_CALLBACK_PROTOCOL";  ///< hooks: callbacks/v1
 
 // ---- options one tool passes to another ----

@@ -24,17 +24,17 @@ double daly(double cost_s, double mtbf_s);
 
 /// The site's policy settings: the "policy" object of /etc/gcp/gcp.json (gcp-policy(7)).
 struct Site {
-  std::string kind = "adaptive";   ///< for jobs without a policy of their own
-  double mtbf_prior_s = 86400;     ///< the MTBF assumed before a job has failed: mtbfS
-  double prior_weight = 1;         ///< how many failures the prior counts as: priorWeight
-  double first_s = 60;             ///< the first checkpoint of a job after it started: firstS
-  double min_interval_s = 30;      ///< no interval is shorter: minIntervalS
-  double max_interval_s = 86400;   ///< nor longer: maxIntervalS
-  double cost_alpha = 0.3;         ///< weight of the newest cost in its moving average: costAlpha
-  uint64_t max_restarts = 3;       ///< automatic restarts without a checkpoint in between: maxRestarts
-  double grace_s = 120;            ///< a node unreachable this long has failed: graceS
-  double backoff_s = 60;           ///< the wait after a restart that failed, doubled each time: backoffS
-  std::vector<std::string> spares; ///< nodes a unit may restart on when its node is gone
+  std::string kind = "adaptive";    ///< for jobs without a policy of their own
+  double mtbf_prior_s = 86400;      ///< the MTBF assumed before a job has failed: mtbfS
+  double prior_weight = 1;          ///< how many failures the prior counts as: priorWeight
+  double first_s = 60;              ///< the first checkpoint of a job after it started: firstS
+  double min_interval_s = 30;       ///< no interval is shorter: minIntervalS
+  double max_interval_s = 86400;    ///< nor longer: maxIntervalS
+  double cost_alpha = 0.3;          ///< weight of the newest cost in its moving average: costAlpha
+  uint64_t max_restarts = 3;        ///< automatic restarts without a checkpoint in between: maxRestarts
+  double grace_s = 120;             ///< a node unreachable this long has failed: graceS
+  double backoff_s = 60;            ///< the wait after a restart that failed, doubled each time: backoffS
+  std::vector<std::string> spares;  ///< nodes a unit may restart on when its node is gone
 };
 
 /// The site's settings from the site configuration (launcher::config()).

@@ -29,11 +29,11 @@ std::optional<unsigned long> ns_inode(pid_t pid, const std::string& ns);
 
 /// What a process may do, as /proc/PID/status shows it.
 struct Credentials {
-  std::string name;                 ///< its command name
-  std::vector<uid_t> uids;          ///< real, effective, saved, file system
-  std::vector<gid_t> gids;          ///< the same for groups
-  std::vector<gid_t> groups;        ///< supplementary groups
-  unsigned long long cap_prm = 0;   ///< permitted capabilities
+  std::string name;                ///< its command name
+  std::vector<uid_t> uids;         ///< real, effective, saved, file system
+  std::vector<gid_t> gids;         ///< the same for groups
+  std::vector<gid_t> groups;       ///< supplementary groups
+  unsigned long long cap_prm = 0;  ///< permitted capabilities
 };
 
 /// Parses the text of a /proc/PID/status file; fields it lacks stay empty.

@@ -15,10 +15,10 @@ namespace gcp::process {
 
 /// How to run an external program.
 struct Spec {
-  std::vector<std::string> argv;          ///< program and arguments; argv[0] is looked up in PATH
-  std::optional<std::string> input;       ///< written to its stdin, then closed; /dev/null when absent
-  std::vector<std::string> env;           ///< extra "NAME=value" entries on top of ours
-  std::vector<std::string> join_cgroups;  ///< cgroup.procs files the child joins before exec
+  std::vector<std::string> argv;                     ///< program and arguments; argv[0] is looked up in PATH
+  std::optional<std::string> input;                  ///< written to its stdin, then closed; /dev/null when absent
+  std::vector<std::string> env;                      ///< extra "NAME=value" entries on top of ours
+  std::vector<std::string> join_cgroups;             ///< cgroup.procs files the child joins before exec
   std::optional<std::chrono::milliseconds> timeout;  ///< killed (SIGKILL) when it runs longer
   /// Start it in a process group of its own; a timeout then kills the whole group
   /// (what a script started in the background too).
@@ -33,11 +33,11 @@ struct Spec {
 
 /// What an external program did.
 struct Result {
-  int exit_code = -1;    ///< its exit status, or -1 when killed by a signal
-  int signal = 0;        ///< the signal that ended it, 0 when it exited
-  bool timed_out = false;///< killed because it ran past Spec::timeout
-  std::string out;       ///< everything it wrote to stdout
-  std::string err;       ///< everything it wrote to stderr
+  int exit_code = -1;      ///< its exit status, or -1 when killed by a signal
+  int signal = 0;          ///< the signal that ended it, 0 when it exited
+  bool timed_out = false;  ///< killed because it ran past Spec::timeout
+  std::string out;         ///< everything it wrote to stdout
+  std::string err;         ///< everything it wrote to stderr
 
   /// True when it exited with status 0.
   bool ok() const { return exit_code == 0; }

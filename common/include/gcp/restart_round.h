@@ -64,10 +64,10 @@ class RestartRound {
   JobLock lock_mode_;
   std::optional<fs::FileLock> lock_;
   manifest::Job job_;
-  std::vector<uint64_t> all_;             // the job's committed checkpoints
-  std::optional<uint64_t> seq_;           // the checkpoint, unless units come from their own
-  std::optional<uint64_t> refused_;       // the first checkpoint that did not verify
-  std::map<std::string, uint64_t> from_;  // unit -> the checkpoint it comes from
+  std::vector<uint64_t> all_;                 // the job's committed checkpoints
+  std::optional<uint64_t> seq_;               // the checkpoint, unless units come from their own
+  std::optional<uint64_t> refused_;           // the first checkpoint that did not verify
+  std::map<std::string, uint64_t> from_;      // unit -> the checkpoint it comes from
   std::map<std::string, std::string> where_;  // unit -> node
   std::vector<std::unique_ptr<Part>> parts_;
   bool resumed_ = false;

@@ -196,10 +196,10 @@ RestartRequest restart_request_from_json(const json& doc);
 /// A unit as a restart left it.
 struct Restored {
   std::string unit;
-  uint64_t seq = 0;     ///< the checkpoint it came from
-  std::string node;     ///< where it runs now
-  pid_t pid = 0;        ///< host PID of its root
-  std::string cgroup;   ///< its cgroup there (gcp/J/U, or gcp/J/U.SEQ on a shared kernel)
+  uint64_t seq = 0;    ///< the checkpoint it came from
+  std::string node;    ///< where it runs now
+  pid_t pid = 0;       ///< host PID of its root
+  std::string cgroup;  ///< its cgroup there (gcp/J/U, or gcp/J/U.SEQ on a shared kernel)
   std::vector<std::string> node_addresses;
   std::string network_parent;  ///< its own network's parent device there; empty: none
 };

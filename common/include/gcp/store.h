@@ -7,12 +7,12 @@
 
 #include <chrono>
 #include <cstdint>
-#include <map>
-#include <set>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -77,10 +77,10 @@ class Corrupt : public Error {
 
 /// What gc did.
 struct GcReport {
-  uint64_t staging_removed = 0;   ///< abandoned staging and scratch directories
-  uint64_t packs_removed = 0;     ///< packs with no referenced chunk
-  uint64_t packs_repacked = 0;    ///< packs rewritten without their unreferenced chunks
-  uint64_t bytes_freed = 0;       ///< pack bytes removed, net of what repacking wrote
+  uint64_t staging_removed = 0;  ///< abandoned staging and scratch directories
+  uint64_t packs_removed = 0;    ///< packs with no referenced chunk
+  uint64_t packs_repacked = 0;   ///< packs rewritten without their unreferenced chunks
+  uint64_t bytes_freed = 0;      ///< pack bytes removed, net of what repacking wrote
   uint64_t chunks_removed = 0;
   std::vector<uid_t> busy_owners;  ///< owners skipped: a checkpoint was in flight
 };

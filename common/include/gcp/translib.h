@@ -110,27 +110,26 @@ enum {
 
 /** What the host tells a translib about itself. */
 typedef struct gcp_translib_host {
-  uint32_t abi_major;   /**< GCP_TRANSLIB_ABI_MAJOR of the host */
-  uint32_t abi_minor;   /**< GCP_TRANSLIB_ABI_MINOR of the host */
-  const char *version;  /**< gcp release, e.g. "0.1.0" */
+  uint32_t abi_major;  /**< GCP_TRANSLIB_ABI_MAJOR of the host */
+  uint32_t abi_minor;  /**< GCP_TRANSLIB_ABI_MINOR of the host */
+  const char *version; /**< gcp release, e.g. "0.1.0" */
 } gcp_translib_host;
 
 /** A JSON-in, JSON-out call of a translib. */
-typedef gcp_translib_status (*gcp_translib_call)(const char *request_json, char **result_json,
-                                                 char **error);
+typedef gcp_translib_status (*gcp_translib_call)(const char *request_json, char **result_json, char **error);
 
 /** The descriptor a translib returns from gcp_translib_open. */
 typedef struct gcp_translib_descriptor {
-  uint32_t abi_major;         /**< GCP_TRANSLIB_ABI_MAJOR the translib was built with */
-  uint32_t abi_minor;         /**< GCP_TRANSLIB_ABI_MINOR the translib was built with */
-  uint32_t struct_size;       /**< sizeof(gcp_translib_descriptor) when it was built */
-  const char *type;           /**< "checkpointer/<name>", e.g. "checkpointer/criu" */
-  const char *name;           /**< short name, equal to the file name without ".so" */
-  const char *version;        /**< the translib's own version */
-  uint64_t capabilities;      /**< GCP_CAP_* bits */
-  gcp_translib_call probe;    /**< is the checkpointer usable here: {} -> {checkpointer, version, path} */
+  uint32_t abi_major;           /**< GCP_TRANSLIB_ABI_MAJOR the translib was built with */
+  uint32_t abi_minor;           /**< GCP_TRANSLIB_ABI_MINOR the translib was built with */
+  uint32_t struct_size;         /**< sizeof(gcp_translib_descriptor) when it was built */
+  const char *type;             /**< "checkpointer/<name>", e.g. "checkpointer/criu" */
+  const char *name;             /**< short name, equal to the file name without ".so" */
+  const char *version;          /**< the translib's own version */
+  uint64_t capabilities;        /**< GCP_CAP_* bits */
+  gcp_translib_call probe;      /**< is the checkpointer usable here: {} -> {checkpointer, version, path} */
   gcp_translib_call checkpoint; /**< dump one unit into a directory */
-  gcp_translib_call restart;  /**< restore one unit from a directory */
+  gcp_translib_call restart;    /**< restore one unit from a directory */
   void (*free_string)(char *s); /**< releases result and error strings */
 } gcp_translib_descriptor;
 
