@@ -72,7 +72,7 @@ UNIT_SRCS := $(wildcard tests/unit/*.cc)
 UNIT_BIN  := $(BUILD)/tests/unit-tests
 WORKLOADS := $(patsubst tests/workloads/%.c,$(BUILD)/tests/workloads/%,$(wildcard tests/workloads/*.c))
 
-.PHONY: all help test check unit unit-build e2e bench simulate demo install man clean deps fuzz fuzz-build fuzz-check sanitize-unit
+.PHONY: all help test check unit unit-build e2e bench simulate demo install man clean format deps fuzz fuzz-build fuzz-check sanitize-unit
 all: $(BINS) $(INIT) $(GATE) $(REAPER) $(RLIMITS) $(USER_HELPER) $(TRANSLIBS)
 
 help:
@@ -84,6 +84,7 @@ help:
 	@echo "make simulate   the checkpoint policy against exponential and Weibull failure traces; report in $(BUILD)/bench/simulate.md"
 	@echo "make bench      hash and pipe speeds; gcp-deps on 1,000 processes; gcp's store vs plain criu (256 MiB, 1 GiB); coordinated rounds on 3 test nodes; reports in $(BUILD)/bench/"
 	@echo "make install    install under PREFIX=$(PREFIX) (DESTDIR honoured); as root, gcp-user setuid root for group gcp"
+	@echo "make format     clang-format every C and C++ file (.clang-format)"
 	@echo "make fuzz       build the libFuzzer harnesses of tests/fuzz and run each for FUZZ_SECONDS (default 600)"
 	@echo "make fuzz-build build the harnesses only (clang, ASan, UBSan) into $(FUZZ_DIR)/"
 	@echo "make SANITIZE=address,undefined unit   the unit tests under ASan and UBSan (in build/san-address-undefined)"
@@ -313,6 +314,10 @@ install: all
 	$(call install_translib_abi,$(DESTDIR),$(PREFIX))
 	for m in $(MANPAGES); do s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; \
 	  install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
+
+# clang-format (Debian's clang-format, .clang-format) over every C and C++ file git knows.
+format:
+	@git ls-files '*.c' '*.cc' '*.h' | xargs clang-format -i
 
 clean:
 	rm -rf $(BUILD)
