@@ -6,6 +6,8 @@
 # first), a memhog of MIB MiB: a first checkpoint, a second one after memhog rewrote 5% of
 # its pages, then a restart from the second; median of RUNS per step and the ratio B/A.
 #   BUILD_A=/path/to/old/build [BUILD_B=build] MIB=256 RUNS=6 tests/bench/builds-ab.sh
+# RUN_OPTS_A / RUN_OPTS_B: options for that build's `gcp-isolate run` (e.g. RUN_OPTS_B="--share
+# ipc,uts,net", to compare with a build from before units had namespaces of their own).
 # Writes $BUILD_B/bench/builds-ab.{tsv,md}. Both builds must have been built with
 # 'make all build/tests/workloads/memhog' (the workload of build B is used on both sides).
 set -euo pipefail
@@ -66,7 +68,9 @@ one_side() {
   side=$1
   export GCP_STORE=$work/store-$1 GCP_SCRATCH=$work/scratch-$1
   rm -rf "$GCP_STORE" "$GCP_SCRATCH" "$st"
-  "$bin/gcp-isolate" run --job "$job" -- "$memhog" "$st" "$mib" random >"$work/job.json" 2>"$work/err" ||
+  local opts_var=RUN_OPTS_$1
+  # shellcheck disable=SC2086
+  "$bin/gcp-isolate" run --job "$job" ${!opts_var:-} -- "$memhog" "$st" "$mib" random >"$work/job.json" 2>"$work/err" ||
     fail "gcp-isolate run" "$work/err"
   hpid=$(field "$work/job.json" 'd["units"][0]["pid"]')
   wait_key "$st" count 2 "the workload did not fill its memory"
@@ -112,14 +116,14 @@ for run in $(seq 1 "$runs"); do
 done
 cp "$results" "$report/builds-ab.tsv"
 python3 - "$results" "$mib" "$runs" "$build_a" "$build_b" "$retakes" >"$report/builds-ab.md" <<'PY'
-import statistics, sys
+import os, statistics, sys
 f, mib, runs, a, b, retakes = sys.argv[1:]
 v = {}
 for line in open(f):
     side, run, key, x = line.rstrip("\n").split("\t")
     v.setdefault((side, key), []).append(float(x))
 print(f"# builds-ab: {mib} MiB memhog, {runs} runs, medians\n")
-print(f"A = {a}, B = {b}; sides taken again (a checkpoint caught memhog writing its state file): {retakes}\n")
+print(f"A = {a} {os.environ.get('RUN_OPTS_A', '')}, B = {b} {os.environ.get('RUN_OPTS_B', '')}; sides taken again (a checkpoint caught memhog writing its state file): {retakes}\n")
 print("| step | A ms | B ms | B/A |")
 print("|---|---:|---:|---:|")
 for key in [f"cp{n}.{t}" for n in (1, 2) for t in ("downtimeMs", "storeMs", "totalMs", "wallMs")] + ["restartMs"]:
