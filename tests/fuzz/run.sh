@@ -3,7 +3,8 @@
 # Runs libFuzzer harnesses one after the other: run.sh SECONDS HARNESS...
 # Each starts from its committed corpus (tests/fuzz/corpus/<harness>, which holds the
 # inputs of crashes found and fixed: a run replays them first) and what earlier runs
-# found ($FUZZ_DIR/corpus/<harness>), nice'd so that builds beside it keep a core. Prints
+# found ($FUZZ_DIR/corpus/<harness>), nice'd (FUZZ_NICE, 19 by default: builds beside it keep a
+# core; 0 gives the fuzzer its share on a busy machine). Prints
 # one line per harness (runs, CPU seconds, coverage, corpus) and stops at the first
 # crash, whose input is left as $FUZZ_DIR/crash-<harness>-* (with FUZZ_KEEP_GOING=1 it
 # goes on with the next harness and fails at the end).
@@ -21,7 +22,7 @@ for h in "$@"; do
   # -rss_limit_mb: a reader that allocates what a hostile length says fails here.
   # The CPU time (user + system) is what the run cost, whatever the machine's load.
   cpu_file=$dir/$h.cpu
-  nice -n 19 /usr/bin/time -o "$cpu_file" -f '%U %S' \
+  nice -n "${FUZZ_NICE:-19}" /usr/bin/time -o "$cpu_file" -f '%U %S' \
     "$dir/$h" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
     -artifact_prefix="$dir/crash-$h-" -print_final_stats=1 \
     "$dir/corpus/$h" "$here/corpus/$h" >"$log" 2>&1 || rc=$?
