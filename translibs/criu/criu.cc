@@ -4,6 +4,7 @@
 // and files.
 #include "gcp/translib.h"
 #include "images.h"
+#include "ports.h"
 #include "relay.h"
 #include "run.h"
 
@@ -754,6 +755,15 @@ json restart(const json& req) {
     std::string why = first_error(log, r);
     if (!relay_failure.empty()) why += " (relaying its images: " + relay_failure + ")";
     std::string hint;
+    std::string log_text;
+    try {
+      log_text = gcp::criu::read_file(log).value_or("");
+    } catch (const std::exception&) {
+    }
+    if (auto port = gcp::criu::explain_bind_failure(why, log_text); !port.detail.empty()) {
+      why += port.detail;
+      hint += "\nhint: " + port.hint;
+    }
     if (grouping != "pidns" && why.find("File exists") != std::string::npos) {
       hint =
           "\nhint: a plain process tree comes back only with its own PIDs and one is taken; "
