@@ -6,8 +6,9 @@
 #   holds all three again (a process outside cannot take them) and goes on;
 # - a unit that shares a lock on a file with a process outside it is refused at once,
 #   naming the file and the process, and keeps running;
-# - a unit with a stopped process is refused at once (not after criu's timeout) and
-#   keeps running.
+# - a unit with a stopped process, and one with a process another of its processes
+#   traces (ptrace, as a debugger does), are refused at once (not after criu's
+#   timeout) and keep running.
 source "$(dirname "$0")/lib.sh"
 requires root criu freezer python3
 command -v flock >/dev/null || skip "needs flock (util-linux)"
@@ -84,4 +85,25 @@ stopped_in_unit() { grep -l '^State:.*T (stopped)' $(sed 's|^|/proc/|; s|$|/stat
 wait_for "the unit's child to stop" 10 stopped_in_unit
 expect_refused lk-stopped "would restart broken: stopped pid" "kill -CONT"
 [ "$(cgroup_procs lk-stopped main)" -ge 3 ] || fail "the refused unit did not keep running"
+
+# A traced process: the unit's python forks a child and attaches to it (PTRACE_ATTACH),
+# then lets it run on, traced.
+cat >"$work/tracer.py" <<'PY'
+import ctypes, os, time
+child = os.fork()
+if child == 0:
+    while True:
+        time.sleep(1)
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.ptrace(16, child, None, None) != 0:  # PTRACE_ATTACH
+    raise SystemExit("ptrace attach: %s" % os.strerror(ctypes.get_errno()))
+os.waitpid(child, 0)
+libc.ptrace(7, child, None, None)  # PTRACE_CONT
+time.sleep(100000)
+PY
+start_job lk-traced main python3 "$work/tracer.py"
+traced_in_unit() { grep -l '^TracerPid:[[:space:]]*[1-9]' $(sed 's|^|/proc/|; s|$|/status|' "/sys/fs/cgroup/freezer/gcp/lk-traced/main/cgroup.procs") >/dev/null 2>&1; }
+wait_for "the unit's child to be traced" 10 traced_in_unit
+expect_refused lk-traced "would restart broken: traced pid" "detach the tracer"
+[ "$(cgroup_procs lk-traced main)" -ge 3 ] || fail "the refused traced unit did not keep running"
 say "PASS"
