@@ -10,6 +10,8 @@
 #   scripts/nodes.sh up N STOREDIR     create gcpn1..gcpnN (N <= 8); STOREDIR becomes a shared bind mount first
 #   scripts/nodes.sh down              tear everything down (idempotent, also after a half-failed up)
 #   scripts/nodes.sh status            exit 0 when every node answers over ssh
+#   scripts/nodes.sh kill NODE         the node dies: its sshd and every process in its namespaces are
+#                                      killed (units with namespaces of their own are the caller's to kill)
 #   scripts/nodes.sh exec NODE CMD...  run CMD in the namespaces of NODE (gcpnI or I), stdio passed through
 #   scripts/nodes.sh ssh-config        print the path of the ssh client configuration: ssh -F "$(...)" gcpn2 CMD
 #
@@ -467,7 +469,7 @@ ssh_config() {
 }
 
 usage() {
-  printf 'usage: %s up N STOREDIR | down | status | exec NODE CMD... | ssh-config\n' "$0" >&2
+  printf 'usage: %s up N STOREDIR | down | status | exec NODE CMD... | kill NODE | ssh-config\n' "$0" >&2
   exit 2
 }
 
@@ -477,6 +479,7 @@ up) [ $# -eq 3 ] || usage; up "$2" "$(realpath -m -- "$3")" ;;
 down) [ $# -eq 1 ] || usage; down ;;
 status) [ $# -eq 1 ] || usage; status ;;
 exec) [ $# -ge 3 ] || usage; shift; node_exec "$@" ;;
+kill) [ $# -eq 2 ] || usage; n=${2#gcpn}; [[ $n =~ ^[1-8]$ ]] || usage; stop_node_procs "$n" ;;
 ssh-config) [ $# -eq 1 ] || usage; ssh_config ;;
 *) usage ;;
 esac
