@@ -244,7 +244,17 @@ Decision decide(const manifest::Job& job, const Site& site, double now) {
     ref = now - d.interval_s;
   }
   d.due_s = ref + d.interval_s;
-  if (auto end = time_of(p.deadline)) {
+  auto end = time_of(p.deadline);
+  // A deadline taken from a Slurm allocation (gcp-isolate run in it) ends with it; a job
+  // that runs on past it (requeued, restarted elsewhere) has no deadline from it.
+  const auto from = p.extra.find("deadlineFrom");
+  if (end && now >= *end && from != p.extra.end() && from->is_string() &&
+      from->get<std::string>().rfind("slurm job ", 0) == 0) {
+    d.notes.push_back(fmt::format("the deadline {} ({}'s time limit) has passed and the job runs on: ignored",
+                                  p.deadline, from->get<std::string>()));
+    end.reset();
+  }
+  if (end) {
     double margin = std::max(60.0, d.cost_s);
     double latest = *end - d.cost_s - margin;
     if (now >= *end) {

@@ -4,7 +4,8 @@
 # job (sbatch -N2) starts a unit on its first node with gcp-isolate run --launcher srun, which
 # records the allocation; gcp-migrate, run from the head node, reaches both nodes through srun
 # steps into that allocation, moves the unit to the job's second node, and the unit counts on
-# there with its memory, after the steps have ended.
+# there with its memory, after the steps have ended. The batch job's time limit (-t) is the
+# job's checkpoint deadline (its last checkpoint lands before it).
 source "$(dirname "$0")/lib.sh"
 requires root criu freezer python3
 
@@ -18,7 +19,7 @@ export SLURM_CONF
 printf '{}\n' >"$GCP_CONFIG"
 
 st=$work/sj.state
-batch=$(sbatch --parsable -N2 -w gcpn1,gcpn2 -o "$work/batch.out" \
+batch=$(sbatch --parsable -N2 -t 30 -w gcpn1,gcpn2 -o "$work/batch.out" \
   --wrap "'$bin/gcp-isolate' run --job sj --unit main --launcher srun -- '$workloads/counter' '$st' 32 && sleep 600") ||
   fail "sbatch failed"
 jobs_started+=(sj)
@@ -27,6 +28,12 @@ wait_for "the unit started by the batch job to count" 60 count_at_least "$st" 5
 [ "$(json "$GCP_STORE/jobs/sj/job.json" 'd["launcher"]')" = "{'kind': 'srun', 'slurmJob': '$batch'}" ] ||
   fail "the Job manifest's launcher is $(json "$GCP_STORE/jobs/sj/job.json" 'd.get("launcher")'), not srun in allocation $batch"
 started=$(state "$st" started)
+end=$(squeue --noheader --jobs="$batch" --format=%e)
+deadline=$(json "$GCP_STORE/jobs/sj/job.json" 'd["policy"]["checkpoint"]["deadline"]')
+[ "$(date -d "$deadline" +%s)" = "$(date -d "$end" +%s)" ] ||
+  fail "the job's deadline is $deadline, not the batch job's end $end"
+[ "$(json "$GCP_STORE/jobs/sj/job.json" 'd["policy"]["checkpoint"]["deadlineFrom"]')" = "slurm job $batch" ] ||
+  fail "the Job manifest does not say where its deadline came from"
 
 run_tool "$work/mv.json" "$work/mv.err" gcp-migrate sj --to gcpn2 || fail "gcp-migrate through srun failed: $(cat "$work/mv.err")"
 [ "$(json "$work/mv.json" '(d["units"][0]["node"], d["units"][0]["state"])')" = "('gcpn2', 'running')" ] ||

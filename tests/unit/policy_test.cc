@@ -154,6 +154,24 @@ TEST_CASE("the next checkpoint is moved before a known deadline, and none comes 
   CHECK_FALSE(policy::decide(job, site, kT0 + 4000).due);
 }
 
+TEST_CASE("a deadline from a Slurm allocation that has passed is ignored; one given by hand is not") {
+  auto job = running_job();
+  policy::Site site;
+  job.checkpoint_policy = policy::parse_spec("fixed,interval=1h,deadline=+30m", {}, kT0);
+  policy::record_checkpoint(job.history, 1, 20, kT0, site);
+  CHECK_FALSE(policy::decide(job, site, kT0 + 4000).due);  // by hand: past it, no more checkpoints
+  job.checkpoint_policy->extra["deadlineFrom"] = "slurm job 42";
+  auto d = policy::decide(job, site, kT0 + 4000);  // requeued, runs on in another allocation
+  CHECK(d.due);
+  REQUIRE(d.due_s);
+  CHECK(*d.due_s == doctest::Approx(kT0 + 3600));
+  CHECK(d.notes.back().find("slurm job 42's time limit) has passed") != std::string::npos);
+  // Before it, it clamps as any deadline does.
+  auto before = policy::decide(job, site, kT0 + 60);
+  REQUIRE(before.due_s);
+  CHECK(*before.due_s == doctest::Approx(kT0 + 1720));
+}
+
 TEST_CASE("a clock that went back makes the checkpoint due now") {
   auto job = running_job();
   policy::Site site;

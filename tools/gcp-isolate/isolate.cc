@@ -15,6 +15,7 @@
 #include "gcp/policy.h"
 #include "gcp/proc.h"
 #include "gcp/process.h"
+#include "gcp/slurm.h"
 #include "gcp/store.h"
 #include "gcp/unit.h"
 
@@ -114,6 +115,28 @@ void record_unit(manifest::Unit& unit, const Options& opt, store::Store& store, 
   if (network) unit.network = manifest::Network{network->address, network->parent, network->gateway, network->mac};
 }
 
+// In a Slurm allocation, the job ends at the allocation's time limit at the latest: its
+// policy's last checkpoint lands before it, unless the policy has a deadline already.
+void deadline_from_slurm(manifest::Job& job) {
+  const char* slurm_job = std::getenv("SLURM_JOB_ID");
+  if (!slurm_job || !*slurm_job) return;
+  if (job.checkpoint_policy && !job.checkpoint_policy->deadline.empty()) return;
+  std::string why;
+  auto end = slurm::end_time(slurm_job, &why);
+  if (!end) {
+    spdlog::warn("job '{}': no deadline from Slurm job {}: {}", job.name, slurm_job, why);
+    return;
+  }
+  if (!job.checkpoint_policy) {
+    job.checkpoint_policy.emplace();
+    job.checkpoint_policy->kind = policy::site().kind;
+  }
+  job.checkpoint_policy->deadline = manifest::rfc3339(*end);
+  job.checkpoint_policy->extra["deadlineFrom"] = std::string("slurm job ") + slurm_job;
+  spdlog::info("job '{}': deadline {}, the time limit of Slurm job {}", job.name, job.checkpoint_policy->deadline,
+               slurm_job);
+}
+
 }  // namespace
 
 void run(const Options& opt) {
@@ -160,6 +183,7 @@ void run(const Options& opt) {
     job.checkpoint_policy =
         policy::parse_spec(opt.policy, job.checkpoint_policy.value_or(manifest::CheckpointPolicy{}), policy::now());
   }
+  deadline_from_slurm(job);
   manifest::Unit* unit = job.find_unit(opt.unit);
   if (unit) {
     auto state = unit::live_state(*cgroups, *unit);
