@@ -34,7 +34,8 @@ criu=${GCP_CRIU:-$(command -v criu || echo /usr/local/sbin/criu)}
 zdtm_ids=(ZDTM_UID=18943 ZDTM_GID=58467 "ZDTM_GROUPS=27495 48244")
 # What gcp's translib gives a namespace dump and restore, so that only gcp differs.
 ns_opts=(--ext-mount-map auto --enable-external-masters)
-# A dump or restore that hangs ends the run, not the suite.
+# A dump or restore that hangs ends the run, not the suite (KILL 10 s after TERM: a criu
+# waiting on a task ignores TERM).
 cr_timeout=${ZDTM_CR_TIMEOUT:-180}
 
 list='' names=()
@@ -208,14 +209,14 @@ run_plain() {
   # shellcheck disable=SC2086
   # With gcp's criu-rlimits.so, as gcp dumps: without CAP_SYS_RESOURCE (as on the test VM)
   # plain CRIU cannot read the limits of a test that runs as a user, and every such dump fails.
-  if ! LD_PRELOAD=$BUILD/libexec/gcp/criu-rlimits.so timeout "$cr_timeout" "$criu" dump -t "$init" -D "$imgs" -o dump.log -v4 "${ns_opts[@]}" $d_opts $d_dopts >"$log/dump.err" 2>&1; then
+  if ! LD_PRELOAD=$BUILD/libexec/gcp/criu-rlimits.so timeout -k 10 "$cr_timeout" "$criu" dump -t "$init" -D "$imgs" -o dump.log -v4 "${ns_opts[@]}" $d_opts $d_dopts >"$log/dump.err" 2>&1; then
     kill -KILL "$init" 2>/dev/null
     echo "FAIL dump: $(criu_error "$imgs/dump.log")"
     return
   fi
   wait $ushare 2>/dev/null
   # shellcheck disable=SC2086
-  if ! (cd "$static" && timeout "$cr_timeout" "$criu" restore -D "$imgs" -o restore.log -v4 --restore-detached --pidfile "$imgs/init.pid" \
+  if ! (cd "$static" && timeout -k 10 "$cr_timeout" "$criu" restore -D "$imgs" -o restore.log -v4 --restore-detached --pidfile "$imgs/init.pid" \
     "${ns_opts[@]}" --root / $d_opts $d_ropts >"$log/restore.err" 2>&1); then
     echo "FAIL restore: $(criu_error "$imgs/restore.log")"
     return
@@ -237,12 +238,12 @@ run_gcp() {
     return
   fi
   nspid=$(wait_pidfile "$t" "$d_timeout") || { gcp_cleanup "$job"; echo "FAIL start: no pidfile within ${d_timeout}s"; return; }
-  if ! timeout "$cr_timeout" "$bin/gcp-checkpoint" --stop "$job" >"$log/checkpoint.json" 2>"$log/checkpoint.err"; then
+  if ! timeout -k 10 "$cr_timeout" "$bin/gcp-checkpoint" --stop "$job" >"$log/checkpoint.json" 2>"$log/checkpoint.err"; then
     gcp_cleanup "$job"
     echo "FAIL checkpoint: $(grep -m1 'error:' "$log/checkpoint.err" | sed 's/^gcp-checkpoint: error: //' | cut -c1-200)"
     return
   fi
-  if ! timeout "$cr_timeout" "$bin/gcp-restart" "$job" >"$log/restart.json" 2>"$log/restart.err"; then
+  if ! timeout -k 10 "$cr_timeout" "$bin/gcp-restart" "$job" >"$log/restart.json" 2>"$log/restart.err"; then
     gcp_cleanup "$job"
     echo "FAIL restart: $(grep -m1 'error:' "$log/restart.err" | sed 's/^gcp-restart: error: //' | cut -c1-200)"
     return
@@ -276,8 +277,9 @@ run_test() {
   local t=$1 log=$zdir/logs/$1 plain gcp
   rm -rf "$log" && mkdir -p "$log/criu" "$log/gcp"
   test_env
-  start_argv "$t" || { verdict=skip; printf '%-28s SKIP (no start rule in its Makefile)\n' "$t"; return; }
+  # First: a .pid file left by a run that was killed would make its Makefile rule up to date.
   clean_test_files "$t"
+  start_argv "$t" || { verdict=skip; printf '%-28s SKIP (no start rule in its Makefile)\n' "$t"; return; }
   plain=$(run_plain "$t" "$log/criu")
   clean_test_files "$t"
   gcp=$(run_gcp "$t" "$log/gcp")
