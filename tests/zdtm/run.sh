@@ -115,7 +115,7 @@ skip_reason() {
 
 clean_test_files() {
   local t=$1
-  (cd "$static" && rm -rf -- "$t.pid" "$t.out" "$t.out.inprogress" "$t.test" "$t".*.test "$t.test".* .zdtm.pidfile.*)
+  (cd "$static" && rm -rf -- "$t.pid" "$t".out* "$t.test" "$t".*.test "$t.test".* .zdtm.pidfile.*)
 }
 
 # start_argv NAME: the command line of the test as CRIU's Makefile starts it (its NAME.pid rule).
@@ -202,6 +202,7 @@ run_plain() {
   ushare=$!
   if ! nspid=$(wait_pidfile "$t" "$d_timeout"); then
     kill -KILL $(pgrep -P $ushare) $ushare 2>/dev/null
+    cp "$static/$t.out.inprogress" "$log/test.out" 2>/dev/null
     echo "FAIL start: no pidfile within ${d_timeout}s"
     return
   fi
@@ -254,7 +255,11 @@ run_gcp() {
   echo "$r"
 }
 
+# gcp_cleanup JOB: kills the job and removes it from the store, keeping its unit's output
+# and, on a start that failed, the test's own.
 gcp_cleanup() {
+  cp "$GCP_STORE/jobs/$1/logs/main.out" "$log/unit.out" 2>/dev/null
+  [ -e "$log/test.out" ] || cp "$static/$t.out.inprogress" "$log/test.out" 2>/dev/null
   "$bin/gcp-isolate" kill "$1" >/dev/null 2>&1
   "$bin/gcp-store" rm "$1" >/dev/null 2>&1
 }
