@@ -72,7 +72,7 @@ UNIT_SRCS := $(wildcard tests/unit/*.cc)
 UNIT_BIN  := $(BUILD)/tests/unit-tests
 WORKLOADS := $(patsubst tests/workloads/%.c,$(BUILD)/tests/workloads/%,$(wildcard tests/workloads/*.c))
 
-.PHONY: all help test check unit unit-build e2e bench simulate demo install man clean format deps fuzz fuzz-build fuzz-check sanitize-unit
+.PHONY: all help test check unit unit-build e2e bench simulate demo install man clean format deps fuzz fuzz-build fuzz-check sanitize-unit zdtm zdtm-ci
 all: $(BINS) $(INIT) $(GATE) $(REAPER) $(RLIMITS) $(USER_HELPER) $(TRANSLIBS)
 
 help:
@@ -88,6 +88,8 @@ help:
 	@echo "make fuzz       build the libFuzzer harnesses of tests/fuzz and run each for FUZZ_SECONDS (default 600)"
 	@echo "make fuzz-build build the harnesses only (clang, ASan, UBSan) into $(FUZZ_DIR)/"
 	@echo "make SANITIZE=address,undefined unit   the unit tests under ASan and UBSan (in build/san-address-undefined)"
+	@echo "make zdtm       CRIU's ZDTM static tests (ns flavour) through gcp and through plain CRIU, compared (root)"
+	@echo "make zdtm-ci    the same for the subset in tests/zdtm/ci-tests (part of make test)"
 
 deps:
 	@scripts/install-deps.sh
@@ -190,13 +192,14 @@ $(BUILD)/tests/workloads/%: tests/workloads/%.c tests/workloads/state.h common/i
 	$(CC) -std=gnu11 -O2 $(WARN) -Icommon/include -pthread -o $@ $<
 
 # `make test` is what CI runs: it installs what is missing first. Besides the unit and
-# end-to-end tests: the unit tests again under ASan and UBSan, and each fuzz harness for
-# FUZZ_CHECK_SECONDS on its corpus.
+# end-to-end tests: the unit tests again under ASan and UBSan, each fuzz harness for
+# FUZZ_CHECK_SECONDS on its corpus, and a subset of CRIU's ZDTM tests (zdtm-ci).
 test: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) all $(UNIT_BIN) $(FAKES) $(WORKLOADS)
 	@BUILD=$(BUILD) tests/run-all.sh
 	@$(MAKE) --no-print-directory sanitize-unit
 	@$(MAKE) --no-print-directory fuzz-check
+	@$(MAKE) --no-print-directory zdtm-ci
 
 SAN_BUILD := build/san-address-undefined
 sanitize-unit:
@@ -244,6 +247,16 @@ fuzz: fuzz-build
 
 fuzz-check: fuzz-build
 	@FUZZ_DIR=$(FUZZ_DIR) tests/fuzz/run.sh $(FUZZ_CHECK_SECONDS) $(FUZZERS)
+
+# ---- CRIU's ZDTM static tests as a peer suite (tests/zdtm) ----
+# Each test through gcp (gcp-isolate run, gcp-checkpoint --stop, gcp-restart) and through
+# plain CRIU in fresh namespaces; a test CRIU passes and gcp fails fails the target.
+# CRIU's source and the built tests stay in $(BUILD)/zdtm.
+zdtm: all
+	@BUILD=$(BUILD) tests/zdtm/run.sh
+
+zdtm-ci: all
+	@BUILD=$(BUILD) tests/zdtm/run.sh --list tests/zdtm/ci-tests
 
 check: test
 

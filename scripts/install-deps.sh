@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Installs what gcp needs to build and test: Debian packages and a working CRIU (>= 4.2);
-# with --bench also what the benchmarks need.
+# with --bench also what the benchmarks need, with --zdtm what CRIU's ZDTM tests need to
+# build (tests/zdtm/run.sh). Sourced (by tests/zdtm/run.sh), it only defines its functions.
 # Idempotent and quiet when everything is there. Run as root (or it says what is missing).
 set -euo pipefail
 
@@ -20,6 +21,9 @@ criu_build_pkgs=(libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-
   pkg-config gcc make iptables dpkg-dev)
 # Only for 'make bench': the hashes tests/bench/hash-speed.cc measures against SHA-256.
 bench_pkgs=(libb2-dev libsodium-dev libxxhash-dev)
+# Only for 'make zdtm': what CRIU's test/zdtm needs beyond CRIU's own build (netns_sub_veth
+# links libnl-route; aio00 libaio and jobctl00 libutil come with the packages above and libc).
+zdtm_pkgs=(libnl-route-3-dev libaio-dev libcap-dev)
 criu_run_pkgs=(libprotobuf-c1 libnl-3-200 libnet1 libcap2 libaio1 libbsd0 libgnutls30 libnftables1 libuuid1 iptables)
 
 missing_pkgs() {
@@ -82,9 +86,12 @@ debian_mirror() {
   printf '%s\n' "$uri"
 }
 
-build_criu() {
-  local mirror aptdir src tarball
-  apt_install "${criu_build_pkgs[@]}"
+# Prints the path of CRIU's orig tarball in $build_dir, fetching it from Debian's unstable
+# suite first when it is not there.
+criu_tarball() {
+  local mirror aptdir tarball
+  tarball=$(ls "$build_dir"/criu_"$criu_want".orig.tar.* 2>/dev/null | head -n1 || true)
+  if [ -n "$tarball" ]; then printf '%s\n' "$tarball"; return 0; fi
   mirror=$(debian_mirror)
   [ -n "$mirror" ] || die "cannot find a Debian mirror in the apt sources to fetch CRIU $criu_want" \
     "install criu >= 4.2 yourself and set GCP_CRIU to its path"
@@ -94,21 +101,25 @@ build_criu() {
   printf 'deb-src %s unstable main\n' "$mirror" >"$aptdir/sources.list"
   local aptopts=(-o "Dir::Etc::SourceList=$aptdir/sources.list" -o "Dir::Etc::SourceParts=$aptdir/sources.list.d"
     -o "Dir::State::Lists=$aptdir/lists" -o "Dir::Cache::Archives=$aptdir/archives" -o "APT::Sandbox::User=root")
+  say "fetching the CRIU $criu_want source from Debian's unstable suite"
+  apt-get "${aptopts[@]}" update -qq >/dev/null 2>&1 ||
+    die "apt-get update of the private unstable source list failed" "check network access to the Debian mirror"
+  # The Debian diff may be missing on the mirror; the orig tarball is all we need, so tolerate its failure.
+  (cd "$build_dir" && apt-get "${aptopts[@]}" source --download-only -qq "criu=$criu_want"* >/dev/null 2>&1) || true
   tarball=$(ls "$build_dir"/criu_"$criu_want".orig.tar.* 2>/dev/null | head -n1 || true)
   if [ -z "$tarball" ]; then
-    say "fetching the CRIU $criu_want source from Debian's unstable suite"
-    apt-get "${aptopts[@]}" update -qq >/dev/null 2>&1 ||
-      die "apt-get update of the private unstable source list failed" "check network access to the Debian mirror"
-    # The Debian diff may be missing on the mirror; the orig tarball is all we need, so tolerate its failure.
-    (cd "$build_dir" && apt-get "${aptopts[@]}" source --download-only -qq "criu=$criu_want"* >/dev/null 2>&1) || true
-    tarball=$(ls "$build_dir"/criu_"$criu_want".orig.tar.* 2>/dev/null | head -n1 || true)
-    if [ -z "$tarball" ]; then
-      (cd "$build_dir" && apt-get "${aptopts[@]}" source --download-only -qq criu >/dev/null 2>&1) || true
-      tarball=$(ls "$build_dir"/criu_*.orig.tar.* 2>/dev/null | sort -V | tail -n1 || true)
-    fi
-    [ -n "$tarball" ] || die "could not download the CRIU source package from Debian unstable" \
-      "install criu >= 4.2 yourself and set GCP_CRIU to its path"
+    (cd "$build_dir" && apt-get "${aptopts[@]}" source --download-only -qq criu >/dev/null 2>&1) || true
+    tarball=$(ls "$build_dir"/criu_*.orig.tar.* 2>/dev/null | sort -V | tail -n1 || true)
   fi
+  [ -n "$tarball" ] || die "could not download the CRIU source package from Debian unstable" \
+    "install criu >= 4.2 yourself and set GCP_CRIU to its path"
+  printf '%s\n' "$tarball"
+}
+
+build_criu() {
+  local src tarball
+  apt_install "${criu_build_pkgs[@]}"
+  tarball=$(criu_tarball) || exit 1
   src=$build_dir/src
   rm -rf "$src" && mkdir -p "$src"
   tar -xf "$tarball" -C "$src" --strip-components=1
@@ -122,6 +133,7 @@ build_criu() {
 main() {
   apt_install "${build_pkgs[@]}"
   if [ "${1:-}" = --bench ]; then apt_install "${bench_pkgs[@]}"; fi
+  if [ "${1:-}" = --zdtm ]; then apt_install "${criu_build_pkgs[@]}" "${zdtm_pkgs[@]}"; fi
   if find_usable_criu >/dev/null; then
     apt_install "${criu_run_pkgs[@]}"
     return 0
@@ -137,4 +149,5 @@ main() {
   say "criu $(criu_version "$c") is ready at $c"
 }
 
-main "$@"
+# Sourced, it only defines the above.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi

@@ -676,6 +676,13 @@ class Builder {
         units.insert(g_.units.size());  // the peer's unit, which this graph does not hold
       }
     }
+    // A TCP peer no process holds, on the loopback of units in network namespaces of
+    // their own, was in that namespace (it closed): nothing else reaches that loopback.
+    if (outside && t.kind == "tcp" && !t.remote.empty() && loopback_host(t.remote) && !t.ends.empty() &&
+        std::all_of(t.ends.begin(), t.ends.end(), [&](const End& e) { return e.unit && in_own_netns(e.pid); })) {
+      t.remote += " (closed, on the unit's own loopback)";
+      outside = false;
+    }
     if (outside)
       t.scope = Scope::kExternal;
     else if (units.size() > 1)
@@ -836,6 +843,18 @@ class Builder {
 
   // True when every end in a unit is in one with its own address (gcp-isolate --address):
   // the connection's local address comes back wherever the unit is restarted.
+  // Whether a process is in another network namespace than this one (a unit's own).
+  bool in_own_netns(pid_t pid) const {
+    auto p = all_.find(pid);
+    unsigned long here = all_.count(::getpid()) ? all_.at(::getpid()).netns : 0;
+    return p != all_.end() && p->second.netns != 0 && here != 0 && p->second.netns != here;
+  }
+
+  // "127.0.0.1:80", "[::1]:80" (a v4-mapped address is written as v4).
+  static bool loopback_host(const std::string& endpoint) {
+    return endpoint.rfind("127.", 0) == 0 || endpoint.rfind("[::1]:", 0) == 0;
+  }
+
   bool moves_with_unit(const Tie& t) const {
     bool any = false;
     for (const auto& e : t.ends) {

@@ -6,8 +6,11 @@
 
 #include <doctest/doctest.h>
 
+#include <net/if.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -16,6 +19,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <thread>
 
 namespace deps = gcp::deps;
@@ -202,6 +206,54 @@ TEST_CASE("a Job manifest unit is found by its init, its root, or the cgroup it 
     CHECK(deps::spec_of(u).kind == grouping::Kind::kCgroup);
     CHECK(deps::spec_of(u).cgroup == "gcp/j/u");
   }
+}
+
+TEST_CASE("a TCP connection whose peer closed on the loopback of a unit's own network namespace is inside the unit" *
+          gcp::testing::skip_unless(gcp::testing::is_root(), "needs root: a network namespace")) {
+  // The child (the unit) takes a network namespace of its own, connects to itself on its
+  // loopback and closes the accepting end: its connection's peer is held by no process
+  // (ZDTM's socket-tcp-reseted, which plain CRIU restores with --tcp-established).
+  int ready[2];
+  REQUIRE(::pipe(ready) == 0);
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::unshare(CLONE_NEWNET) != 0) ::_exit(1);
+    int ifd = ::socket(AF_INET, SOCK_DGRAM, 0);
+    ifreq lo{};
+    std::strcpy(lo.ifr_name, "lo");
+    lo.ifr_flags = IFF_UP;
+    if (::ioctl(ifd, SIOCSIFFLAGS, &lo) != 0) ::_exit(2);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(lfd, 1) != 0 ||
+        ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+      ::_exit(3);
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) ::_exit(4);
+    ::close(::accept(lfd, nullptr, nullptr));
+    ::close(lfd);
+    if (::write(ready[1], "r", 1) != 1) ::_exit(5);
+    for (;;) ::pause();
+  }
+  ::close(ready[1]);
+  char c = 0;
+  REQUIRE(::read(ready[0], &c, 1) == 1);
+  ::close(ready[0]);
+  auto g = deps::build("tcp", {{"main", {grouping::Kind::kTree, child, {}}, false}}, {.stop = true});
+  const deps::Tie* t = find_tie(g, "tcp", child);
+  REQUIRE(t);
+  CHECK_CONTAINS(t->object, " -> 127.0.0.1:");
+  CHECK(t->scope != deps::Scope::kExternal);
+  CHECK(t->verdict == deps::Verdict::kNeeds);
+  CHECK(t->need == "tcp-established");
+  CHECK_CONTAINS(t->remote, "own loopback");
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
 }
 
 TEST_CASE("a TCP connection to the outside moves with a unit that has its own address only when it is stopped") {
