@@ -14,8 +14,8 @@ out=$work/out.log
 snap=$work/snap
 start_job files main "$workloads/appender" "$st" "$out" "$snap"
 
-# SNAP.tmp is opened at counts 1, 61, 121, ... and renamed away 30 ticks later.
-phase() { local c; c=$(state "$st" count); [ -n "$c" ] && [ $((c % 60)) -ge "$1" ] && [ $((c % 60)) -le "$2" ]; }
+# SNAP.tmp is opened at counts 1, 151, 301, ... and renamed away 100 ticks later.
+phase() { local c; c=$(state "$st" count); [ -n "$c" ] && [ $((c % 150)) -ge "$1" ] && [ $((c % 150)) -le "$2" ]; }
 gone() { [ ! -e "$1" ]; }
 # lines_at MANIFEST: the job's count at that checkpoint, from the size recorded of OUT
 lines_at() {
@@ -36,7 +36,7 @@ assert lines == list(range(start, start + len(lines))), lines
 EOF
 }
 
-wait_for "the job to open snap.tmp" 30 phase 2 5
+wait_for "the job to open snap.tmp" 30 phase 2 20
 run_tool "$work/cp1.json" "$work/cp1.err" gcp-checkpoint files || fail "checkpoint failed: $(cat "$work/cp1.err")"
 python3 - "$work/cp1.json" "$out" "$snap.tmp" <<'EOF' || fail "the checkpoint does not record the files: $(cat "$work/cp1.json")"
 import json, sys
@@ -47,7 +47,7 @@ assert tmp["kept"].startswith("gcp-files/") and not tmp["append"]
 EOF
 c1=$(lines_at "$work/cp1.json")
 size1=$(json "$work/cp1.json" "[w['size'] for w in d['units'][0]['writtenFiles'] if w['path'] == '$out'][0]")
-wait_for "the job to rename snap.tmp away" 10 gone "$snap.tmp"
+wait_for "the job to rename snap.tmp away" 30 gone "$snap.tmp"
 "$bin/gcp-isolate" kill files >/dev/null
 [ "$(cgroup_procs files main)" -eq 0 ] || fail "processes left after kill"
 size_killed=$(stat -c %s "$out")
@@ -67,13 +67,13 @@ run_tool "$work/r1.json" "$work/r1.err" gcp-restart files --files truncate ||
   fail "restart --files truncate failed: $(cat "$work/r1.err")"
 grep -q "out.log' cut back to its $size1 bytes" "$work/r1.err" || fail "no word of the truncation: $(cat "$work/r1.err")"
 grep -q "snap.tmp' was missing: recreated" "$work/r1.err" || fail "no word of snap.tmp: $(cat "$work/r1.err")"
-wait_for "the restored job to rename its snap.tmp" 15 phase 33 59
+wait_for "the restored job to rename its snap.tmp" 30 phase 103 149
 expect_ok "$st"
 [ "$(cat "$snap")" = "count=$(state "$st" snap)" ] || fail "snap holds '$(cat "$snap")'"
 consecutive 1
 
 # An output changed before its checkpointed size: --files truncate cannot restore it.
-wait_for "snap.tmp to be closed" 15 phase 33 45
+wait_for "snap.tmp to be closed" 30 phase 103 120
 run_tool "$work/cp2.json" "$work/cp2.err" gcp-checkpoint files || fail "checkpoint 2 failed: $(cat "$work/cp2.err")"
 c2=$(lines_at "$work/cp2.json")
 size2=$(json "$work/cp2.json" "[w['size'] for w in d['units'][0]['writtenFiles'] if w['path'] == '$out'][0]")

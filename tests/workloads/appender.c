@@ -2,13 +2,14 @@
 // appender STATE OUT SNAP: appends its count to OUT (one line per tick, through one
 // O_WRONLY|O_APPEND descriptor, as an HPC job writes its output), and writes SNAP the
 // way many programs save state: SNAP.tmp is opened and written at the start of each
-// 6-second cycle, held open for 3 seconds, then closed and renamed over SNAP. A
+// cycle of 150 ticks, held open for 100 ticks (long enough for a checkpoint started
+// on a busy machine to find it open), then closed and renamed over SNAP. A
 // checkpoint in the first half of a cycle has SNAP.tmp open; the rename after it takes
 // that path away. The state file has count, and snap= the count SNAP.tmp was opened at.
 #include "state.h"
 
-#define CYCLE 60 /* ticks */
-#define HOLD 30
+#define CYCLE 150 /* ticks */
+#define HOLD 100
 
 int main(int argc, char **argv) {
   struct wl_state s;
