@@ -18,6 +18,7 @@
 #include "gcp/translib_loader.h"
 #include "gcp/undo.h"
 #include "gcp/unit.h"
+#include "gcp/written_files.h"
 
 #include <spdlog/fmt/ranges.h>
 #include <spdlog/spdlog.h>
@@ -116,6 +117,7 @@ class LocalCheckpointPart final : public CheckpointPart {
     std::vector<std::string> job_ties;  // ties an uncoordinated checkpoint cannot keep
     events::Result pre, post;
     manifest::json result;  // the translib's answer
+    std::vector<manifest::WrittenFile> written;
     std::optional<Error> error;
     double freeze_ms = 0, dump_ms = 0;
     Clock::time_point dump_end;
@@ -131,6 +133,7 @@ class LocalCheckpointPart final : public CheckpointPart {
   void start_checkpointers();
   void launch_dump(size_t i);
   void join_dumps();
+  void record_written_files();
   [[noreturn]] void dump_failed(size_t i);
   void deliver_post_checkpoint();
 
@@ -420,6 +423,24 @@ void LocalCheckpointPart::join_dumps() {
   workers_.clear();
 }
 
+// While the units are frozen and the checkpointers dump them: the files as the dump
+// has them, read while the dump runs rather than after it.
+void LocalCheckpointPart::record_written_files() {
+  auto t = Clock::now();
+  files::RecordOptions options{.skip = {store_.root(), store::scratch_root()}, .owner = job_.owner, .images_dir = {}};
+  for (size_t i = 0; i < units_.size(); ++i) {
+    options.images_dir = staging_->unit_dir(units_[i].spec->name);
+    try {
+      fs::make_dirs(options.images_dir, 0700);
+      units_[i].written = files::record(machine_.cgroups.procs(units_[i].spec->cgroup), options);
+    } catch (const std::exception& e) {
+      throw Error(Exit::kFailed, unit_error(i, std::string("recording the files it writes: ") + e.what()),
+                  "the job was thawed and keeps running; the previous checkpoint is still the latest");
+    }
+  }
+  part_.timings["writtenFilesMs"] = round_ms(ms_between(t, Clock::now()));
+}
+
 void LocalCheckpointPart::dump_failed(size_t i) {
   const auto& error = *units_[i].error;
   throw Error(Exit::kFailed, unit_error(i, keep_failure_log(store_, *staging_, units_[i].spec->name, error.what())),
@@ -437,10 +458,12 @@ void LocalCheckpointPart::dump() {
         throw Error(Exit::kFailed, unit_error(i, e.what()));
       }
     }
+    record_written_files();
     join_dumps();
     for (auto& u : units_) u.dump_ms = ms_between(t_go, u.dump_end);
   } else {
     for (size_t i = 0; i < units_.size(); ++i) launch_dump(i);
+    record_written_files();
     join_dumps();
   }
   t_dumped_ = Clock::now();
@@ -503,6 +526,7 @@ manifest::Checkpoint LocalCheckpointPart::store() {
       cu.timings["callbacks"] = per_event;
     }
     cu.job_ties = unit.job_ties;
+    cu.written_files = std::move(unit.written);
     part_.units.push_back(std::move(cu));
   }
   log::phase("{}: {}, storing the images", what(), held_ ? "job stays frozen until stopped" : "job thawed");

@@ -462,6 +462,61 @@ json image_to_json(const ImageFile& i) {
   return j;
 }
 
+}  // namespace
+
+bool plain_absolute_path(std::string_view path) {
+  if (path.size() < 2 || path.size() > 4096 || path[0] != '/' || path.back() == '/') return false;
+  if (path.find('\0') != std::string_view::npos) return false;
+  size_t start = 1;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    std::string_view part = path.substr(start, end - start);
+    if (part.empty() || part == "." || part == "..") return false;
+    start = end + 1;
+  }
+  return true;
+}
+
+namespace {
+
+json written_file_to_json(const WrittenFile& w) {
+  json j = {{"path", w.path}, {"size", w.size},     {"mtimeNs", w.mtime_ns},    {"uid", w.uid},
+            {"mode", w.mode}, {"append", w.append}, {"writeOnly", w.write_only}};
+  if (!w.sha256.empty()) j["sha256"] = w.sha256;
+  if (!w.kept.empty()) j["kept"] = w.kept;
+  return j;
+}
+
+// The paths are what a restart acts on (it may truncate or create the file): only plain
+// absolute ones, and a kept copy only inside the unit's image directory.
+WrittenFile written_file_from_json(const json& obj, const std::string& where, const std::string& source) {
+  Fields f(obj, where, source);
+  WrittenFile w;
+  w.path = f.required<std::string>("path");
+  if (!plain_absolute_path(w.path)) {
+    f.fail(f.name("path"), "must be an absolute path without '.', '..' or empty parts, of at most 4096 bytes");
+  }
+  w.size = f.required<uint64_t>("size");
+  w.mtime_ns = f.required<int64_t>("mtimeNs");
+  w.uid = f.required<uid_t>("uid");
+  w.mode = f.optional<uint32_t>("mode", 0644);
+  if (w.mode > 0777) f.fail(f.name("mode"), "must be permission bits (0 to 0777)");
+  w.append = f.optional<bool>("append", false);
+  w.write_only = f.optional<bool>("writeOnly", false);
+  w.sha256 = f.optional<std::string>("sha256", "");
+  if (!w.sha256.empty() &&
+      (w.sha256.size() != 64 || w.sha256.find_first_not_of("0123456789abcdef") != std::string::npos)) {
+    f.fail(f.name("sha256"), "is not a SHA-256 digest in lowercase hex");
+  }
+  w.kept = f.optional<std::string>("kept", "");
+  if (!w.kept.empty() && (w.kept.rfind("gcp-files/", 0) != 0 || !plain_absolute_path("/" + w.kept))) {
+    f.fail(f.name("kept"), "must be a plain path below gcp-files/ in the unit's images");
+  }
+  if (!w.kept.empty() && w.sha256.empty()) f.fail(f.name("kept"), "needs sha256 (the copy is checked against it)");
+  return w;
+}
+
 ImageFile image_from_json(const json& obj, const std::string& where, const std::string& source) {
   Fields f(obj, where, source);
   ImageFile i;
@@ -724,6 +779,7 @@ json to_json(const Checkpoint& c, bool chunk_lists) {
     }
     if (!u.job_ties.empty()) ju["jobTies"] = u.job_ties;
     if (u.zstd_level) ju["zstdLevel"] = *u.zstd_level;
+    for (const auto& w : u.written_files) ju["writtenFiles"].push_back(written_file_to_json(w));
     put_extra(ju, u.extra);
     j["units"].push_back(ju);
   }
@@ -802,6 +858,15 @@ Checkpoint checkpoint_from_json(const json& doc, const std::string& source) {
     const json& images = fu.array("images", true);
     for (size_t k = 0; k < images.size(); ++k) {
       u.images.push_back(image_from_json(images[k], where + "." + indexed("images", k), source));
+    }
+    const json& written = fu.array("writtenFiles", false);
+    std::set<std::string> written_paths;
+    for (size_t k = 0; k < written.size(); ++k) {
+      std::string at = where + "." + indexed("writtenFiles", k);
+      u.written_files.push_back(written_file_from_json(written[k], at, source));
+      if (!written_paths.insert(u.written_files.back().path).second) {
+        fu.fail(at + ".path", "repeats '" + printable(u.written_files.back().path) + "'");
+      }
     }
     u.extra = fu.extra();
     c.units.push_back(std::move(u));

@@ -13,6 +13,7 @@
 #include "gcp/proc.h"
 #include "gcp/translib_loader.h"
 #include "gcp/undo.h"
+#include "gcp/written_files.h"
 
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -70,6 +71,8 @@ class LocalRestartPart final : public RestartPart {
   std::filesystem::path images_dir(const Unit& unit) const {
     return scratch_->path() / std::to_string(unit.seq) / unit.spec->name;
   }
+  void check_written_files();
+  std::string kept_copy(uint64_t seq, const std::string& unit, const manifest::WrittenFile& file);
   Restored restore_unit(Unit& unit);
   void stop_unit(const manifest::Unit& u) noexcept;
 
@@ -121,6 +124,7 @@ void LocalRestartPart::prepare(const RestartRequest& request) {
     units_.push_back({u, seq, image, {}});
   }
   for (const auto& unit : units_) check_version(unit);
+  check_written_files();
   // One unit whose translib restores from an image source (GCP_CAP_IMAGE_SOURCE) gets
   // its images from one, every chunk verified just before the checkpointer reads it: a
   // bad one fails the restore before the restored tasks resume. Anything else (or
@@ -149,6 +153,46 @@ void LocalRestartPart::check_version(const Unit& unit) {
     spdlog::debug("unit '{}' was checkpointed by translib '{}' {}, restoring with {}", cu.name, cu.translib,
                   cu.translib_version, lib.version());
   }
+}
+
+// Before anything is restored: every file the units wrote is as the checkpoint has it,
+// or made so (--files), or nothing starts (gcp/written_files.h).
+void LocalRestartPart::check_written_files() {
+  std::vector<std::pair<uint64_t, std::vector<files::Verdict>>> all;
+  for (const auto& unit : units_) {
+    if (unit.image->written_files.empty()) continue;
+    all.emplace_back(unit.seq, files::judge(unit.spec->name, unit.image->written_files, request_.files, job_.owner));
+  }
+  for (const auto& [seq, verdicts] : all) files::refuse(verdicts, seq);
+  for (const auto& [seq, verdicts] : all) {
+    files::apply(verdicts, seq, job_.owner, [&, seq = seq](const std::string& unit, const manifest::WrittenFile& f) {
+      return kept_copy(seq, unit, f);
+    });
+  }
+}
+
+// The copy of a small file the checkpoint kept among the unit's images, every chunk verified.
+std::string LocalRestartPart::kept_copy(uint64_t seq, const std::string& unit, const manifest::WrittenFile& file) {
+  const auto& c = checkpoint(seq);
+  const auto* cu = c.find_unit(unit);
+  const manifest::ImageFile* image = nullptr;
+  for (const auto& i : cu->images) {
+    if (i.path == file.kept) image = &i;
+  }
+  if (!image) {
+    throw Error(Exit::kFailed, "checkpoint " + std::to_string(seq) + " holds no copy of '" + printable(file.path) +
+                                   "' (no image '" + file.kept + "')");
+  }
+  std::string content;
+  auto bad = store_.stream_image(
+      c, unit, *image,
+      [&](std::vector<uint8_t>& piece) {
+        content.append(piece.begin(), piece.end());
+        return true;
+      },
+      nullptr);
+  if (bad) throw *bad;
+  return content;
 }
 
 std::vector<Restored> LocalRestartPart::restore() {

@@ -197,6 +197,7 @@ void RestartRound::place() {
   request.job = job_name_;
   request.materialize = options_.materialize;
   request.leave_stopped = spans();
+  request.files = options_.files;
   request.callback_deadline = callback_deadline(options_.callback_timeout, job_);
   log::phase("{}: {} unit(s) on {} node(s)", what(), from_.size(), parts_.size());
   t_start_ = Clock::now();

@@ -114,6 +114,7 @@ json to_json(const RestartRequest& r) {
           {"units", r.units},
           {"materialize", r.materialize},
           {"leaveStopped", r.leave_stopped},
+          {"files", files::name(r.files)},
           {"callbackTimeoutMs", r.callback_deadline.count()}};
 }
 
@@ -125,6 +126,7 @@ RestartRequest restart_request_from_json(const json& doc) {
   for (const auto& [name, seq] : units.items()) r.units[name] = field<uint64_t>(units, name.c_str());
   r.materialize = field<bool>(doc, "materialize", false);
   r.leave_stopped = field<bool>(doc, "leaveStopped", false);
+  r.files = files::policy_from(field<std::string>(doc, "files", "refuse"));
   r.callback_deadline =
       std::chrono::milliseconds(field<int64_t>(doc, "callbackTimeoutMs", r.callback_deadline.count()));
   return r;

@@ -731,3 +731,46 @@ TEST_CASE("count_or and number_or take numbers only") {
   CHECK(manifest::number_or(bytes, "f") == 2.5);
   CHECK(manifest::number_or(bytes, "new", 1.0) == 1.0);
 }
+
+TEST_CASE("a unit's written files survive the round trip, and a path a restart must not act on is refused") {
+  auto cp = sample_checkpoint();
+  manifest::WrittenFile w;
+  w.path = "/scratch/run/out.log";
+  w.size = 4096;
+  w.mtime_ns = 1733580000123456789;
+  w.uid = 1000;
+  w.mode = 0640;
+  w.sha256 = std::string(64, 'a');
+  w.append = w.write_only = true;
+  w.kept = "gcp-files/0";
+  cp.units[0].written_files = {w};
+  json doc = manifest::to_json(cp);
+  CHECK(doc["units"][0]["writtenFiles"][0]["path"] == "/scratch/run/out.log");
+  auto back = manifest::checkpoint_from_json(doc, "test");
+  REQUIRE(back.units[0].written_files.size() == 1);
+  const auto& b = back.units[0].written_files[0];
+  CHECK(b.size == 4096);
+  CHECK(b.mtime_ns == w.mtime_ns);
+  CHECK(b.mode == 0640);
+  CHECK(b.kept == "gcp-files/0");
+  CHECK(manifest::to_json(back) == doc);
+  CHECK_FALSE(manifest::to_json(sample_checkpoint())["units"][0].contains("writtenFiles"));
+
+  auto with = [&](const char* key, json value) {
+    json d = doc;
+    d["units"][0]["writtenFiles"][0][key] = std::move(value);
+    return checkpoint_error(d);
+  };
+  CHECK_CONTAINS(with("path", "etc/shadow"), "units[0].writtenFiles[0].path");
+  CHECK_CONTAINS(with("path", "/scratch/../etc/shadow"), "absolute path without");
+  CHECK_CONTAINS(with("path", "/scratch//out.log"), "absolute path without");
+  CHECK_CONTAINS(with("path", "/"), "absolute path without");
+  CHECK_CONTAINS(with("sha256", "ABC"), "SHA-256");
+  CHECK_CONTAINS(with("kept", "../../etc/passwd"), "below gcp-files/");
+  CHECK_CONTAINS(with("kept", "gcp-files/../core.img"), "below gcp-files/");
+  CHECK_CONTAINS(with("mode", 04755), "permission bits");
+  CHECK_CONTAINS(with("size", -1), "writtenFiles[0].size");
+  json twice = doc;
+  twice["units"][0]["writtenFiles"].push_back(twice["units"][0]["writtenFiles"][0]);
+  CHECK_CONTAINS(checkpoint_error(twice), "repeats '/scratch/run/out.log'");
+}

@@ -16,6 +16,9 @@ int main(int argc, char** argv) {
   app.add_option(gcp::names::kOptUnit, options.unit, "Only this unit (default: every running unit of the job)");
   app.add_option("--to", options.to, "The node to move to (reached through its launcher, gcp-launchers(7))")
       ->required();
+  std::string files = "refuse";
+  app.add_option(gcp::names::kOptFiles, files, gcp::names::kFilesHelp)
+      ->check(CLI::IsMember({"refuse", "truncate", "keep"}));
   app.add_option(gcp::names::kOptStore, store_dir, gcp::names::kStoreHelp);
   round.add(app, "the sources");
   return gcp::run_main("gcp-migrate", app, argc, argv, [&] {
@@ -23,6 +26,7 @@ int main(int argc, char** argv) {
     auto cgroups = gcp::cgroup::system_cgroups();
     round.apply(options.checkpoint);
     options.restart.callback_timeout = options.checkpoint.callback_timeout;
+    options.restart.files = gcp::files::policy_from(files);
     auto moved = gcp::jobs::migrate(*store, gcp::rounds::system_machine(*cgroups), job, options);
     gcp::print_json(gcp::manifest::dump(gcp::manifest::to_json(moved)));
   });

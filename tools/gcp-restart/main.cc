@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   app.add_option(gcp::names::kOptCallbackTimeout, opt.callback_timeout_ms,
                  "Milliseconds each unit has to answer post-restart (default: the job's policy, else 10000)")
       ->check(CLI::Range(1, 86400000));
+  app.add_option(gcp::names::kOptFiles, opt.files, gcp::names::kFilesHelp)
+      ->check(CLI::IsMember({"refuse", "truncate", "keep"}));
   app.add_option(gcp::names::kOptStore, opt.store, gcp::names::kStoreHelp);
   app.add_option("--place", opt.place,
                  "Restart unit U on node N instead of where it ran (U=N; repeatable; gcp-launchers(7))")

@@ -27,6 +27,7 @@ void run(const Options& opt) {
     for (const auto& n : opt.spares) manifest::check_name("node", n);
     how.spares = opt.spares;
     how.restart.materialize = opt.materialize;
+    how.restart.files = files::policy_from(opt.files);
     if (opt.callback_timeout_ms) how.restart.callback_timeout = std::chrono::milliseconds(*opt.callback_timeout_ms);
     auto report = autopilot::restart_if_failed(*store, rounds::system_machine(*cgroups), named, how, policy::now());
     print_json(report.jobs.dump(2));
@@ -42,6 +43,7 @@ void run(const Options& opt) {
   options.seq = opt.seq;
   options.fallback = opt.fallback;
   options.materialize = opt.materialize;
+  options.files = files::policy_from(opt.files);
   if (opt.callback_timeout_ms) options.callback_timeout = std::chrono::milliseconds(*opt.callback_timeout_ms);
   for (const auto& p : opt.place) {
     auto eq = p.find('=');

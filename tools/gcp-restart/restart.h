@@ -20,6 +20,7 @@ struct Options {
   bool if_failed = false;                  ///< only the jobs whose units died without a stop through gcp
   std::vector<std::string> more;           ///< --if-failed: further jobs
   std::vector<std::string> spares;         ///< --if-failed: nodes for units whose node is gone
+  std::string files = "refuse";            ///< --files: refuse, truncate or keep
 };
 
 /// Restarts the job and prints its Job manifest with the new host PIDs.

@@ -213,6 +213,31 @@ struct ImageFile {
   }
 };
 
+/// A regular file outside the store that a process of a unit had open for writing at
+/// the checkpoint (gcp-manifest(5): writtenFiles). A restart compares the file now at
+/// `path` with it before anything is restored (gcp/written_files.h).
+struct WrittenFile {
+  std::string path;      ///< absolute, as the node saw it (no "..", no "//")
+  uint64_t size = 0;     ///< bytes at the checkpoint
+  int64_t mtime_ns = 0;  ///< its modification time then, nanoseconds since the epoch
+  uid_t uid = 0;         ///< its owner then
+  uint32_t mode = 0644;  ///< its permission bits then (CRIU restores only that mode)
+  /// SHA-256 of its first `size` bytes, lowercase hex; empty when the job's owner did not
+  /// own it (gcp reads no file for a user that the user does not own).
+  std::string sha256;
+  bool append = false;  ///< opened with O_APPEND (CRIU then restores it at any size)
+  /// Only opened for writing, never for reading (O_WRONLY); CRIU checks the size of every
+  /// file but one opened O_WRONLY|O_APPEND.
+  bool write_only = false;
+  /// Its content at the checkpoint is kept among the unit's images at this path
+  /// (small files only); empty when it was not kept.
+  std::string kept;
+};
+
+/// An absolute path without ".", ".." or empty parts (no "//", no trailing "/"), no
+/// NUL, of at most 4096 bytes: what a restart may act on.
+bool plain_absolute_path(std::string_view path);
+
 /// One unit in a checkpoint.
 struct CheckpointUnit {
   std::string name;
@@ -241,6 +266,9 @@ struct CheckpointUnit {
   std::vector<std::string> job_ties;
   /// The zstd level its new chunks were compressed with. Serialised as zstdLevel.
   std::optional<int> zstd_level;
+  /// Regular files outside the store its processes had open for writing. Serialised as
+  /// writtenFiles, left out when empty.
+  std::vector<WrittenFile> written_files;
   json extra = json::object();
 };
 

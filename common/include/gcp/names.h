@@ -59,6 +59,10 @@ inline constexpr const char* kOptAddress = "--address";
 inline constexpr const char* kOptVia = "--via";
 inline constexpr const char* kOptGateway = "--gateway";
 inline constexpr const char* kOptShare = "--share";
+inline constexpr const char* kOptFiles = "--files";
+inline constexpr const char* kFilesHelp =
+    "What to do with a file the job had open for writing that changed since the checkpoint: refuse (default: "
+    "nothing starts), truncate (cut a file that only grew back to its size then) or keep (as it is)";
 /// One node's part of a round: JSON requests on stdin, answers on stdout.
 inline constexpr const char* kOptAgent = "--agent";
 

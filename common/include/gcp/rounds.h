@@ -33,6 +33,7 @@
 #include "gcp/deps.h"
 #include "gcp/manifest.h"
 #include "gcp/names.h"
+#include "gcp/written_files.h"
 
 #include <chrono>
 #include <exception>
@@ -118,6 +119,8 @@ struct RestartOptions {
   std::map<std::string, std::string> place;
   /// Only these units (a migration); empty: every unit of the checkpoint.
   std::vector<std::string> units;
+  /// What to do with a file the job wrote that changed since the checkpoint (--files).
+  files::Policy files = files::Policy::kRefuse;
 };
 
 /// The callback deadline a round uses: the option, else the job's policy, else the default.
@@ -188,6 +191,7 @@ struct RestartRequest {
   /// once could send to a peer not restored yet, whose kernel would reset it).
   bool leave_stopped = false;
   std::chrono::milliseconds callback_deadline = names::kDefaultCallbackDeadline;
+  files::Policy files = files::Policy::kRefuse;  ///< RestartOptions::files
 };
 json to_json(const RestartRequest& request);
 /// Parses what to_json wrote; throws Error(kUsage) naming the field.
