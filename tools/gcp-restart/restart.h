@@ -20,6 +20,8 @@ struct Options {
   bool if_failed = false;                  ///< only the jobs whose units died without a stop through gcp
   std::vector<std::string> more;           ///< --if-failed: further jobs
   std::vector<std::string> spares;         ///< --if-failed: nodes for units whose node is gone
+  bool check = false;                      ///< only the compatibility verdict; restore nothing
+  bool human = false;                      ///< --check: a table instead of JSON
 };
 
 /// Restarts the job and prints its Job manifest with the new host PIDs.
