@@ -181,6 +181,9 @@ Verdict check_unit(const manifest::CheckpointUnit& unit, const std::string& reco
     out.push_back(make("mount", unit, node, Status::kUnknown, "not recorded"));
     return out;
   }
+  if (unit.target->addresses.empty()) {
+    out.push_back(make("address", unit, node, Status::kOk, "the unit has no address of its own"));
+  }
   for (const auto& a : unit.target->addresses) {
     auto user = node.address_user ? node.address_user(a) : std::nullopt;
     if (user) {
@@ -191,8 +194,10 @@ Verdict check_unit(const manifest::CheckpointUnit& unit, const std::string& reco
     }
   }
   std::vector<std::string> missing;
+  std::string present;
   for (const auto& m : unit.target->mounts) {
     if (!node.mount_points.count(m)) missing.push_back(m);
+    present += (present.empty() ? "'" : ", '") + m + "'";
   }
   if (!missing.empty()) {
     std::string list;
@@ -203,9 +208,8 @@ Verdict check_unit(const manifest::CheckpointUnit& unit, const std::string& reco
                        "mount them there first, or restart the unit on a node that has them (--place)"));
   } else {
     out.push_back(make("mount", unit, node, Status::kOk,
-                       unit.target->mounts.empty()
-                           ? "the unit uses no mount of its node"
-                           : std::to_string(unit.target->mounts.size()) + " mount point(s) present"));
+                       unit.target->mounts.empty() ? "the unit uses no data mount of its node"
+                                                   : "the unit's mount points are there: " + present));
   }
   return out;
 }

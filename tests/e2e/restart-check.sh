@@ -25,7 +25,7 @@ run_tool "$work/c1.json" "$work/c1.err" gcp-restart compat --check || fail "--ch
 [ "$(json "$work/c1.json" 'd["ok"]')" = True ] || fail "--check says not ok: $(cat "$work/c1.json")"
 [ "$(json "$work/c1.json" '[c["status"] for c in d["checks"] if c["check"] == "cpu"]')" = "['ok']" ] ||
   fail "--check has no passed cpu check: $(cat "$work/c1.json")"
-for c in kernel checkpointer mount; do
+for c in kernel checkpointer address mount; do
   [ "$(json "$work/c1.json" "len([c for c in d['checks'] if c['check'] == '$c'])")" = 1 ] || fail "--check has no $c check"
 done
 run_tool "$work/c1.txt" "$work/c1t.err" gcp-restart compat --check --human || fail "--check --human refused"

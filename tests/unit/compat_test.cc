@@ -87,6 +87,18 @@ TEST_CASE("an address used on the target is refused naming the address and who u
   CHECK(compat::refusal_code(a) == Exit::kFailed);
 }
 
+TEST_CASE("a unit without an address of its own or data mounts says so and passes") {
+  auto u = unit_with_target();
+  u.target->addresses.clear();
+  u.target->mounts.clear();
+  auto v = compat::check_unit(u, "6.18.0", node_offering("6.18.0", "4.2.1"));
+  CHECK(entry(v, "address").status == Status::kOk);
+  CHECK(entry(v, "address").reason == "the unit has no address of its own");
+  CHECK(entry(v, "mount").reason == "the unit uses no data mount of its node");
+  auto both = compat::check_unit(unit_with_target(), "6.18.0", node_offering("6.18.0", "4.2.1"));
+  CHECK(entry(both, "mount").reason == "the unit's mount points are there: '/', '/data'");
+}
+
 TEST_CASE("a mount point missing on the target is refused naming it") {
   auto n = node_offering("6.18.0", "4.2.1");
   n.mount_points = {"/"};
