@@ -4,7 +4,8 @@
 # and `gcp-restart --check` passes on this node and restores nothing. A checkpoint whose
 # recorded cpuinfo needs a CPU feature this CPU lacks (an xfeatures bit set by a criu
 # wrapper as `criu cpuinfo dump` wrote the image) is refused by --check and by a plain
-# restart, in one line naming the CPU check, with nothing started.
+# restart, in one line naming the CPU check, with nothing started; so is a recorded mount
+# point this node lacks.
 source "$(dirname "$0")/lib.sh"
 requires root criu freezer python3
 
@@ -103,4 +104,12 @@ sleep 0.5
 
 # The earlier checkpoint still passes.
 run_tool "$work/c3.json" "$work/c3.err" gcp-restart compat --seq 1 --check || fail "--seq 1 --check refused: $(cat "$work/c3.err")"
+
+# A mount point the unit used that this node lacks (written into checkpoint 1's record) is refused by name.
+manifest=$GCP_STORE/jobs/compat/checkpoints/1/manifest.json
+python3 -c 'import json,sys; p=sys.argv[1]; d=json.load(open(p)); d["units"][0]["target"]["mounts"].append("/gcp-no-such-mount"); json.dump(d, open(p, "w"))' "$manifest"
+run_tool "$work/c4.json" "$work/c4.err" gcp-restart compat --seq 1 --check && fail "--check passed a missing mount point"
+grep -q "error: unit 'main' on node '.*': mount: the unit uses '/gcp-no-such-mount', which is not a mount point on this node" \
+  "$work/c4.err" || fail "--check's error does not name the missing mount point: $(cat "$work/c4.err")"
+[ "$(cgroup_procs compat main)" -eq 0 ] || fail "the refused --check started processes"
 say "--check passed and restored nothing; a recorded CPU need this CPU lacks was refused by --check and by the restart: $reason"

@@ -2,6 +2,7 @@
 // gcp-migrate: move a running job, or one unit of it, to another node.
 #include "gcp/main.h"
 #include "gcp/cgroup.h"
+#include "gcp/error.h"
 #include "gcp/jobs.h"
 #include "gcp/names.h"
 #include "gcp/round_cli.h"
@@ -24,6 +25,9 @@ int main(int argc, char** argv) {
                "checkpoint); freeze, checkpoint and move nothing");
   app.add_flag("--human", human, "With --check: a readable table instead of JSON (the default on a terminal)");
   return gcp::run_main("gcp-migrate", app, argc, argv, [&] {
+    if (human && !check) {
+      throw gcp::Error(gcp::Exit::kUsage, "--human without --check", "add --check, or drop --human");
+    }
     auto store = gcp::store::open(store_dir);
     auto cgroups = gcp::cgroup::system_cgroups();
     round.apply(options.checkpoint);

@@ -15,6 +15,7 @@
 namespace gcp::restart_tool {
 
 void run(const Options& opt) {
+  if (opt.human && !opt.check) throw Error(Exit::kUsage, "--human without --check", "add --check, or drop --human");
   auto store = store::open(opt.store);
   auto cgroups = cgroup::system_cgroups();
   if (opt.if_failed) {
