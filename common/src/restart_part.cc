@@ -143,6 +143,8 @@ compat::Verdict LocalRestartPart::check() {
   return verdict;
 }
 
+constexpr uint64_t kMaxCheckImage = 1 << 20;
+
 // The translib checks this node with the images it named at the checkpoint, read back
 // (verified) into a directory of their own.
 compat::Verdict LocalRestartPart::check_images(const Unit& unit) {
@@ -162,6 +164,11 @@ compat::Verdict LocalRestartPart::check_images(const Unit& unit) {
     if (image == cu.images.end()) {
       return entry(compat::Status::kRefuse,
                    "the checkpoint names image '" + name + "' to check, but has no such image");
+    }
+    // Read into memory: what describes a node is small (cpuinfo.img: 157 bytes here).
+    if (image->size > kMaxCheckImage) {
+      return entry(compat::Status::kRefuse, "image '" + name + "' named to check a node holds " +
+                                                std::to_string(image->size) + " bytes, more than a check reads");
     }
     std::string bytes;
     auto bad = store_.stream_image(
