@@ -179,7 +179,9 @@ void serve_restart(Wire& wire, store::Store& store, const Machine& machine, cons
     auto [op, m] = wire.instruction();
     if (op.empty()) return;
     json answer = {{"phase", op}};
-    if (op == "restore") {
+    if (op == "check") {
+      answer["checks"] = compat::to_json(part->check()).at("checks");
+    } else if (op == "restore") {
       answer["units"] = json::array();
       for (const auto& r : part->restore()) answer["units"].push_back(to_json(r));
     } else if (op == "resume") {

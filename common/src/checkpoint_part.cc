@@ -7,9 +7,11 @@
 
 #include "gcp/caller.h"
 #include "gcp/cgroup.h"
+#include "gcp/compat.h"
 #include "gcp/deps.h"
 #include "gcp/error.h"
 #include "gcp/events.h"
+#include "gcp/fs.h"
 #include "gcp/gate.h"
 #include "gcp/log.h"
 #include "gcp/names.h"
@@ -136,6 +138,7 @@ class LocalCheckpointPart final : public CheckpointPart {
   void record_written_files();
   [[noreturn]] void dump_failed(size_t i);
   void deliver_post_checkpoint();
+  manifest::Target target_of(const Unit& unit) const;
 
   store::Store& store_;
   Machine machine_;
@@ -500,6 +503,28 @@ void LocalCheckpointPart::deliver_post_checkpoint() {
   events::warn_failed(specs(), post, what() + " goes on, but post-checkpoint failed");
 }
 
+// What a node that restores the unit must offer (gcp-restart --check): the unit is still
+// there (thawed, or held frozen) to say which of its node's mounts it uses.
+manifest::Target LocalCheckpointPart::target_of(const Unit& unit) const {
+  const auto* u = unit.spec;
+  manifest::Target t;
+  t.kernel = part_.kernel;
+  for (const auto& image : unit.result.value("checkImages", std::vector<std::string>{})) {
+    if (!image.empty() && image.find('/') == std::string::npos) t.check_images.push_back(image);
+  }
+  if (u->network) {
+    if (auto cidr = netns::parse_cidr(u->network->address)) t.addresses.push_back(cidr->host());
+  }
+  std::vector<std::string> paths;
+  for (pid_t pid : machine_.cgroups.procs(u->cgroup)) {
+    auto more = compat::paths_of(pid);
+    paths.insert(paths.end(), more.begin(), more.end());
+  }
+  std::string mounts = u->pid ? fs::try_read_file("/proc/" + std::to_string(*u->pid) + "/mountinfo").value_or("") : "";
+  t.mounts = compat::used_mounts(paths, mounts, fs::try_read_file("/proc/self/mountinfo").value_or(""));
+  return t;
+}
+
 manifest::Checkpoint LocalCheckpointPart::store() {
   for (auto& unit : units_) {
     const auto* u = unit.spec;
@@ -518,6 +543,7 @@ manifest::Checkpoint LocalCheckpointPart::store() {
     cu.stats = unit.result.value("stats", manifest::json::object());
     cu.options = unit.result.value("options", std::vector<std::string>{});
     cu.tcp_connections = unit.result.value("tcpConnections", manifest::json::array());
+    cu.target = target_of(unit);
     cu.timings = {{"freezeMs", round_ms(unit.freeze_ms)}, {"dumpMs", round_ms(unit.dump_ms)}};
     if (events::has_endpoint(*u)) {
       cu.callbacks = unit.pre.via;

@@ -196,6 +196,16 @@ manifest::Job restart(store::Store& store, const rounds::Machine& machine, const
   return round.run();
 }
 
+compat::Verdict check_restart(store::Store& store, const rounds::Machine& machine, const std::string& job,
+                              const RestartOptions& options) {
+  reconcile(store, machine.cgroups, job);
+  auto nodes = rounds::system_nodes(store, machine);
+  rounds::RestartRound round(store, *nodes, job, options);
+  round.verify();
+  round.place();
+  return round.check();  // the round ends here: nothing was restored
+}
+
 manifest::Job kill(store::Store& store, cgroup::Cgroups& cgroups, const std::string& job_name,
                    const std::optional<std::string>& unit) {
   manifest::Job job = load(store, job_name);

@@ -740,6 +740,36 @@ Job job_from_json(const json& doc, const std::string& source) {
   return job;
 }
 
+namespace {
+
+// A unit's "target": names and paths a restart uses to look at this node, so each
+// is checked for what it must be.
+Target target_from(Fields& unit, const std::string& where, const std::string& source) {
+  json obj = unit.object("target");
+  Fields f(obj, where + ".target", source);
+  Target t;
+  t.kernel = f.optional<std::string>("kernel", "");
+  t.check_images = f.optional<std::vector<std::string>>("checkImages", {});
+  for (const auto& image : t.check_images) {
+    if (image.empty() || image.size() > 255 || image.find('/') != std::string::npos || image == "." || image == "..") {
+      f.fail(f.name("checkImages"), "holds '" + image + "', expected the file name of one of the unit's images");
+    }
+  }
+  t.addresses = f.optional<std::vector<std::string>>("addresses", {});
+  for (const auto& a : t.addresses) {
+    if (!netns::valid_ipv4(a)) f.fail(f.name("addresses"), "holds '" + a + "', expected an IPv4 address");
+  }
+  t.mounts = f.optional<std::vector<std::string>>("mounts", {});
+  for (const auto& m : t.mounts) {
+    if (m.empty() || m[0] != '/' || m.size() > 4096 || m.find('\0') != std::string::npos) {
+      f.fail(f.name("mounts"), "holds '" + m + "', expected an absolute path");
+    }
+  }
+  return t;
+}
+
+}  // namespace
+
 json to_json(const Checkpoint& c, bool chunk_lists) {
   json j;
   j["apiVersion"] = kApiVersion;
@@ -780,6 +810,12 @@ json to_json(const Checkpoint& c, bool chunk_lists) {
     if (!u.job_ties.empty()) ju["jobTies"] = u.job_ties;
     if (u.zstd_level) ju["zstdLevel"] = *u.zstd_level;
     for (const auto& w : u.written_files) ju["writtenFiles"].push_back(written_file_to_json(w));
+    if (u.target) {
+      ju["target"] = {{"kernel", u.target->kernel},
+                      {"checkImages", u.target->check_images},
+                      {"addresses", u.target->addresses},
+                      {"mounts", u.target->mounts}};
+    }
     put_extra(ju, u.extra);
     j["units"].push_back(ju);
   }
@@ -855,6 +891,7 @@ Checkpoint checkpoint_from_json(const json& doc, const std::string& source) {
     u.stats = fu.object("stats");
     u.job_ties = fu.optional<std::vector<std::string>>("jobTies", {});
     u.zstd_level = fu.maybe<int>("zstdLevel");
+    if (units[i].contains("target") && !units[i]["target"].is_null()) u.target = target_from(fu, where, source);
     const json& images = fu.array("images", true);
     for (size_t k = 0; k < images.size(); ++k) {
       u.images.push_back(image_from_json(images[k], where + "." + indexed("images", k), source));

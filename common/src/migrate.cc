@@ -11,12 +11,11 @@
 
 namespace gcp::jobs {
 
-manifest::Job migrate(store::Store& store, const rounds::Machine& machine, const std::string& job_name,
-                      const MigrateOptions& options) {
-  using rounds::Clock;
-  using rounds::JobLock;
-  auto held = lock_job(store, job_name);
-  manifest::Job job = load(store, job_name);
+namespace {
+
+// The units a migration moves; throws Error(kUsage) when it cannot move what it is told.
+std::vector<std::string> moving_units(const manifest::Job& job, const MigrateOptions& options) {
+  const std::string& job_name = job.name;
   std::vector<std::string> moving;
   for (const auto& u : job.units) {
     if (options.unit && u.name != *options.unit) continue;
@@ -40,6 +39,32 @@ manifest::Job migrate(store::Store& store, const rounds::Machine& machine, const
   // The target must be a node's name and reachable before anything is frozen.
   manifest::check_name("node", options.to);
   launcher::for_node(job, options.to, launcher::config());
+  return moving;
+}
+
+}  // namespace
+
+compat::Verdict check_migrate(store::Store& store, const rounds::Machine& machine, const std::string& job_name,
+                              const MigrateOptions& options) {
+  auto held = lock_job(store, job_name);
+  auto moving = moving_units(load(store, job_name), options);
+  auto nodes = rounds::system_nodes(store, machine);
+  RestartOptions ro = options.restart;
+  ro.units = moving;
+  for (const auto& u : moving) ro.place[u] = options.to;
+  rounds::RestartRound round(store, *nodes, job_name, ro, rounds::JobLock::kHeldByCaller);
+  round.verify();
+  round.place();
+  return round.check();
+}
+
+manifest::Job migrate(store::Store& store, const rounds::Machine& machine, const std::string& job_name,
+                      const MigrateOptions& options) {
+  using rounds::Clock;
+  using rounds::JobLock;
+  auto held = lock_job(store, job_name);
+  manifest::Job job = load(store, job_name);
+  auto moving = moving_units(job, options);
 
   auto nodes = rounds::system_nodes(store, machine);
   CheckpointOptions co = options.checkpoint;
@@ -66,6 +91,7 @@ manifest::Job migrate(store::Store& store, const rounds::Machine& machine, const
     rounds::RestartRound restart(store, *nodes, job_name, ro, JobLock::kHeldByCaller);
     restart.verify();
     restart.place();
+    restart.refuse(restart.check());
     restart.restore();
     restart_ms = rounds::ms_between(t_restart, Clock::now());
     // The sources are stopped once the copies are restored and before the copies go on:

@@ -87,32 +87,6 @@ std::vector<std::pair<std::string, std::string>> ipv4_addresses() {
   return out;
 }
 
-// Who on this node has `host` already: this network namespace or a unit's; nullopt
-// when nobody does.
-std::optional<std::string> address_user(const std::string& host) {
-  for (const auto& [addr, dev] : ipv4_addresses()) {
-    if (addr == host) return "this node's own network namespace (device '" + dev + "')";
-  }
-  std::error_code ec;
-  for (const auto& job : std::filesystem::directory_iterator(kDir, ec)) {
-    if (!job.is_directory(ec)) continue;
-    for (const auto& unit : std::filesystem::directory_iterator(job.path(), ec)) {
-      std::string j = job.path().filename(), u = unit.path().filename();
-      if (!exists(j, u)) continue;
-      bool used = false;
-      try {
-        in_namespace(unit.path().string(), [&] {
-          for (const auto& [addr, dev] : ipv4_addresses()) used = used || addr == host;
-        });
-      } catch (const Error& e) {
-        spdlog::warn("looking for address {} in {}: {}", host, unit.path().string(), e.what());
-      }
-      if (used) return describe_unit(j, u) + " (" + unit.path().string() + ")";
-    }
-  }
-  return std::nullopt;
-}
-
 // Makes kDir a shared mount point, as `ip netns` keeps /run/netns: a mount namespace
 // made later (a unit's, a service's) then receives our unmounts and lets go of a
 // removed namespace instead of keeping it alive. Returns the lock of kDir, held while
@@ -334,6 +308,31 @@ void create(const std::string& job, const std::string& unit, const Config& confi
     remove(job, unit);
     throw;
   }
+}
+
+std::optional<std::string> address_user(const std::string& host, const std::string& except_job,
+                                        const std::string& except_unit) {
+  for (const auto& [addr, dev] : ipv4_addresses()) {
+    if (addr == host) return "this node's own network namespace (device '" + dev + "')";
+  }
+  std::error_code ec;
+  for (const auto& job : std::filesystem::directory_iterator(kDir, ec)) {
+    if (!job.is_directory(ec)) continue;
+    for (const auto& unit : std::filesystem::directory_iterator(job.path(), ec)) {
+      std::string j = job.path().filename(), u = unit.path().filename();
+      if ((j == except_job && u == except_unit) || !exists(j, u)) continue;
+      bool used = false;
+      try {
+        in_namespace(unit.path().string(), [&] {
+          for (const auto& [addr, dev] : ipv4_addresses()) used = used || addr == host;
+        });
+      } catch (const Error& e) {
+        spdlog::warn("looking for address {} in {}: {}", host, unit.path().string(), e.what());
+      }
+      if (used) return describe_unit(j, u) + " (" + unit.path().string() + ")";
+    }
+  }
+  return std::nullopt;
 }
 
 void lock(const std::string& job, const std::string& unit) {

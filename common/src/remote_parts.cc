@@ -131,6 +131,14 @@ class RemoteRestartPart final : public RestartPart {
     message["store"] = store_;
     remote_.ask(message, "prepare");
   }
+  compat::Verdict check() override {
+    auto answer = remote_.ask({{"op", "check"}}, "check");
+    compat::Verdict out;
+    for (const auto& c : answer.value("checks", json::array())) {
+      out.push_back(compat::entry_from_json(c, "node '" + node() + "'"));
+    }
+    return out;
+  }
   std::vector<Restored> restore() override {
     auto answer = remote_.ask({{"op", "restore"}}, "restore");
     std::vector<Restored> out;

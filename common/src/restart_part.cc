@@ -5,8 +5,10 @@
 #include "local_parts.h"
 
 #include "gcp/cgroup.h"
+#include "gcp/compat.h"
 #include "gcp/error.h"
 #include "gcp/events.h"
+#include "gcp/fs.h"
 #include "gcp/image_source.h"
 #include "gcp/log.h"
 #include "gcp/netns.h"
@@ -18,28 +20,15 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <set>
-#include <sstream>
 
 namespace gcp::rounds {
 namespace {
 
 using manifest::json;
-
-// "4.2.1" < "4.10": numeric parts compared one by one.
-bool version_less(const std::string& a, const std::string& b) {
-  std::istringstream x(a), y(b);
-  std::string pa, pb;
-  while (true) {
-    bool more_a = static_cast<bool>(std::getline(x, pa, '.'));
-    bool more_b = static_cast<bool>(std::getline(y, pb, '.'));
-    if (!more_a || !more_b) return !more_a && more_b;
-    long na = std::atol(pa.c_str()), nb = std::atol(pb.c_str());
-    if (na != nb) return na < nb;
-  }
-}
 
 class LocalRestartPart final : public RestartPart {
  public:
@@ -49,6 +38,7 @@ class LocalRestartPart final : public RestartPart {
 
   const std::string& node() const override { return node_; }
   void prepare(const RestartRequest& request) override;
+  compat::Verdict check() override;
   std::vector<Restored> restore() override;
   void resume() override;
   json callbacks() override;
@@ -67,7 +57,7 @@ class LocalRestartPart final : public RestartPart {
     return "restarting checkpoint " + std::to_string(seq) + " of job '" + job_.name + "'";
   }
   const manifest::Checkpoint& checkpoint(uint64_t seq);
-  void check_version(const Unit& unit);
+  compat::Verdict check_images(const Unit& unit);
   std::filesystem::path images_dir(const Unit& unit) const {
     return scratch_->path() / std::to_string(unit.seq) / unit.spec->name;
   }
@@ -123,7 +113,6 @@ void LocalRestartPart::prepare(const RestartRequest& request) {
     translibs_.prefetch(image->translib);
     units_.push_back({u, seq, image, {}});
   }
-  for (const auto& unit : units_) check_version(unit);
   check_written_files();
   // One unit whose translib restores from an image source (GCP_CAP_IMAGE_SOURCE) gets
   // its images from one, every chunk verified just before the checkpointer reads it: a
@@ -135,24 +124,75 @@ void LocalRestartPart::prepare(const RestartRequest& request) {
             store::ImageSource::fits(images_dir(units_[0]));
 }
 
-// A checkpoint records who wrote it; an older checkpointer than that may not read it.
-void LocalRestartPart::check_version(const Unit& unit) {
+// What this node offers each unit against what its checkpoint recorded: the
+// translib's checks (the CPU), then gcp's (compat::check_unit).
+compat::Verdict LocalRestartPart::check() {
+  compat::Verdict verdict;
+  compat::Node here;
+  here.name = node_;
+  here.kernel = proc::kernel_release();
+  here.mount_points = compat::mount_points(fs::try_read_file("/proc/self/mountinfo").value_or(""));
+  for (const auto& unit : units_) {
+    const auto& cu = *unit.image;
+    const auto& c = checkpoint(unit.seq);
+    here.checkpointer_version = translibs_.probed(cu.translib).value("version", "");
+    // The unit's own namespace left here from before is removed by the restart.
+    here.address_user = [&](const std::string& address) { return netns::address_user(address, job_.name, cu.name); };
+    auto kernel = cu.target ? cu.target->kernel : c.kernels.count(cu.node) ? c.kernels.at(cu.node) : c.kernel;
+    auto mine = check_images(unit);
+    auto rest = compat::check_unit(cu, kernel, here);
+    verdict.insert(verdict.end(), mine.begin(), mine.end());
+    verdict.insert(verdict.end(), rest.begin(), rest.end());
+  }
+  return verdict;
+}
+
+constexpr uint64_t kMaxCheckImage = 1 << 20;
+
+// The translib checks this node with the images it named at the checkpoint, read back
+// (verified) into a directory of their own.
+compat::Verdict LocalRestartPart::check_images(const Unit& unit) {
   const auto& cu = *unit.image;
+  auto entry = [&](compat::Status status, std::string reason) {
+    return compat::Verdict{{"cpu", cu.name, node_, status, std::move(reason), ""}};
+  };
+  if (!cu.target || cu.target->check_images.empty()) {
+    return entry(compat::Status::kUnknown, "not recorded (checkpointed before gcp recorded the CPU's features)");
+  }
   const auto& lib = translibs_.get(cu.translib);
-  const json& here = translibs_.probed(cu.translib);
-  std::string installed = here.value("version", "");
-  if (!cu.checkpointer_version.empty() && !installed.empty() && version_less(installed, cu.checkpointer_version)) {
-    throw Error(Exit::kNoCheckpointer,
-                "unit '" + cu.name + "' was written by " + cu.checkpointer + " " + cu.checkpointer_version +
-                    ", this node has " + here.value("checkpointer", cu.translib) + " " + installed +
-                    ", which may not read it",
-                "install " + cu.checkpointer + " " + cu.checkpointer_version + " or newer" +
-                    (cu.checkpointer == "criu" ? " (GCP_CRIU selects the binary)" : ""));
+  if (!lib.can_check()) return entry(compat::Status::kUnknown, "translib '" + cu.translib + "' cannot check a node");
+  auto dir = scratch_->path() / "check" / std::to_string(unit.seq) / cu.name;
+  fs::make_dirs(dir, 0700);
+  for (const auto& name : cu.target->check_images) {
+    auto image = std::find_if(cu.images.begin(), cu.images.end(), [&](const auto& i) { return i.path == name; });
+    if (image == cu.images.end()) {
+      return entry(compat::Status::kRefuse,
+                   "the checkpoint names image '" + name + "' to check, but has no such image");
+    }
+    // Read into memory: what describes a node is small (cpuinfo.img: 157 bytes here).
+    if (image->size > kMaxCheckImage) {
+      return entry(compat::Status::kRefuse, "image '" + name + "' named to check a node holds " +
+                                                std::to_string(image->size) + " bytes, more than a check reads");
+    }
+    std::string bytes;
+    auto bad = store_.stream_image(
+        checkpoint(unit.seq), cu.name, *image,
+        [&](std::vector<uint8_t>& piece) {
+          bytes.append(piece.begin(), piece.end());
+          return true;
+        },
+        nullptr);
+    if (bad) return entry(compat::Status::kRefuse, bad->what());
+    fs::write_file_atomic(dir / name, bytes, 0600);
   }
-  if (!cu.translib_version.empty() && cu.translib_version != lib.version()) {
-    spdlog::debug("unit '{}' was checkpointed by translib '{}' {}, restoring with {}", cu.name, cu.translib,
-                  cu.translib_version, lib.version());
+  compat::Verdict out;
+  for (const auto& c : lib.check({{"imagesDir", dir.string()}}).value("checks", json::array())) {
+    json doc = c.is_object() ? c : json::object();
+    doc["unit"] = cu.name;
+    doc["node"] = node_;
+    out.push_back(compat::entry_from_json(doc, "translib '" + cu.translib + "' check"));
   }
+  return out;
 }
 
 // Before anything is restored: every file the units wrote is as the checkpoint has it,

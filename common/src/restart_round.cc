@@ -30,6 +30,7 @@ struct RestartRound::Part {
   std::map<std::string, uint64_t> units;
   std::vector<Restored> restored;
   json callbacks;
+  compat::Verdict verdict;
 };
 
 RestartRound::RestartRound(store::Store& store, Nodes& nodes, std::string job, RestartOptions options, JobLock lock)
@@ -57,6 +58,7 @@ manifest::Job RestartRound::run() {
   verify();
   for (;;) {
     place();
+    refuse(check());
     try {
       restore();
       break;
@@ -188,7 +190,7 @@ void RestartRound::place() {
     std::vector<std::string> names;
     for (const auto& [unit, s] : units) names.push_back(unit);
     try {
-      parts_.push_back(std::make_unique<Part>(Part{nodes_.restart_part(node, job_), units, {}, {}}));
+      parts_.push_back(std::make_unique<Part>(Part{nodes_.restart_part(node, job_), units, {}, {}, {}}));
     } catch (const Error& e) {
       throw Error(e.code(), jobs::units_text(names) + " of job '" + job_name_ + "': " + e.what(), e.hint());
     }
@@ -209,6 +211,34 @@ void RestartRound::place() {
         p.part->prepare(mine);
       },
       false);
+}
+
+compat::Verdict RestartRound::check() {
+  run_phase(
+      "check", Clock::now() + std::chrono::seconds(120), [](Part& p) { p.verdict = p.part->check(); }, true);
+  compat::Verdict all;
+  for (const auto& p : parts_) all.insert(all.end(), p->verdict.begin(), p->verdict.end());
+  return all;
+}
+
+// Refused before anything is restored: the node cannot take a unit as its checkpoint
+// recorded it (CRIU would fail halfway, or the unit would run wrong).
+void RestartRound::refuse(const compat::Verdict& verdict) {
+  for (const auto& e : verdict) {
+    if (e.status == compat::Status::kWarn) spdlog::warn("{}: {}", what(), compat::line(e));
+  }
+  auto no = compat::first_refusal(verdict);
+  if (!no) return;
+  abort_all(compat::line(*no));
+  try {
+    store_.append_event(job_name_,
+                        {{"event", "restart-refused"}, {"seq", seq_.value_or(0)}, {"error", compat::line(*no)}});
+  } catch (const std::exception& e) {
+    spdlog::warn("recording the refused restart of job '{}': {}", job_name_, e.what());
+  }
+  throw Error(compat::refusal_code(*no), what() + ": " + compat::line(*no),
+              (no->hint.empty() ? "" : no->hint + "; ") + "nothing was restored; 'gcp-restart " + job_name_ +
+                  " --check' shows every check");
 }
 
 void RestartRound::restore() {

@@ -115,6 +115,12 @@ json Translib::checkpoint(const json& request) const {
 
 json Translib::restart(const json& request) const { return call(desc_->restart, "restart", request, Exit::kFailed); }
 
+bool Translib::can_check() const {
+  return desc_->struct_size >= offsetof(gcp_translib_descriptor, check) + sizeof(desc_->check) && desc_->check;
+}
+
+json Translib::check(const json& request) const { return call(desc_->check, "check", request, Exit::kFailed); }
+
 void Cache::prefetch(const std::string& name) {
   if (loaded_.count(name) || pending_.count(name)) return;
   pending_.emplace(name, std::async(std::launch::async, [name] { return load_and_probe(name); }));

@@ -4,7 +4,7 @@
 // How rounds talk to a node's unit-level command (gcp-checkpoint --agent, gcp-restart
 // --agent): one JSON object per line on its stdin and stdout (gcp-launchers(7)).
 //
-//   checkpoint  -> {"op":"checkpoint","protocol":2,"store":...,<CheckpointRequest>}
+//   checkpoint  -> {"op":"checkpoint","protocol":3,"store":...,<CheckpointRequest>}
 //                                             <- {"phase":"prepare"}
 //               -> {"op":"callbacks"}         <- {"phase":"callbacks"}
 //               -> {"op":"freeze"}            <- {"phase":"freeze"}      (the barrier)
@@ -13,8 +13,9 @@
 //               -> {"op":"store"}             <- {"phase":"store","checkpoint":{...}}
 //               -> {"op":"commit"}            <- {"phase":"commit"}      (after the rename)
 //              [-> {"op":"release","stop":b}  <- {"phase":"release"}]    (held units)
-//   restart     -> {"op":"restart","protocol":2,"store":...,<RestartRequest>}
+//   restart     -> {"op":"restart","protocol":3,"store":...,<RestartRequest>}
 //                                             <- {"phase":"prepare"}
+//               -> {"op":"check"}             <- {"phase":"check","checks":[<compat::Entry>...]}
 //               -> {"op":"restore"}           <- {"phase":"restore","units":[<Restored>...]}
 //               -> {"op":"resume"}            <- {"phase":"resume"}
 //               -> {"op":"callbacks"}         <- {"phase":"callbacks","callbacks":{...}}
@@ -35,7 +36,7 @@
 namespace gcp::rounds::wire {
 
 /// The protocol above; a node that speaks another one refuses the round.
-inline constexpr int kProtocol = 2;
+inline constexpr int kProtocol = 3;  // 3: restart asks "check" before "restore"
 
 /// Longest line a node reads from the job checkpointer (requests are a few KiB).
 inline constexpr size_t kMaxRequestBytes = 16u << 20;

@@ -151,3 +151,14 @@ TEST_CASE("the translib's file helpers: PATH, whole files, atomic writes, a proc
   CHECK(tree.front() == ::getpid());
   CHECK(std::find(tree.begin(), tree.end(), child) != tree.end());
 }
+
+TEST_CASE("the criu translib checks a node only against a cpuinfo image it was given") {
+  auto lib = criu_translib();
+  REQUIRE(lib.can_check());
+  TempDir tmp;
+  // Nothing recorded: no check, and criu does not run.
+  CHECK(lib.check({{"imagesDir", tmp.path().string()}}) == json{{"checks", json::array()}});
+  auto e = error_from([&] { lib.check(json::object()); });
+  REQUIRE(e.has_value());
+  CHECK_CONTAINS(e->what(), "translib 'criu' check: bad request");
+}

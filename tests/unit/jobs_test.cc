@@ -527,7 +527,7 @@ TEST_CASE("restart refuses a checkpoint written by a newer checkpointer than thi
   auto e = error_from([&] { jobs::restart(*f.store, f.machine, "j", {}); });
   REQUIRE(e.has_value());
   CHECK(e->code() == Exit::kNoCheckpointer);
-  CHECK_CONTAINS(e->what(), "was written by fake 1.10, this node has fake 1.0");
+  CHECK_CONTAINS(e->what(), "checkpointer: was written by fake 1.10, this node has fake 1.0");
   CHECK_CONTAINS(e->hint(), "install fake 1.10 or newer");
   CHECK_NOT_CONTAINS(e->hint(), "GCP_CRIU");
   CHECK_FALSE(f.called("create gcp/j/a"));

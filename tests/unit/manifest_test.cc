@@ -774,3 +774,25 @@ TEST_CASE("a unit's written files survive the round trip, and a path a restart m
   twice["units"][0]["writtenFiles"].push_back(twice["units"][0]["writtenFiles"][0]);
   CHECK_CONTAINS(checkpoint_error(twice), "repeats '/scratch/run/out.log'");
 }
+
+TEST_CASE("a unit's target survives the round trip, and a path or address in it is checked") {
+  auto c = sample_checkpoint();
+  c.units[0].target = manifest::Target{"6.18.0", {"cpuinfo.img"}, {"10.77.0.101"}, {"/", "/data"}};
+  auto back = manifest::checkpoint_from_json(manifest::to_json(c), "test");
+  REQUIRE(back.units[0].target);
+  CHECK(back.units[0].target->kernel == "6.18.0");
+  CHECK(back.units[0].target->check_images == std::vector<std::string>{"cpuinfo.img"});
+  CHECK(back.units[0].target->addresses == std::vector<std::string>{"10.77.0.101"});
+  CHECK(back.units[0].target->mounts == std::vector<std::string>{"/", "/data"});
+  CHECK_FALSE(manifest::checkpoint_from_json(manifest::to_json(sample_checkpoint()), "test").units[0].target);
+
+  json doc = manifest::to_json(c);
+  doc["units"][0]["target"]["checkImages"] = json::array({"../../etc/passwd"});
+  CHECK_CONTAINS(checkpoint_error(doc), "units[0].target.checkImages");
+  doc = manifest::to_json(c);
+  doc["units"][0]["target"]["mounts"] = json::array({"data"});
+  CHECK_CONTAINS(checkpoint_error(doc), "expected an absolute path");
+  doc = manifest::to_json(c);
+  doc["units"][0]["target"]["addresses"] = json::array({"10.77.0.101/24"});
+  CHECK_CONTAINS(checkpoint_error(doc), "expected an IPv4 address");
+}

@@ -9,6 +9,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
@@ -31,6 +32,9 @@ struct Script {
   std::string fail_at, hang_at, die_at, corrupt_at;
   Exit code = Exit::kFailed;
   std::string hint;
+  /// What its check says of each of its units: ok, or this status and reason.
+  gcp::compat::Status check = gcp::compat::Status::kOk;
+  std::string check_reason = "fine";
 };
 
 // Every call of every part, in order, as "node phase".
@@ -75,6 +79,7 @@ class FakeStep {
     cv_.notify_all();
   }
   const std::string& node() const { return node_; }
+  const Script& script() const { return script_; }
   Log& log() { return log_; }
 
  private:
@@ -133,6 +138,14 @@ class FakeRestartPart : public rounds::RestartPart {
   void prepare(const rounds::RestartRequest& request) override {
     request_ = request;
     f_.step("prepare");
+  }
+  gcp::compat::Verdict check() override {
+    f_.step("check");
+    gcp::compat::Verdict out;
+    for (const auto& [unit, seq] : request_.units) {
+      out.push_back({"cpu", unit, node(), f_.script().check, f_.script().check_reason, ""});
+    }
+    return out;
   }
   std::vector<rounds::Restored> restore() override {
     f_.step("restore");
@@ -314,8 +327,8 @@ TEST_CASE("a restart across nodes restores everywhere, lets the units go togethe
   for (const auto& node : {"n1", "n2", "n3"}) {
     // Across nodes the units wait stopped until every node has restored its own.
     CHECK(f.nodes.log.of(node) == std::vector<std::string>{"prepare", "callbacks", "freeze", "dump", "resume", "store",
-                                                           "committed", "abort", "prepare", "restore", "resume stopped",
-                                                           "callbacks"});
+                                                           "committed", "abort", "prepare", "check", "restore",
+                                                           "resume stopped", "callbacks"});
   }
   CHECK(job.find_unit("b")->pid == 4000);
   CHECK(job.find_unit("b")->restored_from == 1u);
@@ -336,6 +349,48 @@ TEST_CASE("a node that fails its restore makes every node kill what it restored"
     for (const auto& node : {"n1", "n2", "n3"}) CHECK(f.nodes.log.of(node).back() == "abort");
     CHECK(f.events().back()["event"] == "restart-failed");
   }
+}
+
+TEST_CASE("a restart that one node's check refuses restores nothing anywhere and names the unit, node and check") {
+  RoundFixture f;
+  f.checkpoint();
+  f.nodes.scripts["n2"].check = gcp::compat::Status::kRefuse;
+  f.nodes.scripts["n2"].check_reason = "CPU xfeatures has unsupported bits";
+  f.nodes.scripts["n3"].check = gcp::compat::Status::kWarn;
+  rounds::RestartRound round(*f.store, f.nodes, "j", {});
+  auto e = error_from([&] { round.run(); });
+  REQUIRE(e.has_value());
+  CHECK(e->code() == Exit::kFailed);
+  CHECK(std::string(e->what()) ==
+        "restarting checkpoint 1 of job 'j': unit 'b' on node 'n2': cpu: CPU xfeatures has unsupported bits");
+  CHECK_CONTAINS(e->hint(), "--check");
+  for (const auto& node : {"n1", "n2", "n3"}) {
+    auto log = f.nodes.log.of(node);
+    CHECK(std::find(log.begin(), log.end(), "restore") == log.end());
+    CHECK(log.back() == "abort");
+  }
+  CHECK(f.events().back()["event"] == "restart-refused");
+}
+
+TEST_CASE("a restart round's check gathers every node's verdict and restores nothing") {
+  RoundFixture f;
+  f.checkpoint();
+  f.nodes.scripts["n1"].check = gcp::compat::Status::kUnknown;
+  f.nodes.scripts["n1"].check_reason = "not recorded";
+  {
+    rounds::RestartRound round(*f.store, f.nodes, "j", {});
+    round.verify();
+    round.place();
+    auto verdict = round.check();
+    REQUIRE(verdict.size() == 3);
+    CHECK(verdict[0].unit == "a");
+    CHECK(verdict[0].node == "n1");
+    CHECK(verdict[0].status == gcp::compat::Status::kUnknown);
+    CHECK_FALSE(gcp::compat::first_refusal(verdict));
+    round.refuse(verdict);  // not-recorded is no refusal
+  }
+  for (const auto& node : {"n1", "n2", "n3"}) CHECK(f.nodes.log.of(node).back() == "abort");
+  CHECK(f.store->load_job("j")->units[0].restored_from == std::nullopt);
 }
 
 TEST_CASE("a chunk that does not verify on one node refuses the checkpoint, or falls back to an earlier one") {

@@ -153,3 +153,8 @@ TEST_CASE("a failing restart throws kFailed with the translib's message") {
   CHECK_CONTAINS(e->what(), "translib 'echo' restart");
   CHECK_CONTAINS(e->what(), "the fake checkpointer was told to fail");
 }
+
+TEST_CASE("a translib whose descriptor leaves check NULL is not asked to check") {
+  FakeTranslibPath path;
+  CHECK_FALSE(Translib::load("echo").can_check());
+}

@@ -34,6 +34,10 @@ int main(int argc, char** argv) {
                "latest verified checkpoint (for cron, every minute; gcp-policy(7))");
   app.add_option("--spare", opt.spares, "With --if-failed: a node for units whose node is gone (repeatable)")
       ->delimiter(',');
+  app.add_flag("--check", opt.check,
+               "Only say whether each unit can restart where it goes (CPU, kernel, checkpointer, addresses, "
+               "mounts), checked on that node; restore nothing");
+  app.add_flag("--human", opt.human, "With --check: a readable table instead of JSON (the default on a terminal)");
   bool agent = false;
   app.add_flag(gcp::names::kOptAgent, agent,
                "Restore this node's units for a job restart on another node: JSON requests on stdin, answers "

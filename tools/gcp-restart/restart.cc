@@ -7,6 +7,7 @@
 #include "gcp/jobs.h"
 #include "gcp/main.h"
 #include "gcp/policy.h"
+#include "gcp/round_cli.h"
 #include "gcp/store.h"
 
 #include <spdlog/spdlog.h>
@@ -14,9 +15,11 @@
 namespace gcp::restart_tool {
 
 void run(const Options& opt) {
+  if (opt.human && !opt.check) throw Error(Exit::kUsage, "--human without --check", "add --check, or drop --human");
   auto store = store::open(opt.store);
   auto cgroups = cgroup::system_cgroups();
   if (opt.if_failed) {
+    if (opt.check) throw Error(Exit::kUsage, "--check with --if-failed", "check one job: 'gcp-restart JOB --check'");
     if (opt.seq || !opt.place.empty()) {
       throw Error(Exit::kUsage, "--if-failed restarts from the latest verified checkpoint where the policy says",
                   "drop --seq and --place (--spare names nodes for units whose node is gone)");
@@ -53,6 +56,10 @@ void run(const Options& opt) {
     manifest::check_name("unit", p.substr(0, eq));
     manifest::check_name("node", p.substr(eq + 1));
     options.place[p.substr(0, eq)] = p.substr(eq + 1);
+  }
+  if (opt.check) {
+    rounds::print_verdict(jobs::check_restart(*store, rounds::system_machine(*cgroups), opt.job, options), opt.human);
+    return;
   }
   auto job = jobs::restart(*store, rounds::system_machine(*cgroups), opt.job, options);
   std::string pids;

@@ -21,6 +21,8 @@ struct Options {
   std::vector<std::string> more;           ///< --if-failed: further jobs
   std::vector<std::string> spares;         ///< --if-failed: nodes for units whose node is gone
   std::string files = "refuse";            ///< --files: refuse, truncate or keep
+  bool check = false;                      ///< only the compatibility verdict; restore nothing
+  bool human = false;                      ///< --check: a table instead of JSON
 };
 
 /// Restarts the job and prints its Job manifest with the new host PIDs.

@@ -47,23 +47,6 @@ std::string ratio_text(const json& r) {
 
 bool as_table(const Options& opt) { return opt.human || ::isatty(STDOUT_FILENO) == 1; }
 
-// Prints rows as left-aligned columns; the first row is the header.
-void print_table(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> width;
-  for (const auto& row : rows) {
-    width.resize(std::max(width.size(), row.size()));
-    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
-  }
-  for (const auto& row : rows) {
-    std::string line;
-    for (size_t i = 0; i < row.size(); ++i) {
-      line += row[i];
-      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
-    }
-    std::printf("%s\n", line.c_str());
-  }
-}
-
 uint64_t bytes_of(const json& bytes, const char* key) { return manifest::count_or(bytes, key); }
 
 json checkpoint_row(const manifest::Checkpoint& cp) {

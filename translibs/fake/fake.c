@@ -119,6 +119,7 @@ static const gcp_translib_descriptor descriptor = {
     checkpoint,
     restart,
     free_string,
+    NULL, /* check: a fake checks no node */
 };
 
 __attribute__((visibility("default"))) const gcp_translib_descriptor *gcp_translib_open(const gcp_translib_host *host) {

@@ -46,6 +46,12 @@ manifest::Checkpoint checkpoint(store::Store& store, const rounds::Machine& mach
 manifest::Job restart(store::Store& store, const rounds::Machine& machine, const std::string& job,
                       const RestartOptions& options);
 
+/// gcp-restart --check: what restart() would find on each node its units go to (the
+/// same checkpoint, placement and preparation), each unit's compatibility verdict;
+/// restores nothing.
+compat::Verdict check_restart(store::Store& store, const rounds::Machine& machine, const std::string& job,
+                              const RestartOptions& options);
+
 /// Kills the processes of a job's units (one unit when `unit` is set), here and, through
 /// their launchers, on other nodes; removes their cgroups and records them as stopped.
 /// Returns the updated Job manifest.
@@ -59,6 +65,12 @@ struct MigrateOptions {
   CheckpointOptions checkpoint;
   RestartOptions restart;
 };
+
+/// gcp-migrate --check: the verdict of `to` on the units a migration would move, against
+/// their latest committed checkpoint (the migration checks again against its own);
+/// freezes, checkpoints and restores nothing. Throws Error when they have none.
+compat::Verdict check_migrate(store::Store& store, const rounds::Machine& machine, const std::string& job,
+                              const MigrateOptions& options);
 
 /// gcp-migrate: checkpoints the units (they stay frozen where they are), restarts them
 /// on `to`, and only once they are restored there stops the sources and lets the copies

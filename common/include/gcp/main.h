@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace gcp {
 
@@ -30,5 +31,7 @@ inline const CLI::Validator kSeqNumber(
 
 /// Writes one JSON document followed by a newline to stdout (the only data a tool prints).
 void print_json(const std::string& json_text);
+/// Writes rows to stdout as left-aligned columns (--human); the first row is the header.
+void print_table(const std::vector<std::vector<std::string>>& rows);
 
 }  // namespace gcp

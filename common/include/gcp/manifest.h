@@ -239,6 +239,18 @@ struct WrittenFile {
 bool plain_absolute_path(std::string_view path);
 
 /// One unit in a checkpoint.
+/// What a node that restores a unit must offer, as recorded at its checkpoint and
+/// checked before a restart (gcp-restart --check). Serialised as a unit's "target".
+struct Target {
+  std::string kernel;  ///< the kernel release of the node it was checkpointed on
+  /// Images its translib checks a node with (CRIU: cpuinfo.img). Serialised as checkImages.
+  std::vector<std::string> check_images;
+  std::vector<std::string> addresses;  ///< IPv4 addresses of its own: free where it restarts
+  /// Mount points of its node that it uses, holding data (not proc, tmpfs, ...): they must
+  /// be mount points where it restarts.
+  std::vector<std::string> mounts;
+};
+
 struct CheckpointUnit {
   std::string name;
   std::string node;
@@ -269,6 +281,9 @@ struct CheckpointUnit {
   /// Regular files outside the store its processes had open for writing. Serialised as
   /// writtenFiles, left out when empty.
   std::vector<WrittenFile> written_files;
+  /// What a node restoring it must offer; nullopt in checkpoints taken before gcp
+  /// recorded it.
+  std::optional<Target> target;
   json extra = json::object();
 };
 

@@ -72,6 +72,11 @@ bool exists(const std::string& job, const std::string& unit);
 /// namespace exists already (kFailed).
 void create(const std::string& job, const std::string& unit, const Config& config, bool locked = false);
 
+/// Who on this node has IPv4 address `host` already: this network namespace (naming the
+/// device) or a unit's namespace other than except_job/except_unit's; nullopt when nobody.
+std::optional<std::string> address_user(const std::string& host, const std::string& except_job = "",
+                                        const std::string& except_unit = "");
+
 /// Locks the namespace's network: iptables rules inside it drop every packet through
 /// eth0, so that its TCP connections neither acknowledge what peers send nor answer
 /// them with a reset (while the unit is dumped and killed, or not yet restored). Needs

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "gcp/checkpoint_round.h"
+#include "gcp/compat.h"
 #include "gcp/fs.h"
 #include "gcp/rounds.h"
 #include "gcp/store.h"
@@ -35,6 +36,11 @@ class RestartRound {
   void verify();
   /// One part per node, each prepared (checkpoints loaded, checkpointers probed).
   void place();
+  /// Every node's verdict on its units (gcp-restart --check); restores nothing.
+  compat::Verdict check();
+  /// Throws Error naming the first refusal of `verdict` (nothing is restored), after
+  /// recording it; warns of each warning.
+  void refuse(const compat::Verdict& verdict);
   /// Every unit restored; throws store::Corrupt when a chunk does not verify.
   void restore();
   /// The units go on; the Job manifest records where they run.

@@ -1,10 +1,15 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include "gcp/compat.h"
+#include "gcp/error.h"
+#include "gcp/main.h"
 #include "gcp/names.h"
 #include "gcp/rounds.h"
 
 #include <CLI/CLI.hpp>
+
+#include <unistd.h>
 
 #include <optional>
 #include <string>
@@ -43,5 +48,19 @@ struct CliOptions {
     options.force = force;
   }
 };
+
+/// --check of gcp-restart and gcp-migrate: prints the verdict on stdout (JSON, or a
+/// table with --human or on a terminal) and throws the Error of its first refusal.
+inline void print_verdict(const compat::Verdict& verdict, bool human) {
+  if (human || ::isatty(STDOUT_FILENO) == 1) {
+    print_table(compat::table(verdict));
+  } else {
+    print_json(manifest::dump(compat::to_json(verdict)));
+  }
+  if (auto no = compat::first_refusal(verdict)) {
+    throw Error(compat::refusal_code(*no), compat::line(*no),
+                (no->hint.empty() ? "" : no->hint + "; ") + "nothing was restored; every check is on stdout");
+  }
+}
 
 }  // namespace gcp::rounds

@@ -21,6 +21,7 @@
 //   restart round             each part
 //   verify                    -          the checkpoint(s) to restart, the plan
 //   place                     prepare    checkpoints loaded, checkpointers probed, cgroups free
+//   check                     check      the node offers what each unit's checkpoint recorded
 //   restore                   restore    every unit restored (stopped, when the round spans nodes)
 //   resume                    resume     the units go on
 //   callbacks                 callbacks  post-restart
@@ -30,6 +31,7 @@
 // not answer within its phase's deadline is cancelled and the round fails.
 
 #include "gcp/cgroup.h"
+#include "gcp/compat.h"
 #include "gcp/deps.h"
 #include "gcp/manifest.h"
 #include "gcp/names.h"
@@ -218,6 +220,9 @@ class RestartPart {
   /// Loads the checkpoints, probes the checkpointers, checks that each unit's cgroup is
   /// free and that this node's checkpointer can read what wrote the images.
   virtual void prepare(const RestartRequest& request) = 0;
+  /// Compares what this node offers with what each unit's checkpoint recorded (CPU,
+  /// kernel, checkpointer, addresses, mounts); changes nothing.
+  virtual compat::Verdict check() = 0;
   /// Restores every unit (all or nothing); a chunk that does not verify throws
   /// store::Corrupt before any restored task runs.
   virtual std::vector<Restored> restore() = 0;

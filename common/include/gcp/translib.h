@@ -17,6 +17,8 @@
  *   d->probe(req, &res, &err)           usable here? which checkpointer version?
  *   d->checkpoint(req, &res, &err)      one call per unit, maybe in parallel
  *   d->restart(req, &res, &err)         one call per unit
+ *   d->check(req, &res, &err)           before a restart (1.2, when struct_size has it):
+ *                                       can this node restore these images?
  *   d->free_string(res), d->free_string(err)
  *   dlclose
  *
@@ -69,7 +71,14 @@
  * number grows with compatible additions (capability bits, request and result
  * fields, entries at the end of the table); struct_size tells the host which
  * entries a translib has. 1.1 added GCP_CAP_DUMP_GATE, GCP_CAP_IMAGE_SOURCE, "needs"
- * and "imageSource".
+ * and "imageSource". 1.2 added check and the checkpoint result's "checkImages".
+ *
+ * Compatibility (1.2): a checkpoint result may name, in "checkImages", images it wrote
+ * that describe what a node restoring them must offer (CRIU: cpuinfo.img, the CPU's
+ * features). Before a restart the host writes just those into an empty directory and
+ * calls check with {"imagesDir": dir}; the translib answers {"checks": [{"check":
+ * "cpu", "status": "ok"|"warn"|"refuse", "reason": "..."}]}, the reason in the
+ * checkpointer's own words when it refuses.
  */
 #ifndef GCP_TRANSLIB_H
 #define GCP_TRANSLIB_H
@@ -81,7 +90,7 @@ extern "C" {
 #endif
 
 #define GCP_TRANSLIB_ABI_MAJOR 1
-#define GCP_TRANSLIB_ABI_MINOR 1
+#define GCP_TRANSLIB_ABI_MINOR 2
 
 /** The name of the one symbol a translib exports. */
 #define GCP_TRANSLIB_OPEN_SYMBOL "gcp_translib_open"
@@ -131,6 +140,7 @@ typedef struct gcp_translib_descriptor {
   gcp_translib_call checkpoint; /**< dump one unit into a directory */
   gcp_translib_call restart;    /**< restore one unit from a directory */
   void (*free_string)(char *s); /**< releases result and error strings */
+  gcp_translib_call check;      /**< can this node restore these images (1.2; may be NULL) */
 } gcp_translib_descriptor;
 
 /** Signature of the exported gcp_translib_open. */

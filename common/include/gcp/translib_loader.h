@@ -46,6 +46,11 @@ class Translib {
   json checkpoint(const json& request) const;
   /// Restores one unit; throws Error(kFailed) with the translib's message.
   json restart(const json& request) const;
+  /// True when it has check (ABI 1.2 and a translib that fills it in).
+  bool can_check() const;
+  /// Can this node restore the images in request.imagesDir: {checks: [{check, status,
+  /// reason}]}. Only when can_check(); throws Error(kFailed) with the translib's message.
+  json check(const json& request) const;
 
  private:
   Translib(std::shared_ptr<void> handle, const gcp_translib_descriptor* desc)
