@@ -223,7 +223,8 @@ $(FUZZ_DIR)/obj/%.o: %.cc
 # The parts of libgcp the harnesses reach (readers, and what those link to): the rest
 # would only double the build. A harness that needs another part fails to link, naming it.
 FUZZ_LIB_SRCS := $(addprefix common/src/,caller.cc chunks.cc deps.cc error.cc events.cc fs.cc grouping.cc \
-                   log.cc manifest.cc netns.cc proc.cc process.cc progress.cc rounds.cc store.cc wire.cc)
+                   log.cc manifest.cc netns.cc proc.cc process.cc progress.cc rounds.cc store.cc wire.cc \
+                   written_files.cc)
 $(FUZZ_DIR)/libgcp.a: $(FUZZ_LIB_SRCS:%.cc=$(FUZZ_DIR)/obj/%.o)
 	rm -f $@ && ar rcs $@ $^
 
