@@ -227,7 +227,8 @@ $(FUZZ_DIR)/obj/%.o: %.cc
 # translib's readers of what CRIU writes and sends: the rest
 # would only double the build. A harness that needs another part fails to link, naming it.
 FUZZ_LIB_SRCS := $(addprefix common/src/,caller.cc chunks.cc deps.cc error.cc events.cc fs.cc grouping.cc \
-                   log.cc manifest.cc netns.cc proc.cc process.cc progress.cc rounds.cc store.cc wire.cc) \
+                   log.cc manifest.cc netns.cc proc.cc process.cc progress.cc rounds.cc store.cc wire.cc \
+                   written_files.cc) \
                  $(addprefix translibs/criu/,images.cc ports.cc relay.cc)
 $(FUZZ_DIR)/libgcp.a: $(FUZZ_LIB_SRCS:%.cc=$(FUZZ_DIR)/obj/%.o)
 	rm -f $@ && ar rcs $@ $^

@@ -202,7 +202,7 @@ void compare(int fd, const struct stat& st, Verdict& v) {
   } else if (w.sha256.empty()) {
     // Not read at the checkpoint (another user's file): its size and time tell.
     if (size != w.size)
-      v.what = sizes;
+      v.what = sizes + " (not the job owner's: gcp did not read it)";
     else if (mtime != w.mtime_ns)
       v.what = "modified since (same size)";
     else
@@ -412,6 +412,18 @@ std::vector<Verdict> judge(const std::string& unit, const std::vector<WrittenFil
     decide(v, policy, owner, size_now, mode_same);
   }
   return out;
+}
+
+manifest::json to_json(const Verdict& v) {
+  static const char* changes[] = {"unchanged", "grew", "changed", "missing", "unusable"};
+  static const char* actions[] = {"none", "truncate", "recreate", "keep", "refuse"};
+  manifest::json j = {{"unit", v.unit},
+                      {"path", v.file.path},
+                      {"change", changes[static_cast<int>(v.change)]},
+                      {"action", actions[static_cast<int>(v.action)]}};
+  if (!v.what.empty()) j["what"] = v.what;
+  if (!v.hint.empty()) j["hint"] = v.hint;
+  return j;
 }
 
 void refuse(const std::vector<Verdict>& verdicts, uint64_t seq) {

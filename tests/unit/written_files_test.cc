@@ -107,6 +107,11 @@ TEST_CASE("an unchanged file goes on; one that grew is refused by default, namin
   CHECK_CONTAINS(e->hint(), "--files truncate");
   CHECK_CONTAINS(e->hint(), "--files keep");
   CHECK(get(dir.path() / "out.log") == "line 1\nline 2\n");  // judging changes nothing
+  auto j = files::to_json(v);
+  CHECK(j["unit"] == "main");
+  CHECK(j["change"] == "grew");
+  CHECK(j["action"] == "refuse");
+  CHECK(j["what"] == "size 7 -> 14");
 }
 
 TEST_CASE("--files truncate cuts a file that only grew back to its size, and refuses one changed before it") {

@@ -89,6 +89,11 @@ struct Verdict {
 std::vector<Verdict> judge(const std::string& unit, const std::vector<manifest::WrittenFile>& files, Policy policy,
                            uid_t owner);
 
+/// A verdict as JSON, for a report such as gcp-restart --check: {"unit", "path",
+/// "change": unchanged|grew|changed|missing|unusable, "action": none|truncate|recreate|
+/// keep|refuse, "what" and "hint" when not empty}.
+manifest::json to_json(const Verdict& verdict);
+
 /// Throws Error(kFailed) for the first verdict that refuses, naming the file, what
 /// changed and the checkpoint `seq`, with a hint; returns when none refuses.
 void refuse(const std::vector<Verdict>& verdicts, uint64_t seq);
