@@ -256,6 +256,51 @@ TEST_CASE("a TCP connection whose peer closed on the loopback of a unit's own ne
   ::waitpid(child, nullptr, 0);
 }
 
+TEST_CASE("a closed TCP socket that had a peer needs tcp-established, though sock_diag does not list it") {
+  // Both ends shut down, both FINs acknowledged: the sockets are in state CLOSE and in no
+  // hash table, yet CRIU restores them only with --tcp-established (ZDTM socket-tcp-closed).
+  int ready[2];
+  REQUIRE(::pipe(ready) == 0);
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(lfd, 1) != 0 ||
+        ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+      ::_exit(3);
+    int clt = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (::connect(clt, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) ::_exit(4);
+    int srv = ::accept(lfd, nullptr, nullptr);
+    ::close(lfd);
+    ::shutdown(clt, SHUT_WR);
+    ::shutdown(srv, SHUT_WR);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (::write(ready[1], "r", 1) != 1) ::_exit(5);
+    for (;;) ::pause();
+  }
+  ::close(ready[1]);
+  char c = 0;
+  REQUIRE(::read(ready[0], &c, 1) == 1);
+  ::close(ready[0]);
+  auto g = deps::build("tcp", {{"main", {grouping::Kind::kTree, child, {}}, false}}, {.stop = true});
+  int closed = 0;
+  for (const auto& t : g.ties) {
+    if (t.kind != "tcp" || t.object.find("(closed) -> 127.0.0.1:") == std::string::npos) continue;
+    ++closed;
+    CHECK(t.verdict == deps::Verdict::kNeeds);
+    CHECK(t.need == "tcp-established");
+  }
+  CHECK(closed == 2);
+  CHECK(g.needs(0).count("tcp-established"));
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+}
+
 TEST_CASE("a TCP connection to the outside moves with a unit that has its own address only when it is stopped") {
   // This process listens on loopback; a child (the unit) connects and sleeps.
   int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
