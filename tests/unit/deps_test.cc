@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstring>
 #include <thread>
+#include <utility>
 
 namespace deps = gcp::deps;
 namespace grouping = gcp::grouping;
@@ -95,6 +96,24 @@ const deps::Tie* find_tie(const deps::Graph& g, const std::string& kind, pid_t p
     }
   }
   return nullptr;
+}
+
+// In a forked child: a TCP connection to itself on loopback (the listener closed), as
+// {client, server}; the child exits on any failure.
+std::pair<int, int> loopback_connection() {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(lfd, 1) != 0 ||
+      ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+    ::_exit(3);
+  int client = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (::connect(client, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) ::_exit(4);
+  int server = ::accept(lfd, nullptr, nullptr);
+  ::close(lfd);
+  return {client, server};
 }
 
 }  // namespace
@@ -225,18 +244,7 @@ TEST_CASE("a TCP connection whose peer closed on the loopback of a unit's own ne
     std::strcpy(lo.ifr_name, "lo");
     lo.ifr_flags = IFF_UP;
     if (::ioctl(ifd, SIOCSIFFLAGS, &lo) != 0) ::_exit(2);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(lfd, 1) != 0 ||
-        ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-      ::_exit(3);
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) ::_exit(4);
-    ::close(::accept(lfd, nullptr, nullptr));
-    ::close(lfd);
+    ::close(loopback_connection().second);
     if (::write(ready[1], "r", 1) != 1) ::_exit(5);
     for (;;) ::pause();
   }
@@ -265,18 +273,7 @@ TEST_CASE("a closed TCP socket that had a peer needs tcp-established, though soc
   REQUIRE(child >= 0);
   if (child == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(lfd, 1) != 0 ||
-        ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-      ::_exit(3);
-    int clt = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (::connect(clt, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) ::_exit(4);
-    int srv = ::accept(lfd, nullptr, nullptr);
-    ::close(lfd);
+    auto [clt, srv] = loopback_connection();
     ::shutdown(clt, SHUT_WR);
     ::shutdown(srv, SHUT_WR);
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
