@@ -11,6 +11,7 @@
 #include "gcp/log.h"
 #include "gcp/netns.h"
 #include "gcp/proc.h"
+#include "gcp/restart_round.h"
 #include "gcp/translib_loader.h"
 #include "gcp/undo.h"
 
@@ -67,6 +68,7 @@ class LocalRestartPart final : public RestartPart {
   }
   const manifest::Checkpoint& checkpoint(uint64_t seq);
   void check_version(const Unit& unit);
+  bool firewall_rules(const Unit& unit);
   std::filesystem::path images_dir(const Unit& unit) const {
     return scratch_->path() / std::to_string(unit.seq) / unit.spec->name;
   }
@@ -131,6 +133,23 @@ void LocalRestartPart::prepare(const RestartRequest& request) {
             store::ImageSource::fits(images_dir(units_[0]));
 }
 
+bool LocalRestartPart::firewall_rules(const Unit& unit) {
+  const auto& cp = checkpoint(unit.seq);
+  for (const auto& image : unit.image->images) {
+    if (image.path.rfind("nftables-", 0) != 0) continue;
+    std::string text;
+    auto bad = store_.stream_image(
+        cp, unit.spec->name, image,
+        [&](std::vector<uint8_t>& piece) {
+          text.append(piece.begin(), piece.end());
+          return true;
+        },
+        nullptr);
+    if (bad || nftables_beyond_criu_lock(text)) return true;  // a bad chunk: materialize reports it
+  }
+  return false;
+}
+
 // A checkpoint records who wrote it; an older checkpointer than that may not read it.
 void LocalRestartPart::check_version(const Unit& unit) {
   const auto& cu = *unit.image;
@@ -152,6 +171,13 @@ void LocalRestartPart::check_version(const Unit& unit) {
 }
 
 std::vector<Restored> LocalRestartPart::restore() {
+  // CRIU reads nftables-N.img into a buffer of the image file's size, which a streamed
+  // image does not have: the unit's firewall rules came back empty (ZDTM
+  // socket-tcp-syn-sent). A unit with rules of its own is restored from files.
+  if (stream_ && firewall_rules(units_[0])) {
+    spdlog::debug("unit '{}' has nftables rules of its own: restoring from files, not streamed", units_[0].spec->name);
+    stream_ = false;
+  }
   if (!stream_) {
     for (const auto& unit : units_) {
       log::phase("{}: reading the images of unit '{}'", what(unit.seq), unit.spec->name);
@@ -291,6 +317,28 @@ void LocalRestartPart::abort(const std::string&) noexcept {
 
 std::unique_ptr<RestartPart> local_restart_part(store::Store& store, const Machine& machine, const manifest::Job& job) {
   return std::make_unique<LocalRestartPart>(store, machine, job);
+}
+
+bool nftables_beyond_criu_lock(std::string_view ruleset) {
+  std::istringstream in{std::string(ruleset)};
+  std::string line, chain;
+  bool in_chain = false;
+  while (std::getline(in, line)) {
+    auto start = line.find_first_not_of(" \t");
+    std::string_view l = start == std::string::npos ? std::string_view() : std::string_view(line).substr(start);
+    if (l.rfind("chain ", 0) == 0) {
+      in_chain = true;
+      chain = std::string(l.substr(6, l.find(' ', 6) - 6));
+    } else if (l == "}") {
+      in_chain = false;
+    } else if (in_chain && chain != "CRIU" && !l.empty() && l.rfind("type ", 0) != 0 &&
+               l.find("jump CRIU") == std::string_view::npos) {
+      return true;
+    } else if (!in_chain && !l.empty() && l.find("table ") == std::string_view::npos) {
+      return true;  // a set, a map, a flowtable: anything else of the ruleset
+    }
+  }
+  return false;
 }
 
 }  // namespace gcp::rounds
