@@ -17,6 +17,7 @@
 #include <sched.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -122,6 +123,40 @@ std::string endpoint(int family, const uint32_t* addr, uint16_t port_be) {
   ::inet_ntop(family, addr, text, sizeof(text));
   std::string host = family == AF_INET6 ? "[" + std::string(text) + "]" : std::string(text);
   return host + ":" + std::to_string(ntohs(port_be));
+}
+
+// The peer of a TCP socket that sock_diag does not list (one in state CLOSE, after its
+// FIN or RST exchange, is in no hash table) but that was connected, as "127.0.0.1:80";
+// "" for anything else. CRIU dumps such a socket without --tcp-established but restores
+// it only with it ("Connected TCP socket in image"). SO_PEERNAME, unlike getpeername,
+// still answers in state CLOSE; the socket is borrowed through a pidfd.
+std::string closed_tcp_peer(pid_t pid, int fd) {
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) return "";
+  int sock = static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, fd, 0));
+  ::close(pidfd);
+  if (sock < 0) return "";
+  std::string peer;
+  int proto = 0;
+  socklen_t len = sizeof proto;
+  // SO_PEERNAME wants no more room than the address takes: v4's first, then v6's.
+  sockaddr_storage ss{};
+  socklen_t slen = sizeof(sockaddr_in);
+  bool ok = ::getsockopt(sock, SOL_SOCKET, SO_PROTOCOL, &proto, &len) == 0 && proto == IPPROTO_TCP &&
+            ::getsockopt(sock, SOL_SOCKET, SO_PEERNAME, &ss, &slen) == 0;
+  if (ok && ss.ss_family == AF_INET6) {
+    slen = sizeof(sockaddr_in6);
+    ok = ::getsockopt(sock, SOL_SOCKET, SO_PEERNAME, &ss, &slen) == 0;
+  }
+  if (ok && ss.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    if (a->sin_port) peer = endpoint(AF_INET, reinterpret_cast<const uint32_t*>(&a->sin_addr), a->sin_port);
+  } else if (ok && ss.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    if (a->sin6_port) peer = endpoint(AF_INET6, reinterpret_cast<const uint32_t*>(&a->sin6_addr), a->sin6_port);
+  }
+  ::close(sock);
+  return peer;
 }
 
 void read_sockets(Sockets& out) {
@@ -610,6 +645,9 @@ class Builder {
             if (peers.empty()) tie.remote = s.remote;
           }
         }
+      } else if (auto peer = holders.empty() ? "" : closed_tcp_peer(holders[0].pid, holders[0].fd); !peer.empty()) {
+        tie.kind = "tcp";
+        tie.object = "socket:[" + std::to_string(ino) + "] (closed) -> " + peer;
       } else {
         tie.kind = "socket";
         tie.object = "socket:[" + std::to_string(ino) + "]";

@@ -13,6 +13,7 @@
 #include "gcp/log.h"
 #include "gcp/netns.h"
 #include "gcp/proc.h"
+#include "gcp/restart_round.h"
 #include "gcp/translib_loader.h"
 #include "gcp/undo.h"
 #include "gcp/written_files.h"
@@ -58,10 +59,13 @@ class LocalRestartPart final : public RestartPart {
   }
   const manifest::Checkpoint& checkpoint(uint64_t seq);
   compat::Verdict check_images(const Unit& unit);
+  bool firewall_rules(const Unit& unit);
   std::filesystem::path images_dir(const Unit& unit) const {
     return scratch_->path() / std::to_string(unit.seq) / unit.spec->name;
   }
-  void check_written_files();
+  void judge_written_files();
+  compat::Verdict written_file_entries(size_t i) const;
+  void apply_written_files();
   std::string kept_copy(uint64_t seq, const std::string& unit, const manifest::WrittenFile& file);
   Restored restore_unit(Unit& unit);
   void stop_unit(const manifest::Unit& u) noexcept;
@@ -73,6 +77,7 @@ class LocalRestartPart final : public RestartPart {
   RestartRequest request_;
   std::map<uint64_t, manifest::Checkpoint> checkpoints_;
   std::vector<Unit> units_;
+  std::vector<std::vector<files::Verdict>> written_;  // per unit of units_: judge_written_files()
   translib::Cache translibs_;
   std::optional<store::ScratchDir> scratch_;
   bool stream_ = false;
@@ -113,7 +118,7 @@ void LocalRestartPart::prepare(const RestartRequest& request) {
     translibs_.prefetch(image->translib);
     units_.push_back({u, seq, image, {}});
   }
-  check_written_files();
+  judge_written_files();
   // One unit whose translib restores from an image source (GCP_CAP_IMAGE_SOURCE) gets
   // its images from one, every chunk verified just before the checkpointer reads it: a
   // bad one fails the restore before the restored tasks resume. Anything else (or
@@ -122,6 +127,23 @@ void LocalRestartPart::prepare(const RestartRequest& request) {
   stream_ = !request.materialize && units_.size() == 1 &&
             (translibs_.get(units_[0].image->translib).capabilities() & GCP_CAP_IMAGE_SOURCE) &&
             store::ImageSource::fits(images_dir(units_[0]));
+}
+
+bool LocalRestartPart::firewall_rules(const Unit& unit) {
+  const auto& cp = checkpoint(unit.seq);
+  for (const auto& image : unit.image->images) {
+    if (image.path.rfind("nftables-", 0) != 0) continue;
+    std::string text;
+    auto bad = store_.stream_image(
+        cp, unit.spec->name, image,
+        [&](std::vector<uint8_t>& piece) {
+          text.append(piece.begin(), piece.end());
+          return true;
+        },
+        nullptr);
+    if (bad || nftables_beyond_criu_lock(text)) return true;  // a bad chunk: materialize reports it
+  }
+  return false;
 }
 
 // What this node offers each unit against what its checkpoint recorded: the
@@ -141,8 +163,10 @@ compat::Verdict LocalRestartPart::check() {
     auto kernel = cu.target ? cu.target->kernel : c.kernels.count(cu.node) ? c.kernels.at(cu.node) : c.kernel;
     auto mine = check_images(unit);
     auto rest = compat::check_unit(cu, kernel, here);
+    auto files = written_file_entries(static_cast<size_t>(&unit - units_.data()));
     verdict.insert(verdict.end(), mine.begin(), mine.end());
     verdict.insert(verdict.end(), rest.begin(), rest.end());
+    verdict.insert(verdict.end(), files.begin(), files.end());
   }
   return verdict;
 }
@@ -195,19 +219,56 @@ compat::Verdict LocalRestartPart::check_images(const Unit& unit) {
   return out;
 }
 
-// Before anything is restored: every file the units wrote is as the checkpoint has it,
-// or made so (--files), or nothing starts (gcp/written_files.h).
-void LocalRestartPart::check_written_files() {
-  std::vector<std::pair<uint64_t, std::vector<files::Verdict>>> all;
+// Every file the units wrote, as the checkpoint has it, compared with the file there now
+// and decided by --files (gcp/written_files.h): judged while preparing, shown by the
+// check, carried out just before the restore.
+void LocalRestartPart::judge_written_files() {
+  written_.clear();
   for (const auto& unit : units_) {
-    if (unit.image->written_files.empty()) continue;
-    all.emplace_back(unit.seq, files::judge(unit.spec->name, unit.image->written_files, request_.files, job_.owner));
+    written_.push_back(unit.image->written_files.empty()
+                           ? std::vector<files::Verdict>{}
+                           : files::judge(unit.spec->name, unit.image->written_files, request_.files, job_.owner));
   }
-  for (const auto& [seq, verdicts] : all) files::refuse(verdicts, seq);
-  for (const auto& [seq, verdicts] : all) {
-    files::apply(verdicts, seq, job_.owner, [&, seq = seq](const std::string& unit, const manifest::WrittenFile& f) {
-      return kept_copy(seq, unit, f);
-    });
+}
+
+compat::Verdict LocalRestartPart::written_file_entries(size_t i) const {
+  const auto& unit = units_.at(i);
+  auto entry = [&](compat::Status status, std::string reason, std::string hint = "") {
+    return compat::Entry{"file", unit.spec->name, node_, status, std::move(reason), std::move(hint)};
+  };
+  if (written_.at(i).empty()) return {entry(compat::Status::kOk, "no file open for writing outside the store")};
+  compat::Verdict out;
+  for (const auto& v : written_.at(i)) {
+    std::string line = files::describe(v, unit.seq);
+    switch (v.action) {
+      case files::Action::kNone:
+        out.push_back(entry(compat::Status::kOk, line));
+        break;
+      case files::Action::kTruncate:
+        out.push_back(entry(compat::Status::kOk, line + ": cut back to its " + std::to_string(v.file.size) +
+                                                     " bytes at the checkpoint (--files truncate)"));
+        break;
+      case files::Action::kRecreate:
+        out.push_back(entry(compat::Status::kOk, line + ": written again from the checkpoint's copy"));
+        break;
+      case files::Action::kKeep:
+        out.push_back(entry(compat::Status::kOk, line + ": restarting with it as it is (--files keep)"));
+        break;
+      case files::Action::kRefuse:
+        out.push_back(entry(compat::Status::kRefuse, line, v.hint));
+        break;
+    }
+  }
+  return out;
+}
+
+void LocalRestartPart::apply_written_files() {
+  for (size_t i = 0; i < units_.size(); ++i) files::refuse(written_.at(i), units_[i].seq);
+  for (size_t i = 0; i < units_.size(); ++i) {
+    files::apply(written_.at(i), units_[i].seq, job_.owner,
+                 [&, seq = units_[i].seq](const std::string& unit, const manifest::WrittenFile& f) {
+                   return kept_copy(seq, unit, f);
+                 });
   }
 }
 
@@ -236,6 +297,14 @@ std::string LocalRestartPart::kept_copy(uint64_t seq, const std::string& unit, c
 }
 
 std::vector<Restored> LocalRestartPart::restore() {
+  apply_written_files();
+  // CRIU reads nftables-N.img into a buffer of the image file's size, which a streamed
+  // image does not have: the unit's firewall rules came back empty (ZDTM
+  // socket-tcp-syn-sent). A unit with rules of its own is restored from files.
+  if (stream_ && firewall_rules(units_[0])) {
+    spdlog::debug("unit '{}' has nftables rules of its own: restoring from files, not streamed", units_[0].spec->name);
+    stream_ = false;
+  }
   if (!stream_) {
     for (const auto& unit : units_) {
       log::phase("{}: reading the images of unit '{}'", what(unit.seq), unit.spec->name);
@@ -375,6 +444,28 @@ void LocalRestartPart::abort(const std::string&) noexcept {
 
 std::unique_ptr<RestartPart> local_restart_part(store::Store& store, const Machine& machine, const manifest::Job& job) {
   return std::make_unique<LocalRestartPart>(store, machine, job);
+}
+
+bool nftables_beyond_criu_lock(std::string_view ruleset) {
+  std::istringstream in{std::string(ruleset)};
+  std::string line, chain;
+  bool in_chain = false;
+  while (std::getline(in, line)) {
+    auto start = line.find_first_not_of(" \t");
+    std::string_view l = start == std::string::npos ? std::string_view() : std::string_view(line).substr(start);
+    if (l.rfind("chain ", 0) == 0) {
+      in_chain = true;
+      chain = std::string(l.substr(6, l.find(' ', 6) - 6));
+    } else if (l == "}") {
+      in_chain = false;
+    } else if (in_chain && chain != "CRIU" && !l.empty() && l.rfind("type ", 0) != 0 &&
+               l.find("jump CRIU") == std::string_view::npos) {
+      return true;
+    } else if (!in_chain && !l.empty() && l.find("table ") == std::string_view::npos) {
+      return true;  // a set, a map, a flowtable: anything else of the ruleset
+    }
+  }
+  return false;
 }
 
 }  // namespace gcp::rounds

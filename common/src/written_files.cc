@@ -426,6 +426,14 @@ manifest::json to_json(const Verdict& v) {
   return j;
 }
 
+std::string describe(const Verdict& v, uint64_t seq) {
+  std::string path = printable(v.file.path);
+  if (v.change == Change::kUnchanged) return path + " unchanged since checkpoint " + std::to_string(seq);
+  if (v.change == Change::kMissing || v.change == Change::kUnusable)
+    return path + " " + v.what + " (the job had it open for writing at checkpoint " + std::to_string(seq) + ")";
+  return path + " changed since checkpoint " + std::to_string(seq) + " (" + v.what + ")";
+}
+
 void refuse(const std::vector<Verdict>& verdicts, uint64_t seq) {
   const Verdict* first = nullptr;
   size_t more = 0;
@@ -437,11 +445,7 @@ void refuse(const std::vector<Verdict>& verdicts, uint64_t seq) {
       first = &v;
   }
   if (!first) return;
-  std::string path = printable(first->file.path);
-  std::string message =
-      first->change == Change::kMissing || first->change == Change::kUnusable
-          ? path + " " + first->what + " (the job had it open for writing at checkpoint " + std::to_string(seq) + ")"
-          : path + " changed since checkpoint " + std::to_string(seq) + " (" + first->what + ")";
+  std::string message = describe(*first, seq);
   if (more) message += " (and " + std::to_string(more) + " more file" + (more > 1 ? "s" : "") + ")";
   throw Error(Exit::kFailed, message + "; nothing was restored", first->hint);
 }

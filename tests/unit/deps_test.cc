@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstring>
 #include <thread>
+#include <utility>
 
 namespace deps = gcp::deps;
 namespace grouping = gcp::grouping;
@@ -95,6 +96,24 @@ const deps::Tie* find_tie(const deps::Graph& g, const std::string& kind, pid_t p
     }
   }
   return nullptr;
+}
+
+// In a forked child: a TCP connection to itself on loopback (the listener closed), as
+// {client, server}; the child exits on any failure.
+std::pair<int, int> loopback_connection() {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(lfd, 1) != 0 ||
+      ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+    ::_exit(3);
+  int client = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (::connect(client, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) ::_exit(4);
+  int server = ::accept(lfd, nullptr, nullptr);
+  ::close(lfd);
+  return {client, server};
 }
 
 }  // namespace
@@ -225,18 +244,7 @@ TEST_CASE("a TCP connection whose peer closed on the loopback of a unit's own ne
     std::strcpy(lo.ifr_name, "lo");
     lo.ifr_flags = IFF_UP;
     if (::ioctl(ifd, SIOCSIFFLAGS, &lo) != 0) ::_exit(2);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(lfd, 1) != 0 ||
-        ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-      ::_exit(3);
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) ::_exit(4);
-    ::close(::accept(lfd, nullptr, nullptr));
-    ::close(lfd);
+    ::close(loopback_connection().second);
     if (::write(ready[1], "r", 1) != 1) ::_exit(5);
     for (;;) ::pause();
   }
@@ -252,6 +260,40 @@ TEST_CASE("a TCP connection whose peer closed on the loopback of a unit's own ne
   CHECK(t->verdict == deps::Verdict::kNeeds);
   CHECK(t->need == "tcp-established");
   CHECK_CONTAINS(t->remote, "own loopback");
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+}
+
+TEST_CASE("a closed TCP socket that had a peer needs tcp-established, though sock_diag does not list it") {
+  // Both ends shut down, both FINs acknowledged: the sockets are in state CLOSE and in no
+  // hash table, yet CRIU restores them only with --tcp-established (ZDTM socket-tcp-closed).
+  int ready[2];
+  REQUIRE(::pipe(ready) == 0);
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    auto [clt, srv] = loopback_connection();
+    ::shutdown(clt, SHUT_WR);
+    ::shutdown(srv, SHUT_WR);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (::write(ready[1], "r", 1) != 1) ::_exit(5);
+    for (;;) ::pause();
+  }
+  ::close(ready[1]);
+  char c = 0;
+  REQUIRE(::read(ready[0], &c, 1) == 1);
+  ::close(ready[0]);
+  auto g = deps::build("tcp", {{"main", {grouping::Kind::kTree, child, {}}, false}}, {.stop = true});
+  int closed = 0;
+  for (const auto& t : g.ties) {
+    if (t.kind != "tcp" || t.object.find("(closed) -> 127.0.0.1:") == std::string::npos) continue;
+    ++closed;
+    CHECK(t.verdict == deps::Verdict::kNeeds);
+    CHECK(t.need == "tcp-established");
+  }
+  CHECK(closed == 2);
+  CHECK(g.needs(0).count("tcp-established"));
   ::kill(child, SIGKILL);
   ::waitpid(child, nullptr, 0);
 }

@@ -416,3 +416,26 @@ TEST_CASE("a chunk that does not verify on one node refuses the checkpoint, or f
   CHECK_CONTAINS(e->hint(), "no earlier checkpoint of the job verifies either");
   CHECK(f.nodes.log.of("n1").back() == "abort");
 }
+
+TEST_CASE("a network namespace's nftables rules beyond CRIU's own lock are told apart from the lock alone") {
+  // As CRIU saved them for ZDTM env00 (its lock only) and socket-tcp-syn-sent (a rule of
+  // the test's own), behind the image's binary header.
+  const std::string lock_only = std::string("\x54\x56\x13\x58\0\0", 6) +
+                                "table ip filter {\n"
+                                "\tchain CRIU {\n"
+                                "\t\tmeta mark 0x0000c114 counter packets 0 bytes 0 accept\n"
+                                "\t\tcounter packets 0 bytes 0 drop\n"
+                                "\t}\n\n"
+                                "\tchain INPUT {\n"
+                                "\t\ttype filter hook input priority filter; policy accept;\n"
+                                "\t\tcounter packets 0 bytes 0 jump CRIU\n"
+                                "\t}\n"
+                                "}\n";
+  CHECK_FALSE(rounds::nftables_beyond_criu_lock(lock_only));
+  CHECK_FALSE(rounds::nftables_beyond_criu_lock(""));
+  std::string with_rule = lock_only;
+  with_rule.insert(with_rule.find("\t\tcounter packets 0 bytes 0 jump CRIU"),
+                   "\t\ttcp dport 8880 counter packets 1 bytes 60 drop\n");
+  CHECK(rounds::nftables_beyond_criu_lock(with_rule));
+  CHECK(rounds::nftables_beyond_criu_lock("table inet t {\n\tset blocked {\n\t\ttype ipv4_addr\n\t}\n}\n"));
+}

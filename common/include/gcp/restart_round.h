@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace gcp::rounds {
@@ -79,5 +80,10 @@ class RestartRound {
   bool resumed_ = false;
   Clock::time_point t_start_, t_restored_;
 };
+
+/// Whether a network namespace's nftables ruleset, as CRIU saves it (nft text in
+/// nftables-N.img), holds anything but CRIU's own network lock (its chain CRIU and the
+/// jumps to it): CRIU restores that image only from a file, not through --stream.
+bool nftables_beyond_criu_lock(std::string_view ruleset);
 
 }  // namespace gcp::rounds

@@ -94,6 +94,10 @@ std::vector<Verdict> judge(const std::string& unit, const std::vector<manifest::
 /// keep|refuse, "what" and "hint" when not empty}.
 manifest::json to_json(const Verdict& verdict);
 
+/// One line on a verdict: "PATH changed since checkpoint SEQ (size 4096 -> 8192)",
+/// "PATH missing (the job had it open ...)", "PATH unchanged since checkpoint SEQ".
+std::string describe(const Verdict& verdict, uint64_t seq);
+
 /// Throws Error(kFailed) for the first verdict that refuses, naming the file, what
 /// changed and the checkpoint `seq`, with a hint; returns when none refuses.
 void refuse(const std::vector<Verdict>& verdicts, uint64_t seq);
