@@ -137,7 +137,7 @@ void valid_name(const Fields& f, const std::string& what, const std::string& nam
 
 void valid_grouping(const Fields& f, const std::string& grouping) {
   if (!grouping::parse(grouping)) {
-    f.fail(f.name("grouping"), "is '" + grouping + "', expected 'pidns', 'tree', 'pgid', 'sid' or 'cgroup'");
+    f.fail(f.name("grouping"), "is '" + printable(grouping) + "', expected 'pidns', 'tree', 'pgid', 'sid' or 'cgroup'");
   }
 }
 
@@ -189,7 +189,7 @@ void check_header(const json& doc, const std::string& kind, const std::string& s
   }
   auto got = f.required<std::string>("kind");
   if (got != kind) {
-    throw Error(Exit::kUsage, "reading manifest '" + source + "': kind is '" + got + "', expected '" + kind + "'");
+    throw Error(Exit::kUsage, "reading manifest '" + source + "': kind is '" + printable(got) + "', expected '" + kind + "'");
   }
 }
 
@@ -214,7 +214,7 @@ CheckpointPolicy policy_from(const json& doc, const std::string& where, const st
   CheckpointPolicy p;
   p.kind = f.optional<std::string>("kind", "adaptive");
   if (p.kind != "fixed" && p.kind != "young" && p.kind != "daly" && p.kind != "adaptive") {
-    f.fail(f.name("kind"), "is '" + p.kind + "', expected 'fixed', 'young', 'daly' or 'adaptive'");
+    f.fail(f.name("kind"), "is '" + printable(p.kind) + "', expected 'fixed', 'young', 'daly' or 'adaptive'");
   }
   if (double v = seconds_in(f, doc, "intervalS")) p.interval_s = v;
   if (double v = seconds_in(f, doc, "costS")) p.cost_s = v;
@@ -620,7 +620,7 @@ Launcher launcher_from_json(const json& doc, const std::string& where) {
   }
   l.kind = doc["kind"].get<std::string>();
   if (l.kind != "local" && l.kind != "ssh" && l.kind != "srun") {
-    throw Error(Exit::kUsage, where + ".kind: unknown launcher '" + l.kind + "'", "use \"local\", \"ssh\" or \"srun\"");
+    throw Error(Exit::kUsage, where + ".kind: unknown launcher '" + printable(l.kind) + "'", "use \"local\", \"ssh\" or \"srun\"");
   }
   if (doc.contains("command")) {
     const auto& c = doc["command"];

@@ -796,3 +796,23 @@ TEST_CASE("a unit's target survives the round trip, and a path or address in it 
   doc["units"][0]["target"]["addresses"] = json::array({"10.77.0.101/24"});
   CHECK_CONTAINS(checkpoint_error(doc), "expected an IPv4 address");
 }
+
+// Found by the job_manifest fuzzer: a kind with a newline in it was echoed raw, which
+// split the one-line error in two (tests/fuzz/corpus/job_manifest/crash-kind-newline).
+TEST_CASE("values a manifest names wrongly are quoted printably: the error stays one line") {
+  json doc = manifest::to_json(sample_job());
+  auto one_line = [](const std::string& m) { return m.find('\n') == std::string::npos; };
+  doc["kind"] = "Job\nrm -rf /";
+  auto m = job_error(doc);
+  CHECK(one_line(m));
+  CHECK_CONTAINS(m, "kind is 'Job\\x0arm -rf /'");
+  doc = manifest::to_json(sample_job());
+  doc["launcher"] = json{{"kind", "ssh\n"}};
+  CHECK(one_line(job_error(doc)));
+  doc = manifest::to_json(sample_job());
+  doc["units"][0]["grouping"] = "tree\r\n";
+  CHECK(one_line(job_error(doc)));
+  doc = manifest::to_json(sample_job());
+  doc["policy"]["checkpoint"] = json{{"kind", "daly\n"}};
+  CHECK(one_line(job_error(doc)));
+}
