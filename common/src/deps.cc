@@ -554,14 +554,21 @@ class Builder {
   }
 
   void tty_ties() {
-    // A terminal slave held in a unit, with the master's holders as the other end.
+    // A terminal slave held in a unit, with the master's holders as the other end. A
+    // slave whose master every process has closed is "(deleted)" (devpts removes its
+    // node): nothing outside holds it, its number may be another terminal's by now, and
+    // the checkpointer restores it alone (ZDTM pty04).
+    const std::string kDeleted = " (deleted)";
     for (const auto& [object, holders] : by_object_) {
       if (object.rfind("/dev/pts/", 0) != 0) continue;
       int idx = std::atoi(object.c_str() + 9);
+      bool orphan = object.size() > kDeleted.size() &&
+                    object.compare(object.size() - kDeleted.size(), kDeleted.size(), kDeleted) == 0;
       std::vector<Fd> all = holders;
-      if (auto m = masters_.find(idx); m != masters_.end()) all.insert(all.end(), m->second.begin(), m->second.end());
+      auto m = orphan ? masters_.end() : masters_.find(idx);
+      if (m != masters_.end()) all.insert(all.end(), m->second.begin(), m->second.end());
       Tie* t = add_shared("pty", object, all);
-      if (t && !masters_.count(idx)) t->remote = "terminal master not held by any process here";
+      if (t && !orphan && m == masters_.end()) t->remote = "terminal master not held by any process here";
     }
     for (size_t i = 0; i < g_.units.size(); ++i) {
       std::map<unsigned, std::vector<pid_t>> ttys;

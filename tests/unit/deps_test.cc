@@ -6,6 +6,7 @@
 
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -19,6 +20,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 #include <utility>
@@ -361,4 +363,38 @@ TEST_CASE("a TCP connection to the outside moves with a unit that has its own ad
   ::waitpid(child, nullptr, 0);
   ::close(conn);
   ::close(lfd);
+}
+
+TEST_CASE("a terminal slave whose master every process closed stays inside the unit (ZDTM pty04)") {
+  int ready[2];
+  REQUIRE(::pipe(ready) == 0);
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::close(ready[0]);
+    if (::setsid() < 0) ::_exit(2);
+    int master = ::posix_openpt(O_RDWR | O_NOCTTY);
+    if (master < 0 || ::grantpt(master) != 0 || ::unlockpt(master) != 0) ::_exit(3);
+    const char* name = ::ptsname(master);
+    int slave = name ? ::open(name, O_RDWR) : -1;  // the session's controlling terminal
+    if (slave < 0 || ::ioctl(slave, TIOCSCTTY, 1) != 0) ::_exit(4);
+    ::signal(SIGHUP, SIG_IGN);
+    ::close(master);
+    if (::write(ready[1], "r", 1) != 1) ::_exit(5);
+    for (;;) ::pause();
+  }
+  ::close(ready[1]);
+  char c = 0;
+  REQUIRE(::read(ready[0], &c, 1) == 1);
+  ::close(ready[0]);
+  auto g = deps::build("pty", {{"main", {grouping::Kind::kTree, child, {}}, false}});
+  const deps::Tie* pty = find_tie(g, "pty", child);
+  REQUIRE(pty);
+  CHECK_CONTAINS(pty->object, "(deleted)");
+  CHECK(pty->scope != deps::Scope::kExternal);
+  CHECK(pty->verdict != deps::Verdict::kBreaks);
+  // (Closing the master hung the terminal up: the session has no controlling tty left.)
+  CHECK_FALSE(find_tie(g, "tty", child));
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
 }
