@@ -56,6 +56,7 @@ struct InetSock {
   uint8_t state = 0;
   std::string local, remote;  // "addr:port"
   bool connected = false;
+  uint32_t backlog = 0;  // a listener's connections not accepted yet
 };
 
 struct Sockets {
@@ -196,6 +197,7 @@ void read_sockets(Sockets& out) {
         s.local = endpoint(m->idiag_family, m->id.idiag_src, m->id.idiag_sport);
         s.remote = endpoint(m->idiag_family, m->id.idiag_dst, m->id.idiag_dport);
         s.connected = m->id.idiag_dport != 0 && s.state != kTcpListen;
+        if (s.state == kTcpListen) s.backlog = m->idiag_rqueue;
         if (s.connected) out.by_endpoints[{s.local, s.remote}] = m->idiag_inode;
         out.inet[m->idiag_inode] = s;
       });
@@ -636,8 +638,8 @@ class Builder {
         const InetSock& s = n->second;
         std::string proto = s.proto == IPPROTO_TCP ? "tcp" : "udp";
         if (s.proto == IPPROTO_TCP && s.state == kTcpListen) {
-          tie.kind = "tcp-listen";
-          tie.object = s.local;
+          tie.kind = s.backlog ? "tcp-listen-backlog" : "tcp-listen";
+          tie.object = s.local + (s.backlog ? " (" + std::to_string(s.backlog) + " connection(s) not accepted)" : "");
         } else {
           tie.kind = proto;
           tie.object = s.local + (s.connected ? " -> " + s.remote : "");
@@ -806,6 +808,14 @@ class Builder {
       } else if (t.scope == Scope::kJob) {
         breaks("a unix connection between two units cannot be restored: put both ends in one unit");
       }
+      return;
+    }
+    if (t.kind == "tcp-listen-backlog") {
+      // CRIU cannot dump a connection still in a listener's accept queue ("In-flight
+      // connection"); --skip-in-flight would drop it, and what its client sent with it.
+      breaks(
+          "connections wait in its accept queue, not yet accepted: the checkpointer cannot dump them, and "
+          "dropping them would lose what their clients sent; retry once the application has accepted them");
       return;
     }
     if (t.kind == "tcp") {

@@ -398,3 +398,37 @@ TEST_CASE("a terminal slave whose master every process closed stays inside the u
   ::kill(child, SIGKILL);
   ::waitpid(child, nullptr, 0);
 }
+
+TEST_CASE("a listener with a connection not accepted yet is refused at once (ZDTM socket-tcp-skip-in-flight)") {
+  int ready[2];
+  REQUIRE(::pipe(ready) == 0);
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(lfd, 4) != 0 ||
+        ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+      ::_exit(3);
+    int client = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (::connect(client, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) ::_exit(4);  // never accepted
+    if (::write(ready[1], "r", 1) != 1) ::_exit(5);
+    for (;;) ::pause();
+  }
+  ::close(ready[1]);
+  char c = 0;
+  REQUIRE(::read(ready[0], &c, 1) == 1);
+  ::close(ready[0]);
+  auto g = deps::build("backlog", {{"main", {grouping::Kind::kTree, child, {}}, false}});
+  const deps::Tie* t = find_tie(g, "tcp-listen-backlog", child);
+  REQUIRE(t);
+  CHECK_CONTAINS(t->object, "(1 connection(s) not accepted)");
+  CHECK(t->verdict == deps::Verdict::kBreaks);
+  CHECK_CONTAINS(t->advice, "not yet accepted");
+  CHECK_FALSE(find_tie(g, "tcp-listen", child));
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+}
