@@ -118,6 +118,40 @@ std::pair<int, int> loopback_connection() {
   return {client, server};
 }
 
+// A forked child (a unit) that sets itself up with `setup` (which _exit()s on failure),
+// says so and waits; killed and reaped when this goes. The pid once it is set up.
+class ReadyChild {
+ public:
+  template <typename Setup>
+  explicit ReadyChild(Setup setup) {
+    int ready[2];
+    REQUIRE(::pipe(ready) == 0);
+    pid_ = ::fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      ::close(ready[0]);
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      setup();
+      if (::write(ready[1], "r", 1) != 1) ::_exit(5);
+      for (;;) ::pause();
+    }
+    ::close(ready[1]);
+    char c = 0;
+    REQUIRE(::read(ready[0], &c, 1) == 1);
+    ::close(ready[0]);
+  }
+  ~ReadyChild() {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  ReadyChild(const ReadyChild&) = delete;
+  ReadyChild& operator=(const ReadyChild&) = delete;
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
 }  // namespace
 
 TEST_CASE("grouping kinds have one spelling each") {
@@ -234,12 +268,7 @@ TEST_CASE("a TCP connection whose peer closed on the loopback of a unit's own ne
   // The child (the unit) takes a network namespace of its own, connects to itself on its
   // loopback and closes the accepting end: its connection's peer is held by no process
   // (ZDTM's socket-tcp-reseted, which plain CRIU restores with --tcp-established).
-  int ready[2];
-  REQUIRE(::pipe(ready) == 0);
-  pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  ReadyChild unit([] {
     if (::unshare(CLONE_NEWNET) != 0) ::_exit(1);
     int ifd = ::socket(AF_INET, SOCK_DGRAM, 0);
     ifreq lo{};
@@ -247,13 +276,8 @@ TEST_CASE("a TCP connection whose peer closed on the loopback of a unit's own ne
     lo.ifr_flags = IFF_UP;
     if (::ioctl(ifd, SIOCSIFFLAGS, &lo) != 0) ::_exit(2);
     ::close(loopback_connection().second);
-    if (::write(ready[1], "r", 1) != 1) ::_exit(5);
-    for (;;) ::pause();
-  }
-  ::close(ready[1]);
-  char c = 0;
-  REQUIRE(::read(ready[0], &c, 1) == 1);
-  ::close(ready[0]);
+  });
+  pid_t child = unit.pid();
   auto g = deps::build("tcp", {{"main", {grouping::Kind::kTree, child, {}}, false}}, {.stop = true});
   const deps::Tie* t = find_tie(g, "tcp", child);
   REQUIRE(t);
@@ -262,30 +286,18 @@ TEST_CASE("a TCP connection whose peer closed on the loopback of a unit's own ne
   CHECK(t->verdict == deps::Verdict::kNeeds);
   CHECK(t->need == "tcp-established");
   CHECK_CONTAINS(t->remote, "own loopback");
-  ::kill(child, SIGKILL);
-  ::waitpid(child, nullptr, 0);
 }
 
 TEST_CASE("a closed TCP socket that had a peer needs tcp-established, though sock_diag does not list it") {
   // Both ends shut down, both FINs acknowledged: the sockets are in state CLOSE and in no
   // hash table, yet CRIU restores them only with --tcp-established (ZDTM socket-tcp-closed).
-  int ready[2];
-  REQUIRE(::pipe(ready) == 0);
-  pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  ReadyChild unit([] {
     auto [clt, srv] = loopback_connection();
     ::shutdown(clt, SHUT_WR);
     ::shutdown(srv, SHUT_WR);
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    if (::write(ready[1], "r", 1) != 1) ::_exit(5);
-    for (;;) ::pause();
-  }
-  ::close(ready[1]);
-  char c = 0;
-  REQUIRE(::read(ready[0], &c, 1) == 1);
-  ::close(ready[0]);
+  });
+  pid_t child = unit.pid();
   auto g = deps::build("tcp", {{"main", {grouping::Kind::kTree, child, {}}, false}}, {.stop = true});
   int closed = 0;
   for (const auto& t : g.ties) {
@@ -296,8 +308,6 @@ TEST_CASE("a closed TCP socket that had a peer needs tcp-established, though soc
   }
   CHECK(closed == 2);
   CHECK(g.needs(0).count("tcp-established"));
-  ::kill(child, SIGKILL);
-  ::waitpid(child, nullptr, 0);
 }
 
 TEST_CASE("a TCP connection to the outside moves with a unit that has its own address only when it is stopped") {
@@ -366,12 +376,7 @@ TEST_CASE("a TCP connection to the outside moves with a unit that has its own ad
 }
 
 TEST_CASE("a terminal slave whose master every process closed stays inside the unit (ZDTM pty04)") {
-  int ready[2];
-  REQUIRE(::pipe(ready) == 0);
-  pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    ::close(ready[0]);
+  ReadyChild unit([] {
     if (::setsid() < 0) ::_exit(2);
     int master = ::posix_openpt(O_RDWR | O_NOCTTY);
     if (master < 0 || ::grantpt(master) != 0 || ::unlockpt(master) != 0) ::_exit(3);
@@ -380,13 +385,8 @@ TEST_CASE("a terminal slave whose master every process closed stays inside the u
     if (slave < 0 || ::ioctl(slave, TIOCSCTTY, 1) != 0) ::_exit(4);
     ::signal(SIGHUP, SIG_IGN);
     ::close(master);
-    if (::write(ready[1], "r", 1) != 1) ::_exit(5);
-    for (;;) ::pause();
-  }
-  ::close(ready[1]);
-  char c = 0;
-  REQUIRE(::read(ready[0], &c, 1) == 1);
-  ::close(ready[0]);
+  });
+  pid_t child = unit.pid();
   auto g = deps::build("pty", {{"main", {grouping::Kind::kTree, child, {}}, false}});
   const deps::Tie* pty = find_tie(g, "pty", child);
   REQUIRE(pty);
@@ -395,16 +395,10 @@ TEST_CASE("a terminal slave whose master every process closed stays inside the u
   CHECK(pty->verdict != deps::Verdict::kBreaks);
   // (Closing the master hung the terminal up: the session has no controlling tty left.)
   CHECK_FALSE(find_tie(g, "tty", child));
-  ::kill(child, SIGKILL);
-  ::waitpid(child, nullptr, 0);
 }
 
 TEST_CASE("a listener with a connection not accepted yet is refused at once (ZDTM socket-tcp-skip-in-flight)") {
-  int ready[2];
-  REQUIRE(::pipe(ready) == 0);
-  pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
+  ReadyChild unit([] {
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -415,13 +409,8 @@ TEST_CASE("a listener with a connection not accepted yet is refused at once (ZDT
       ::_exit(3);
     int client = ::socket(AF_INET, SOCK_STREAM, 0);
     if (::connect(client, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) ::_exit(4);  // never accepted
-    if (::write(ready[1], "r", 1) != 1) ::_exit(5);
-    for (;;) ::pause();
-  }
-  ::close(ready[1]);
-  char c = 0;
-  REQUIRE(::read(ready[0], &c, 1) == 1);
-  ::close(ready[0]);
+  });
+  pid_t child = unit.pid();
   auto g = deps::build("backlog", {{"main", {grouping::Kind::kTree, child, {}}, false}});
   const deps::Tie* t = find_tie(g, "tcp-listen-backlog", child);
   REQUIRE(t);
@@ -429,6 +418,4 @@ TEST_CASE("a listener with a connection not accepted yet is refused at once (ZDT
   CHECK(t->verdict == deps::Verdict::kBreaks);
   CHECK_CONTAINS(t->advice, "not yet accepted");
   CHECK_FALSE(find_tie(g, "tcp-listen", child));
-  ::kill(child, SIGKILL);
-  ::waitpid(child, nullptr, 0);
 }
