@@ -741,6 +741,26 @@ class Builder {
   }
 
   // Where the ends are, and what that means for a checkpoint: a verdict and its advice.
+  // A stopped or traced process of a unit: refused at once, saying what to do.
+  void judge_process_state(Tie& t) const {
+    t.verdict = Verdict::kBreaks;
+    if (t.kind == "stopped") {
+      // Under gcp's freezer, criu dump waits on a stopped task until the dump's timeout.
+      t.advice =
+          "it is stopped (SIGSTOP, a shell's job control): the checkpointer would wait on it until its "
+          "timeout; continue it (kill -CONT " +
+          std::to_string(t.ends.front().pid) + ") or end it before the checkpoint";
+      return;
+    }
+    std::string by = t.ends.size() > 1 ? " by pid " + std::to_string(t.ends.back().pid) : "";
+    if (t.ends.size() > 1) {
+      if (auto it = all_.find(t.ends.back().pid); it != all_.end()) by += " (" + it->second.comm + ")";
+    }
+    t.advice = "it is traced" + by +
+               " (a debugger, strace): the checkpointer cannot dump a traced process; "
+               "detach the tracer before the checkpoint";
+  }
+
   void judge(Tie& t) {
     scope(t);
     auto needs = [&](const char* need, std::string why) {
@@ -869,22 +889,8 @@ class Builder {
       }
       return;
     }
-    if (t.kind == "stopped") {
-      // Under gcp's freezer, criu dump waits on a stopped task until the dump's timeout.
-      breaks(
-          "it is stopped (SIGSTOP, a shell's job control): the checkpointer would wait on it until its "
-          "timeout; continue it (kill -CONT " +
-          std::to_string(t.ends.front().pid) + ") or end it before the checkpoint");
-      return;
-    }
-    if (t.kind == "traced") {
-      std::string by = t.ends.size() > 1 ? " by pid " + std::to_string(t.ends.back().pid) : "";
-      if (t.ends.size() > 1) {
-        if (auto it = all_.find(t.ends.back().pid); it != all_.end()) by += " (" + it->second.comm + ")";
-      }
-      breaks("it is traced" + by +
-             " (a debugger, strace): the checkpointer cannot dump a traced process; "
-             "detach the tracer before the checkpoint");
+    if (t.kind == "stopped" || t.kind == "traced") {
+      judge_process_state(t);
       return;
     }
     if (t.kind == "file-write") {
