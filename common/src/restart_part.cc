@@ -154,7 +154,8 @@ compat::Verdict LocalRestartPart::check() {
   here.name = node_;
   here.kernel = proc::kernel_release();
   here.mount_points = compat::mount_points(fs::try_read_file("/proc/self/mountinfo").value_or(""));
-  for (const auto& unit : units_) {
+  for (size_t i = 0; i < units_.size(); ++i) {
+    const auto& unit = units_[i];
     const auto& cu = *unit.image;
     const auto& c = checkpoint(unit.seq);
     here.checkpointer_version = translibs_.probed(cu.translib).value("version", "");
@@ -163,7 +164,7 @@ compat::Verdict LocalRestartPart::check() {
     auto kernel = cu.target ? cu.target->kernel : c.kernels.count(cu.node) ? c.kernels.at(cu.node) : c.kernel;
     auto mine = check_images(unit);
     auto rest = compat::check_unit(cu, kernel, here);
-    auto files = written_file_entries(static_cast<size_t>(&unit - units_.data()));
+    auto files = written_file_entries(i);
     verdict.insert(verdict.end(), mine.begin(), mine.end());
     verdict.insert(verdict.end(), rest.begin(), rest.end());
     verdict.insert(verdict.end(), files.begin(), files.end());

@@ -62,6 +62,25 @@ expect_stderr "'--files keep'"
 [ "$(stat -c %s "$out")" -eq "$size_killed" ] || fail "a refused restart changed $out"
 [ ! -e "$snap.tmp" ] || fail "a refused restart recreated snap.tmp"
 
+# --check shows the files among the node's checks and changes nothing, with --files
+# truncate too: refused without it, passed with it, the output as long as it was.
+rc=0
+run_tool "$work/chk.json" "$work/chk.err" gcp-restart files --check || rc=$?
+[ $rc -eq 1 ] || fail "--check with a changed file exited $rc, expected 1: $(cat "$work/chk.err")"
+python3 - "$work/chk.json" "$out" <<'EOF' || fail "--check does not refuse the changed file: $(cat "$work/chk.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+files = [c for c in d["checks"] if c["check"] == "file" and sys.argv[2] in c["reason"]]
+assert not d["ok"] and files and files[0]["status"] == "refuse", d
+EOF
+run_tool "$work/chk2.json" "$work/chk2.err" gcp-restart files --check --files truncate ||
+  fail "--check --files truncate refused: $(cat "$work/chk2.err")"
+grep -q "cut back to its $size1 bytes at the checkpoint (--files truncate)" "$work/chk2.json" ||
+  fail "--check --files truncate does not say what the restart would do: $(cat "$work/chk2.json")"
+[ "$(stat -c %s "$out")" -eq "$size_killed" ] || fail "--check --files truncate changed $out"
+[ ! -e "$snap.tmp" ] || fail "--check recreated snap.tmp"
+[ "$(cgroup_procs files main)" -eq 0 ] || fail "--check started processes"
+
 # --files truncate: cut back, snap.tmp recreated, and the job goes on without a gap.
 run_tool "$work/r1.json" "$work/r1.err" gcp-restart files --files truncate ||
   fail "restart --files truncate failed: $(cat "$work/r1.err")"
