@@ -100,19 +100,26 @@ const deps::Tie* find_tie(const deps::Graph& g, const std::string& kind, pid_t p
   return nullptr;
 }
 
-// In a forked child: a TCP connection to itself on loopback (the listener closed), as
-// {client, server}; the child exits on any failure.
-std::pair<int, int> loopback_connection() {
+// In a forked child: a listener on loopback and a client connected to it, not accepted
+// yet, as {listener, client}; the child exits on any failure.
+std::pair<int, int> loopback_pending() {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof a;
   int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(lfd, 1) != 0 ||
+  if (::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(lfd, 4) != 0 ||
       ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
     ::_exit(3);
   int client = ::socket(AF_INET, SOCK_STREAM, 0);
   if (::connect(client, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) ::_exit(4);
+  return {lfd, client};
+}
+
+// In a forked child: a TCP connection to itself on loopback (the listener closed), as
+// {client, server}; the child exits on any failure.
+std::pair<int, int> loopback_connection() {
+  auto [lfd, client] = loopback_pending();
   int server = ::accept(lfd, nullptr, nullptr);
   ::close(lfd);
   return {client, server};
@@ -398,18 +405,7 @@ TEST_CASE("a terminal slave whose master every process closed stays inside the u
 }
 
 TEST_CASE("a listener with a connection not accepted yet is refused at once (ZDTM socket-tcp-skip-in-flight)") {
-  ReadyChild unit([] {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(lfd, 4) != 0 ||
-        ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-      ::_exit(3);
-    int client = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (::connect(client, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) ::_exit(4);  // never accepted
-  });
+  ReadyChild unit([] { loopback_pending(); });  // never accepted
   pid_t child = unit.pid();
   auto g = deps::build("backlog", {{"main", {grouping::Kind::kTree, child, {}}, false}});
   const deps::Tie* t = find_tie(g, "tcp-listen-backlog", child);
