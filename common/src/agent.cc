@@ -125,7 +125,7 @@ class Wire {
 };
 
 [[noreturn]] void out_of_turn(const std::string& op) {
-  throw Error(Exit::kFailed, "the job checkpointer sent '" + op + "' out of turn");
+  throw Error(Exit::kFailed, "the job checkpointer sent '" + printable(op, 60) + "' out of turn");
 }
 
 void serve_checkpoint(Wire& wire, store::Store& store, const Machine& machine, const manifest::Job& job,
@@ -229,7 +229,7 @@ int serve_agent(const std::string& tool, bool verbose) {
     } else if (op == "restart") {
       serve_restart(wire, *store, machine, job, *request);
     } else {
-      throw Error(Exit::kUsage, "unknown request '" + op + "' from the job checkpointer");
+      throw Error(Exit::kUsage, "unknown request '" + printable(op, 60) + "' from the job checkpointer");
     }
     return 0;
   } catch (const Error& e) {

@@ -147,12 +147,12 @@ std::string indexed(const std::string& key, size_t i) { return key + "[" + std::
 json tcp_connection(const json& value, const std::string& where, const std::string& source) {
   Fields f(value, where, source);
   auto family = f.required<std::string>("family");
-  if (family != "ipv4" && family != "ipv6") f.fail(f.name("family"), "is '" + family + "', expected 'ipv4' or 'ipv6'");
+  if (family != "ipv4" && family != "ipv6") f.fail(f.name("family"), "is '" + printable(family, 60) + "', expected 'ipv4' or 'ipv6'");
   for (const char* key : {"src", "dst"}) {
     auto address = f.required<std::string>(key);
     unsigned char raw[sizeof(struct in6_addr)];
     if (::inet_pton(family == "ipv6" ? AF_INET6 : AF_INET, address.c_str(), raw) != 1) {
-      f.fail(f.name(key), "is '" + address + "', not an " + (family == "ipv6" ? "IPv6" : "IPv4") + " address");
+      f.fail(f.name(key), "is '" + printable(address, 60) + "', not an " + (family == "ipv6" ? "IPv6" : "IPv4") + " address");
     }
   }
   for (const char* key : {"srcPort", "dstPort"}) {
@@ -167,7 +167,7 @@ Mode mode_from(Fields& f, const std::string& key) {
   auto mode = f.optional<std::string>(key, "coordinated");
   if (mode == "coordinated") return Mode::kCoordinated;
   if (mode == "uncoordinated") return Mode::kUncoordinated;
-  f.fail(f.name(key), "is '" + mode + "', expected 'coordinated' or 'uncoordinated'");
+  f.fail(f.name(key), "is '" + printable(mode, 60) + "', expected 'coordinated' or 'uncoordinated'");
 }
 
 void check_header(const json& doc, const std::string& kind, const std::string& source) {
@@ -223,7 +223,7 @@ CheckpointPolicy policy_from(const json& doc, const std::string& where, const st
   p.deadline = f.optional<std::string>("deadline", "");
   if (!p.deadline.empty() && !parse_rfc3339(p.deadline)) {
     f.fail(f.name("deadline"),
-           "is '" + p.deadline.substr(0, 40) + "', not an RFC 3339 time such as 2026-12-08T06:00:00Z");
+           "is '" + printable(p.deadline, 40) + "', not an RFC 3339 time such as 2026-12-08T06:00:00Z");
   }
   p.max_restarts = f.maybe<uint64_t>("maxRestarts");
   if (p.max_restarts && *p.max_restarts > 1000) f.fail(f.name("maxRestarts"), "is over 1000");
@@ -362,18 +362,18 @@ Network network_from_json(const json& obj, const std::string& where, const std::
   n.address = f.required<std::string>("address");
   if (!netns::parse_cidr(n.address)) {
     f.fail(f.name("address"),
-           "is '" + n.address + "', expected an IPv4 address with a prefix length ('10.77.0.101/24')");
+           "is '" + printable(n.address, 60) + "', expected an IPv4 address with a prefix length ('10.77.0.101/24')");
   }
   n.parent = f.required<std::string>("parent");
-  if (!netns::valid_device(n.parent)) f.fail(f.name("parent"), "is '" + n.parent + "', expected a network device name");
+  if (!netns::valid_device(n.parent)) f.fail(f.name("parent"), "is '" + printable(n.parent, 60) + "', expected a network device name");
   n.gateway = f.optional<std::string>("gateway", "");
   if (!n.gateway.empty() && !netns::valid_ipv4(n.gateway)) {
-    f.fail(f.name("gateway"), "is '" + n.gateway + "', expected an IPv4 address");
+    f.fail(f.name("gateway"), "is '" + printable(n.gateway, 60) + "', expected an IPv4 address");
   }
   n.mac = f.optional<std::string>("mac", "");
   if (n.mac.empty()) n.mac = netns::mac_of(n.address);
   if (!netns::valid_mac(n.mac))
-    f.fail(f.name("mac"), "is '" + n.mac + "', expected a MAC address ('02:67:0a:4d:00:65')");
+    f.fail(f.name("mac"), "is '" + printable(n.mac, 60) + "', expected a MAC address ('02:67:0a:4d:00:65')");
   n.extra = f.extra();
   return n;
 }
@@ -399,7 +399,7 @@ Unit unit_from_json(const json& obj, const std::string& where, const std::string
       cgroup_ok = false;
     }
   }
-  if (!cgroup_ok || parts != 3) f.fail(f.name("cgroup"), "is '" + u.cgroup + "', expected 'gcp/<job>/<unit>'");
+  if (!cgroup_ok || parts != 3) f.fail(f.name("cgroup"), "is '" + printable(u.cgroup, 100) + "', expected 'gcp/<job>/<unit>'");
   u.translib = f.optional<std::string>("translib", "criu");
   valid_name(f, "translib", u.translib, "translib");  // a file name, never a path that gcp would load
   u.command = f.optional<std::vector<std::string>>("command", {});
@@ -414,7 +414,7 @@ Unit unit_from_json(const json& obj, const std::string& where, const std::string
   else if (state == "frozen")
     u.state = UnitState::kFrozen;
   else
-    f.fail(f.name("state"), "is '" + state + "', expected 'running', 'stopped' or 'exited'");
+    f.fail(f.name("state"), "is '" + printable(state, 60) + "', expected 'running', 'stopped' or 'exited'");
   u.pid = f.maybe<pid_t>("pid");
   u.restored_from = f.maybe<uint64_t>("restoredFrom");
   json cb_obj = f.object("callbacks");
@@ -434,7 +434,7 @@ Unit unit_from_json(const json& obj, const std::string& where, const std::string
   u.share = f.optional<std::vector<std::string>>("share", {});
   for (const auto& ns : u.share) {
     if (std::find(std::begin(kShareable), std::end(kShareable), ns) == std::end(kShareable)) {
-      f.fail(f.name("share"), "holds '" + ns + "', not one of ipc, uts, net");
+      f.fail(f.name("share"), "holds '" + printable(ns, 60) + "', not one of ipc, uts, net");
     }
   }
   if (u.network && std::find(u.share.begin(), u.share.end(), "net") != u.share.end()) {
@@ -752,17 +752,17 @@ Target target_from(Fields& unit, const std::string& where, const std::string& so
   t.check_images = f.optional<std::vector<std::string>>("checkImages", {});
   for (const auto& image : t.check_images) {
     if (image.empty() || image.size() > 255 || image.find('/') != std::string::npos || image == "." || image == "..") {
-      f.fail(f.name("checkImages"), "holds '" + image + "', expected the file name of one of the unit's images");
+      f.fail(f.name("checkImages"), "holds '" + printable(image, 100) + "', expected the file name of one of the unit's images");
     }
   }
   t.addresses = f.optional<std::vector<std::string>>("addresses", {});
   for (const auto& a : t.addresses) {
-    if (!netns::valid_ipv4(a)) f.fail(f.name("addresses"), "holds '" + a + "', expected an IPv4 address");
+    if (!netns::valid_ipv4(a)) f.fail(f.name("addresses"), "holds '" + printable(a, 60) + "', expected an IPv4 address");
   }
   t.mounts = f.optional<std::vector<std::string>>("mounts", {});
   for (const auto& m : t.mounts) {
     if (m.empty() || m[0] != '/' || m.size() > 4096 || m.find('\0') != std::string::npos) {
-      f.fail(f.name("mounts"), "holds '" + m + "', expected an absolute path");
+      f.fail(f.name("mounts"), "holds '" + printable(m, 100) + "', expected an absolute path");
     }
   }
   return t;

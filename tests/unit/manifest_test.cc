@@ -816,3 +816,41 @@ TEST_CASE("values a manifest names wrongly are quoted printably: the error stays
   doc["policy"]["checkpoint"] = json{{"kind", "daly\n"}};
   CHECK(one_line(job_error(doc)));
 }
+
+// Found by the job_manifest fuzzer in CI: a network address with a newline in it was
+// echoed raw (tests/fuzz/corpus/job_manifest/crash-network-newline). Every field whose
+// wrong value an error quotes is tried here, in job and checkpoint manifests (the '/'
+// makes the value wrong for a file name too).
+TEST_CASE("every quoted value of a job or checkpoint manifest keeps the error on one line") {
+  const json network = {{"address", "10.77.0.101/24"}, {"parent", "eth0"}, {"gateway", "10.77.0.1"}};
+  for (const char* key : {"address", "parent", "gateway", "mac"}) {
+    json doc = manifest::to_json(sample_job());
+    doc["units"][0]["network"] = network;
+    doc["units"][0]["network"][key] = "x\n/y";
+    auto m = job_error(doc);
+    CAPTURE(key);
+    CHECK_CONTAINS(m, "'x\\x0a/y'");
+  }
+  for (const char* pointer : {"/units/0/cgroup", "/units/0/state", "/units/0/share/0", "/policy/mode",
+                              "/policy/checkpoint/deadline"}) {
+    json doc = manifest::to_json(sample_job());
+    doc[json::json_pointer(pointer)] = "x\n/y";
+    auto m = job_error(doc);
+    CAPTURE(pointer);
+    CHECK_CONTAINS(m, "'x\\x0a/y'");
+  }
+  for (const char* pointer : {"/units/0/target/checkImages/0", "/units/0/target/addresses/0",
+                              "/units/0/target/mounts/0", "/mode"}) {
+    json doc = manifest::to_json(sample_checkpoint());
+    doc[json::json_pointer(pointer)] = "x\n/y";
+    auto m = checkpoint_error(doc);
+    CAPTURE(pointer);
+    CHECK_CONTAINS(m, "'x\\x0a/y'");
+  }
+  json doc = manifest::to_json(sample_checkpoint());
+  doc["units"][0]["tcpConnections"] =
+      json::array({{{"family", "ipv4"}, {"src", "1.2.3.4\n"}, {"srcPort", 1}, {"dst", "1.2.3.5"}, {"dstPort", 2}}});
+  CHECK_CONTAINS(checkpoint_error(doc), "'1.2.3.4\\x0a'");
+  doc["units"][0]["tcpConnections"][0]["family"] = "ipv9\n";
+  CHECK_CONTAINS(checkpoint_error(doc), "'ipv9\\x0a'");
+}
