@@ -55,7 +55,7 @@ define install_translib_abi
 endef
 
 JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
-TOOLS     := gcp-isolate gcp-checkpoint gcp-restart gcp-store gcp-deps gcp-migrate
+TOOLS     := gcp-isolate gcp-checkpoint gcp-restart gcp-store gcp-deps gcp-migrate gcp-slurm
 LIB_SRCS  := $(wildcard common/src/*.cc)
 LIB_OBJS  := $(LIB_SRCS:%.cc=$(BUILD)/obj/%.o)
 LIBGCP    := $(BUILD)/lib/libgcp.a

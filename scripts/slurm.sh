@@ -68,7 +68,8 @@ node_count() { local n=''; read -r n 2>/dev/null <"$nodes_state/nodes" || true; 
 # Every node idle in sinfo (and as many nodes as the nodes script made).
 all_idle() {
   local n=$1 out
-  out=$(SLURM_CONF=$conf timeout 10 sinfo -h -N -o '%N %T' 2>/dev/null) || return 1
+  # One line per node: sinfo -N lists a node once per partition.
+  out=$(SLURM_CONF=$conf timeout 10 sinfo -h -N -p gcp -o '%N %T' 2>/dev/null) || return 1
   [ "$(grep -c ' idle$' <<<"$out")" -eq "$n" ] && [ "$(wc -l <<<"$out")" -eq "$n" ]
 }
 
@@ -121,7 +122,18 @@ KillWait=2
 Waittime=0
 MinJobAge=300
 NodeName=gcpn[1-$n] NodeAddr=$subnet.[11-$((10 + n))] CPUs=8 Boards=1 SocketsPerBoard=1 CoresPerSocket=8 ThreadsPerCore=1 RealMemory=1024 State=UNKNOWN
-PartitionName=gcp Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+# Preemption (gcp-slurm(7)): a job of gcphigh that needs a node preempts the gcplow jobs on it;
+# they get SIGTERM, GraceTime seconds to checkpoint, then are requeued. Jobs of gcp are never
+# preempted.
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+# A preempted job whose batch script asked for a signal (--signal=B:USR1@T) gets it at once,
+# not only T seconds before its time limit: without this, Slurm 22.05 signals nothing before
+# the grace time is over (then SIGTERM, and SIGKILL KillWait seconds later).
+SlurmctldParameters=preempt_send_user_signal
+PartitionName=gcp Nodes=ALL Default=YES MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=OFF
+PartitionName=gcplow Nodes=ALL MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=REQUEUE GraceTime=${GCP_SLURM_GRACE:-60}
+PartitionName=gcphigh Nodes=ALL MaxTime=INFINITE State=UP PriorityTier=2 PreemptMode=OFF
 EOF
   mv "$conf.tmp" "$conf"
 }

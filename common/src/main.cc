@@ -14,10 +14,11 @@
 
 namespace gcp {
 
-int run_main(const std::string& tool, CLI::App& app, int argc, char** argv, const std::function<void()>& body) {
+int run_main(const std::string& tool, CLI::App& app, int argc, char** argv, const std::function<void()>& body,
+             bool via_helper) {
   // A user who may run gcp-user becomes this tool run as root for itself, before any of
   // its arguments is read (the tool run as root checks them).
-  caller::reexec_through_helper(tool, argc, argv);
+  if (via_helper) caller::reexec_through_helper(tool, argc, argv);
   try {
     caller::adopt_environment();
   } catch (const Error& e) {

@@ -147,12 +147,14 @@ std::string indexed(const std::string& key, size_t i) { return key + "[" + std::
 json tcp_connection(const json& value, const std::string& where, const std::string& source) {
   Fields f(value, where, source);
   auto family = f.required<std::string>("family");
-  if (family != "ipv4" && family != "ipv6") f.fail(f.name("family"), "is '" + printable(family, 60) + "', expected 'ipv4' or 'ipv6'");
+  if (family != "ipv4" && family != "ipv6")
+    f.fail(f.name("family"), "is '" + printable(family, 60) + "', expected 'ipv4' or 'ipv6'");
   for (const char* key : {"src", "dst"}) {
     auto address = f.required<std::string>(key);
     unsigned char raw[sizeof(struct in6_addr)];
     if (::inet_pton(family == "ipv6" ? AF_INET6 : AF_INET, address.c_str(), raw) != 1) {
-      f.fail(f.name(key), "is '" + printable(address, 60) + "', not an " + (family == "ipv6" ? "IPv6" : "IPv4") + " address");
+      f.fail(f.name(key),
+             "is '" + printable(address, 60) + "', not an " + (family == "ipv6" ? "IPv6" : "IPv4") + " address");
     }
   }
   for (const char* key : {"srcPort", "dstPort"}) {
@@ -189,7 +191,8 @@ void check_header(const json& doc, const std::string& kind, const std::string& s
   }
   auto got = f.required<std::string>("kind");
   if (got != kind) {
-    throw Error(Exit::kUsage, "reading manifest '" + source + "': kind is '" + printable(got) + "', expected '" + kind + "'");
+    throw Error(Exit::kUsage,
+                "reading manifest '" + source + "': kind is '" + printable(got) + "', expected '" + kind + "'");
   }
 }
 
@@ -365,7 +368,8 @@ Network network_from_json(const json& obj, const std::string& where, const std::
            "is '" + printable(n.address, 60) + "', expected an IPv4 address with a prefix length ('10.77.0.101/24')");
   }
   n.parent = f.required<std::string>("parent");
-  if (!netns::valid_device(n.parent)) f.fail(f.name("parent"), "is '" + printable(n.parent, 60) + "', expected a network device name");
+  if (!netns::valid_device(n.parent))
+    f.fail(f.name("parent"), "is '" + printable(n.parent, 60) + "', expected a network device name");
   n.gateway = f.optional<std::string>("gateway", "");
   if (!n.gateway.empty() && !netns::valid_ipv4(n.gateway)) {
     f.fail(f.name("gateway"), "is '" + printable(n.gateway, 60) + "', expected an IPv4 address");
@@ -399,7 +403,8 @@ Unit unit_from_json(const json& obj, const std::string& where, const std::string
       cgroup_ok = false;
     }
   }
-  if (!cgroup_ok || parts != 3) f.fail(f.name("cgroup"), "is '" + printable(u.cgroup, 100) + "', expected 'gcp/<job>/<unit>'");
+  if (!cgroup_ok || parts != 3)
+    f.fail(f.name("cgroup"), "is '" + printable(u.cgroup, 100) + "', expected 'gcp/<job>/<unit>'");
   u.translib = f.optional<std::string>("translib", "criu");
   valid_name(f, "translib", u.translib, "translib");  // a file name, never a path that gcp would load
   u.command = f.optional<std::vector<std::string>>("command", {});
@@ -620,7 +625,8 @@ Launcher launcher_from_json(const json& doc, const std::string& where) {
   }
   l.kind = doc["kind"].get<std::string>();
   if (l.kind != "local" && l.kind != "ssh" && l.kind != "srun") {
-    throw Error(Exit::kUsage, where + ".kind: unknown launcher '" + printable(l.kind) + "'", "use \"local\", \"ssh\" or \"srun\"");
+    throw Error(Exit::kUsage, where + ".kind: unknown launcher '" + printable(l.kind) + "'",
+                "use \"local\", \"ssh\" or \"srun\"");
   }
   if (doc.contains("command")) {
     const auto& c = doc["command"];
@@ -752,12 +758,14 @@ Target target_from(Fields& unit, const std::string& where, const std::string& so
   t.check_images = f.optional<std::vector<std::string>>("checkImages", {});
   for (const auto& image : t.check_images) {
     if (image.empty() || image.size() > 255 || image.find('/') != std::string::npos || image == "." || image == "..") {
-      f.fail(f.name("checkImages"), "holds '" + printable(image, 100) + "', expected the file name of one of the unit's images");
+      f.fail(f.name("checkImages"),
+             "holds '" + printable(image, 100) + "', expected the file name of one of the unit's images");
     }
   }
   t.addresses = f.optional<std::vector<std::string>>("addresses", {});
   for (const auto& a : t.addresses) {
-    if (!netns::valid_ipv4(a)) f.fail(f.name("addresses"), "holds '" + printable(a, 60) + "', expected an IPv4 address");
+    if (!netns::valid_ipv4(a))
+      f.fail(f.name("addresses"), "holds '" + printable(a, 60) + "', expected an IPv4 address");
   }
   t.mounts = f.optional<std::vector<std::string>>("mounts", {});
   for (const auto& m : t.mounts) {

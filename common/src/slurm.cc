@@ -1,12 +1,31 @@
 // SPDX-License-Identifier: MIT
 #include "gcp/slurm.h"
 
+#include "gcp/error.h"
 #include "gcp/process.h"
 
+#include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <vector>
 
 namespace gcp::slurm {
+
+namespace {
+
+bool valid_job_id(const std::string& job_id) {
+  return !job_id.empty() && job_id.size() < 32 && job_id.find_first_not_of("0123456789_") == std::string::npos;
+}
+
+process::Result scontrol(std::vector<std::string> args) {
+  process::Spec spec;
+  spec.argv = {"scontrol"};
+  spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+  spec.timeout = std::chrono::seconds(10);
+  return process::run(spec);
+}
+
+}  // namespace
 
 std::optional<double> parse_time(const std::string& text) {
   std::tm tm{};
@@ -32,8 +51,7 @@ std::optional<double> end_time(const std::string& job_id, std::string* why) {
     if (why) *why = text;
     return std::nullopt;
   };
-  if (job_id.empty() || job_id.find_first_not_of("0123456789_") != std::string::npos)
-    return say("'" + job_id + "' is not a Slurm job id");
+  if (!valid_job_id(job_id)) return say("'" + printable(job_id, 40) + "' is not a Slurm job id");
   if (!process::find_in_path("squeue")) return say("no squeue in PATH");
   process::Spec spec;
   spec.argv = {"squeue", "--noheader", "--jobs=" + job_id, "--format=%e"};
@@ -41,9 +59,50 @@ std::optional<double> end_time(const std::string& job_id, std::string* why) {
   auto r = process::run(spec);
   if (!r.ok()) return say("squeue --jobs=" + job_id + ": " + r.describe());
   std::string line = r.out.substr(0, r.out.find('\n'));
+  if (line == "NONE" || line == "UNLIMITED") return say("");  // no time limit
   auto end = parse_time(line);
   if (!end) return say("Slurm job " + job_id + " has no end time ('" + line.substr(0, 40) + "')");
   return end;
+}
+
+std::optional<std::string> field(const std::string& line, const std::string& name) {
+  const std::string key = name + "=";
+  for (size_t pos = 0; (pos = line.find(key, pos)) != std::string::npos; pos += key.size()) {
+    if (pos != 0 && line[pos - 1] != ' ') continue;
+    size_t start = pos + key.size();
+    size_t end = line.find_first_of(" \n", start);
+    return line.substr(start, end == std::string::npos ? std::string::npos : end - start);
+  }
+  return std::nullopt;
+}
+
+std::optional<double> grace_time(const std::string& partition, std::string* why) {
+  auto say = [&](const std::string& text) {
+    if (why) *why = text;
+    return std::nullopt;
+  };
+  if (partition.empty() || partition.size() > 64 || partition.find_first_of(" =\n\t") != std::string::npos)
+    return say("'" + printable(partition, 64) + "' is not a partition name");
+  if (!process::find_in_path("scontrol")) return say("no scontrol in PATH");
+  auto r = scontrol({"show", "partition", partition, "-o"});
+  if (!r.ok()) return say("scontrol show partition " + partition + ": " + r.describe());
+  auto grace = field(r.out, "GraceTime");
+  if (!grace || grace->empty() || grace->size() > 9 || grace->find_first_not_of("0123456789") != std::string::npos)
+    return say("partition " + partition + " shows no GraceTime in seconds");
+  return std::stod(*grace);
+}
+
+void requeue(const std::string& job_id) {
+  if (!valid_job_id(job_id)) throw Error(Exit::kUsage, "'" + printable(job_id, 40) + "' is not a Slurm job id");
+  if (!process::find_in_path("scontrol")) {
+    throw Error(Exit::kFailed, "requeueing Slurm job " + job_id + ": no scontrol in PATH", "install slurm-client");
+  }
+  auto r = scontrol({"requeue", job_id});
+  if (!r.ok()) {
+    std::string said = r.err.substr(0, r.err.find('\n'));
+    throw Error(Exit::kFailed, "scontrol requeue " + job_id + " failed (" + r.describe() + "): " + printable(said, 200),
+                "submit the job with --requeue (or JobRequeue=1 in slurm.conf) so that Slurm may start it again");
+  }
 }
 
 }  // namespace gcp::slurm

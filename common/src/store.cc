@@ -399,8 +399,8 @@ class ChunkStore : public Store {
       if (!u.callbacks.socket.empty() && u.callbacks.socket != expected) {
         throw Error(Exit::kUsage,
                     "reading manifest '" + path.string() + "': field 'units[" + std::to_string(i) +
-                        "].callbacks.socket' is '" + printable(u.callbacks.socket) + "', not the socket gcp gives the unit ('" +
-                        expected + "')",
+                        "].callbacks.socket' is '" + printable(u.callbacks.socket) +
+                        "', not the socket gcp gives the unit ('" + expected + "')",
                     "the Job manifest was changed: restore it, or remove the job with 'gcp-store rm'");
       }
     }

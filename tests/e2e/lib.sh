@@ -208,6 +208,17 @@ start_nodes() {
   printf '{"launcher": {"kind": "ssh", "command": ["ssh", "-F", "%s", "{node}"]}}\n' "$ssh_config" >"$GCP_CONFIG"
 }
 
+# start_slurm N: test nodes gcpn1..gcpnN with the Slurm cluster of scripts/slurm.sh on them,
+# taken down when the test ends; SLURM_CONF exported for the clients.
+start_slurm() {
+  slurm=$top/scripts/slurm.sh
+  start_nodes "$1"
+  on_exit "$slurm" down
+  "$slurm" up || skip "Slurm did not come up (scripts/slurm.sh up; log /run/gcp-nodes/slurm/slurm.log)"
+  SLURM_CONF=$("$slurm" conf)
+  export SLURM_CONF
+}
+
 # Numbered messages in a ring of units r1..r3 (tests/workloads/ring), state in $work/rI.state.
 # start_ring JOB PORT BASE [own]: rI on gcpnI listens on PORT+I and sends to the next unit at
 # 10.77.0.(BASE+next): the nodes' own addresses (BASE 10) or, with `own`, the units' own

@@ -9,12 +9,7 @@
 source "$(dirname "$0")/lib.sh"
 requires root criu freezer python3
 
-slurm=$top/scripts/slurm.sh
-start_nodes 3
-on_exit "$slurm" down
-"$slurm" up || skip "Slurm did not come up (scripts/slurm.sh up; log /run/gcp-nodes/slurm/slurm.log)"
-SLURM_CONF=$("$slurm" conf)
-export SLURM_CONF
+start_slurm 3
 # The ssh launcher of $GCP_CONFIG must not be what reaches the nodes here.
 printf '{}\n' >"$GCP_CONFIG"
 

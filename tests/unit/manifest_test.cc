@@ -831,16 +831,16 @@ TEST_CASE("every quoted value of a job or checkpoint manifest keeps the error on
     CAPTURE(key);
     CHECK_CONTAINS(m, "'x\\x0a/y'");
   }
-  for (const char* pointer : {"/units/0/cgroup", "/units/0/state", "/units/0/share/0", "/policy/mode",
-                              "/policy/checkpoint/deadline"}) {
+  for (const char* pointer :
+       {"/units/0/cgroup", "/units/0/state", "/units/0/share/0", "/policy/mode", "/policy/checkpoint/deadline"}) {
     json doc = manifest::to_json(sample_job());
     doc[json::json_pointer(pointer)] = "x\n/y";
     auto m = job_error(doc);
     CAPTURE(pointer);
     CHECK_CONTAINS(m, "'x\\x0a/y'");
   }
-  for (const char* pointer : {"/units/0/target/checkImages/0", "/units/0/target/addresses/0",
-                              "/units/0/target/mounts/0", "/mode"}) {
+  for (const char* pointer :
+       {"/units/0/target/checkImages/0", "/units/0/target/addresses/0", "/units/0/target/mounts/0", "/mode"}) {
     json doc = manifest::to_json(sample_checkpoint());
     doc[json::json_pointer(pointer)] = "x\n/y";
     auto m = checkpoint_error(doc);

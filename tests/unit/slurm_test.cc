@@ -39,3 +39,26 @@ TEST_CASE("slurm::end_time says why it has none") {
   ::setenv("PATH", saved.c_str(), 1);
   CHECK(why == "no squeue in PATH");
 }
+
+TEST_CASE("slurm::field takes a whole field of scontrol's one-line output") {
+  const std::string line =
+      "PartitionName=low AllowGroups=ALL DefaultTime=NONE GraceTime=60 MaxGraceTime=5 Nodes=n[1-2] PreemptMode=REQUEUE";
+  CHECK(slurm::field(line, "GraceTime") == std::optional<std::string>("60"));
+  CHECK(slurm::field(line, "PartitionName") == std::optional<std::string>("low"));
+  CHECK(slurm::field(line, "PreemptMode") == std::optional<std::string>("REQUEUE"));
+  CHECK(slurm::field("JobId=3 JobState=RUNNING\n", "JobState") == std::optional<std::string>("RUNNING"));
+  // Not the tail of another field's name, not a value that looks like a field.
+  CHECK(slurm::field("MaxGraceTime=5", "GraceTime") == std::nullopt);
+  CHECK(slurm::field("Comment=GraceTime=9", "GraceTime") == std::nullopt);
+  CHECK(slurm::field("", "GraceTime") == std::nullopt);
+  CHECK(slurm::field("GraceTime=", "GraceTime") == std::optional<std::string>(""));
+}
+
+TEST_CASE("slurm::grace_time and requeue refuse names that are not a partition or a job id") {
+  std::string why;
+  CHECK_FALSE(slurm::grace_time("low -o", &why));
+  CHECK(why.find("not a partition name") != std::string::npos);
+  CHECK_FALSE(slurm::grace_time("", &why));
+  CHECK_THROWS_WITH(slurm::requeue("12; rm -rf /"), doctest::Contains("is not a Slurm job id"));
+  CHECK_THROWS_WITH(slurm::requeue(""), doctest::Contains("is not a Slurm job id"));
+}

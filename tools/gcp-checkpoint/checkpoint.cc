@@ -4,6 +4,7 @@
 #include "gcp/autopilot.h"
 #include "gcp/cgroup.h"
 #include "gcp/error.h"
+#include "gcp/estimate.h"
 #include "gcp/jobs.h"
 #include "gcp/main.h"
 #include "gcp/names.h"
@@ -27,6 +28,19 @@ void run(const Options& opt) {
   // An ad-hoc unit may be the first job of a new store.
   auto store = store::open(opt.store, store_options,
                            opt.grouping.spec() ? store::IfMissing::kCreate : store::IfMissing::kRefuse);
+  if (opt.estimate) {
+    if (opt.job.empty() || !opt.more.empty() || opt.if_due || opt.grouping.spec() || opt.stop) {
+      throw Error(Exit::kUsage, "--estimate takes one registered job and nothing else",
+                  "gcp-checkpoint --estimate JOB");
+    }
+    auto e = estimate::of(*store, opt.job);
+    spdlog::info(
+        "a checkpoint of job '{}' took {:.1f} s at most, {:.1f} s on average (its newest {}); give it {:.0f} s "
+        "(sbatch --signal=B:USR1@{:.0f}, or a GraceTime of that many seconds)",
+        opt.job, e.max_s, e.mean_s, e.recent.size(), e.advised_s, e.advised_s);
+    print_json(e.to_json().dump(2));
+    return;
+  }
   auto cgroups = cgroup::system_cgroups();
   jobs::CheckpointOptions options;
   options.stop = opt.stop;

@@ -24,6 +24,7 @@ struct Options {
   std::string unit = "main";      ///< the name of the ad-hoc unit
   bool if_due = false;            ///< only the jobs whose policy says they are due
   std::vector<std::string> more;  ///< --if-due: further jobs
+  bool estimate = false;          ///< print how long a checkpoint of `job` takes
 };
 
 /// Checkpoints the job, prints the Checkpoint manifest and a summary on stderr.

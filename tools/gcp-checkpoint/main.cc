@@ -16,6 +16,9 @@ int main(int argc, char** argv) {
   app.add_flag("--if-due", opt.if_due,
                "Checkpoint the given jobs (default: every job) whose policy says they are due, and nothing else "
                "(for cron, every minute; gcp-policy(7))");
+  app.add_flag("--estimate", opt.estimate,
+               "Print how long a checkpoint of JOB takes, from its newest checkpoints, and the signal lead time "
+               "or grace time to give it (gcp-slurm(7)); checkpoints nothing");
   app.add_option(gcp::names::kOptStore, opt.store, gcp::names::kStoreHelp);
   app.add_flag("--stop", opt.stop, "Kill the job once the checkpoint is committed");
   opt.round.add(app, "the units");

@@ -124,7 +124,10 @@ void deadline_from_slurm(manifest::Job& job) {
   std::string why;
   auto end = slurm::end_time(slurm_job, &why);
   if (!end) {
-    spdlog::warn("job '{}': no deadline from Slurm job {}: {}", job.name, slurm_job, why);
+    if (why.empty())
+      spdlog::debug("job '{}': Slurm job {} has no time limit", job.name, slurm_job);
+    else
+      spdlog::warn("job '{}': no deadline from Slurm job {}: {}", job.name, slurm_job, why);
     return;
   }
   if (!job.checkpoint_policy) {

@@ -16,8 +16,10 @@ inline constexpr const char* kVersion = "0.1.0";
 /// tool through it (caller::reexec_through_helper); takes whom it acts for from the
 /// environment (caller::adopt_environment); parses argv with `app` (to which it adds -v
 /// and --version), sets up logging on stderr, calls `body`, catches once and maps
-/// errors to the exit codes of DESIGN.md. CLI11 parse errors map to 2.
-int run_main(const std::string& tool, CLI::App& app, int argc, char** argv, const std::function<void()>& body);
+/// errors to the exit codes of DESIGN.md. CLI11 parse errors map to 2. A tool that only
+/// runs the others (gcp-slurm) passes via_helper = false: they go through gcp-user.
+int run_main(const std::string& tool, CLI::App& app, int argc, char** argv, const std::function<void()>& body,
+             bool via_helper = true);
 
 /// Accepts a checkpoint number as a user writes one: digits only, 1 or more ("-1"
 /// would otherwise read as 2^64-1).
