@@ -13,7 +13,6 @@ namespace {
 
 manifest::Checkpoint taking(uint64_t seq, double dump_ms, double store_ms) {
   manifest::Checkpoint cp;
-  cp.job = "j";
   cp.seq = seq;
   cp.timings = {{"freezeBarrierMs", 50.0},
                 {"dumpMs", dump_ms},

@@ -268,15 +268,16 @@ class Run {
   // 'scancel --batch --signal=INT'): checkpoint and stop. SIGTERM (scancel, or Slurm
   // ending the job without the signal first, KillWait seconds before SIGKILL): stop.
   int stop(int sig) {
+    // Between two looks the units may have ended: nothing to checkpoint, nothing to requeue.
+    if (auto status = tools_.json_of("gcp-isolate", {"status", job_}, true); status && ended(*status)) {
+      spdlog::info("{}: job '{}' has ended already", signal_name(sig), job_);
+      return 0;
+    }
     if (sig == SIGTERM) {
-      auto known = listed(tools_, job_);
-      int count = known ? known->value("checkpoints", 0) : 0;
       spdlog::info(
           "SIGTERM (scancel, or Slurm ending job {} without SIGUSR1 first): stopping job '{}' without a "
           "checkpoint; {}",
-          slurm_job_, job_,
-          count > 0 ? "if it runs again it continues from its latest checkpoint"
-                    : "it has no checkpoint: if it runs again it starts from the beginning");
+          slurm_job_, job_, from_where());
       return tools_.run("gcp-isolate", {"kill", job_}).ok() ? 0 : static_cast<int>(Exit::kFailed);
     }
     const bool requeue = opt_.requeue && sig == SIGUSR1;
@@ -288,12 +289,10 @@ class Run {
       spdlog::info("job '{}' checkpointed and stopped in {:.1f} s", job_, monotonic_s() - t0);
     } else {
       rc = static_cast<int>(Exit::kFailed);
-      auto known = listed(tools_, job_);
-      int count = known ? known->value("checkpoints", 0) : 0;
-      spdlog::error("the checkpoint of job '{}' failed: {}; stopping it", job_,
-                    count > 0 ? "it continues from its latest whole checkpoint when it runs again"
-                              : "it has no checkpoint and starts from the beginning when it runs again");
-      tools_.run("gcp-isolate", {"kill", job_});
+      spdlog::error("the checkpoint of job '{}' failed: stopping it; {}", job_, from_where());
+      // Nothing of the job may outlive its allocation.
+      if (!tools_.run("gcp-isolate", {"kill", job_}).ok())
+        spdlog::error("killing the units of job '{}' failed too: see above", job_);
     }
     if (requeue) {
       try {
@@ -307,6 +306,20 @@ class Run {
       }
     }
     return rc;
+  }
+
+  // Where the job continues when it runs again, for the log; never throws (it is said
+  // while the job is being stopped).
+  std::string from_where() const {
+    std::optional<json> known;
+    try {
+      known = listed(tools_, job_);
+    } catch (const Error& e) {
+      return "its checkpoints are unknown (" + std::string(e.what()) + ")";
+    }
+    int count = known ? known->value("checkpoints", 0) : 0;
+    return count > 0 ? "if it runs again it continues from its latest whole checkpoint"
+                     : "it has no checkpoint: if it runs again it starts from the beginning";
   }
 
   // A batch script that ends before Slurm has acted on its requeue ends the job instead
