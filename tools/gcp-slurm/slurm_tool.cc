@@ -167,7 +167,7 @@ class Run {
     auto started = tools_.json_of("gcp-isolate", args);
     if (!started) throw Error(Exit::kFailed, "starting job '" + job_ + "' failed (gcp-isolate run; see above)");
     spdlog::info("job '{}' started on {} (Slurm job {}); its output goes to {}", job_, proc::node_name(), slurm_job_,
-                 output_of(*started));
+                 first_unit(*started, "output"));
   }
 
   // true when the job runs again from a checkpoint; false to start it from the beginning.
@@ -180,18 +180,18 @@ class Run {
     }
     // Slurm may start the requeued script on another node: the job's units come here.
     if (auto status = tools_.json_of("gcp-isolate", {"status", job_})) {
-      for (const auto& u : status->value("units", json::array())) {
-        if (u.is_object() && u.value("node", "") != proc::node_name())
-          args.insert(args.end(), {"--place", u.value("name", "") + "=" + proc::node_name()});
+      const json units = status->value("units", json::array());
+      for (const auto& u : units.is_array() ? units : json::array()) {
+        if (!u.is_object() || !u.contains("name") || !u["name"].is_string()) continue;
+        if (u.value("node", json()) != proc::node_name())
+          args.insert(args.end(), {"--place", u["name"].get<std::string>() + "=" + proc::node_name()});
       }
     }
     auto restarted = tools_.json_of("gcp-restart", args);
     if (restarted) {
-      std::string from = restarted->contains("units") && !(*restarted)["units"].empty()
-                             ? std::to_string((*restarted)["units"][0].value("restoredFrom", 0))
-                             : "?";
-      spdlog::info("job '{}' restarted from checkpoint {} on {} (Slurm job {}, restart {})", job_, from,
-                   proc::node_name(), slurm_job_, restarts.empty() ? "0" : restarts);
+      spdlog::info("job '{}' restarted from checkpoint {} on {} (Slurm job {}, restart {})", job_,
+                   first_unit(*restarted, "restoredFrom"), proc::node_name(), slurm_job_,
+                   restarts.empty() ? "0" : restarts);
       return true;
     }
     if (!opt_.start_over) {
@@ -202,9 +202,13 @@ class Run {
     return false;
   }
 
-  static std::string output_of(const json& job) {
-    if (!job.contains("units") || !job["units"].is_array() || job["units"].empty()) return "?";
-    return job["units"][0].value("output", "?");
+  // A field of the first unit of a Job manifest a tool printed, for the log.
+  static std::string first_unit(const json& job, const char* key) {
+    auto units = job.find("units");
+    if (units == job.end() || !units->is_array() || units->empty() || !(*units)[0].is_object()) return "?";
+    auto it = (*units)[0].find(key);
+    if (it == (*units)[0].end()) return "?";
+    return it->is_string() ? it->get<std::string>() : it->dump();
   }
 
   // A partition whose GraceTime is shorter than this job's checkpoints take preempts it
