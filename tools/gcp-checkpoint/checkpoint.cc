@@ -36,8 +36,8 @@ void run(const Options& opt) {
     auto e = estimate::of(*store, opt.job);
     spdlog::info(
         "a checkpoint of job '{}' took {:.1f} s at most, {:.1f} s on average (its newest {}); give it {:.0f} s "
-        "(sbatch --signal=B:USR1@{:.0f}, or a GraceTime of that many seconds)",
-        opt.job, e.max_s, e.mean_s, e.recent.size(), e.advised_s, e.advised_s);
+        "(a GraceTime of that many seconds, or sbatch --signal=B:USR1@{:.0f}: Slurm may signal up to 30 s late)",
+        opt.job, e.max_s, e.mean_s, e.recent.size(), e.advised_s, e.advised_s + 30);
     print_json(e.to_json().dump(2));
     return;
   }
