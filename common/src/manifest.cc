@@ -179,14 +179,14 @@ void check_header(const json& doc, const std::string& kind, const std::string& s
     std::string major = version.substr(0, version.find('.'));
     if (major != kApiVersion) {
       throw Error(Exit::kUsage,
-                  "reading manifest '" + source + "': apiVersion '" + version + "' is not supported (this gcp reads '" +
-                      kApiVersion + "')",
+                  "reading manifest '" + printable(source) + "': apiVersion '" + printable(version, 60) +
+                      "' is not supported (this gcp reads '" + kApiVersion + "')",
                   "write the manifest as " + std::string(kApiVersion) + " or use the gcp release that wrote it");
     }
     std::string minor = version.substr(version.find('.') + 1);
     if (minor.find_first_not_of('0') != std::string::npos) {
-      spdlog::warn("manifest '{}' has apiVersion '{}', newer than this gcp's '{}'; unknown fields are kept", source,
-                   version, kApiVersion);
+      spdlog::warn("manifest '{}' has apiVersion '{}', newer than this gcp's '{}'; unknown fields are kept",
+                   printable(source), printable(version, 60), kApiVersion);
     }
   }
   auto got = f.required<std::string>("kind");

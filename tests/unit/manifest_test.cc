@@ -818,7 +818,8 @@ TEST_CASE("values a manifest names wrongly are quoted printably: the error stays
 }
 
 // Found by the job_manifest fuzzer in CI: a network address with a newline in it was
-// echoed raw (tests/fuzz/corpus/job_manifest/crash-network-newline). Every field whose
+// echoed raw (tests/fuzz/corpus/job_manifest/crash-network-newline); then an apiVersion
+// (crash-apiversion-newline). Every field whose
 // wrong value an error quotes is tried here, in job and checkpoint manifests (the '/'
 // makes the value wrong for a file name too).
 TEST_CASE("every quoted value of a job or checkpoint manifest keeps the error on one line") {
@@ -831,16 +832,16 @@ TEST_CASE("every quoted value of a job or checkpoint manifest keeps the error on
     CAPTURE(key);
     CHECK_CONTAINS(m, "'x\\x0a/y'");
   }
-  for (const char* pointer :
-       {"/units/0/cgroup", "/units/0/state", "/units/0/share/0", "/policy/mode", "/policy/checkpoint/deadline"}) {
+  for (const char* pointer : {"/apiVersion", "/units/0/cgroup", "/units/0/state", "/units/0/share/0", "/policy/mode",
+                              "/policy/checkpoint/deadline"}) {
     json doc = manifest::to_json(sample_job());
     doc[json::json_pointer(pointer)] = "x\n/y";
     auto m = job_error(doc);
     CAPTURE(pointer);
     CHECK_CONTAINS(m, "'x\\x0a/y'");
   }
-  for (const char* pointer :
-       {"/units/0/target/checkImages/0", "/units/0/target/addresses/0", "/units/0/target/mounts/0", "/mode"}) {
+  for (const char* pointer : {"/apiVersion", "/units/0/target/checkImages/0", "/units/0/target/addresses/0",
+                              "/units/0/target/mounts/0", "/mode"}) {
     json doc = manifest::to_json(sample_checkpoint());
     doc[json::json_pointer(pointer)] = "x\n/y";
     auto m = checkpoint_error(doc);
