@@ -119,9 +119,9 @@ manifest::Checkpoint part_from_wire(const manifest::json& doc, const std::string
   size_t k = 0;
   for (auto& u : part.units) {
     for (auto& image : u.images) {
-      image.digests = unhex(digests.at(k++), from + ": unit '" + u.name + "', image '" + image.path + "'");
+      image.digests = unhex(digests.at(k++), from + ": unit '" + u.name + "', image '" + printable(image.path) + "'");
       if (image.digests.size() != image.chunk_count() * manifest::ImageFile::kDigestBytes) {
-        throw Error(Exit::kFailed, from + ": unit '" + u.name + "', image '" + image.path + "': " +
+        throw Error(Exit::kFailed, from + ": unit '" + u.name + "', image '" + printable(image.path) + "': " +
                                        std::to_string(image.digests.size() / manifest::ImageFile::kDigestBytes) +
                                        " chunk digests for " + std::to_string(image.chunk_count()) + " chunks");
       }
