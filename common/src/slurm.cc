@@ -11,11 +11,11 @@
 
 namespace gcp::slurm {
 
-namespace {
-
 bool valid_job_id(const std::string& job_id) {
   return !job_id.empty() && job_id.size() < 32 && job_id.find_first_not_of("0123456789_") == std::string::npos;
 }
+
+namespace {
 
 process::Result scontrol(std::vector<std::string> args) {
   process::Spec spec;

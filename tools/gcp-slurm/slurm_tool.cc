@@ -113,6 +113,10 @@ std::string signal_name(int sig) {
   return "signal " + std::to_string(sig);
 }
 
+// Seconds between looks at the units: what `gcp-isolate status` costs, against how long a
+// batch script goes on after its job has ended.
+constexpr time_t kPollSeconds = 2;
+
 double monotonic_s() {
   timespec ts{};
   ::clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -239,9 +243,7 @@ class Run {
     const sigset_t set = stop_signals();
     double next_due = opt_.if_due_every > 0 ? monotonic_s() + opt_.if_due_every : INFINITY;
     for (;;) {
-      timespec wait{};
-      wait.tv_sec = static_cast<time_t>(opt_.poll);
-      wait.tv_nsec = static_cast<long>((opt_.poll - std::floor(opt_.poll)) * 1e9);
+      timespec wait{kPollSeconds, 0};
       int sig = ::sigtimedwait(&set, nullptr, &wait);
       if (sig > 0) return stop(sig);
       if (errno != EAGAIN && errno != EINTR) throw_errno("waiting for a signal");
@@ -351,13 +353,12 @@ int run(const Options& opt) {
     throw Error(Exit::kUsage, "SLURM_JOB_ID is not set: gcp-slurm run belongs in a Slurm batch script",
                 "put 'exec gcp-slurm run -- COMMAND' in the script you give sbatch (gcp-slurm(7))");
   }
-  if (slurm_job.find_first_not_of("0123456789_") != std::string::npos || slurm_job.size() > 30) {
+  if (!slurm::valid_job_id(slurm_job)) {
     throw Error(Exit::kUsage, "SLURM_JOB_ID is '" + printable(slurm_job, 40) + "', not a Slurm job id");
   }
   const std::string job = opt.job.empty() ? "slurm-" + slurm_job : opt.job;
   manifest::check_name("job", job);
   manifest::check_name("unit", opt.unit);
-  if (!(opt.poll >= 0.1 && opt.poll <= 3600)) throw Error(Exit::kUsage, "the poll interval must be 0.1 to 3600 s");
   const sigset_t set = stop_signals();
   if (::sigprocmask(SIG_BLOCK, &set, nullptr) != 0) throw_errno("holding signals");
   return Run(opt, slurm_job, job)();

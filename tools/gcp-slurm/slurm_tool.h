@@ -19,7 +19,6 @@ struct Options {
   bool start_over = false;   ///< no checkpoint restores: start COMMAND from the beginning
   bool requeue = true;       ///< scontrol requeue once the job is checkpointed on a signal
   double if_due_every = 60;  ///< seconds between gcp-checkpoint --if-due; 0: never
-  double poll = 2;           ///< seconds between looks at the units
   std::vector<std::string> command;
 };
 

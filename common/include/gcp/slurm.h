@@ -8,6 +8,9 @@
 
 namespace gcp::slurm {
 
+/// True for a Slurm job id as SLURM_JOB_ID holds it (digits, an array's "_").
+bool valid_job_id(const std::string& job_id);
+
 /// A time as squeue prints it (%e, %S: "2026-12-07T18:30:00", local time) in seconds
 /// since the epoch; nullopt for "N/A", "Unknown" or anything else.
 std::optional<double> parse_time(const std::string& text);
